@@ -1,0 +1,305 @@
+import Foundation
+
+extension ZonewardConfiguration {
+    /// Reads and validates a configuration file; throws `ConfigurationError` listing every problem.
+    public static func load(file path: String) throws(ConfigurationError) -> ZonewardConfiguration {
+        let text = try readDocument(path)
+        do {
+            return try parse(yaml: text)
+        } catch {
+            throw ConfigurationError(file: path, problems: error.problems)
+        }
+    }
+
+    /// Parses and validates a configuration document; throws `ConfigurationError` listing every problem.
+    public static func parse(yaml text: String) throws(ConfigurationError) -> ZonewardConfiguration {
+        let reader = DocumentReader()
+        let configuration = reader.parse(text).flatMap { decode($0, reader) }
+        guard let configuration, reader.problems.isEmpty else {
+            throw ConfigurationError(problems: reader.problems)
+        }
+        return configuration
+    }
+
+    private static func decode(_ root: DocumentValue, _ reader: DocumentReader) -> ZonewardConfiguration? {
+        let known = ["zones", "routing", "services", "admin", "controller"]
+        guard let fields = reader.mapping(root, known: known) else { return nil }
+        let zones = reader.required(fields, "zones", in: root).map { decodeZones($0, reader).map(\.zone) } ?? []
+        let zoneNames = zones.map(\.name)
+
+        var routing = RoutingConfiguration()
+        if let value = fields["routing"], let routingFields = reader.mapping(value, known: ["overloadFactor", "costs"]) {
+            if let alpha = routingFields["overloadFactor"] {
+                routing.overloadFactor = reader.number(alpha) ?? routing.overloadFactor
+            }
+            if let costs = routingFields["costs"] {
+                routing.costs = decodeCosts(costs, zoneNames: zoneNames, reader) ?? routing.costs
+            }
+        }
+
+        var services: [ServiceConfiguration] = []
+        if let value = fields["services"], let list = reader.sequence(value) {
+            for item in list {
+                if let service = decodeService(item, zones: zones, reader) {
+                    services.append(service)
+                }
+            }
+            var seen: Set<String> = []
+            for (index, service) in services.enumerated() where !seen.insert(service.name).inserted {
+                reader.report("services[\(index)].name", "duplicate service name \"\(service.name)\"")
+            }
+            var listeners: [HostPort: String] = [:]
+            for service in services {
+                if let other = listeners[service.listen] {
+                    reader.report(
+                        "services[\(services.firstIndex(of: service) ?? 0)].listen",
+                        "\(service.listen) is already the listener of service \"\(other)\""
+                    )
+                }
+                listeners[service.listen] = service.name
+            }
+        }
+
+        var admin = AdminConfiguration()
+        if let value = fields["admin"], let adminFields = reader.mapping(value, known: ["listen"]) {
+            admin.listen = adminFields["listen"].flatMap { hostPort($0, reader) } ?? admin.listen
+        }
+        var controller: ControllerConfiguration?
+        if let value = fields["controller"], let controllerFields = reader.mapping(value, known: ["listen", "tokenFile"]) {
+            var decoded = ControllerConfiguration()
+            decoded.listen = controllerFields["listen"].flatMap { hostPort($0, reader) } ?? decoded.listen
+            decoded.tokenFile = controllerFields["tokenFile"].flatMap { reader.string($0) }
+            controller = decoded
+        }
+        return ZonewardConfiguration(
+            zones: zones,
+            routing: routing,
+            services: services,
+            admin: admin,
+            controller: controller
+        )
+    }
+
+    private static func decodeService(
+        _ value: DocumentValue,
+        zones: [ZoneConfiguration],
+        _ reader: DocumentReader
+    ) -> ServiceConfiguration? {
+        let known = [
+            "name", "listen", "protocol", "tls", "routing", "regions", "demand", "endpoints", "healthCheck",
+            "outlierDetection",
+        ]
+        guard let fields = reader.mapping(value, known: known) else { return nil }
+        let zoneNames = zones.map(\.name)
+        let knownZones = "(known: \(zoneNames.joined(separator: ", ")))"
+        let name = reader.required(fields, "name", in: value).flatMap { reader.string($0) }
+        let listen = reader.required(fields, "listen", in: value).flatMap { hostPort($0, reader) }
+        let wireProtocol =
+            fields["protocol"].map { reader.choice($0, as: ServiceConfiguration.WireProtocol.self) } ?? .http
+        let routing =
+            fields["routing"].map { reader.choice($0, as: ServiceConfiguration.RoutingMode.self) } ?? .allRegions
+
+        var tls: TLSConfiguration?
+        if let tlsValue = fields["tls"], let tlsFields = reader.mapping(tlsValue, known: ["cert", "key"]) {
+            let cert = reader.required(tlsFields, "cert", in: tlsValue).flatMap { reader.string($0) }
+            let key = reader.required(tlsFields, "key", in: tlsValue).flatMap { reader.string($0) }
+            if let cert, let key { tls = TLSConfiguration(certificateFile: cert, keyFile: key) }
+        }
+
+        var endpoints: [EndpointConfiguration] = []
+        if let list = reader.required(fields, "endpoints", in: value).flatMap({ reader.sequence($0) }) {
+            if list.isEmpty { reader.report(value.child("endpoints"), "a service needs at least one endpoint") }
+            for item in list {
+                guard let endpointFields = reader.mapping(item, known: ["address", "zone", "weight"]) else { continue }
+                let address = reader.required(endpointFields, "address", in: item).flatMap { hostPort($0, reader) }
+                var zone: String?
+                if let zoneValue = reader.required(endpointFields, "zone", in: item), let text = reader.string(zoneValue) {
+                    if zoneNames.contains(text) {
+                        zone = text
+                    } else {
+                        reader.report(zoneValue.path, "unknown zone \"\(text)\" \(knownZones)")
+                    }
+                }
+                let weight = endpointFields["weight"].map { reader.number($0) } ?? 1
+                if let address, let zone, let weight {
+                    endpoints.append(EndpointConfiguration(address: address, zone: zone, weight: weight))
+                }
+            }
+        }
+
+        var demand: [String: Double]?
+        if let demandValue = fields["demand"], let entries = reader.dictionary(demandValue) {
+            var decoded: [String: Double] = [:]
+            for (zone, rate) in entries {
+                guard zoneNames.contains(zone) else {
+                    reader.report(rate.path, "unknown zone \"\(zone)\" \(knownZones)")
+                    continue
+                }
+                decoded[zone] = reader.number(rate)
+            }
+            demand = decoded
+        }
+
+        let knownRegions = orderedUnique(zones.map(\.region))
+        var regions: [String] = []
+        if let regionsValue = fields["regions"], let list = reader.sequence(regionsValue) {
+            for item in list {
+                guard let region = reader.string(item) else { continue }
+                if !knownRegions.contains(region) {
+                    reader.report(item.path, "unknown region \"\(region)\" (known: \(knownRegions.joined(separator: ", ")))")
+                } else if regions.contains(region) {
+                    reader.report(item.path, "region \"\(region)\" is listed twice")
+                } else {
+                    regions.append(region)
+                }
+            }
+        } else {
+            regions = orderedUnique(endpoints.compactMap { endpoint in zones.first { $0.name == endpoint.zone }?.region })
+        }
+
+        let healthCheck = fields["healthCheck"].flatMap { decodeHealthCheck($0, reader) } ?? .init()
+        let outlier = fields["outlierDetection"].flatMap { decodeOutlierDetection($0, reader) } ?? .init()
+
+        guard let name, let listen, let wireProtocol, let routing else { return nil }
+        return ServiceConfiguration(
+            name: name,
+            listen: listen,
+            wireProtocol: wireProtocol,
+            tls: tls,
+            routing: routing,
+            regions: regions,
+            demand: demand,
+            endpoints: endpoints,
+            healthCheck: healthCheck,
+            outlierDetection: outlier
+        )
+    }
+
+    private static func decodeHealthCheck(_ value: DocumentValue, _ reader: DocumentReader) -> HealthCheckConfiguration? {
+        let known = ["path", "interval", "timeout", "unhealthyThreshold", "healthyThreshold"]
+        guard let fields = reader.mapping(value, known: known) else { return nil }
+        var check = HealthCheckConfiguration()
+        if let path = fields["path"], let text = reader.string(path) {
+            if text.hasPrefix("/") { check.path = text } else { reader.report(path.path, "must start with /") }
+        }
+        if let interval = fields["interval"] {
+            check.interval = reader.duration(interval, minimum: .milliseconds(10)) ?? check.interval
+        }
+        if let timeout = fields["timeout"] {
+            check.timeout = reader.duration(timeout, minimum: .milliseconds(1)) ?? check.timeout
+        }
+        if let threshold = fields["unhealthyThreshold"] {
+            check.unhealthyThreshold = reader.integer(threshold, minimum: 1) ?? check.unhealthyThreshold
+        }
+        if let threshold = fields["healthyThreshold"] {
+            check.healthyThreshold = reader.integer(threshold, minimum: 1) ?? check.healthyThreshold
+        }
+        return check
+    }
+
+    private static func decodeOutlierDetection(
+        _ value: DocumentValue,
+        _ reader: DocumentReader
+    ) -> OutlierDetectionConfiguration? {
+        guard let fields = reader.mapping(value, known: ["consecutiveFailures", "baseEjection", "maxEjectedPercent"])
+        else { return nil }
+        var detection = OutlierDetectionConfiguration()
+        if let failures = fields["consecutiveFailures"] {
+            detection.consecutiveFailures = reader.integer(failures, minimum: 1) ?? detection.consecutiveFailures
+        }
+        if let ejection = fields["baseEjection"] {
+            detection.baseEjection = reader.duration(ejection, minimum: .milliseconds(1)) ?? detection.baseEjection
+        }
+        if let percent = fields["maxEjectedPercent"], let number = reader.number(percent) {
+            if number <= 100 {
+                detection.maxEjectedPercent = number
+            } else {
+                reader.report(percent.path, "must be between 0 and 100, got \(formatNumber(number))")
+            }
+        }
+        return detection
+    }
+}
+
+// MARK: - Parts shared with the planner's topology file
+
+/// Reads a file for decoding, or throws a problem naming the file.
+func readDocument(_ path: String) throws(ConfigurationError) -> String {
+    guard FileManager.default.fileExists(atPath: path) else {
+        throw ConfigurationError(file: path, problems: [.init(path: "", message: "no such file")])
+    }
+    guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+        throw ConfigurationError(file: path, problems: [.init(path: "", message: "cannot read the file as UTF-8 text")])
+    }
+    return text
+}
+
+/// Decodes a list of `{name, region, …}` zones, reporting duplicates; returns each zone with all its fields.
+func decodeZones(
+    _ value: DocumentValue,
+    _ reader: DocumentReader,
+    extraFields: [String] = []
+) -> [(zone: ZoneConfiguration, fields: [String: DocumentValue], item: DocumentValue)] {
+    guard let list = reader.sequence(value) else { return [] }
+    if list.isEmpty { reader.report(value.path, "at least one zone is needed") }
+    var zones: [(zone: ZoneConfiguration, fields: [String: DocumentValue], item: DocumentValue)] = []
+    for item in list {
+        guard let fields = reader.mapping(item, known: ["name", "region"] + extraFields) else { continue }
+        let name = reader.required(fields, "name", in: item).flatMap { reader.string($0) }
+        let region = reader.required(fields, "region", in: item).flatMap { reader.string($0) }
+        if let name, zones.contains(where: { $0.zone.name == name }) {
+            reader.report(item.child("name"), "duplicate zone name \"\(name)\"")
+            continue
+        }
+        if let name, let region { zones.append((ZoneConfiguration(name: name, region: region), fields, item)) }
+    }
+    return zones
+}
+
+/// Decodes `costs: {crossZone, crossRegion, pairs}`, checking that pairs name known, distinct zones.
+func decodeCosts(_ value: DocumentValue, zoneNames: [String], _ reader: DocumentReader) -> CostConfiguration? {
+    guard let fields = reader.mapping(value, known: ["crossZone", "crossRegion", "pairs"]) else { return nil }
+    var costs = CostConfiguration()
+    if let crossZone = fields["crossZone"] { costs.crossZone = reader.number(crossZone) ?? costs.crossZone }
+    if let crossRegion = fields["crossRegion"] { costs.crossRegion = reader.number(crossRegion) ?? costs.crossRegion }
+    if let pairsValue = fields["pairs"], let list = reader.sequence(pairsValue) {
+        let known = "(known: \(zoneNames.joined(separator: ", ")))"
+        for item in list {
+            guard let pairFields = reader.mapping(item, known: ["from", "to", "cost"]) else { continue }
+            var ends: [String] = []
+            for key in ["from", "to"] {
+                guard let endValue = reader.required(pairFields, key, in: item), let zone = reader.string(endValue)
+                else { continue }
+                if zoneNames.contains(zone) {
+                    ends.append(zone)
+                } else {
+                    reader.report(endValue.path, "unknown zone \"\(zone)\" \(known)")
+                }
+            }
+            let cost = reader.required(pairFields, "cost", in: item).flatMap { reader.number($0) }
+            if ends.count == 2, ends[0] == ends[1] {
+                reader.report(item.path, "from and to are the same zone; the cost within a zone is always 0")
+                continue
+            }
+            if ends.count == 2, let cost {
+                costs.pairs.append(CostOverride(from: ends[0], to: ends[1], cost: cost))
+            }
+        }
+    }
+    return costs
+}
+
+func hostPort(_ value: DocumentValue, _ reader: DocumentReader) -> HostPort? {
+    guard let text = reader.string(value) else { return nil }
+    guard let address = HostPort(parsing: text) else {
+        reader.report(value.path, "expected host:port with a port from 0 to 65535, e.g. 127.0.0.1:8080, got \"\(text)\"")
+        return nil
+    }
+    return address
+}
+
+func orderedUnique(_ items: [String]) -> [String] {
+    var seen: [String] = []
+    for item in items where !seen.contains(item) { seen.append(item) }
+    return seen
+}

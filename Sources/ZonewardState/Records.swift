@@ -1,0 +1,70 @@
+import Foundation
+import GRDB
+
+/// A zone whose capacity is set to 0 for every service until it expires or is undrained.
+public struct ZoneDrain: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "zoneDrain"
+
+    public var zone: String
+    public var reason: String
+    public var actor: String
+    public var createdAt: Date
+    public var expiresAt: Date
+
+    public init(zone: String, reason: String, actor: String, createdAt: Date, expiresAt: Date) {
+        self.zone = zone
+        self.reason = reason
+        self.actor = actor
+        self.createdAt = createdAt
+        self.expiresAt = expiresAt
+    }
+
+    public func isActive(at now: Date) -> Bool { expiresAt > now }
+}
+
+/// Which region serves a service now, and the epoch that orders every change of it.
+public struct ServiceState: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "serviceState"
+
+    public var service: String
+    public var activeRegion: String
+    /// Incremented exactly once per change of active region.
+    public var epoch: Int64
+    public var updatedAt: Date
+
+    public init(service: String, activeRegion: String, epoch: Int64, updatedAt: Date) {
+        self.service = service
+        self.activeRegion = activeRegion
+        self.epoch = epoch
+        self.updatedAt = updatedAt
+    }
+}
+
+/// One entry of the append-only event log.
+public struct StateEvent: Codable, Sendable, Equatable, FetchableRecord, MutablePersistableRecord {
+    public static let databaseTableName = "event"
+
+    public var id: Int64?
+    public var time: Date
+    /// Who caused it: a user name, `controller`, `proxy`.
+    public var actor: String
+    /// Dotted kind, e.g. `zone.drained`, `zone.undrained`, `zone.drain-expired`.
+    public var kind: String
+    /// What it is about: a zone, a service, a backup.
+    public var subject: String
+    /// A JSON object with the details.
+    public var detail: String
+
+    public init(id: Int64? = nil, time: Date, actor: String, kind: String, subject: String, detail: String) {
+        self.id = id
+        self.time = time
+        self.actor = actor
+        self.kind = kind
+        self.subject = subject
+        self.detail = detail
+    }
+
+    public mutating func didInsert(_ inserted: InsertionSuccess) {
+        id = inserted.rowID
+    }
+}
