@@ -41,7 +41,10 @@ let package = Package(
         ),
         .testTarget(name: "ZonewardModelTests", dependencies: ["ZonewardModel"]),
         .testTarget(name: "ZonePlannerTests", dependencies: ["ZonePlanner"]),
-        .testTarget(name: "ZonewardStateTests", dependencies: ["ZonewardState"]),
+        .testTarget(
+            name: "ZonewardStateTests",
+            dependencies: ["ZonewardState", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )
