@@ -40,7 +40,13 @@ let package = Package(
             ]
         ),
         .testTarget(name: "ZonewardModelTests", dependencies: ["ZonewardModel"]),
-        .testTarget(name: "ZonePlannerTests", dependencies: ["ZonePlanner"]),
+        .target(name: "ZonePlannerTesting", dependencies: ["ZonePlanner"]),
+        .executableTarget(
+            name: "PlannerBench",
+            dependencies: ["ZonePlanner", "ZonePlannerTesting"],
+            path: "bench/PlannerBench"
+        ),
+        .testTarget(name: "ZonePlannerTests", dependencies: ["ZonePlanner", "ZonePlannerTesting"]),
         .testTarget(
             name: "ZonewardStateTests",
             dependencies: ["ZonewardState", .product(name: "GRDB", package: "GRDB.swift")]

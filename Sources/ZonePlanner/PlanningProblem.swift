@@ -62,7 +62,9 @@ extension PlanningProblem {
         drainedZones: Set<String> = [],
         activeRegion: String? = nil
     ) {
-        let declaredCapacity = service.endpoints.reduce(into: [String: Double]()) { $0[$1.zone, default: 0] += $1.weight }
+        let declaredCapacity = service.endpoints.reduce(into: [String: Double]()) {
+            $0[$1.zone, default: 0] += $1.weight
+        }
         let capacity = capacity ?? declaredCapacity
         let demand = demand ?? service.demand
         let serving = service.routing == .activeRegion ? (activeRegion ?? service.primaryRegion) : nil

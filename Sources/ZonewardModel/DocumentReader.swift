@@ -41,7 +41,10 @@ final class DocumentReader {
     /// The fields of a mapping; unknown keys are reported with the list of known ones.
     func mapping(_ value: DocumentValue, known: [String]) -> [String: DocumentValue]? {
         guard case .mapping(let mapping) = value.node else {
-            report(value.path, "expected a mapping with fields \(known.joined(separator: ", ")), got \(describe(value.node))")
+            report(
+                value.path,
+                "expected a mapping with fields \(known.joined(separator: ", ")), got \(describe(value.node))"
+            )
             return nil
         }
         var fields: [String: DocumentValue] = [:]

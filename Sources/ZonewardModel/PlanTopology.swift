@@ -43,7 +43,8 @@ public struct PlanTopology: Sendable, Equatable {
     /// Parses and validates a topology document (YAML or JSON).
     public static func parse(_ text: String) throws(ConfigurationError) -> PlanTopology {
         let reader = DocumentReader()
-        guard let root = reader.parse(text), let fields = reader.mapping(root, known: ["overloadFactor", "costs", "zones"])
+        guard let root = reader.parse(text),
+            let fields = reader.mapping(root, known: ["overloadFactor", "costs", "zones"])
         else {
             throw ConfigurationError(problems: reader.problems)
         }
@@ -57,7 +58,9 @@ public struct PlanTopology: Sendable, Equatable {
                 let demand = reader.required(zoneFields, "demand", in: item).flatMap { reader.number($0) }
                 let capacity = reader.required(zoneFields, "capacity", in: item).flatMap { reader.number($0) }
                 if let demand, let capacity {
-                    topology.zones.append(Zone(name: zone.name, region: zone.region, demand: demand, capacity: capacity))
+                    topology.zones.append(
+                        Zone(name: zone.name, region: zone.region, demand: demand, capacity: capacity)
+                    )
                 }
             }
             if let costs = fields["costs"] {

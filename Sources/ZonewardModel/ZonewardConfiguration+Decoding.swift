@@ -28,7 +28,8 @@ extension ZonewardConfiguration {
         let zoneNames = zones.map(\.name)
 
         var routing = RoutingConfiguration()
-        if let value = fields["routing"], let routingFields = reader.mapping(value, known: ["overloadFactor", "costs"]) {
+        if let value = fields["routing"], let routingFields = reader.mapping(value, known: ["overloadFactor", "costs"])
+        {
             if let alpha = routingFields["overloadFactor"] {
                 routing.overloadFactor = reader.number(alpha) ?? routing.overloadFactor
             }
@@ -65,7 +66,9 @@ extension ZonewardConfiguration {
             admin.listen = adminFields["listen"].flatMap { hostPort($0, reader) } ?? admin.listen
         }
         var controller: ControllerConfiguration?
-        if let value = fields["controller"], let controllerFields = reader.mapping(value, known: ["listen", "tokenFile"]) {
+        if let value = fields["controller"],
+            let controllerFields = reader.mapping(value, known: ["listen", "tokenFile"])
+        {
             var decoded = ControllerConfiguration()
             decoded.listen = controllerFields["listen"].flatMap { hostPort($0, reader) } ?? decoded.listen
             decoded.tokenFile = controllerFields["tokenFile"].flatMap { reader.string($0) }
@@ -113,7 +116,9 @@ extension ZonewardConfiguration {
                 guard let endpointFields = reader.mapping(item, known: ["address", "zone", "weight"]) else { continue }
                 let address = reader.required(endpointFields, "address", in: item).flatMap { hostPort($0, reader) }
                 var zone: String?
-                if let zoneValue = reader.required(endpointFields, "zone", in: item), let text = reader.string(zoneValue) {
+                if let zoneValue = reader.required(endpointFields, "zone", in: item),
+                    let text = reader.string(zoneValue)
+                {
                     if zoneNames.contains(text) {
                         zone = text
                     } else {
@@ -146,7 +151,10 @@ extension ZonewardConfiguration {
             for item in list {
                 guard let region = reader.string(item) else { continue }
                 if !knownRegions.contains(region) {
-                    reader.report(item.path, "unknown region \"\(region)\" (known: \(knownRegions.joined(separator: ", ")))")
+                    reader.report(
+                        item.path,
+                        "unknown region \"\(region)\" (known: \(knownRegions.joined(separator: ", ")))"
+                    )
                 } else if regions.contains(region) {
                     reader.report(item.path, "region \"\(region)\" is listed twice")
                 } else {
@@ -154,7 +162,9 @@ extension ZonewardConfiguration {
                 }
             }
         } else {
-            regions = orderedUnique(endpoints.compactMap { endpoint in zones.first { $0.name == endpoint.zone }?.region })
+            regions = orderedUnique(
+                endpoints.compactMap { endpoint in zones.first { $0.name == endpoint.zone }?.region }
+            )
         }
 
         let healthCheck = fields["healthCheck"].flatMap { decodeHealthCheck($0, reader) } ?? .init()
@@ -175,7 +185,8 @@ extension ZonewardConfiguration {
         )
     }
 
-    private static func decodeHealthCheck(_ value: DocumentValue, _ reader: DocumentReader) -> HealthCheckConfiguration? {
+    private static func decodeHealthCheck(_ value: DocumentValue, _ reader: DocumentReader) -> HealthCheckConfiguration?
+    {
         let known = ["path", "interval", "timeout", "unhealthyThreshold", "healthyThreshold"]
         guard let fields = reader.mapping(value, known: known) else { return nil }
         var check = HealthCheckConfiguration()
@@ -292,7 +303,10 @@ func decodeCosts(_ value: DocumentValue, zoneNames: [String], _ reader: Document
 func hostPort(_ value: DocumentValue, _ reader: DocumentReader) -> HostPort? {
     guard let text = reader.string(value) else { return nil }
     guard let address = HostPort(parsing: text) else {
-        reader.report(value.path, "expected host:port with a port from 0 to 65535, e.g. 127.0.0.1:8080, got \"\(text)\"")
+        reader.report(
+            value.path,
+            "expected host:port with a port from 0 to 65535, e.g. 127.0.0.1:8080, got \"\(text)\""
+        )
         return nil
     }
     return address

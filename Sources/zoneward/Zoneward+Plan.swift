@@ -72,7 +72,8 @@ enum PlanTable {
             ]
             rows.append(row)
         }
-        var text = "Routes (share of each zone's requests served in each zone), α = \(formatNumber(problem.overloadFactor)):\n"
+        var text =
+            "Routes (share of each zone's requests served in each zone), α = \(formatNumber(problem.overloadFactor)):\n"
         text += TextTable.render(rows)
         let local = allLocal(problem)
         let summary: [[String]] = [

@@ -20,7 +20,7 @@ extension Zoneward {
 
 /// Who is acting, for the event log.
 struct ActorOptions: ParsableArguments {
-    @Option(help: "Who is acting, for the event log (default: $USER).")
+    @Option(help: "Who is acting, for the event log; $USER when not given.")
     var actor: String = ProcessInfo.processInfo.environment["USER"] ?? "operator"
 }
 

@@ -1,5 +1,6 @@
 import Testing
 import ZonePlanner
+import ZonePlannerTesting
 import ZonewardModel
 
 @Suite struct ZonePlannerTests {

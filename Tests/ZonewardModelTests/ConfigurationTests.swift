@@ -52,7 +52,10 @@ import ZonewardModel
     }
 
     @Test func namesTheUnknownZoneWithItsPathAndTheKnownOnes() {
-        let yaml = Self.valid.replacingOccurrences(of: "{address: \"[fd00::1]:80\", zone: us-west-2a}", with: "{address: 10.0.0.1:80, zone: us-east-1d}")
+        let yaml = Self.valid.replacingOccurrences(
+            of: "{address: \"[fd00::1]:80\", zone: us-west-2a}",
+            with: "{address: 10.0.0.1:80, zone: us-east-1d}"
+        )
         #expect(
             problems(yaml) == [
                 #"services[0].endpoints[1].zone: unknown zone "us-east-1d" (known: us-east-1a, us-east-1b, us-west-2a)"#
@@ -165,7 +168,10 @@ import ZonewardModel
         ("overloadFactor: -0.1\nzones: [{name: a, region: r, demand: 1, capacity: 1}]", "overloadFactor: must be ≥ 0"),
         ("zones: [{name: a, region: r, demand: -1, capacity: 1}]", "zones[0].demand: must be ≥ 0"),
         ("zones: [{name: a, region: r, demand: .inf, capacity: 1}]", "zones[0].demand: must be a finite number"),
-        ("zones: [{name: a, region: r, demand: lots, capacity: 1}]", #"zones[0].demand: expected a number, got "lots""#),
+        (
+            "zones: [{name: a, region: r, demand: lots, capacity: 1}]",
+            #"zones[0].demand: expected a number, got "lots""#
+        ),
         ("zones: [{name: a, region: r, demand: \"3\", capacity: 1}]", #"zones[0].demand: expected a number"#),
         ("zones: [{name: a, region: r, capacity: 1}]", "zones[0].demand: missing required field"),
         (

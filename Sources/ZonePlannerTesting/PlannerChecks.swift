@@ -1,11 +1,18 @@
 import ZonePlanner
 import ZonewardModel
 
-/// A small, seeded generator so property tests are reproducible.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
+/// Checks and generators for testing and benchmarking the planner: an independent feasibility check, an
+/// optimality certificate, random topologies.
 
-    mutating func next() -> UInt64 {
+/// A small, seeded generator so property tests are reproducible.
+public struct SplitMix64: RandomNumberGenerator {
+    public var state: UInt64
+
+    public init(state: UInt64) {
+        self.state = state
+    }
+
+    public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
@@ -14,7 +21,8 @@ struct SplitMix64: RandomNumberGenerator {
     }
 }
 
-func topology(
+/// A problem from `(name, region, demand, capacity)` tuples.
+public func topology(
     alpha: Double = 0.2,
     costs: CostConfiguration = .init(),
     _ zones: [(String, String, Double, Double)]
@@ -28,9 +36,9 @@ func topology(
     )
 }
 
-/// A random topology: 1–12 zones over 1–3 regions, some zones with no demand or no capacity, random α and costs.
-func randomProblem(_ rng: inout SplitMix64) -> PlanningProblem {
-    let count = Int.random(in: 1...12, using: &rng)
+/// A random topology: `zones` zones (default 1–12) over 1–3 regions, some zones with no demand or no capacity, random α and costs.
+public func randomProblem(_ rng: inout SplitMix64, zones zoneCount: Int? = nil) -> PlanningProblem {
+    let count = zoneCount ?? Int.random(in: 1...12, using: &rng)
     let regions = Int.random(in: 1...3, using: &rng)
     var zones: [PlanTopology.Zone] = []
     for index in 0..<count {
@@ -53,7 +61,7 @@ func randomProblem(_ rng: inout SplitMix64) -> PlanningProblem {
 }
 
 /// Problems with a plan, checked independently of the solver. Empty means the plan is feasible.
-func feasibilityViolations(_ problem: PlanningProblem, _ plan: ZonePlan) -> [String] {
+public func feasibilityViolations(_ problem: PlanningProblem, _ plan: ZonePlan) -> [String] {
     let n = problem.count
     let scale = max(problem.totalDemand, 1e-300)
     let tolerance = 1e-9 * scale
@@ -84,7 +92,7 @@ func feasibilityViolations(_ problem: PlanningProblem, _ plan: ZonePlan) -> [Str
 ///
 /// Nodes 0..<n are source zones, n..<2n destination zones, 2n the sink. Bellman–Ford from a virtual root
 /// joined to every node at cost 0; a relaxation that still improves after |V| − 1 rounds proves a cycle.
-func hasNegativeResidualCycle(_ problem: PlanningProblem, _ plan: ZonePlan) -> Bool {
+public func hasNegativeResidualCycle(_ problem: PlanningProblem, _ plan: ZonePlan) -> Bool {
     let n = problem.count
     let amountTolerance = 1e-9 * max(problem.totalDemand, 1e-300)
     let maxCost = problem.cost.max() ?? 1
