@@ -9,12 +9,18 @@ let package = Package(
         .library(name: "ZonewardModel", targets: ["ZonewardModel"]),
         .library(name: "ZonePlanner", targets: ["ZonePlanner"]),
         .library(name: "ZonewardState", targets: ["ZonewardState"]),
+        .library(name: "ZonewardProxy", targets: ["ZonewardProxy"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.0.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.80.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.30.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
     ],
     targets: [
         .target(
@@ -29,12 +35,29 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
+        .target(
+            name: "ZonewardProxy",
+            dependencies: [
+                "ZonewardModel",
+                "ZonePlanner",
+                "ZonewardState",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .executableTarget(
             name: "zoneward",
             dependencies: [
                 "ZonewardModel",
                 "ZonePlanner",
                 "ZonewardState",
+                "ZonewardProxy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -47,6 +70,16 @@ let package = Package(
             path: "bench/PlannerBench"
         ),
         .testTarget(name: "ZonePlannerTests", dependencies: ["ZonePlanner", "ZonePlannerTesting"]),
+        .testTarget(
+            name: "ZonewardProxyTests",
+            dependencies: [
+                "ZonewardProxy",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "ZonewardStateTests",
             dependencies: ["ZonewardState", .product(name: "GRDB", package: "GRDB.swift")]

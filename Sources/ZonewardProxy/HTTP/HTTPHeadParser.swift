@@ -1,0 +1,503 @@
+import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#else
+import Darwin
+#endif
+
+/// Frames HTTP/1.1 messages directly on `ByteBuffer`: finds the end of a head, validates it strictly,
+/// works out the body's framing, and rewrites only the hop-by-hop and forwarding headers.
+///
+/// Everything else is relayed as bytes. Strictness is the point: anything two parsers could read two
+/// ways (both Content-Length and Transfer-Encoding, conflicting lengths, a coding other than a final
+/// `chunked`, obsolete line folding, bare CR or LF, invalid bytes, oversized heads) is refused.
+public enum HTTPHeadParser {
+    /// The largest head accepted; larger is 431.
+    public static let maxHeadBytes = 64 * 1024
+    /// The most header lines accepted; more is 431.
+    public static let maxHeaders = 100
+
+    private static let cr: UInt8 = 13
+    private static let lf: UInt8 = 10
+
+    /// The length of the head at the start of `buffer`'s readable bytes, through its blank line, or nil
+    /// when it is not complete yet. A head ending in a bare `LF LF` is returned too, for the parser to refuse.
+    ///
+    /// - Parameter scanFrom: where a previous call stopped looking, to avoid rescanning.
+    public static func headLength(in buffer: ByteBuffer, scanFrom: Int = 0) -> Int? {
+        buffer.withUnsafeReadableBytes { bytes in
+            var index = max(scanFrom, 1)
+            let count = bytes.count
+            while index < count {
+                guard let base = bytes.baseAddress,
+                    let found = memchr(base + index, Int32(lf), count - index)
+                else { return nil }
+                let position = base.distance(to: UnsafeRawPointer(found))
+                if bytes[position - 1] == lf {
+                    return position + 1
+                }
+                if position >= 3, bytes[position - 1] == cr, bytes[position - 2] == lf, bytes[position - 3] == cr {
+                    return position + 1
+                }
+                index = position + 1
+            }
+            return nil
+        }
+    }
+
+    // MARK: Requests
+
+    /// Parses a request head (exactly the bytes `headLength` found) and writes the head to forward upstream
+    /// into `output`: the request line and every end-to-end header as they came, hop-by-hop headers removed,
+    /// X-Forwarded-For and Forwarded extended, X-Forwarded-Proto set.
+    public static func parseRequest(
+        _ head: ByteBuffer,
+        forwarding: ForwardingInfo,
+        into output: inout ByteBuffer
+    ) throws(HTTPFramingError) -> RequestHead {
+        guard head.readableBytes <= maxHeadBytes else { throw .headTooLarge }
+        return try head.withUnsafeReadableBytes { bytes throws(HTTPFramingError) in
+            var scanner = LineScanner(bytes: bytes)
+            let requestLine = try scanner.nextLine()
+            let (method, isHTTP11) = try parseRequestLine(bytes, requestLine)
+            var fields = HeaderSummary()
+            try fields.scan(&scanner, bytes)
+            let framing: BodyFraming
+            if fields.transferEncodingCount > 0 {
+                if fields.contentLength != nil { throw .contentLengthWithTransferEncoding }
+                guard fields.transferEncodingCount == 1, fields.transferEncodingIsChunked, isHTTP11 else {
+                    throw .unsupportedTransferEncoding
+                }
+                framing = .chunked
+            } else if let length = fields.contentLength {
+                framing = length > 0 ? .contentLength(length) : .none
+            } else {
+                framing = .none
+            }
+            if isHTTP11 && fields.hostCount == 0 { throw .missingHost }
+            if fields.hostCount > 1 { throw .duplicateHost }
+            let keepAlive = isHTTP11 ? !fields.connectionClose : (fields.connectionKeepAlive && !fields.connectionClose)
+
+            // The forwarded head: request line, kept headers, then the forwarding headers.
+            output.reserveCapacity(minimumWritableBytes: bytes.count + 128)
+            output.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[requestLine.start..<requestLine.end + 2]))
+            var forwardedFor: [Range<Int>] = []
+            var forwarded: [Range<Int>] = []
+            for line in fields.lines {
+                switch line.kind {
+                case .hopByHop, .connection, .forwardedProto:
+                    continue
+                case .forwardedFor:
+                    forwardedFor.append(line.value)
+                    continue
+                case .forwarded:
+                    forwarded.append(line.value)
+                    continue
+                case .other where fields.isNominatedByConnection(line, bytes):
+                    continue
+                default:
+                    output.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[line.start..<line.end + 2]))
+                }
+            }
+            output.writeStaticString("X-Forwarded-For: ")
+            for range in forwardedFor {
+                output.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[range]))
+                output.writeStaticString(", ")
+            }
+            output.writeString(forwarding.clientAddress)
+            output.writeStaticString("\r\nX-Forwarded-Proto: ")
+            output.writeString(forwarding.scheme)
+            output.writeStaticString("\r\nForwarded: ")
+            for range in forwarded {
+                output.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[range]))
+                output.writeStaticString(", ")
+            }
+            output.writeStaticString("for=")
+            if forwarding.clientAddress.contains(":") {
+                output.writeString("\"[\(forwarding.clientAddress)]\"")
+            } else {
+                output.writeString(forwarding.clientAddress)
+            }
+            output.writeStaticString(";proto=")
+            output.writeString(forwarding.scheme)
+            output.writeStaticString("\r\n\r\n")
+            return RequestHead(method: method, isHTTP11: isHTTP11, framing: framing, keepAlive: keepAlive)
+        }
+    }
+
+    private static func parseRequestLine(
+        _ bytes: UnsafeRawBufferPointer,
+        _ line: LineScanner.Line
+    ) throws(HTTPFramingError) -> (RequestHead.Method, Bool) {
+        var index = line.start
+        while index < line.end, isTokenCharacter(bytes[index]) { index += 1 }
+        let methodEnd = index
+        guard methodEnd > line.start, index < line.end, bytes[index] == 32 else { throw .invalidRequestLine }
+        index += 1
+        let targetStart = index
+        while index < line.end, bytes[index] > 32, bytes[index] < 127 { index += 1 }
+        guard index > targetStart, index < line.end, bytes[index] == 32 else { throw .invalidRequestLine }
+        index += 1
+        let isHTTP11 = try parseVersion(bytes, from: index, to: line.end)
+        return (method(bytes, line.start, methodEnd), isHTTP11)
+    }
+
+    /// `HTTP/1.1` → true, `HTTP/1.0` → false; another `HTTP/x.y` is unsupported; anything else invalid.
+    private static func parseVersion(
+        _ bytes: UnsafeRawBufferPointer,
+        from start: Int,
+        to end: Int
+    ) throws(HTTPFramingError) -> Bool {
+        guard end - start == 8,
+            bytes[start] == 72, bytes[start + 1] == 84, bytes[start + 2] == 84, bytes[start + 3] == 80,
+            bytes[start + 4] == 47, bytes[start + 6] == 46,
+            (48...57).contains(bytes[start + 5]), (48...57).contains(bytes[start + 7])
+        else { throw .invalidRequestLine }
+        guard bytes[start + 5] == 49 else { throw .unsupportedVersion }
+        switch bytes[start + 7] {
+        case 49: return true
+        case 48: return false
+        default: throw .unsupportedVersion
+        }
+    }
+
+    private static func method(_ bytes: UnsafeRawBufferPointer, _ start: Int, _ end: Int) -> RequestHead.Method {
+        func matches(_ name: StaticString) -> Bool {
+            guard name.utf8CodeUnitCount == end - start else { return false }
+            return name.withUTF8Buffer { name in
+                for offset in 0..<name.count where name[offset] != bytes[start + offset] { return false }
+                return true
+            }
+        }
+        switch end - start {
+        case 3: return matches("GET") ? .get : matches("PUT") ? .put : .other
+        case 4: return matches("POST") ? .post : matches("HEAD") ? .head : .other
+        case 5: return matches("PATCH") ? .patch : matches("TRACE") ? .trace : .other
+        case 6: return matches("DELETE") ? .delete : .other
+        case 7: return matches("OPTIONS") ? .options : matches("CONNECT") ? .connect : .other
+        default: return .other
+        }
+    }
+
+    // MARK: Responses
+
+    /// Parses a response head. When the head must change on its way to the client (hop-by-hop headers to
+    /// drop, or a Connection header to add) the new head is written to `output` and `rewritten` is true;
+    /// otherwise the original bytes can be forwarded as they are.
+    ///
+    /// - Parameters:
+    ///   - isHeadRequest: the request was HEAD, so the response has no body whatever it says.
+    ///   - clientKeepAlive: the client asked to keep its connection open.
+    ///   - clientIsHTTP11: the client spoke HTTP/1.1 (an HTTP/1.0 client needs `Connection: keep-alive`).
+    public static func parseResponse(
+        _ head: ByteBuffer,
+        isHeadRequest: Bool,
+        clientKeepAlive: Bool,
+        clientIsHTTP11: Bool,
+        into output: inout ByteBuffer
+    ) throws(HTTPFramingError) -> (head: ResponseHead, rewritten: Bool, closeClient: Bool) {
+        guard head.readableBytes <= maxHeadBytes else { throw .headTooLarge }
+        return try head.withUnsafeReadableBytes { bytes throws(HTTPFramingError) in
+            var scanner = LineScanner(bytes: bytes)
+            let statusLine = try scanner.nextLine()
+            let (status, isHTTP11) = try parseStatusLine(bytes, statusLine)
+            var fields = HeaderSummary()
+            try fields.scan(&scanner, bytes)
+            var framing: BodyFraming
+            var reusable = isHTTP11 ? !fields.connectionClose : (fields.connectionKeepAlive && !fields.connectionClose)
+            if isHeadRequest || (100..<200).contains(status) || status == 204 || status == 304 {
+                framing = .none
+            } else if fields.transferEncodingCount > 0 {
+                if fields.transferEncodingIsChunked && fields.transferEncodingCount == 1 {
+                    framing = .chunked
+                } else {
+                    framing = .untilClose
+                }
+                // A length beside a coding may have been read differently by someone: never reuse it.
+                if fields.contentLength != nil { reusable = false }
+            } else if let length = fields.contentLength {
+                framing = length > 0 ? .contentLength(length) : .none
+            } else {
+                framing = .untilClose
+            }
+            if framing == .untilClose { reusable = false }
+            let interim = status >= 100 && status < 200 && status != 101
+            let closeClient = !interim && (!clientKeepAlive || framing == .untilClose)
+            let response = ResponseHead(status: status, isHTTP11: isHTTP11, framing: framing, keepAlive: reusable)
+
+            let addConnection: StaticString? =
+                interim
+                ? nil : closeClient ? "Connection: close\r\n" : (clientIsHTTP11 ? nil : "Connection: keep-alive\r\n")
+            let dropsSomething = fields.lines.contains { fields.isHopByHop($0, bytes) }
+            guard dropsSomething || addConnection != nil else {
+                return (response, false, closeClient)
+            }
+            output.reserveCapacity(minimumWritableBytes: bytes.count + 32)
+            output.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[statusLine.start..<statusLine.end + 2]))
+            for line in fields.lines where !fields.isHopByHop(line, bytes) {
+                output.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[line.start..<line.end + 2]))
+            }
+            if let addConnection { output.writeStaticString(addConnection) }
+            output.writeStaticString("\r\n")
+            return (response, true, closeClient)
+        }
+    }
+
+    private static func parseStatusLine(
+        _ bytes: UnsafeRawBufferPointer,
+        _ line: LineScanner.Line
+    ) throws(HTTPFramingError) -> (Int, Bool) {
+        guard line.end - line.start >= 12, bytes[line.start + 8] == 32 else { throw .invalidStatusLine }
+        let isHTTP11: Bool
+        do {
+            isHTTP11 = try parseVersion(bytes, from: line.start, to: line.start + 8)
+        } catch .unsupportedVersion {
+            throw .unsupportedVersion
+        } catch {
+            throw .invalidStatusLine
+        }
+        var status = 0
+        for offset in 9..<12 {
+            let digit = bytes[line.start + offset]
+            guard (48...57).contains(digit) else { throw .invalidStatusLine }
+            status = status * 10 + Int(digit - 48)
+        }
+        guard status >= 100, line.end - line.start == 12 || bytes[line.start + 12] == 32 else {
+            throw .invalidStatusLine
+        }
+        for index in (line.start + 12)..<line.end where !isFieldValueByte(bytes[index]) {
+            throw .invalidStatusLine
+        }
+        return (status, isHTTP11)
+    }
+
+    // MARK: Bytes
+
+    /// RFC 9110 tchar.
+    @inline(__always)
+    static func isTokenCharacter(_ byte: UInt8) -> Bool {
+        switch byte {
+        case 48...57, 65...90, 97...122: return true
+        case 33, 35, 36, 37, 38, 39, 42, 43, 45, 46, 94, 95, 96, 124, 126: return true
+        default: return false
+        }
+    }
+
+    /// HTAB, SP, VCHAR, obs-text.
+    @inline(__always)
+    static func isFieldValueByte(_ byte: UInt8) -> Bool {
+        byte == 9 || (byte >= 32 && byte != 127)
+    }
+}
+
+/// Splits a head into CRLF-terminated lines, refusing bare CR and bare LF.
+struct LineScanner {
+    struct Line {
+        /// First byte of the line.
+        var start: Int
+        /// Index of the line's CR.
+        var end: Int
+    }
+
+    let bytes: UnsafeRawBufferPointer
+    var position = 0
+
+    init(bytes: UnsafeRawBufferPointer) {
+        self.bytes = bytes
+    }
+
+    /// The next line, or nil at the blank line that ends the head.
+    mutating func nextLineOrEnd() throws(HTTPFramingError) -> Line? {
+        let line = try nextLine()
+        return line.start == line.end ? nil : line
+    }
+
+    mutating func nextLine() throws(HTTPFramingError) -> Line {
+        let start = position
+        var index = start
+        let count = bytes.count
+        while index < count {
+            let byte = bytes[index]
+            if byte == 13 {
+                guard index + 1 < count, bytes[index + 1] == 10 else { throw .bareLineEnding }
+                position = index + 2
+                return Line(start: start, end: index)
+            }
+            if byte == 10 { throw .bareLineEnding }
+            index += 1
+        }
+        throw .bareLineEnding
+    }
+}
+
+/// What the proxy needs from a head's header lines, gathered in one pass.
+struct HeaderSummary {
+    enum Kind: Equatable {
+        case hopByHop, contentLength, transferEncoding, host, forwardedFor, forwardedProto, forwarded, connection
+        case other
+    }
+
+    struct HeaderLine {
+        var start: Int
+        var end: Int
+        var nameEnd: Int
+        var value: Range<Int>
+        var kind: Kind
+    }
+
+    var lines: [HeaderLine] = []
+    var contentLength: Int?
+    var transferEncodingCount = 0
+    var transferEncodingIsChunked = false
+    var hostCount = 0
+    var connectionClose = false
+    var connectionKeepAlive = false
+    /// Header names listed in Connection (other than close and keep-alive): hop-by-hop for this message.
+    var nominated: [Range<Int>] = []
+
+    mutating func scan(_ scanner: inout LineScanner, _ bytes: UnsafeRawBufferPointer) throws(HTTPFramingError) {
+        lines.reserveCapacity(16)
+        while let line = try scanner.nextLineOrEnd() {
+            guard lines.count < HTTPHeadParser.maxHeaders else { throw .tooManyHeaders }
+            let first = bytes[line.start]
+            if first == 32 || first == 9 { throw .obsoleteLineFolding }
+            var index = line.start
+            while index < line.end, HTTPHeadParser.isTokenCharacter(bytes[index]) { index += 1 }
+            guard index > line.start, index < line.end, bytes[index] == 58 else { throw .invalidHeaderName }
+            let nameEnd = index
+            index += 1
+            while index < line.end, bytes[index] == 32 || bytes[index] == 9 { index += 1 }
+            var valueEnd = line.end
+            while valueEnd > index, bytes[valueEnd - 1] == 32 || bytes[valueEnd - 1] == 9 { valueEnd -= 1 }
+            for position in index..<valueEnd where !HTTPHeadParser.isFieldValueByte(bytes[position]) {
+                throw .invalidHeaderValue
+            }
+            let kind = Self.classify(bytes, line.start, nameEnd)
+            let header = HeaderLine(
+                start: line.start,
+                end: line.end,
+                nameEnd: nameEnd,
+                value: index..<valueEnd,
+                kind: kind
+            )
+            try record(header, bytes)
+            lines.append(header)
+        }
+    }
+
+    private mutating func record(_ header: HeaderLine, _ bytes: UnsafeRawBufferPointer) throws(HTTPFramingError) {
+        switch header.kind {
+        case .contentLength:
+            let value = header.value
+            guard !value.isEmpty, value.count <= 18 else { throw .invalidContentLength }
+            var length = 0
+            for index in value {
+                let digit = bytes[index]
+                guard (48...57).contains(digit) else { throw .invalidContentLength }
+                length = length * 10 + Int(digit - 48)
+            }
+            if let existing = contentLength, existing != length { throw .conflictingContentLength }
+            contentLength = length
+        case .transferEncoding:
+            transferEncodingCount += 1
+            transferEncodingIsChunked = Self.equalsIgnoringCase(bytes, header.value, "chunked")
+        case .host:
+            hostCount += 1
+        case .connection:
+            // Comma-separated tokens.
+            var tokenStart = header.value.lowerBound
+            for index in header.value.lowerBound...header.value.upperBound
+            where index == header.value.upperBound || bytes[index] == 44 {
+                var start = tokenStart
+                var end = index
+                while start < end, bytes[start] == 32 || bytes[start] == 9 { start += 1 }
+                while end > start, bytes[end - 1] == 32 || bytes[end - 1] == 9 { end -= 1 }
+                tokenStart = index + 1
+                guard start < end else { continue }
+                if Self.equalsIgnoringCase(bytes, start..<end, "close") {
+                    connectionClose = true
+                } else if Self.equalsIgnoringCase(bytes, start..<end, "keep-alive") {
+                    connectionKeepAlive = true
+                } else {
+                    nominated.append(start..<end)
+                }
+            }
+        default:
+            break
+        }
+    }
+
+    /// True for Connection, Keep-Alive, TE, Trailer, Upgrade, Proxy-* and the fields Connection names.
+    func isHopByHop(_ line: HeaderLine, _ bytes: UnsafeRawBufferPointer) -> Bool {
+        line.kind == .hopByHop || line.kind == .connection || isNominatedByConnection(line, bytes)
+    }
+
+    /// True when a Connection header named this line's field: it is hop-by-hop for this message.
+    func isNominatedByConnection(_ line: HeaderLine, _ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard !nominated.isEmpty, line.kind == .other else { return false }
+        let nameLength = line.nameEnd - line.start
+        for token in nominated where token.count == nameLength {
+            var same = true
+            for offset in 0..<nameLength
+            where Self.lower(bytes[token.lowerBound + offset]) != Self.lower(bytes[line.start + offset]) {
+                same = false
+                break
+            }
+            if same { return true }
+        }
+        return false
+    }
+
+    private static func classify(_ bytes: UnsafeRawBufferPointer, _ start: Int, _ end: Int) -> Kind {
+        let name = start..<end
+        switch end - start {
+        case 2: return equalsIgnoringCase(bytes, name, "te") ? .hopByHop : .other
+        case 4: return equalsIgnoringCase(bytes, name, "host") ? .host : .other
+        case 7:
+            return equalsIgnoringCase(bytes, name, "upgrade") || equalsIgnoringCase(bytes, name, "trailer")
+                ? .hopByHop : .other
+        case 9: return equalsIgnoringCase(bytes, name, "forwarded") ? .forwarded : .other
+        case 10:
+            if equalsIgnoringCase(bytes, name, "connection") { return .connection }
+            return equalsIgnoringCase(bytes, name, "keep-alive") ? .hopByHop : .other
+        case 14: return equalsIgnoringCase(bytes, name, "content-length") ? .contentLength : .other
+        case 15: return equalsIgnoringCase(bytes, name, "x-forwarded-for") ? .forwardedFor : .other
+        case 17:
+            if equalsIgnoringCase(bytes, name, "transfer-encoding") { return .transferEncoding }
+            if equalsIgnoringCase(bytes, name, "x-forwarded-proto") { return .forwardedProto }
+            return hasProxyPrefix(bytes, start, end) ? .hopByHop : .other
+        default:
+            return hasProxyPrefix(bytes, start, end) ? .hopByHop : .other
+        }
+    }
+
+    /// `Proxy-*` headers (Proxy-Connection, Proxy-Authorization, …) are for this hop only.
+    private static func hasProxyPrefix(_ bytes: UnsafeRawBufferPointer, _ start: Int, _ end: Int) -> Bool {
+        end - start > 6 && equalsIgnoringCase(bytes, start..<(start + 6), "proxy-")
+    }
+
+    @inline(__always)
+    static func lower(_ byte: UInt8) -> UInt8 {
+        byte >= 65 && byte <= 90 ? byte | 0x20 : byte
+    }
+
+    /// Compares bytes with a lowercase ASCII literal, ignoring case.
+    static func equalsIgnoringCase(
+        _ bytes: UnsafeRawBufferPointer,
+        _ range: Range<Int>,
+        _ literal: StaticString
+    ) -> Bool {
+        guard range.count == literal.utf8CodeUnitCount else { return false }
+        return literal.withUTF8Buffer { literal in
+            var offset = 0
+            for index in range {
+                if lower(bytes[index]) != literal[offset] { return false }
+                offset += 1
+            }
+            return true
+        }
+    }
+}

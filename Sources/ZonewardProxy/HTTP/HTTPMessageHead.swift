@@ -1,0 +1,56 @@
+import NIOCore
+
+/// How the body of a message is delimited.
+public enum BodyFraming: Sendable, Equatable {
+    case none
+    case contentLength(Int)
+    case chunked
+    /// A response body that ends when the upstream closes the connection.
+    case untilClose
+}
+
+/// A parsed request head: only what the proxy needs to route and frame it, plus the rewritten bytes.
+public struct RequestHead: Sendable {
+    /// The methods the proxy tells apart; others are forwarded as `other`.
+    public enum Method: Sendable, Equatable {
+        case get, head, post, put, delete, options, trace, patch, connect, other
+    }
+
+    public var method: Method
+    public var isHTTP11: Bool
+    public var framing: BodyFraming
+    /// Whether the client wants the connection kept open after the response.
+    public var keepAlive: Bool
+    public var isHead: Bool { method == .head }
+    /// Safe to send twice: GET, HEAD, OPTIONS, TRACE, PUT, DELETE.
+    public var isIdempotent: Bool {
+        switch method {
+        case .get, .head, .options, .trace, .put, .delete: return true
+        default: return false
+        }
+    }
+}
+
+/// A parsed response head.
+public struct ResponseHead: Sendable {
+    public var status: Int
+    public var isHTTP11: Bool
+    public var framing: BodyFraming
+    /// Whether the upstream will keep the connection open after this response.
+    public var keepAlive: Bool
+    /// A 1xx interim response (other than 101): another head follows.
+    public var isInterim: Bool { status >= 100 && status < 200 && status != 101 }
+}
+
+/// What to add to a forwarded request.
+public struct ForwardingInfo: Sendable {
+    /// The client's address, for X-Forwarded-For and Forwarded.
+    public var clientAddress: String
+    /// `http` or `https`: how the client reached the proxy.
+    public var scheme: String
+
+    public init(clientAddress: String, scheme: String) {
+        self.clientAddress = clientAddress
+        self.scheme = scheme
+    }
+}
