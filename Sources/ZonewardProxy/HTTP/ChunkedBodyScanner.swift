@@ -133,6 +133,12 @@ public struct BodyTracker: Sendable {
         return false
     }
 
+    /// A response body that ends only when the connection closes.
+    public var isUntilClose: Bool {
+        if case .untilClose = mode { return true }
+        return false
+    }
+
     /// How many of `bytes` belong to the body; the rest is the next message.
     public mutating func consume(_ bytes: UnsafeRawBufferPointer) throws(HTTPFramingError) -> Int {
         switch mode {

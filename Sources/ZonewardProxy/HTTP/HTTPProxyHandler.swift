@@ -1,0 +1,427 @@
+import NIOCore
+
+/// The client side of the HTTP/1.1 proxy, one per client connection: frames each request on the
+/// `ByteBuffer` it arrives in, picks an endpoint by the zone plan, relays the head (rewritten), the body
+/// and the response as bytes with backpressure both ways, and keeps both sides alive between requests.
+final class HTTPProxyHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    /// One request in flight.
+    private struct Exchange {
+        let generation: Int
+        let request: RequestHead
+        /// The forwarded head, kept so a retry can resend it.
+        let head: ByteBuffer
+        var body: BodyTracker
+        let routes: ServiceRoutes
+        var endpoint: UpstreamEndpoint?
+        var tried: [UpstreamEndpoint] = []
+        var upstream: UpstreamConnection?
+        var responseStarted = false
+        var status = 0
+        var closeClient = false
+        var bodyBytesSent = 0
+        var sent = 0
+        var received = 0
+        var sentAt = NIODeadline.now()
+        var retries = 0
+    }
+
+    private let serviceName: String
+    private let table: RoutingTable
+    private let pool: UpstreamPool
+    private let scheme: String
+    private var context: ChannelHandlerContext?
+    private var clientAddress = "unknown"
+    private var inbound: ByteBuffer?
+    private var scanFrom = 0
+    private var exchange: Exchange?
+    private var generation = 0
+    private var pendingRead = false
+    /// Set by graceful shutdown: finish the request in flight, then close.
+    private var quiescing = false
+    private var closed = false
+    private var random: BalancerRandom
+
+    init(service: String, table: RoutingTable, pool: UpstreamPool, scheme: String) {
+        self.serviceName = service
+        self.table = table
+        self.pool = pool
+        self.scheme = scheme
+        self.random = BalancerRandom(seed: UInt64.random(in: 1...UInt64.max))
+    }
+
+    var clientIsWritable: Bool { context?.channel.isWritable ?? false }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        clientAddress = context.channel.remoteAddress?.ipAddress ?? "unknown"
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    // MARK: Client → proxy
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = unwrapInboundIn(data)
+        if inbound == nil || inbound?.readableBytes == 0 {
+            inbound = buffer
+        } else {
+            inbound?.writeBuffer(&buffer)
+        }
+        processInbound()
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        exchange?.upstream?.flush()
+    }
+
+    private func processInbound() {
+        guard !closed else { return }
+        if exchange != nil {
+            forwardRequestBody()
+            return
+        }
+        guard var buffer = inbound, buffer.readableBytes > 0 else { return }
+        // RFC 9112 §2.2: ignore empty lines before a request line.
+        while buffer.readableBytes >= 2, buffer.getInteger(at: buffer.readerIndex, as: UInt16.self) == 0x0D0A {
+            buffer.moveReaderIndex(forwardBy: 2)
+            scanFrom = 0
+        }
+        guard let length = HTTPHeadParser.headLength(in: buffer, scanFrom: scanFrom) else {
+            inbound = buffer
+            if buffer.readableBytes > HTTPHeadParser.maxHeadBytes {
+                respondLocally(status: 431, cause: "request-head-too-large", close: true)
+            } else {
+                scanFrom = max(0, buffer.readableBytes - 3)
+            }
+            return
+        }
+        guard let headBytes = buffer.readSlice(length: length), let context else { return }
+        inbound = buffer
+        scanFrom = 0
+        var forwarded = context.channel.allocator.buffer(capacity: length + 160)
+        let request: RequestHead
+        do {
+            request = try HTTPHeadParser.parseRequest(
+                headBytes,
+                forwarding: ForwardingInfo(clientAddress: clientAddress, scheme: scheme),
+                into: &forwarded
+            )
+        } catch {
+            respondLocally(status: error.status, cause: "invalid-request", close: true)
+            return
+        }
+        guard request.method != .connect else {
+            respondLocally(status: 405, cause: "connect-not-supported", close: true)
+            return
+        }
+        guard let routes = table.snapshot.routes(for: serviceName) else {
+            respondLocally(status: 503, cause: "service-not-configured", close: true)
+            return
+        }
+        generation += 1
+        pool.countRequest()
+        if routes.condition == .panic { routes.metrics.panicRequests.increment() }
+        exchange = Exchange(
+            generation: generation,
+            request: request,
+            head: forwarded,
+            body: BodyTracker(request.framing),
+            routes: routes
+        )
+        dispatch()
+    }
+
+    /// Picks an endpoint (not one already tried) and gets a connection to it.
+    private func dispatch() {
+        guard var current = exchange else { return }
+        guard let endpoint = current.routes.pick(&random, excluding: current.tried) else {
+            exchange = current
+            respondLocally(status: 503, cause: "no-healthy-endpoint", close: !current.body.isComplete)
+            return
+        }
+        current.endpoint = endpoint
+        current.tried.append(endpoint)
+        endpoint.outstanding.wrappingAdd(1, ordering: .relaxed)
+        exchange = current
+        let generation = current.generation
+        pool.acquire(endpoint) { result in
+            self.connected(result, generation: generation)
+        }
+    }
+
+    private func connected(_ result: Result<UpstreamConnection, any Error>, generation: Int) {
+        guard var current = exchange, current.generation == generation, !closed else {
+            if case .success(let connection) = result { pool.release(connection) }
+            return
+        }
+        switch result {
+        case .success(let connection):
+            current.upstream = connection
+            current.sentAt = .now()
+            current.sent += current.head.readableBytes
+            exchange = current
+            connection.begin(current.head, request: current.request, for: self)
+            forwardRequestBody()
+            connection.flush()
+            resumeReading()
+        case .failure(let error):
+            let exhausted = error is UpstreamPool.Failure
+            upstreamFailed(exhausted ? .poolExhausted : .connectFailed("\(error)"), receivedAnything: false)
+        }
+    }
+
+    /// Relays the request body bytes that have arrived, up to the end of the body.
+    private func forwardRequestBody() {
+        guard var current = exchange, let upstream = current.upstream, !current.body.isComplete,
+            var buffer = inbound, buffer.readableBytes > 0
+        else { return }
+        do {
+            let taken = try buffer.withUnsafeReadableBytes { try current.body.consume($0) }
+            if taken > 0, let slice = buffer.readSlice(length: taken) {
+                upstream.write(slice)
+                current.bodyBytesSent += taken
+                current.sent += taken
+            }
+            inbound = buffer
+            exchange = current
+        } catch {
+            exchange = current
+            upstream.close()
+            respondLocally(status: 400, cause: "invalid-chunked-body", close: true)
+        }
+    }
+
+    // MARK: Upstream → client
+
+    func responseHead(_ bytes: ByteBuffer, response: ResponseHead, closeClient: Bool) {
+        guard var current = exchange, let context else { return }
+        current.responseStarted = true
+        current.received += bytes.readableBytes
+        if !response.isInterim {
+            current.status = response.status
+            current.closeClient = closeClient
+            if let endpoint = current.endpoint, let zone = current.routes.zoneIndex[endpoint.zone] {
+                current.routes.metrics.latency[zone].recordNanoseconds((NIODeadline.now() - current.sentAt).nanoseconds)
+            }
+        }
+        exchange = current
+        context.write(wrapOutboundOut(bytes), promise: nil)
+    }
+
+    func responseBody(_ bytes: ByteBuffer) {
+        exchange?.received += bytes.readableBytes
+        context?.write(wrapOutboundOut(bytes), promise: nil)
+    }
+
+    func flushClient() {
+        context?.flush()
+    }
+
+    func upstreamBecameWritable() {
+        resumeReading()
+    }
+
+    /// The response ended cleanly.
+    func responseEnded(upstream: UpstreamConnection, reusable: Bool) {
+        guard let current = exchange else { return }
+        record(current, status: current.status, success: current.status < 500)
+        if reusable && current.body.isComplete {
+            pool.release(upstream)
+        } else {
+            upstream.close()
+        }
+        exchange = nil
+        if current.closeClient || !current.request.keepAlive || !current.body.isComplete || quiescing {
+            closeClient()
+            return
+        }
+        context?.flush()
+        processInbound()
+        resumeReading()
+    }
+
+    /// The upstream could not complete the request. Before any response byte, an idempotent request (or
+    /// any request that never reached the endpoint) is retried on another endpoint within the budget.
+    func upstreamFailed(_ failure: UpstreamFailure, receivedAnything: Bool) {
+        guard var current = exchange else { return }
+        if let endpoint = current.endpoint {
+            endpoint.outstanding.wrappingAdd(-1, ordering: .relaxed)
+            table.recordResult(endpoint, success: false, detail: "\(failure)")
+        }
+        current.endpoint = nil
+        current.upstream = nil
+        exchange = current
+        if current.responseStarted {
+            // Part of a response is out: the client must see the connection end, not a spliced message.
+            record(current, status: current.status, success: false)
+            exchange = nil
+            closeClient()
+            return
+        }
+        let neverSent: Bool
+        switch failure {
+        case .connectFailed, .poolExhausted: neverSent = true
+        default: neverSent = false
+        }
+        let retryable =
+            (neverSent || (failure == .resetBeforeResponse && current.request.isIdempotent))
+            && current.bodyBytesSent == 0
+        if retryable, current.retries < pool.timeouts.maxRetries, pool.mayRetry() {
+            current.retries += 1
+            current.sent = 0
+            exchange = current
+            current.routes.metrics.retries.increment()
+            dispatch()
+            return
+        }
+        let (status, cause): (Int, String)
+        switch failure {
+        case .connectFailed: (status, cause) = (502, "upstream-connect-failed")
+        case .poolExhausted: (status, cause) = (503, "upstream-pool-exhausted")
+        case .resetBeforeResponse, .resetMidResponse: (status, cause) = (502, "upstream-reset")
+        case .invalidResponse: (status, cause) = (502, "upstream-invalid-response")
+        case .timeout: (status, cause) = (504, "upstream-timeout")
+        }
+        respondLocally(status: status, cause: cause, close: !current.body.isComplete)
+    }
+
+    /// Counts a finished exchange and releases its endpoint.
+    private func record(_ current: Exchange, status: Int, success: Bool) {
+        let zone = current.endpoint.flatMap { current.routes.zoneIndex[$0.zone] } ?? -1
+        current.routes.metrics.recordRequest(
+            destination: zone,
+            status: status,
+            sent: current.sent,
+            received: current.received
+        )
+        if let endpoint = current.endpoint {
+            endpoint.outstanding.wrappingAdd(-1, ordering: .relaxed)
+            table.recordResult(endpoint, success: success, detail: "HTTP \(status)")
+        }
+    }
+
+    /// Answers the client from the proxy itself: a short text body and `X-Zoneward-Error` naming the cause.
+    private func respondLocally(status: Int, cause: String, close: Bool) {
+        guard let context else { return }
+        let current = exchange
+        exchange = nil
+        let reason = Self.reasons[status] ?? "Error"
+        let body = "\(status) \(reason): \(cause)\n"
+        let keepAlive = !close && (current?.request.keepAlive ?? false) && !quiescing
+        var response = context.channel.allocator.buffer(capacity: 160 + body.utf8.count)
+        response.writeString("HTTP/1.1 \(status) \(reason)\r\nContent-Type: text/plain; charset=utf-8\r\n")
+        response.writeString("Content-Length: \(body.utf8.count)\r\nX-Zoneward-Error: \(cause)\r\n")
+        if !keepAlive { response.writeStaticString("Connection: close\r\n") }
+        response.writeStaticString("\r\n")
+        if current?.request.isHead != true { response.writeString(body) }
+        if let current {
+            let zone = current.tried.last.flatMap { current.routes.zoneIndex[$0.zone] } ?? -1
+            current.routes.metrics.recordRequest(destination: zone, status: status, sent: 0, received: 0)
+        } else {
+            table.snapshot.routes(for: serviceName)?.metrics.recordRequest(
+                destination: -1,
+                status: status,
+                sent: 0,
+                received: 0
+            )
+        }
+        context.writeAndFlush(wrapOutboundOut(response), promise: nil)
+        if keepAlive {
+            processInbound()
+            resumeReading()
+        } else {
+            closeClient()
+        }
+    }
+
+    private static let reasons = [
+        400: "Bad Request", 405: "Method Not Allowed", 431: "Request Header Fields Too Large", 501: "Not Implemented",
+        502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout", 505: "HTTP Version Not Supported",
+    ]
+
+    private func closeClient() {
+        guard !closed, let context else { return }
+        closed = true
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).assumeIsolated()
+            .whenComplete { _ in context.close(promise: nil) }
+    }
+
+    // MARK: Lifecycle
+
+    func channelInactive(context: ChannelHandlerContext) {
+        closed = true
+        if let current = exchange {
+            exchange = nil
+            if let upstream = current.upstream {
+                // Mid-exchange: the connection's state is unknown, so it never returns to the pool.
+                upstream.close()
+            }
+            if let endpoint = current.endpoint { endpoint.outstanding.wrappingAdd(-1, ordering: .relaxed) }
+        }
+        context.fireChannelInactive()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { exchange?.upstream?.resumeReading() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            if exchange == nil { closeClient() }
+            return
+        }
+        if event is ChannelShouldQuiesceEvent {
+            quiescing = true
+            if exchange == nil { closeClient() }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+
+    // MARK: Backpressure
+
+    func read(context: ChannelHandlerContext) {
+        if let current = exchange {
+            let upstreamReady = current.upstream?.isWritable ?? false
+            let backlog = inbound?.readableBytes ?? 0
+            if !upstreamReady || (current.body.isComplete && backlog > 65_536) {
+                pendingRead = true
+                return
+            }
+        }
+        context.read()
+    }
+
+    private func resumeReading() {
+        guard pendingRead, let context else { return }
+        pendingRead = false
+        read(context: context)
+    }
+}
+
+@available(*, unavailable)
+extension HTTPProxyHandler: Sendable {}
+
+extension UpstreamFailure: Equatable {
+    static func == (lhs: UpstreamFailure, rhs: UpstreamFailure) -> Bool {
+        switch (lhs, rhs) {
+        case (.connectFailed, .connectFailed), (.resetBeforeResponse, .resetBeforeResponse),
+            (.resetMidResponse, .resetMidResponse), (.invalidResponse, .invalidResponse), (.timeout, .timeout),
+            (.poolExhausted, .poolExhausted):
+            return true
+        default:
+            return false
+        }
+    }
+}

@@ -1,0 +1,78 @@
+import ZonewardModel
+
+/// Active health of one endpoint: healthy until `unhealthyThreshold` consecutive failed checks, then
+/// unhealthy until `healthyThreshold` consecutive successes. A pure state machine.
+public struct HealthState: Sendable, Equatable {
+    public private(set) var isHealthy = true
+    private var successes = 0
+    private var failures = 0
+
+    public init() {}
+
+    /// Records one check; returns the new health when it changed.
+    public mutating func record(success: Bool, thresholds: HealthCheckConfiguration) -> Bool? {
+        if success {
+            successes += 1
+            failures = 0
+            if !isHealthy && successes >= thresholds.healthyThreshold {
+                isHealthy = true
+                return true
+            }
+        } else {
+            failures += 1
+            successes = 0
+            if isHealthy && failures >= thresholds.unhealthyThreshold {
+                isHealthy = false
+                return false
+            }
+        }
+        return nil
+    }
+}
+
+/// Passive outlier detection for one service: endpoints that fail real requests `consecutiveFailures`
+/// times in a row are ejected for `baseEjection × n` (n = how often that endpoint was ejected), never
+/// more than `maxEjectedPercent` of a zone's endpoints at once. A pure state machine on an injected clock.
+public struct OutlierDetector: Sendable {
+    public enum Action: Sendable, Equatable {
+        case none
+        /// Eject until this many seconds from `now`.
+        case eject(for: Duration)
+        /// Would eject, but the zone already has as many ejected endpoints as allowed.
+        case refusedAtLimit
+    }
+
+    private var ejectedUntil: [String: ContinuousClock.Instant] = [:]
+    private var ejectionCount: [String: Int] = [:]
+
+    public init() {}
+
+    public func isEjected(_ key: String, at now: ContinuousClock.Instant) -> Bool {
+        (ejectedUntil[key].map { $0 > now }) ?? false
+    }
+
+    /// The endpoints ejected at `now`.
+    public func ejected(at now: ContinuousClock.Instant) -> Set<String> {
+        Set(ejectedUntil.filter { $0.value > now }.keys)
+    }
+
+    /// Decides on an endpoint that just reached its failure threshold.
+    ///
+    /// - Parameter zonePeers: the keys of every endpoint of the service in the same zone, itself included.
+    public mutating func thresholdReached(
+        _ key: String,
+        zonePeers: [String],
+        configuration: OutlierDetectionConfiguration,
+        at now: ContinuousClock.Instant
+    ) -> Action {
+        if isEjected(key, at: now) { return .none }
+        let ejectedPeers = zonePeers.filter { $0 != key && isEjected($0, at: now) }.count
+        let share = Double(ejectedPeers + 1) / Double(max(zonePeers.count, 1)) * 100
+        guard share <= configuration.maxEjectedPercent else { return .refusedAtLimit }
+        let count = (ejectionCount[key] ?? 0) + 1
+        ejectionCount[key] = count
+        let length = configuration.baseEjection * count
+        ejectedUntil[key] = now + length
+        return .eject(for: length)
+    }
+}

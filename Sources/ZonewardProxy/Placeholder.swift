@@ -1,8 +1,0 @@
-import NIOCore
-import NIOHTTP1
-import NIOPosix
-import NIOSSL
-import Prometheus
-import ServiceLifecycle
-
-enum ProxyPlaceholder {}

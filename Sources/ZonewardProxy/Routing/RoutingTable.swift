@@ -1,0 +1,291 @@
+import Logging
+import Synchronization
+import ZonePlanner
+import ZonewardModel
+
+/// All services' routes at one moment. Immutable; replaced whole when anything changes.
+public final class RoutingSnapshot: Sendable {
+    public let version: Int
+    public let configuration: ZonewardConfiguration
+    public let sourceZone: String
+    /// In `configuration.services` order.
+    public let services: [ServiceRoutes]
+    public let unhealthy: Set<String>
+    public let ejected: Set<String>
+    public let drainedZones: Set<String>
+
+    init(
+        version: Int,
+        configuration: ZonewardConfiguration,
+        sourceZone: String,
+        services: [ServiceRoutes],
+        unhealthy: Set<String>,
+        ejected: Set<String>,
+        drainedZones: Set<String>
+    ) {
+        self.version = version
+        self.configuration = configuration
+        self.sourceZone = sourceZone
+        self.services = services
+        self.unhealthy = unhealthy
+        self.ejected = ejected
+        self.drainedZones = drainedZones
+    }
+
+    public func routes(for service: String) -> ServiceRoutes? {
+        services.first { $0.service.name == service }
+    }
+}
+
+/// The proxy's routing state: configuration, endpoint health, ejections and drains, and the snapshot
+/// planned from them. Every change re-plans at once and logs one line saying why.
+public final class RoutingTable: Sendable {
+    private struct State {
+        var configuration: ZonewardConfiguration
+        var endpoints: [String: UpstreamEndpoint]
+        var health: [String: HealthState] = [:]
+        var outliers: [String: OutlierDetector] = [:]
+        var drainedZones: Set<String> = []
+        var activeRegions: [String: String] = [:]
+        var version = 0
+    }
+
+    public let sourceZone: String
+    public let metrics: ProxyMetrics
+    private let logger: Logger
+    private let state: Mutex<State>
+    private let current: Mutex<RoutingSnapshot>
+
+    /// - Parameter sourceZone: the zone this proxy runs in; must be one of the configuration's zones.
+    public init(configuration: ZonewardConfiguration, sourceZone: String, metrics: ProxyMetrics, logger: Logger) {
+        self.sourceZone = sourceZone
+        self.metrics = metrics
+        self.logger = logger
+        var initial = State(configuration: configuration, endpoints: Self.endpoints(of: configuration, reusing: [:]))
+        let snapshot = Self.plan(&initial, sourceZone: sourceZone, metrics: metrics, now: .now)
+        metrics.publish(snapshot)
+        state = Mutex(initial)
+        current = Mutex(snapshot)
+    }
+
+    /// The routes in force; cheap enough to read on every request.
+    public var snapshot: RoutingSnapshot { current.withLock { $0 } }
+
+    /// Every endpoint of every service, by key.
+    public var endpoints: [UpstreamEndpoint] {
+        state.withLock { Array($0.endpoints.values) }.sorted { $0.key < $1.key }
+    }
+
+    /// Swaps in a new, already validated configuration; endpoints that stay keep their counters and health.
+    public func replace(configuration: ZonewardConfiguration) {
+        update("configuration reloaded") { state in
+            state.configuration = configuration
+            state.endpoints = Self.endpoints(of: configuration, reusing: state.endpoints)
+            let keys = Set(state.endpoints.keys)
+            state.health = state.health.filter { keys.contains($0.key) }
+            return true
+        }
+    }
+
+    /// Records one active health check; re-plans when the endpoint's health changes.
+    public func recordHealthCheck(_ endpoint: UpstreamEndpoint, success: Bool, detail: String) {
+        update("") { state in
+            guard let service = state.configuration.service(named: endpoint.service) else { return false }
+            var health = state.health[endpoint.key] ?? HealthState()
+            let change = health.record(success: success, thresholds: service.healthCheck)
+            state.health[endpoint.key] = health
+            if let change {
+                logger.info(
+                    "endpoint \(change ? "healthy" : "unhealthy"): \(endpoint.key) in \(endpoint.zone) (\(detail))",
+                    metadata: ["upstream.address": "\(endpoint.address)", "zone.destination": "\(endpoint.zone)"]
+                )
+            }
+            return change != nil
+        }
+    }
+
+    /// Records the outcome of a real request for outlier detection. Successes cost one atomic load.
+    public func recordResult(_ endpoint: UpstreamEndpoint, success: Bool, detail: @autoclosure () -> String) {
+        if success {
+            if endpoint.consecutiveFailures.load(ordering: .relaxed) != 0 {
+                endpoint.consecutiveFailures.store(0, ordering: .relaxed)
+            }
+            return
+        }
+        let failures = endpoint.consecutiveFailures.wrappingAdd(1, ordering: .relaxed).newValue
+        let threshold = state.withLock { $0.configuration.service(named: endpoint.service)?.outlierDetection }
+        guard let threshold, failures >= threshold.consecutiveFailures else { return }
+        endpoint.consecutiveFailures.store(0, ordering: .relaxed)
+        let reason = detail()
+        var ejection: Duration?
+        update("") { state in
+            let peers = state.endpoints.values.filter { $0.service == endpoint.service && $0.zone == endpoint.zone }
+            var detector = state.outliers[endpoint.service] ?? OutlierDetector()
+            let action = detector.thresholdReached(
+                endpoint.key,
+                zonePeers: peers.map(\.key),
+                configuration: threshold,
+                at: .now
+            )
+            state.outliers[endpoint.service] = detector
+            switch action {
+            case .eject(let length):
+                ejection = length
+                logger.info(
+                    """
+                    endpoint ejected for \(TimeSpan.format(length)): \(endpoint.key) in \(endpoint.zone) \
+                    after \(threshold.consecutiveFailures) consecutive failures (\(reason))
+                    """
+                )
+                return true
+            case .refusedAtLimit:
+                logger.info(
+                    """
+                    endpoint not ejected: \(endpoint.key) failed \(threshold.consecutiveFailures) times, but \
+                    \(formatNumber(threshold.maxEjectedPercent))% of \(endpoint.zone) is already ejected
+                    """
+                )
+                return false
+            case .none:
+                return false
+            }
+        }
+        if let ejection {
+            // Re-plan when the ejection ends.
+            Task { [weak self] in
+                try? await Task.sleep(for: ejection + .milliseconds(5))
+                self?.update("ejection of \(endpoint.key) ended") { _ in true }
+            }
+        }
+    }
+
+    /// Sets the zones drained now; re-plans when they changed.
+    public func setDrainedZones(_ zones: Set<String>) {
+        update("") { state in
+            guard state.drainedZones != zones else { return false }
+            let added = zones.subtracting(state.drainedZones).sorted()
+            let removed = state.drainedZones.subtracting(zones).sorted()
+            state.drainedZones = zones
+            var parts: [String] = []
+            if !added.isEmpty { parts.append("drained \(added.joined(separator: ", "))") }
+            if !removed.isEmpty { parts.append("undrained \(removed.joined(separator: ", "))") }
+            logger.info("zone drains changed: \(parts.joined(separator: "; "))")
+            return true
+        }
+    }
+
+    /// Runs `change` on the state; when it returns true, re-plans and publishes a new snapshot.
+    private func update(_ reason: String, _ change: (inout State) -> Bool) {
+        let snapshot: RoutingSnapshot? = state.withLock { state in
+            guard change(&state) else { return nil }
+            return Self.plan(&state, sourceZone: sourceZone, metrics: metrics, now: .now)
+        }
+        guard let snapshot else { return }
+        current.withLock { $0 = snapshot }
+        metrics.publish(snapshot)
+        if !reason.isEmpty { logger.info("re-planned: \(reason)") }
+        for routes in snapshot.services {
+            logger.debug(
+                "plan \(routes.service.name): \(routes.condition.rawValue), cross-zone \(routes.plan.crossZoneFraction)"
+            )
+        }
+    }
+
+    private static func endpoints(
+        of configuration: ZonewardConfiguration,
+        reusing existing: [String: UpstreamEndpoint]
+    ) -> [String: UpstreamEndpoint] {
+        var endpoints: [String: UpstreamEndpoint] = [:]
+        for service in configuration.services {
+            for endpointConfiguration in service.endpoints {
+                let endpoint = UpstreamEndpoint(service: service.name, configuration: endpointConfiguration)
+                if let old = existing[endpoint.key], old.zone == endpoint.zone, old.weight == endpoint.weight {
+                    endpoints[endpoint.key] = old
+                } else {
+                    endpoints[endpoint.key] = endpoint
+                }
+            }
+        }
+        return endpoints
+    }
+
+    /// Plans every service from the state.
+    private static func plan(
+        _ state: inout State,
+        sourceZone: String,
+        metrics: ProxyMetrics,
+        now: ContinuousClock.Instant
+    ) -> RoutingSnapshot {
+        state.version += 1
+        let configuration = state.configuration
+        let unhealthy = Set(state.health.filter { !$0.value.isHealthy }.keys)
+        var ejected: Set<String> = []
+        for detector in state.outliers.values { ejected.formUnion(detector.ejected(at: now)) }
+        let zoneIndex = Dictionary(uniqueKeysWithValues: configuration.zones.enumerated().map { ($1.name, $0) })
+        let source = zoneIndex[sourceZone] ?? 0
+        var services: [ServiceRoutes] = []
+        for service in configuration.services {
+            let all = service.endpoints.compactMap { state.endpoints["\(service.name)/\($0.address)"] }
+            let active = state.activeRegions[service.name] ?? service.primaryRegion
+            let regionOf = Dictionary(uniqueKeysWithValues: configuration.zones.map { ($0.name, $0.region) })
+            func grouped(_ endpoints: [UpstreamEndpoint]) -> [[UpstreamEndpoint]] {
+                var byZone = [[UpstreamEndpoint]](repeating: [], count: configuration.zones.count)
+                for endpoint in endpoints { byZone[zoneIndex[endpoint.zone] ?? 0].append(endpoint) }
+                return byZone
+            }
+            let eligible = all.filter { endpoint in
+                endpoint.weight > 0 && !unhealthy.contains(endpoint.key) && !ejected.contains(endpoint.key)
+                    && !state.drainedZones.contains(endpoint.zone)
+                    && (service.routing != .activeRegion || regionOf[endpoint.zone] == active)
+            }
+            var capacity = eligible.reduce(into: [String: Double]()) { $0[$1.zone, default: 0] += $1.weight }
+            var problem = PlanningProblem(
+                configuration: configuration,
+                service: service,
+                capacity: capacity,
+                drainedZones: state.drainedZones,
+                activeRegion: active
+            )
+            var chosen = eligible
+            var condition: RoutingCondition
+            if problem.totalCapacity > 0 {
+                let plan = ZonePlanner.plan(problem)
+                let drainsMatter = all.contains { state.drainedZones.contains($0.zone) }
+                condition = drainsMatter ? .draining : (plan.state == .spilling ? .spilling : .local)
+            } else {
+                // Panic: no healthy capacity anywhere. Route to every endpoint rather than drop traffic.
+                chosen = all.filter { $0.weight > 0 }
+                capacity = chosen.reduce(into: [String: Double]()) { $0[$1.zone, default: 0] += $1.weight }
+                problem = PlanningProblem(configuration: configuration, service: service, capacity: capacity)
+                condition = .panic
+            }
+            let plan = ZonePlanner.plan(problem)
+            services.append(
+                ServiceRoutes(
+                    service: service,
+                    problem: problem,
+                    plan: plan,
+                    envoy: EnvoyBaseline.plan(problem),
+                    condition: condition,
+                    sourceZone: source,
+                    eligible: grouped(chosen),
+                    allEndpoints: all,
+                    metrics: metrics.serviceMetrics(
+                        service: service.name,
+                        sourceZone: sourceZone,
+                        zones: configuration.zones.map(\.name)
+                    )
+                )
+            )
+        }
+        return RoutingSnapshot(
+            version: state.version,
+            configuration: configuration,
+            sourceZone: sourceZone,
+            services: services,
+            unhealthy: unhealthy,
+            ejected: ejected,
+            drainedZones: state.drainedZones
+        )
+    }
+}

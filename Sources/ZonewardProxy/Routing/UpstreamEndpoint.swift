@@ -1,0 +1,52 @@
+import NIOCore
+import Synchronization
+import ZonewardModel
+
+/// One upstream endpoint's live state, shared by every event loop for as long as it is configured.
+///
+/// Outstanding requests drive power-of-two-choices; consecutive failures drive outlier ejection.
+/// Both are atomics so the request path never takes a lock for them.
+public final class UpstreamEndpoint: Sendable {
+    /// `service/host:port`: stable across reloads, so counters survive a config change.
+    public let key: String
+    public let service: String
+    public let address: HostPort
+    /// Resolved once when the address is an IP literal; nil means resolve by name at connect time.
+    let socketAddress: SocketAddress?
+    public let zone: String
+    public let weight: Double
+    let outstanding = Atomic<Int>(0)
+    let consecutiveFailures = Atomic<Int>(0)
+
+    init(service: String, configuration: EndpointConfiguration) {
+        self.key = "\(service)/\(configuration.address)"
+        self.service = service
+        self.address = configuration.address
+        self.socketAddress = try? SocketAddress(ipAddress: configuration.address.host, port: configuration.address.port)
+        self.zone = configuration.zone
+        self.weight = configuration.weight
+    }
+
+    public var outstandingRequests: Int { outstanding.load(ordering: .relaxed) }
+}
+
+/// A fast, non-cryptographic generator for load-balancing choices (xorshift*), one per connection.
+struct BalancerRandom: RandomNumberGenerator {
+    private var state: UInt64
+
+    init(seed: UInt64) {
+        state = seed == 0 ? 0x9E37_79B9_7F4A_7C15 : seed
+    }
+
+    mutating func next() -> UInt64 {
+        state ^= state >> 12
+        state ^= state << 25
+        state ^= state >> 27
+        return state &* 0x2545_F491_4F6C_DD1D
+    }
+
+    /// A uniform double in [0, 1).
+    mutating func unit() -> Double {
+        Double(next() >> 11) * 0x1.0p-53
+    }
+}
