@@ -146,8 +146,9 @@ public final class ServiceRoutes: Sendable {
     }
 
     private func lessLoaded(_ a: UpstreamEndpoint, _ b: UpstreamEndpoint) -> UpstreamEndpoint {
-        let loadA = Double(a.outstanding.load(ordering: .relaxed) + 1) / max(a.weight, .leastNormalMagnitude)
-        let loadB = Double(b.outstanding.load(ordering: .relaxed) + 1) / max(b.weight, .leastNormalMagnitude)
+        // Ties go to the first draw, which was weighted: idle endpoints share traffic by weight.
+        let loadA = Double(a.outstanding.load(ordering: .relaxed)) / max(a.weight, .leastNormalMagnitude)
+        let loadB = Double(b.outstanding.load(ordering: .relaxed)) / max(b.weight, .leastNormalMagnitude)
         return loadB < loadA ? b : a
     }
 }

@@ -23,7 +23,8 @@ final class UpstreamPool {
     }
 
     /// Calls `completion` on this event loop with an idle connection to `endpoint`, or a new one.
-    func acquire(_ endpoint: UpstreamEndpoint, _ completion: @escaping (Result<UpstreamConnection, any Error>) -> Void) {
+    func acquire(_ endpoint: UpstreamEndpoint, _ completion: @escaping (Result<UpstreamConnection, any Error>) -> Void)
+    {
         while let connection = idle[endpoint.key]?.popLast() {
             if connection.isUsable {
                 completion(.success(connection))

@@ -1,0 +1,59 @@
+import NIOCore
+import Synchronization
+
+/// The open client connections, so graceful shutdown can ask each to finish and then wait for them.
+final class ConnectionRegistry: Sendable {
+    private let channels = Mutex<[ObjectIdentifier: any Channel]>([:])
+
+    func add(_ channel: any Channel) {
+        let id = ObjectIdentifier(channel)
+        channels.withLock { $0[id] = channel }
+        channel.closeFuture.whenComplete { [self] _ in
+            _ = channels.withLock { $0.removeValue(forKey: id) }
+        }
+    }
+
+    var count: Int { channels.withLock { $0.count } }
+
+    /// Asks every connection to close once its request in flight is answered.
+    func quiesceAll() {
+        for channel in channels.withLock({ Array($0.values) }) {
+            channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        }
+    }
+
+    func closeAll() {
+        for channel in channels.withLock({ Array($0.values) }) {
+            channel.close(promise: nil)
+        }
+    }
+}
+
+/// One `UpstreamPool` per event loop, created on first use on that loop.
+final class UpstreamPools: Sendable {
+    private let pools = Mutex<[ObjectIdentifier: NIOLoopBound<UpstreamPool>]>([:])
+    private let timeouts: ProxyTimeouts
+
+    init(timeouts: ProxyTimeouts) {
+        self.timeouts = timeouts
+    }
+
+    /// The pool of `eventLoop`; call on that loop.
+    func pool(for eventLoop: any EventLoop) -> UpstreamPool {
+        let id = ObjectIdentifier(eventLoop)
+        return pools.withLock { pools in
+            if let existing = pools[id] { return existing.value }
+            let pool = UpstreamPool(eventLoop: eventLoop, timeouts: timeouts)
+            pools[id] = NIOLoopBound(pool, eventLoop: eventLoop)
+            return pool
+        }
+    }
+
+    /// Closes idle upstream connections on every loop.
+    func closeIdle() {
+        let all = pools.withLock { Array($0.values) }
+        for bound in all {
+            bound.eventLoop.execute { bound.value.closeIdle() }
+        }
+    }
+}

@@ -1,0 +1,91 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import ZonewardModel
+
+/// In-process HTTP backends for the configuration's loopback endpoints, each answering with its zone and
+/// address, so `zoneward run --demo-backends` shows zone-aware routing with nothing else installed.
+public enum DemoBackends {
+    /// Binds one backend per loopback endpoint of every HTTP service; returns the listening channels.
+    public static func start(
+        _ configuration: ZonewardConfiguration,
+        group: any EventLoopGroup
+    ) async throws -> [any Channel] {
+        var channels: [any Channel] = []
+        var bound: Set<HostPort> = []
+        for service in configuration.services where service.wireProtocol == .http {
+            for endpoint in service.endpoints where isLoopback(endpoint.address.host) {
+                guard bound.insert(endpoint.address).inserted else { continue }
+                let body = "service=\(service.name) zone=\(endpoint.zone) endpoint=\(endpoint.address)\n"
+                let zone = endpoint.zone
+                let bootstrap = ServerBootstrap(group: group)
+                    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                    .childChannelInitializer { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                            try channel.pipeline.syncOperations.addHandler(DemoBackendHandler(body: body, zone: zone))
+                        }
+                    }
+                do {
+                    channels.append(
+                        try await bootstrap.bind(host: endpoint.address.host, port: endpoint.address.port).get()
+                    )
+                } catch {
+                    for channel in channels { try? await channel.close() }
+                    throw ProxyError.bindFailed(what: "demo backend", address: endpoint.address, underlying: error)
+                }
+            }
+        }
+        return channels
+    }
+
+    static func isLoopback(_ host: String) -> Bool {
+        host.hasPrefix("127.") || host == "::1" || host == "localhost"
+    }
+}
+
+/// Answers every request with the backend's identity.
+private final class DemoBackendHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let body: String
+    private let zone: String
+    private var keepAlive = true
+
+    init(body: String, zone: String) {
+        self.body = body
+        self.zone = zone
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            keepAlive = head.isKeepAlive
+        case .body:
+            break
+        case .end:
+            var headers = HTTPHeaders()
+            headers.add(name: "Content-Type", value: "text/plain; charset=utf-8")
+            headers.add(name: "Content-Length", value: String(body.utf8.count))
+            headers.add(name: "X-Backend-Zone", value: zone)
+            if !keepAlive { headers.add(name: "Connection", value: "close") }
+            context.write(
+                wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))),
+                promise: nil
+            )
+            context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)
+            if keepAlive {
+                context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            } else {
+                let done = context.eventLoop.makePromise(of: Void.self)
+                context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: done)
+                let channel = context.channel
+                done.futureResult.whenComplete { _ in channel.close(promise: nil) }
+            }
+        }
+    }
+}
+
+@available(*, unavailable)
+extension DemoBackendHandler: Sendable {}

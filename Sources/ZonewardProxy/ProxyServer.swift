@@ -1,0 +1,301 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+import ServiceLifecycle
+import UnixSignals
+import ZonewardModel
+import ZonewardState
+
+/// The in-cluster proxy as a service: one listener per configured service, the admin listener, active
+/// health checks, zone drains followed from SQLite, configuration reload on SIGHUP or file change, and a
+/// graceful shutdown that stops accepting, lets requests in flight finish, then exits.
+public final class ProxyServer: Service, Sendable {
+    /// Everything the proxy is started with.
+    public struct Settings: Sendable {
+        public var configuration: ZonewardConfiguration
+        /// The file to reload from; nil for an embedded configuration.
+        public var configurationPath: String?
+        /// The zone this proxy runs in.
+        public var sourceZone: String
+        /// The state database to read zone drains from; nil to ignore drains.
+        public var statePath: String?
+        public var timeouts: ProxyTimeouts
+        /// How often the configuration file and the drains are looked at.
+        public var pollInterval: Duration
+
+        public init(
+            configuration: ZonewardConfiguration,
+            configurationPath: String?,
+            sourceZone: String,
+            statePath: String?,
+            timeouts: ProxyTimeouts = .init(),
+            pollInterval: Duration = .milliseconds(500)
+        ) {
+            self.configuration = configuration
+            self.configurationPath = configurationPath
+            self.sourceZone = sourceZone
+            self.statePath = statePath
+            self.timeouts = timeouts
+            self.pollInterval = pollInterval
+        }
+    }
+
+    public let table: RoutingTable
+    public let readiness = Readiness()
+    private let settings: Settings
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private let prober: HealthProber
+    private let connections = ConnectionRegistry()
+    private let pools: UpstreamPools
+
+    public init(settings: Settings, group: any EventLoopGroup, metrics: ProxyMetrics, logger: Logger) {
+        self.settings = settings
+        self.group = group
+        self.logger = logger
+        self.table = RoutingTable(
+            configuration: settings.configuration,
+            sourceZone: settings.sourceZone,
+            metrics: metrics,
+            logger: logger
+        )
+        self.prober = HealthProber(table: table, group: group)
+        self.pools = UpstreamPools(timeouts: settings.timeouts)
+    }
+
+    public func run() async throws {
+        let configuration = settings.configuration
+        var listeners: [any Channel] = []
+        do {
+            for service in configuration.services {
+                listeners.append(try await bind(service))
+            }
+            listeners.append(try await bindAdmin(configuration.admin.listen))
+        } catch {
+            for listener in listeners { try? await listener.close() }
+            throw error
+        }
+        prober.start(configuration)
+        readiness.set(true)
+        let summary = configuration.services.map { "\($0.name) on \($0.listen) (\($0.wireProtocol.rawValue))" }
+        logger.info(
+            """
+            zoneward proxy ready in zone \(settings.sourceZone): \(summary.joined(separator: ", ")); \
+            admin on \(configuration.admin.listen)
+            """
+        )
+        await withDiscardingTaskGroup { tasks in
+            tasks.addTask { await self.followDrains() }
+            tasks.addTask { await self.watchConfigurationFile() }
+            tasks.addTask { await self.reloadOnHangup() }
+            try? await gracefulShutdown()
+            tasks.cancelAll()
+        }
+        await shutDown(listeners)
+    }
+
+    /// Stop accepting, let requests in flight finish (up to the drain timeout), then close the rest.
+    private func shutDown(_ listeners: [any Channel]) async {
+        readiness.set(false)
+        let inFlight = connections.count
+        logger.info("shutting down: no new connections; draining \(inFlight) open connections")
+        for listener in listeners.dropLast() { try? await listener.close() }
+        connections.quiesceAll()
+        pools.closeIdle()
+        let deadline = ContinuousClock.now + settings.timeouts.drain
+        while connections.count > 0, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        let left = connections.count
+        if left > 0 { logger.warning("drain timeout: closing \(left) connections still open") }
+        connections.closeAll()
+        prober.stop()
+        if let admin = listeners.last { try? await admin.close() }
+        logger.info("zoneward proxy stopped")
+    }
+
+    private func bind(_ service: ServiceConfiguration) async throws -> any Channel {
+        let table = self.table
+        let pools = self.pools
+        let connections = self.connections
+        let timeouts = settings.timeouts
+        let tls = try service.tls.map { try Self.makeTLSContext($0) }
+        let isTCP = service.wireProtocol == .tcp
+        var bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+        if isTCP {
+            bootstrap = bootstrap.childChannelOption(.allowRemoteHalfClosure, value: true)
+                .childChannelOption(.autoRead, value: false)
+        }
+        let name = service.name
+        bootstrap = bootstrap.childChannelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture {
+                connections.add(channel)
+                let handlers = channel.pipeline.syncOperations
+                if let tls { try handlers.addHandler(NIOSSLServerHandler(context: tls)) }
+                if isTCP {
+                    try handlers.addHandler(TCPProxyHandler(service: name, table: table, timeouts: timeouts))
+                } else {
+                    try handlers.addHandlers(
+                        IdleStateHandler(allTimeout: TimeAmount(timeouts.clientIdle)),
+                        HTTPProxyHandler(
+                            service: name,
+                            table: table,
+                            pool: pools.pool(for: channel.eventLoop),
+                            scheme: tls == nil ? "http" : "https"
+                        )
+                    )
+                }
+            }
+        }
+        do {
+            return try await bootstrap.bind(host: service.listen.host, port: service.listen.port).get()
+        } catch {
+            throw ProxyError.bindFailed(what: "service \(service.name)", address: service.listen, underlying: error)
+        }
+    }
+
+    private func bindAdmin(_ address: HostPort) async throws -> any Channel {
+        let table = self.table
+        let readiness = self.readiness
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(AdminHandler(table: table, readiness: readiness))
+                }
+            }
+        do {
+            return try await bootstrap.bind(host: address.host, port: address.port).get()
+        } catch {
+            throw ProxyError.bindFailed(what: "admin listener", address: address, underlying: error)
+        }
+    }
+
+    private static func makeTLSContext(_ tls: ZonewardModel.TLSConfiguration) throws -> NIOSSLContext {
+        do {
+            let chain = try NIOSSLCertificate.fromPEMFile(tls.certificateFile).map {
+                NIOSSLCertificateSource.certificate($0)
+            }
+            let key = try NIOSSLPrivateKey(file: tls.keyFile, format: .pem)
+            let configuration = NIOSSL.TLSConfiguration.makeServerConfiguration(
+                certificateChain: chain,
+                privateKey: .privateKey(key)
+            )
+            return try NIOSSLContext(configuration: configuration)
+        } catch {
+            throw ProxyError.tls(certificate: tls.certificateFile, key: tls.keyFile, underlying: error)
+        }
+    }
+
+    // MARK: Following the state and the configuration
+
+    /// Reads the zone drains from SQLite every poll interval, so a drain takes effect within a second.
+    private func followDrains() async {
+        guard let path = settings.statePath else { return }
+        var store: StateStore?
+        var warned = false
+        while !Task.isCancelled {
+            if store == nil {
+                do {
+                    store = try StateStore.open(path: path)
+                } catch {
+                    if !warned { logger.warning("cannot read zone drains yet: \(error)") }
+                    warned = true
+                }
+            }
+            if let store {
+                do {
+                    let drains = try store.activeDrains(at: Date())
+                    table.setDrainedZones(Set(drains.map(\.zone)))
+                } catch {
+                    logger.warning("cannot read zone drains: \(error)")
+                }
+            }
+            try? await Task.sleep(for: settings.pollInterval)
+        }
+    }
+
+    private func watchConfigurationFile() async {
+        guard let path = settings.configurationPath else { return }
+        var last = Self.modificationDate(path)
+        while !Task.isCancelled {
+            try? await Task.sleep(for: settings.pollInterval)
+            let now = Self.modificationDate(path)
+            if now != last {
+                last = now
+                reload(reason: "the file changed")
+            }
+        }
+    }
+
+    private func reloadOnHangup() async {
+        let signals = await UnixSignalsSequence(trapping: .sighup)
+        for await _ in signals {
+            if Task.isCancelled { return }
+            reload(reason: "SIGHUP")
+        }
+    }
+
+    private static func modificationDate(_ path: String) -> Date? {
+        (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date
+    }
+
+    /// Loads the configuration again; an invalid file is refused, logged, counted, and the old one keeps serving.
+    public func reload(reason: String) {
+        guard let path = settings.configurationPath else {
+            logger.info("reload requested (\(reason)), but the configuration is embedded: nothing to reload")
+            return
+        }
+        do {
+            let configuration = try ZonewardConfiguration.load(file: path)
+            guard configuration.zone(named: settings.sourceZone) != nil else {
+                throw ConfigurationError(
+                    file: path,
+                    problems: [
+                        .init(path: "zones", message: "this proxy's zone \"\(settings.sourceZone)\" is not declared")
+                    ]
+                )
+            }
+            let before = table.snapshot.configuration
+            let listenersBefore = before.services.map { "\($0.name)@\($0.listen)/\($0.wireProtocol.rawValue)" }
+            let listenersAfter = configuration.services.map { "\($0.name)@\($0.listen)/\($0.wireProtocol.rawValue)" }
+            if listenersBefore != listenersAfter || before.admin != configuration.admin {
+                logger.warning("reload (\(reason)): listener changes take effect at the next restart")
+            }
+            table.replace(configuration: configuration)
+            prober.start(configuration)
+            table.metrics.reloads.increment()
+            logger.info("configuration reloaded from \(path) (\(reason))")
+        } catch {
+            table.metrics.reloadFailures.increment()
+            logger.error("configuration reload refused (\(reason)); the previous configuration keeps serving")
+            for line in "\(error)".split(separator: "\n") {
+                logger.error("  \(line)")
+            }
+        }
+    }
+}
+
+/// Why the proxy could not start.
+public enum ProxyError: Error, CustomStringConvertible {
+    case bindFailed(what: String, address: HostPort, underlying: any Error)
+    case tls(certificate: String, key: String, underlying: any Error)
+    case unknownZone(String, known: [String])
+
+    public var description: String {
+        switch self {
+        case .bindFailed(let what, let address, let underlying):
+            return "cannot listen on \(address) for \(what): \(underlying)"
+        case .tls(let certificate, let key, let underlying):
+            return "cannot load TLS certificate \(certificate) and key \(key): \(underlying)"
+        case .unknownZone(let zone, let known):
+            return "zone \"\(zone)\" is not declared in the configuration (known: \(known.joined(separator: ", ")))"
+        }
+    }
+}
