@@ -38,12 +38,14 @@ public struct OutlierDetector: Sendable {
         case none
         /// Eject until this many seconds from `now`.
         case eject(for: Duration)
-        /// Would eject, but the zone already has as many ejected endpoints as allowed.
-        case refusedAtLimit
+        /// Would eject, but the zone already has as many ejected endpoints as allowed; `firstTime` is true
+        /// for the first refusal since the endpoint's last ejection, so it is logged once.
+        case refusedAtLimit(firstTime: Bool)
     }
 
     private var ejectedUntil: [String: ContinuousClock.Instant] = [:]
     private var ejectionCount: [String: Int] = [:]
+    private var refused: Set<String> = []
 
     public init() {}
 
@@ -58,17 +60,25 @@ public struct OutlierDetector: Sendable {
 
     /// Decides on an endpoint that just reached its failure threshold.
     ///
-    /// - Parameter zonePeers: the keys of every endpoint of the service in the same zone, itself included.
+    /// - Parameters:
+    ///   - zonePeers: the keys of every endpoint of the service in the same zone, itself included.
+    ///   - heldDown: endpoints that active health checks hold down. Their ejection does not count toward the
+    ///     cap: the cap guards against ejecting endpoints that still pass their checks, and an endpoint that
+    ///     is down either way frees no capacity by staying uncounted.
     public mutating func thresholdReached(
         _ key: String,
         zonePeers: [String],
+        heldDown: Set<String> = [],
         configuration: OutlierDetectionConfiguration,
         at now: ContinuousClock.Instant
     ) -> Action {
         if isEjected(key, at: now) { return .none }
-        let ejectedPeers = zonePeers.filter { $0 != key && isEjected($0, at: now) }.count
+        let ejectedPeers = zonePeers.filter { $0 != key && isEjected($0, at: now) && !heldDown.contains($0) }.count
         let share = Double(ejectedPeers + 1) / Double(max(zonePeers.count, 1)) * 100
-        guard share <= configuration.maxEjectedPercent else { return .refusedAtLimit }
+        guard share <= configuration.maxEjectedPercent else {
+            return .refusedAtLimit(firstTime: refused.insert(key).inserted)
+        }
+        refused.remove(key)
         let count = (ejectionCount[key] ?? 0) + 1
         ejectionCount[key] = count
         let length = configuration.baseEjection * count

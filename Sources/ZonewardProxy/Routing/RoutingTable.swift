@@ -124,6 +124,7 @@ public final class RoutingTable: Sendable {
             let action = detector.thresholdReached(
                 endpoint.key,
                 zonePeers: peers.map(\.key),
+                heldDown: Set(state.health.filter { !$0.value.isHealthy }.keys),
                 configuration: threshold,
                 at: .now
             )
@@ -138,7 +139,8 @@ public final class RoutingTable: Sendable {
                     """
                 )
                 return true
-            case .refusedAtLimit:
+            case .refusedAtLimit(let firstTime):
+                guard firstTime else { return false }
                 logger.info(
                     """
                     endpoint not ejected: \(endpoint.key) failed \(threshold.consecutiveFailures) times, but \
