@@ -27,6 +27,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         var received = 0
         var sentAt = NIODeadline.now()
         var retries = 0
+        /// Why the previous attempt failed, to report when no endpoint is left to retry on.
+        var lastFailure: UpstreamFailure?
     }
 
     private let serviceName: String
@@ -142,7 +144,11 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         guard var current = exchange else { return }
         guard let endpoint = current.routes.pick(&random, excluding: current.tried) else {
             exchange = current
-            respondLocally(status: 503, cause: "no-healthy-endpoint", close: !current.body.isComplete)
+            if let failure = current.lastFailure {
+                respondToFailure(failure, close: !current.body.isComplete)
+            } else {
+                respondLocally(status: 503, cause: "no-healthy-endpoint", close: !current.body.isComplete)
+            }
             return
         }
         current.endpoint = endpoint
@@ -275,11 +281,16 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         if retryable, current.retries < pool.timeouts.maxRetries, pool.mayRetry() {
             current.retries += 1
             current.sent = 0
+            current.lastFailure = failure
             exchange = current
             current.routes.metrics.retries.increment()
             dispatch()
             return
         }
+        respondToFailure(failure, close: !current.body.isComplete)
+    }
+
+    private func respondToFailure(_ failure: UpstreamFailure, close: Bool) {
         let (status, cause): (Int, String)
         switch failure {
         case .connectFailed: (status, cause) = (502, "upstream-connect-failed")
@@ -288,7 +299,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         case .invalidResponse: (status, cause) = (502, "upstream-invalid-response")
         case .timeout: (status, cause) = (504, "upstream-timeout")
         }
-        respondLocally(status: status, cause: cause, close: !current.body.isComplete)
+        respondLocally(status: status, cause: cause, close: close)
     }
 
     /// Counts a finished exchange and releases its endpoint.

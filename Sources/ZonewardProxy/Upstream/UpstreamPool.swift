@@ -43,7 +43,7 @@ final class UpstreamPool {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers(
-                        IdleStateHandler(readTimeout: readTimeout),
+                        IdleStateHandler(allTimeout: readTimeout),
                         UpstreamConnection(endpoint: endpoint)
                     )
                 }
