@@ -58,12 +58,23 @@ public enum HTTPHeadParser {
         forwarding: ForwardingInfo,
         into output: inout ByteBuffer
     ) throws(HTTPFramingError) -> RequestHead {
+        var scratch = HeaderSummary()
+        return try parseRequest(head, forwarding: forwarding, into: &output, scratch: &scratch)
+    }
+
+    /// As `parseRequest(_:forwarding:into:)`, reusing `scratch`'s storage across requests of a connection.
+    static func parseRequest(
+        _ head: ByteBuffer,
+        forwarding: ForwardingInfo,
+        into output: inout ByteBuffer,
+        scratch fields: inout HeaderSummary
+    ) throws(HTTPFramingError) -> RequestHead {
         guard head.readableBytes <= maxHeadBytes else { throw .headTooLarge }
+        fields.reset()
         return try head.withUnsafeReadableBytes { bytes throws(HTTPFramingError) in
             var scanner = LineScanner(bytes: bytes)
             let requestLine = try scanner.nextLine()
             let (method, isHTTP11) = try parseRequestLine(bytes, requestLine)
-            var fields = HeaderSummary()
             try fields.scan(&scanner, bytes)
             let framing: BodyFraming
             if fields.transferEncodingCount > 0 {
@@ -84,17 +95,13 @@ public enum HTTPHeadParser {
             // The forwarded head: request line, kept headers, then the forwarding headers.
             output.reserveCapacity(minimumWritableBytes: bytes.count + 128)
             output.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[requestLine.start..<requestLine.end + 2]))
-            var forwardedFor: [Range<Int>] = []
-            var forwarded: [Range<Int>] = []
+            var hasForwarded = false
             for line in fields.lines {
                 switch line.kind {
-                case .hopByHop, .connection, .forwardedProto:
-                    continue
-                case .forwardedFor:
-                    forwardedFor.append(line.value)
+                case .hopByHop, .connection, .forwardedProto, .forwardedFor:
                     continue
                 case .forwarded:
-                    forwarded.append(line.value)
+                    hasForwarded = true
                     continue
                 case .other where fields.isNominatedByConnection(line, bytes):
                     continue
@@ -102,28 +109,21 @@ public enum HTTPHeadParser {
                     output.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[line.start..<line.end + 2]))
                 }
             }
+            // Earlier hops' values first, in order, then this hop's.
             output.writeStaticString("X-Forwarded-For: ")
-            for range in forwardedFor {
-                output.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[range]))
+            for line in fields.lines where line.kind == .forwardedFor {
+                output.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[line.value]))
                 output.writeStaticString(", ")
             }
-            output.writeString(forwarding.clientAddress)
-            output.writeStaticString("\r\nX-Forwarded-Proto: ")
-            output.writeString(forwarding.scheme)
-            output.writeStaticString("\r\nForwarded: ")
-            for range in forwarded {
-                output.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[range]))
-                output.writeStaticString(", ")
+            output.writeBytes(forwarding.clientBytes)
+            output.writeBytes(forwarding.middle)
+            if hasForwarded {
+                for line in fields.lines where line.kind == .forwarded {
+                    output.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[line.value]))
+                    output.writeStaticString(", ")
+                }
             }
-            output.writeStaticString("for=")
-            if forwarding.clientAddress.contains(":") {
-                output.writeString("\"[\(forwarding.clientAddress)]\"")
-            } else {
-                output.writeString(forwarding.clientAddress)
-            }
-            output.writeStaticString(";proto=")
-            output.writeString(forwarding.scheme)
-            output.writeStaticString("\r\n\r\n")
+            output.writeBytes(forwarding.forwardedElement)
             return RequestHead(method: method, isHTTP11: isHTTP11, framing: framing, keepAlive: keepAlive)
         }
     }
@@ -199,12 +199,32 @@ public enum HTTPHeadParser {
         clientIsHTTP11: Bool,
         into output: inout ByteBuffer
     ) throws(HTTPFramingError) -> (head: ResponseHead, rewritten: Bool, closeClient: Bool) {
+        var scratch = HeaderSummary()
+        return try parseResponse(
+            head,
+            isHeadRequest: isHeadRequest,
+            clientKeepAlive: clientKeepAlive,
+            clientIsHTTP11: clientIsHTTP11,
+            into: &output,
+            scratch: &scratch
+        )
+    }
+
+    /// As `parseResponse(_:isHeadRequest:clientKeepAlive:clientIsHTTP11:into:)`, reusing `scratch`.
+    static func parseResponse(
+        _ head: ByteBuffer,
+        isHeadRequest: Bool,
+        clientKeepAlive: Bool,
+        clientIsHTTP11: Bool,
+        into output: inout ByteBuffer,
+        scratch fields: inout HeaderSummary
+    ) throws(HTTPFramingError) -> (head: ResponseHead, rewritten: Bool, closeClient: Bool) {
         guard head.readableBytes <= maxHeadBytes else { throw .headTooLarge }
+        fields.reset()
         return try head.withUnsafeReadableBytes { bytes throws(HTTPFramingError) in
             var scanner = LineScanner(bytes: bytes)
             let statusLine = try scanner.nextLine()
             let (status, isHTTP11) = try parseStatusLine(bytes, statusLine)
-            var fields = HeaderSummary()
             try fields.scan(&scanner, bytes)
             var framing: BodyFraming
             var reusable = isHTTP11 ? !fields.connectionClose : (fields.connectionKeepAlive && !fields.connectionClose)
@@ -358,8 +378,20 @@ struct HeaderSummary {
     /// Header names listed in Connection (other than close and keep-alive): hop-by-hop for this message.
     var nominated: [Range<Int>] = []
 
+    /// Empties the summary, keeping its storage for the next head.
+    mutating func reset() {
+        lines.removeAll(keepingCapacity: true)
+        nominated.removeAll(keepingCapacity: true)
+        contentLength = nil
+        transferEncodingCount = 0
+        transferEncodingIsChunked = false
+        hostCount = 0
+        connectionClose = false
+        connectionKeepAlive = false
+    }
+
     mutating func scan(_ scanner: inout LineScanner, _ bytes: UnsafeRawBufferPointer) throws(HTTPFramingError) {
-        lines.reserveCapacity(16)
+        if lines.capacity < 16 { lines.reserveCapacity(16) }
         while let line = try scanner.nextLineOrEnd() {
             guard lines.count < HTTPHeadParser.maxHeaders else { throw .tooManyHeaders }
             let first = bytes[line.start]

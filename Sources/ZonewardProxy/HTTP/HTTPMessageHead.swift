@@ -42,15 +42,26 @@ public struct ResponseHead: Sendable {
     public var isInterim: Bool { status >= 100 && status < 200 && status != 101 }
 }
 
-/// What to add to a forwarded request.
+/// What to add to a forwarded request, rendered to bytes once per client connection.
 public struct ForwardingInfo: Sendable {
     /// The client's address, for X-Forwarded-For and Forwarded.
-    public var clientAddress: String
+    public let clientAddress: String
     /// `http` or `https`: how the client reached the proxy.
-    public var scheme: String
+    public let scheme: String
+    /// The client's address as X-Forwarded-For's last element.
+    let clientBytes: [UInt8]
+    /// Ends X-Forwarded-For, sets X-Forwarded-Proto and starts Forwarded.
+    let middle: [UInt8]
+    /// Forwarded's element for this hop, and the end of the head.
+    let forwardedElement: [UInt8]
 
     public init(clientAddress: String, scheme: String) {
         self.clientAddress = clientAddress
         self.scheme = scheme
+        clientBytes = Array(clientAddress.utf8)
+        middle = Array("\r\nX-Forwarded-Proto: \(scheme)\r\nForwarded: ".utf8)
+        // RFC 7239: an IPv6 address is bracketed and quoted.
+        let node = clientAddress.contains(":") ? "\"[\(clientAddress)]\"" : clientAddress
+        forwardedElement = Array("for=\(node);proto=\(scheme)\r\n\r\n".utf8)
     }
 }

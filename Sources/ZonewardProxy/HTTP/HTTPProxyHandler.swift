@@ -8,8 +8,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    /// One request in flight.
-    private struct Exchange {
+    /// One request in flight. A class: the request path mutates it often and must not copy it each time.
+    private final class Exchange {
         let generation: Int
         let request: RequestHead
         /// The forwarded head, kept so a retry can resend it.
@@ -17,6 +17,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         var body: BodyTracker
         let routes: ServiceRoutes
         var endpoint: UpstreamEndpoint?
+        /// Endpoints tried before the current one (empty unless retrying).
         var tried: [UpstreamEndpoint] = []
         var upstream: UpstreamConnection?
         var responseStarted = false
@@ -29,6 +30,14 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         var retries = 0
         /// Why the previous attempt failed, to report when no endpoint is left to retry on.
         var lastFailure: UpstreamFailure?
+
+        init(generation: Int, request: RequestHead, head: ByteBuffer, body: BodyTracker, routes: ServiceRoutes) {
+            self.generation = generation
+            self.request = request
+            self.head = head
+            self.body = body
+            self.routes = routes
+        }
     }
 
     private let serviceName: String
@@ -36,7 +45,11 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     private let pool: UpstreamPool
     private let scheme: String
     private var context: ChannelHandlerContext?
-    private var clientAddress = "unknown"
+    private var forwarding = ForwardingInfo(clientAddress: "unknown", scheme: "http")
+    private var scratch = HeaderSummary()
+    /// The service's routes and the table version they came from: re-read only when the table changes.
+    private var cachedRoutes: ServiceRoutes?
+    private var cachedVersion = -1
     private var inbound: ByteBuffer?
     private var scanFrom = 0
     private var exchange: Exchange?
@@ -59,7 +72,10 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        clientAddress = context.channel.remoteAddress?.ipAddress ?? "unknown"
+        forwarding = ForwardingInfo(
+            clientAddress: context.channel.remoteAddress?.ipAddress ?? "unknown",
+            scheme: scheme
+        )
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -111,8 +127,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         do {
             request = try HTTPHeadParser.parseRequest(
                 headBytes,
-                forwarding: ForwardingInfo(clientAddress: clientAddress, scheme: scheme),
-                into: &forwarded
+                forwarding: forwarding,
+                into: &forwarded,
+                scratch: &scratch
             )
         } catch {
             respondLocally(status: error.status, cause: "invalid-request", close: true)
@@ -122,7 +139,12 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             respondLocally(status: 405, cause: "connect-not-supported", close: true)
             return
         }
-        guard let routes = table.snapshot.routes(for: serviceName) else {
+        let version = table.version
+        if version != cachedVersion {
+            cachedRoutes = table.snapshot.routes(for: serviceName)
+            cachedVersion = version
+        }
+        guard let routes = cachedRoutes else {
             respondLocally(status: 503, cause: "service-not-configured", close: true)
             return
         }
@@ -141,7 +163,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
 
     /// Picks an endpoint (not one already tried) and gets a connection to it.
     private func dispatch() {
-        guard var current = exchange else { return }
+        guard let current = exchange else { return }
         guard let endpoint = current.routes.pick(&random, excluding: current.tried) else {
             exchange = current
             if let failure = current.lastFailure {
@@ -152,7 +174,6 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             return
         }
         current.endpoint = endpoint
-        current.tried.append(endpoint)
         endpoint.outstanding.wrappingAdd(1, ordering: .relaxed)
         exchange = current
         let generation = current.generation
@@ -162,7 +183,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     }
 
     private func connected(_ result: Result<UpstreamConnection, any Error>, generation: Int) {
-        guard var current = exchange, current.generation == generation, !closed else {
+        guard let current = exchange, current.generation == generation, !closed else {
             if case .success(let connection) = result { pool.release(connection) }
             return
         }
@@ -184,7 +205,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
 
     /// Relays the request body bytes that have arrived, up to the end of the body.
     private func forwardRequestBody() {
-        guard var current = exchange, let upstream = current.upstream, !current.body.isComplete,
+        guard let current = exchange, let upstream = current.upstream, !current.body.isComplete,
             var buffer = inbound, buffer.readableBytes > 0
         else { return }
         do {
@@ -206,7 +227,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     // MARK: Upstream → client
 
     func responseHead(_ bytes: ByteBuffer, response: ResponseHead, closeClient: Bool) {
-        guard var current = exchange, let context else { return }
+        guard let current = exchange, let context else { return }
         current.responseStarted = true
         current.received += bytes.readableBytes
         if !response.isInterim {
@@ -255,10 +276,11 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     /// The upstream could not complete the request. Before any response byte, an idempotent request (or
     /// any request that never reached the endpoint) is retried on another endpoint within the budget.
     func upstreamFailed(_ failure: UpstreamFailure, receivedAnything: Bool) {
-        guard var current = exchange else { return }
+        guard let current = exchange else { return }
         if let endpoint = current.endpoint {
             endpoint.outstanding.wrappingAdd(-1, ordering: .relaxed)
             table.recordResult(endpoint, success: false, detail: "\(failure)")
+            current.tried.append(endpoint)
         }
         current.endpoint = nil
         current.upstream = nil

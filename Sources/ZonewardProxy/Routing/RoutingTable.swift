@@ -55,6 +55,7 @@ public final class RoutingTable: Sendable {
     private let logger: Logger
     private let state: Mutex<State>
     private let current: Mutex<RoutingSnapshot>
+    private let published = Atomic<Int>(0)
 
     /// - Parameter sourceZone: the zone this proxy runs in; must be one of the configuration's zones.
     public init(configuration: ZonewardConfiguration, sourceZone: String, metrics: ProxyMetrics, logger: Logger) {
@@ -68,8 +69,11 @@ public final class RoutingTable: Sendable {
         current = Mutex(snapshot)
     }
 
-    /// The routes in force; cheap enough to read on every request.
+    /// The routes in force.
     public var snapshot: RoutingSnapshot { current.withLock { $0 } }
+
+    /// Changes whenever a new snapshot is published: the request path re-reads `snapshot` only then.
+    public var version: Int { published.load(ordering: .acquiring) }
 
     /// Every endpoint of every service, by key.
     public var endpoints: [UpstreamEndpoint] {
@@ -184,6 +188,7 @@ public final class RoutingTable: Sendable {
         }
         guard let snapshot else { return }
         current.withLock { $0 = snapshot }
+        published.wrappingAdd(1, ordering: .releasing)
         metrics.publish(snapshot)
         if !reason.isEmpty { logger.info("re-planned: \(reason)") }
         for routes in snapshot.services {

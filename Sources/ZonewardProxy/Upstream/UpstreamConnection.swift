@@ -21,6 +21,7 @@ final class UpstreamConnection: ChannelDuplexHandler {
     private var isHeadRequest = false
     private var clientKeepAlive = true
     private var clientIsHTTP11 = true
+    private var scratch = HeaderSummary()
 
     init(endpoint: UpstreamEndpoint) {
         self.endpoint = endpoint
@@ -130,7 +131,8 @@ final class UpstreamConnection: ChannelDuplexHandler {
                 isHeadRequest: isHeadRequest,
                 clientKeepAlive: clientKeepAlive,
                 clientIsHTTP11: clientIsHTTP11,
-                into: &rewritten
+                into: &rewritten,
+                scratch: &scratch
             )
             exchange.responseHead(didRewrite ? rewritten : headBytes, response: response, closeClient: closeClient)
             if response.isInterim { continue }
