@@ -140,8 +140,7 @@ public final class ProxyServer: Service, Sendable {
                 if isTCP {
                     try handlers.addHandler(TCPProxyHandler(service: name, table: table, timeouts: timeouts))
                 } else {
-                    try handlers.addHandlers(
-                        IdleStateHandler(allTimeout: TimeAmount(timeouts.clientIdle)),
+                    try handlers.addHandler(
                         HTTPProxyHandler(
                             service: name,
                             table: table,

@@ -59,6 +59,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     private var quiescing = false
     private var closed = false
     private var random: BalancerRandom
+    private let idle = IdleWatch()
 
     init(service: String, table: RoutingTable, pool: UpstreamPool, scheme: String) {
         self.serviceName = service
@@ -79,13 +80,23 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        idle.stop()
         self.context = nil
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        // A client with no request in flight for the idle timeout is closed.
+        idle.start(on: context.eventLoop, period: TimeAmount(pool.timeouts.clientIdle / 2)) { [self] in
+            if exchange == nil { closeClient() }
+        }
+        context.fireChannelActive()
     }
 
     // MARK: Client → proxy
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var buffer = unwrapInboundIn(data)
+        idle.touch()
         if inbound == nil || inbound?.readableBytes == 0 {
             inbound = buffer
         } else {
@@ -388,6 +399,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     // MARK: Lifecycle
 
     func channelInactive(context: ChannelHandlerContext) {
+        idle.stop()
         closed = true
         if let current = exchange {
             exchange = nil
@@ -406,10 +418,6 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is IdleStateHandler.IdleStateEvent {
-            if exchange == nil { closeClient() }
-            return
-        }
         if event is ChannelShouldQuiesceEvent {
             quiescing = true
             if exchange == nil { closeClient() }

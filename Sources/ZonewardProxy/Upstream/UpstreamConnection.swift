@@ -22,6 +22,7 @@ final class UpstreamConnection: ChannelDuplexHandler {
     private var clientKeepAlive = true
     private var clientIsHTTP11 = true
     private var scratch = HeaderSummary()
+    private let idle = IdleWatch()
 
     init(endpoint: UpstreamEndpoint) {
         self.endpoint = endpoint
@@ -35,7 +36,20 @@ final class UpstreamConnection: ChannelDuplexHandler {
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        idle.stop()
         self.context = nil
+    }
+
+    /// Times out a request whose endpoint goes quiet, and closes a pooled connection nobody uses.
+    func watchIdleness(period: TimeAmount) {
+        guard let context else { return }
+        idle.start(on: context.eventLoop, period: period) { [self] in
+            if exchange != nil {
+                fail(.timeout)
+            } else {
+                self.context?.close(promise: nil)
+            }
+        }
     }
 
     /// Starts a request on this connection: writes its head; the client side writes the body after.
@@ -49,10 +63,12 @@ final class UpstreamConnection: ChannelDuplexHandler {
         body = nil
         reusable = true
         receivedAnything = false
+        idle.touch()
         context?.write(wrapOutboundOut(requestHead), promise: nil)
     }
 
     func write(_ bytes: ByteBuffer) {
+        idle.touch()
         context?.write(wrapOutboundOut(bytes), promise: nil)
     }
 
@@ -81,6 +97,7 @@ final class UpstreamConnection: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var buffer = unwrapInboundIn(data)
+        idle.touch()
         guard exchange != nil else {
             // Bytes on an idle connection: the endpoint is not speaking HTTP as we understand it.
             context.close(promise: nil)
@@ -168,6 +185,7 @@ final class UpstreamConnection: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        idle.stop()
         pool?.closed(self)
         guard let exchange else { return }
         if let body, body.isUntilClose {
@@ -180,18 +198,6 @@ final class UpstreamConnection: ChannelDuplexHandler {
                 receivedAnything: receivedAnything
             )
         }
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is IdleStateHandler.IdleStateEvent {
-            if exchange != nil {
-                fail(.timeout)
-            } else {
-                context.close(promise: nil)
-            }
-            return
-        }
-        context.fireUserInboundEventTriggered(event)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

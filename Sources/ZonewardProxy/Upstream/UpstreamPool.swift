@@ -36,16 +36,12 @@ final class UpstreamPool {
             return
         }
         open[endpoint.key, default: 0] += 1
-        let readTimeout = TimeAmount(timeouts.upstreamRead)
         let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(TimeAmount(timeouts.connect))
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers(
-                        IdleStateHandler(allTimeout: readTimeout),
-                        UpstreamConnection(endpoint: endpoint)
-                    )
+                    try channel.pipeline.syncOperations.addHandler(UpstreamConnection(endpoint: endpoint))
                 }
             }
         let connected: EventLoopFuture<any Channel>
@@ -60,6 +56,7 @@ final class UpstreamPool {
                 do {
                     let connection = try channel.pipeline.syncOperations.handler(type: UpstreamConnection.self)
                     connection.pool = self
+                    connection.watchIdleness(period: TimeAmount(self.timeouts.upstreamRead / 2))
                     completion(.success(connection))
                 } catch {
                     self.open[endpoint.key, default: 1] -= 1
