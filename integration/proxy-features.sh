@@ -21,6 +21,11 @@ BROKEN=$((BASE + 14))
 ADMIN=$((BASE + 21))
 CLOSED_PORT=$((BASE + 99))
 
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=localhost" \
+    -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+    -keyout "$WORK/key.pem" -out "$WORK/cert.pem" >/dev/null 2>&1
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=other" -keyout "$WORK/other-key.pem" \
+    -out "$WORK/other-ca.pem" >/dev/null 2>&1
 mkdir -p "$WORK/www"
 head -c $((256 * 1024 * 1024)) /dev/zero >"$WORK/www/big.bin"
 head -c $((400 * 1024)) /dev/urandom >"$WORK/www/slow.bin"
@@ -45,6 +50,13 @@ http {
         location = /upload { return 200 "received\n"; }
         location = /slow.bin { limit_rate 200k; }
     }
+    server {
+        listen 127.0.0.1:$((BASE + 3)) ssl;
+        ssl_certificate $WORK/cert.pem;
+        ssl_certificate_key $WORK/key.pem;
+        location = /healthz { return 200 "ok\n"; }
+        location / { return 200 "tls-backend scheme=\$scheme\n"; }
+    }
 }
 CONF
 "$NGINX" -c "$WORK/nginx.conf" -p "$WORK" &
@@ -52,10 +64,6 @@ PIDS+=($!)
 # nginx answers an upload before reading it; this sink reads every byte first, then answers.
 python3 "$ROOT/integration/lib/sink.py" "$SINK" &
 PIDS+=($!)
-
-openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=localhost" \
-    -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
-    -keyout "$WORK/key.pem" -out "$WORK/cert.pem" >/dev/null 2>&1
 
 write_config() { # weight of the backend
     cat >"$WORK/zoneward.yaml" <<YAML
@@ -73,6 +81,16 @@ services:
     listen: 127.0.0.1:$TLS
     tls: {cert: $WORK/cert.pem, key: $WORK/key.pem}
     endpoints: [{address: 127.0.0.1:$BACKEND, zone: z1}]
+  - name: tls-upstream
+    listen: 127.0.0.1:$((BASE + 16))
+    upstreamTLS: {caFile: $WORK/cert.pem}
+    healthCheck: {path: /healthz, interval: 500ms}
+    endpoints: [{address: 127.0.0.1:$((BASE + 3)), zone: z1}]
+  - name: untrusted-upstream
+    listen: 127.0.0.1:$((BASE + 17))
+    upstreamTLS: {caFile: $WORK/other-ca.pem}
+    healthCheck: {interval: 1h}
+    endpoints: [{address: 127.0.0.1:$((BASE + 3)), zone: z1}]
   - name: upload
     listen: 127.0.0.1:$((BASE + 15))
     healthCheck: {interval: 1h}
@@ -154,6 +172,10 @@ echo "proxy-features: TLS"
 TLS_OUT=$(curl -s --cacert "$WORK/cert.pem" "https://127.0.0.1:$TLS/headers")
 check "TLS is terminated with the configured certificate" contains "$TLS_OUT" "proto=https"
 check "a client that does not trust the certificate is refused" bash -c "! curl -s https://127.0.0.1:$TLS/headers >/dev/null"
+check "TLS to an upstream verified with the configured CA file" \
+    contains "$(curl -s "http://127.0.0.1:$((BASE + 16))/")" "tls-backend scheme=https"
+check "an upstream whose certificate the CA file does not vouch for is refused" \
+    contains "$(curl -s -i "http://127.0.0.1:$((BASE + 17))/" | tr -d '\r')" "HTTP/1.1 502"
 
 echo "proxy-features: bad requests and failing upstreams"
 SMUGGLE=$(printf 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n' |

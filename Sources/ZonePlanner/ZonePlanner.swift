@@ -84,14 +84,68 @@ struct FlowSolver {
     private var sink: Int { 2 * n + 1 }
 
     mutating func solve() {
-        // Each augmentation exhausts a source, fills a destination or empties a flow; the bound only guards
-        // against a rounding pathology looping forever.
-        var remainingAugmentations = 4 * n * n + 64
-        while remainingAugmentations > 0, unrouted.contains(where: { $0 > epsilon }) {
+        // Primal-dual: one Dijkstra per phase, then every augmenting path of zero reduced cost found by
+        // depth-first search (costs take few distinct values, so phases are few). Each augmentation
+        // exhausts a source, fills a destination or empties a flow; the bound only guards against a
+        // rounding pathology looping forever.
+        var remainingPhases = 4 * n * n + 64
+        while remainingPhases > 0, unrouted.contains(where: { $0 > epsilon }) {
             guard shortestPaths(fromSources: nil) else { break }
             augment()
-            remainingAugmentations -= 1
+            augmentAlongTightPaths()
+            remainingPhases -= 1
         }
+    }
+
+    /// Arcs whose reduced cost is within rounding of zero lie on shortest paths after the potential update.
+    private var tightness: Double {
+        1e-12 * max(1, potential[2 * n + 1].magnitude)
+    }
+
+    /// Augments along every S→T path of tight arcs (a blocking flow), pruning dead ends.
+    private mutating func augmentAlongTightPaths() {
+        for v in 0..<(2 * n + 2) { done[v] = false }
+        var pushes = 2 * n * n + 16
+        while pushes > 0, unrouted.contains(where: { $0 > epsilon }) {
+            for v in 0..<(2 * n + 2) { parent[v] = -1 }
+            guard findTightPath(from: 0) else { return }
+            augment()
+            pushes -= 1
+        }
+    }
+
+    /// Depth-first search over tight residual arcs, recording `parent`; marks nodes that lead nowhere.
+    private mutating func findTightPath(from u: Int) -> Bool {
+        if u == sink { return true }
+        let tolerance = tightness
+        let base = potential[u]
+        func tight(_ cost: Double, _ v: Int) -> Bool {
+            !done[v] && parent[v] < 0 && v != 0 && abs(cost + base - potential[v]) <= tolerance
+        }
+        if u == 0 {
+            for s in 0..<n where unrouted[s] > epsilon && tight(0, s + 1) {
+                parent[s + 1] = 0
+                if findTightPath(from: s + 1) { return true }
+            }
+        } else if u <= n {
+            let s = u - 1
+            for t in 0..<n where tight(problem.cost(s, t), n + 1 + t) {
+                parent[n + 1 + t] = u
+                if findTightPath(from: n + 1 + t) { return true }
+            }
+        } else if u <= 2 * n {
+            let t = u - n - 1
+            if room[t] > epsilon && tight(0, sink) {
+                parent[sink] = u
+                return true
+            }
+            for s in 0..<n where flow[s * n + t] > epsilon && tight(-problem.cost(s, t), s + 1) {
+                parent[s + 1] = u
+                if findTightPath(from: s + 1) { return true }
+            }
+        }
+        done[u] = true
+        return false
     }
 
     /// The first destination zone of the cheapest augmenting path from source zone `s`: where one more

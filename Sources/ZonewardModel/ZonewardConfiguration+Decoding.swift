@@ -89,7 +89,8 @@ extension ZonewardConfiguration {
         _ reader: DocumentReader
     ) -> ServiceConfiguration? {
         let known = [
-            "name", "listen", "protocol", "tls", "routing", "regions", "demand", "endpoints", "healthCheck",
+            "name", "listen", "protocol", "tls", "upstreamTLS", "routing", "regions", "demand", "endpoints",
+            "healthCheck",
             "outlierDetection",
         ]
         guard let fields = reader.mapping(value, known: known) else { return nil }
@@ -107,6 +108,18 @@ extension ZonewardConfiguration {
             let cert = reader.required(tlsFields, "cert", in: tlsValue).flatMap { reader.string($0) }
             let key = reader.required(tlsFields, "key", in: tlsValue).flatMap { reader.string($0) }
             if let cert, let key { tls = TLSConfiguration(certificateFile: cert, keyFile: key) }
+        }
+
+        var upstreamTLS: UpstreamTLSConfiguration?
+        if let tlsValue = fields["upstreamTLS"],
+            let tlsFields = reader.mapping(tlsValue, known: ["caFile", "serverName"])
+        {
+            let caFile = reader.required(tlsFields, "caFile", in: tlsValue).flatMap { reader.string($0) }
+            if let caFile, !FileManager.default.fileExists(atPath: caFile) {
+                reader.report(tlsValue.child("caFile"), "no such file: \(caFile)")
+            }
+            let serverName = tlsFields["serverName"].flatMap { reader.string($0) }
+            if let caFile { upstreamTLS = UpstreamTLSConfiguration(caFile: caFile, serverName: serverName) }
         }
 
         var endpoints: [EndpointConfiguration] = []
@@ -176,6 +189,7 @@ extension ZonewardConfiguration {
             listen: listen,
             wireProtocol: wireProtocol,
             tls: tls,
+            upstreamTLS: upstreamTLS,
             routing: routing,
             regions: regions,
             demand: demand,

@@ -154,6 +154,8 @@ public struct ServiceConfiguration: Sendable, Equatable {
     public var wireProtocol: WireProtocol
     /// TLS termination on the listener; nil for plain text.
     public var tls: TLSConfiguration?
+    /// TLS to the endpoints (HTTP services); nil for plain text.
+    public var upstreamTLS: UpstreamTLSConfiguration?
     /// `allRegions` (default) or `activeRegion`.
     public var routing: RoutingMode
     /// The service's regions, primary first. Default: the regions of its endpoints, in declaration order.
@@ -169,6 +171,7 @@ public struct ServiceConfiguration: Sendable, Equatable {
         listen: HostPort,
         wireProtocol: WireProtocol = .http,
         tls: TLSConfiguration? = nil,
+        upstreamTLS: UpstreamTLSConfiguration? = nil,
         routing: RoutingMode = .allRegions,
         regions: [String] = [],
         demand: [String: Double]? = nil,
@@ -180,6 +183,7 @@ public struct ServiceConfiguration: Sendable, Equatable {
         self.listen = listen
         self.wireProtocol = wireProtocol
         self.tls = tls
+        self.upstreamTLS = upstreamTLS
         self.routing = routing
         self.regions = regions
         self.demand = demand
@@ -214,6 +218,19 @@ public struct TLSConfiguration: Sendable, Equatable {
     public init(certificateFile: String, keyFile: String) {
         self.certificateFile = certificateFile
         self.keyFile = keyFile
+    }
+}
+
+/// TLS from the proxy to a service's endpoints, verified against a CA file.
+public struct UpstreamTLSConfiguration: Sendable, Equatable {
+    /// PEM file of the CA certificates that sign the endpoints' certificates.
+    public var caFile: String
+    /// The name to verify and send as SNI; default the endpoint's host (an IP is verified as an IP).
+    public var serverName: String?
+
+    public init(caFile: String, serverName: String? = nil) {
+        self.caFile = caFile
+        self.serverName = serverName
     }
 }
 

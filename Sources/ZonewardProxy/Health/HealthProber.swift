@@ -68,6 +68,9 @@ final class HealthProber: Sendable {
             .connectTimeout(TimeAmount(check.timeout))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls = endpoint.tls, path != nil {
+                        try channel.pipeline.syncOperations.addHandler(tls.makeHandler(host: endpoint.address.host))
+                    }
                     try channel.pipeline.syncOperations.addHandler(
                         HealthCheckHandler(path: path, host: host, promise: promise)
                     )

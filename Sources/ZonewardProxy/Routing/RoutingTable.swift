@@ -204,9 +204,13 @@ public final class RoutingTable: Sendable {
     ) -> [String: UpstreamEndpoint] {
         var endpoints: [String: UpstreamEndpoint] = [:]
         for service in configuration.services {
+            // A CA file that cannot be loaded makes every connection fail, which health checks then show.
+            let tls = service.upstreamTLS.flatMap { try? UpstreamTLS.make($0) }
             for endpointConfiguration in service.endpoints {
-                let endpoint = UpstreamEndpoint(service: service.name, configuration: endpointConfiguration)
-                if let old = existing[endpoint.key], old.zone == endpoint.zone, old.weight == endpoint.weight {
+                let endpoint = UpstreamEndpoint(service: service.name, configuration: endpointConfiguration, tls: tls)
+                if let old = existing[endpoint.key], old.zone == endpoint.zone, old.weight == endpoint.weight,
+                    old.tls?.configuration == endpoint.tls?.configuration
+                {
                     endpoints[endpoint.key] = old
                 } else {
                     endpoints[endpoint.key] = endpoint

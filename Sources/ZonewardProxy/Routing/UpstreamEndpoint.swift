@@ -1,4 +1,5 @@
 import NIOCore
+import NIOSSL
 import Synchronization
 import ZonewardModel
 
@@ -17,10 +18,13 @@ public final class UpstreamEndpoint: Sendable {
     public let weight: Double
     let outstanding = Atomic<Int>(0)
     let consecutiveFailures = Atomic<Int>(0)
+    /// TLS to this endpoint, when the service asks for it.
+    let tls: UpstreamTLS?
 
-    init(service: String, configuration: EndpointConfiguration) {
+    init(service: String, configuration: EndpointConfiguration, tls: UpstreamTLS? = nil) {
         self.key = "\(service)/\(configuration.address)"
         self.service = service
+        self.tls = tls
         self.address = configuration.address
         self.socketAddress = try? SocketAddress(ipAddress: configuration.address.host, port: configuration.address.port)
         self.zone = configuration.zone
@@ -28,6 +32,35 @@ public final class UpstreamEndpoint: Sendable {
     }
 
     public var outstandingRequests: Int { outstanding.load(ordering: .relaxed) }
+}
+
+/// A client TLS context and the name to verify, shared by a service's endpoints.
+struct UpstreamTLS: Sendable {
+    let context: NIOSSLContext
+    let serverName: String?
+    /// What the context was made from, to tell whether a reload changed it.
+    let configuration: UpstreamTLSConfiguration
+
+    /// The TLS handler for a new connection to `host`.
+    func makeHandler(host: String) throws -> NIOSSLClientHandler {
+        // SNI carries names, not addresses: an IP endpoint is verified against its IP SANs instead.
+        let name = serverName ?? (Self.isIPAddress(host) ? nil : host)
+        return try NIOSSLClientHandler(context: context, serverHostname: name)
+    }
+
+    static func make(_ configuration: UpstreamTLSConfiguration) throws -> UpstreamTLS {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.trustRoots = .file(configuration.caFile)
+        return UpstreamTLS(
+            context: try NIOSSLContext(configuration: tls),
+            serverName: configuration.serverName,
+            configuration: configuration
+        )
+    }
+
+    private static func isIPAddress(_ host: String) -> Bool {
+        (try? SocketAddress(ipAddress: host, port: 0)) != nil
+    }
 }
 
 /// A fast, non-cryptographic generator for load-balancing choices (xorshift*), one per connection.

@@ -41,6 +41,9 @@ final class UpstreamPool {
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls = endpoint.tls {
+                        try channel.pipeline.syncOperations.addHandler(tls.makeHandler(host: endpoint.address.host))
+                    }
                     try channel.pipeline.syncOperations.addHandler(UpstreamConnection(endpoint: endpoint))
                 }
             }
