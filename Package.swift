@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "ZonePlanner", targets: ["ZonePlanner"]),
         .library(name: "ZonewardState", targets: ["ZonewardState"]),
         .library(name: "ZonewardProxy", targets: ["ZonewardProxy"]),
+        .library(name: "ZonewardFailover", targets: ["ZonewardFailover"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -52,6 +53,18 @@ let package = Package(
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
+        .target(
+            name: "ZonewardFailover",
+            dependencies: [
+                "ZonewardModel",
+                "ZonewardState",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .executableTarget(
             name: "zoneward",
             dependencies: [
@@ -59,6 +72,7 @@ let package = Package(
                 "ZonePlanner",
                 "ZonewardState",
                 "ZonewardProxy",
+                "ZonewardFailover",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -81,6 +95,10 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+        .testTarget(
+            name: "ZonewardFailoverTests",
+            dependencies: ["ZonewardFailover", "ZonewardState", "ZonewardModel"]
         ),
         .testTarget(
             name: "ZonewardStateTests",

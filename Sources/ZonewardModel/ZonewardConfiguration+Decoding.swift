@@ -91,7 +91,7 @@ extension ZonewardConfiguration {
         let known = [
             "name", "listen", "protocol", "tls", "upstreamTLS", "routing", "regions", "demand", "endpoints",
             "healthCheck",
-            "outlierDetection",
+            "outlierDetection", "failover",
         ]
         guard let fields = reader.mapping(value, known: known) else { return nil }
         let zoneNames = zones.map(\.name)
@@ -183,6 +183,17 @@ extension ZonewardConfiguration {
         let healthCheck = fields["healthCheck"].flatMap { decodeHealthCheck($0, reader) } ?? .init()
         let outlier = fields["outlierDetection"].flatMap { decodeOutlierDetection($0, reader) } ?? .init()
 
+        var failover: FailoverConfiguration?
+        if let failoverValue = fields["failover"] {
+            failover = decodeFailover(failoverValue, regions: regions, reader)
+            if regions.count < 2 {
+                reader.report(
+                    failoverValue.path,
+                    "a service that fails over needs at least two regions (regions: [...])"
+                )
+            }
+        }
+
         guard let name, let listen, let wireProtocol, let routing else { return nil }
         return ServiceConfiguration(
             name: name,
@@ -195,8 +206,123 @@ extension ZonewardConfiguration {
             demand: demand,
             endpoints: endpoints,
             healthCheck: healthCheck,
-            outlierDetection: outlier
+            outlierDetection: outlier,
+            failover: failover
         )
+    }
+
+    private static func decodeFailover(
+        _ value: DocumentValue,
+        regions: [String],
+        _ reader: DocumentReader
+    ) -> FailoverConfiguration? {
+        let known = ["mode", "probes", "maxLagSeconds", "lag", "cooldown", "fence", "promote", "verifyTimeout"]
+        guard let fields = reader.mapping(value, known: known) else { return nil }
+        var failover = FailoverConfiguration()
+        if let mode = fields["mode"] {
+            failover.mode = reader.choice(mode, as: FailoverConfiguration.Mode.self) ?? failover.mode
+        }
+        if let probes = fields["probes"], let entries = reader.dictionary(probes) {
+            for (region, probe) in entries {
+                guard regions.contains(region) else {
+                    reader.report(probe.path, "not one of the service's regions (\(regions.joined(separator: ", ")))")
+                    continue
+                }
+                failover.probes[region] = decodeProbe(probe, reader)
+            }
+        }
+        if failover.mode == .automatic {
+            for region in regions where failover.probes[region] == nil {
+                reader.report(
+                    value.child("probes"),
+                    "automatic failover needs a probe for every region; \(region) has none"
+                )
+            }
+        }
+        if let lag = fields["maxLagSeconds"] { failover.maxLagSeconds = reader.number(lag) }
+        if let lag = fields["lag"], let lagFields = reader.mapping(lag, known: ["command", "url"]) {
+            if let command = lagFields["command"] {
+                failover.lag = decodeCommand(command, reader).map { .command($0) }
+            } else if let url = lagFields["url"] {
+                failover.lag = reader.string(url).map { .url($0) }
+            } else {
+                reader.report(lag.path, "give either command: [program, args…] or url: http://…")
+            }
+        }
+        if failover.maxLagSeconds != nil && failover.lag == nil {
+            reader.report(value.child("lag"), "maxLagSeconds needs a lag source (lag: {command: [...]} or {url: ...})")
+        }
+        if let cooldown = fields["cooldown"] { failover.cooldown = reader.duration(cooldown) ?? failover.cooldown }
+        if let verify = fields["verifyTimeout"] {
+            failover.verifyTimeout = reader.duration(verify, minimum: .milliseconds(100)) ?? failover.verifyTimeout
+        }
+        if let fence = fields["fence"] { failover.fence = decodeDriver(fence, reader) }
+        if let promote = fields["promote"] { failover.promote = decodeDriver(promote, reader) }
+        return failover
+    }
+
+    private static func decodeProbe(_ value: DocumentValue, _ reader: DocumentReader) -> ProbeConfiguration? {
+        let known = ["http", "tcp", "interval", "timeout", "failuresToDown", "successesToUp"]
+        guard let fields = reader.mapping(value, known: known) else { return nil }
+        let target: ProbeConfiguration.Target?
+        if let http = fields["http"] {
+            target = reader.string(http).flatMap { url in
+                guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
+                    reader.report(http.path, "expected an http:// or https:// URL, got \"\(url)\"")
+                    return nil
+                }
+                return .http(url)
+            }
+        } else if let tcp = fields["tcp"] {
+            target = hostPort(tcp, reader).map { .tcp($0) }
+        } else {
+            reader.report(value.path, "give either http: URL or tcp: host:port")
+            target = nil
+        }
+        guard let target else { return nil }
+        var probe = ProbeConfiguration(target: target)
+        if let interval = fields["interval"] {
+            probe.interval = reader.duration(interval, minimum: .milliseconds(50)) ?? probe.interval
+        }
+        if let timeout = fields["timeout"] {
+            probe.timeout = reader.duration(timeout, minimum: .milliseconds(10)) ?? probe.timeout
+        }
+        if let failures = fields["failuresToDown"] {
+            probe.failuresToDown = reader.integer(failures, minimum: 1) ?? probe.failuresToDown
+        }
+        if let successes = fields["successesToUp"] {
+            probe.successesToUp = reader.integer(successes, minimum: 1) ?? probe.successesToUp
+        }
+        return probe
+    }
+
+    private static func decodeDriver(_ value: DocumentValue, _ reader: DocumentReader) -> DriverConfiguration? {
+        guard let fields = reader.mapping(value, known: ["command", "webhook", "timeout"]) else { return nil }
+        let kind: DriverConfiguration.Kind?
+        if let command = fields["command"] {
+            kind = decodeCommand(command, reader).map { .command($0) }
+        } else if let webhook = fields["webhook"] {
+            kind = reader.string(webhook).map { .webhook($0) }
+        } else {
+            reader.report(value.path, "give either command: [program, args…] or webhook: URL")
+            kind = nil
+        }
+        guard let kind else { return nil }
+        var driver = DriverConfiguration(kind: kind)
+        if let timeout = fields["timeout"] {
+            driver.timeout = reader.duration(timeout, minimum: .milliseconds(10)) ?? driver.timeout
+        }
+        return driver
+    }
+
+    private static func decodeCommand(_ value: DocumentValue, _ reader: DocumentReader) -> [String]? {
+        guard let items = reader.sequence(value) else { return nil }
+        let words = items.compactMap { reader.string($0) }
+        guard words.count == items.count, !words.isEmpty else {
+            if items.isEmpty { reader.report(value.path, "the command needs at least a program") }
+            return nil
+        }
+        return words
     }
 
     private static func decodeHealthCheck(_ value: DocumentValue, _ reader: DocumentReader) -> HealthCheckConfiguration?

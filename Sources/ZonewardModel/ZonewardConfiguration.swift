@@ -165,6 +165,8 @@ public struct ServiceConfiguration: Sendable, Equatable {
     public var endpoints: [EndpointConfiguration]
     public var healthCheck: HealthCheckConfiguration
     public var outlierDetection: OutlierDetectionConfiguration
+    /// How the primary region moves; nil for a service that never fails over.
+    public var failover: FailoverConfiguration?
 
     public init(
         name: String,
@@ -177,7 +179,8 @@ public struct ServiceConfiguration: Sendable, Equatable {
         demand: [String: Double]? = nil,
         endpoints: [EndpointConfiguration],
         healthCheck: HealthCheckConfiguration = .init(),
-        outlierDetection: OutlierDetectionConfiguration = .init()
+        outlierDetection: OutlierDetectionConfiguration = .init(),
+        failover: FailoverConfiguration? = nil
     ) {
         self.name = name
         self.listen = listen
@@ -190,6 +193,7 @@ public struct ServiceConfiguration: Sendable, Equatable {
         self.endpoints = endpoints
         self.healthCheck = healthCheck
         self.outlierDetection = outlierDetection
+        self.failover = failover
     }
 
     /// The primary region: the first declared one.

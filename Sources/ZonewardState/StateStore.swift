@@ -84,6 +84,7 @@ public struct StateStore: Sendable {
                     """
             )
         }
+        registerFailoverMigrations(&migrator)
         return migrator
     }
 

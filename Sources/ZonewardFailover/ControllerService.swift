@@ -1,0 +1,221 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import ServiceLifecycle
+import Synchronization
+import ZonewardModel
+import ZonewardState
+
+/// The control plane: probes every failover service's regions, fails over automatically when the guards
+/// allow, resumes interrupted operations, and serves the HTTP API proxies and operators use.
+public final class ControllerService: Service, Sendable {
+    public struct Settings: Sendable {
+        public var configuration: ZonewardConfiguration
+        public var listen: HostPort
+        /// The bearer token every request but `/healthz` must carry.
+        public var token: String
+        /// How often the state database is looked at for changes (drains and failovers made by the CLI).
+        public var pollInterval: Duration
+
+        public init(
+            configuration: ZonewardConfiguration,
+            listen: HostPort,
+            token: String,
+            pollInterval: Duration = .milliseconds(200)
+        ) {
+            self.configuration = configuration
+            self.listen = listen
+            self.token = token
+            self.pollInterval = pollInterval
+        }
+    }
+
+    let settings: Settings
+    let store: StateStore
+    let coordinator: FailoverCoordinator
+    let logger: Logger
+    let group: any EventLoopGroup
+    let broadcaster = SnapshotBroadcaster()
+    /// Why automatic failover did not fire, per service, to log only changes.
+    private let holds = Mutex<[String: String]>([:])
+    /// Operations running in this process.
+    private let running = Mutex<Set<Int64>>([])
+
+    public init(settings: Settings, store: StateStore, group: any EventLoopGroup, logger: Logger) {
+        self.settings = settings
+        self.store = store
+        self.group = group
+        self.logger = logger
+        self.coordinator = FailoverCoordinator(store: store, configuration: settings.configuration, logger: logger)
+    }
+
+    public func run() async throws {
+        let server = try await bindAPI()
+        logger.info("zoneward controller listening on \(settings.listen)")
+        await withDiscardingTaskGroup { tasks in
+            // An operation interrupted by a crash is resumed first.
+            for operation in (try? store.unfinishedOperations()) ?? [] {
+                if let id = operation.id {
+                    logger.info("resuming failover \(id) of \(operation.service) at \(operation.state.rawValue)")
+                    tasks.addTask { await self.execute(id) }
+                }
+            }
+            tasks.addTask { await self.followState() }
+            for service in settings.configuration.services {
+                guard let failover = service.failover else { continue }
+                for (region, probe) in failover.probes {
+                    tasks.addTask { await self.probeLoop(service: service, region: region, probe: probe) }
+                }
+            }
+            try? await gracefulShutdown()
+            tasks.cancelAll()
+        }
+        try? await server.close()
+        logger.info("zoneward controller stopped")
+    }
+
+    /// Runs an operation unless this process already runs it.
+    func execute(_ id: Int64) async {
+        guard running.withLock({ $0.insert(id).inserted }) else { return }
+        defer { _ = running.withLock { $0.remove(id) } }
+        do {
+            let operation = try await coordinator.run(id)
+            logger.info("failover \(id) of \(operation.service) ended \(operation.state.rawValue)")
+        } catch {
+            logger.error("failover \(id): \(error)")
+        }
+    }
+
+    // MARK: Probing and automatic failover
+
+    private func probeLoop(service: ServiceConfiguration, region: String, probe: ProbeConfiguration) async {
+        var tracker = RegionHealthTracker()
+        while !Task.isCancelled {
+            let started = ContinuousClock.now
+            let (up, detail) = await RegionProbe.check(probe)
+            let change = tracker.record(up: up, probe: probe)
+            if let change {
+                logger.info("region \(change ? "up" : "down"): \(service.name)/\(region) (\(detail))")
+            }
+            var lag: Double?
+            let active = (try? coordinator.activeRegion(of: service).region) ?? service.primaryRegion
+            if region != active, let source = service.failover?.lag, tracker.isUp {
+                lag = try? await RegionProbe.lag(source, region: region, timeout: probe.timeout + .seconds(2))
+            }
+            do {
+                try store.recordRegionHealth(
+                    service: service.name,
+                    region: region,
+                    up: tracker.isUp,
+                    lagSeconds: lag,
+                    detail: detail,
+                    at: Date()
+                )
+            } catch {
+                logger.warning("cannot record the health of \(service.name)/\(region): \(error)")
+            }
+            if region == active, !tracker.isUp, service.failover?.mode == .automatic {
+                await considerFailover(service)
+            }
+            let elapsed = ContinuousClock.now - started
+            if elapsed < probe.interval { try? await Task.sleep(for: probe.interval - elapsed) }
+        }
+    }
+
+    /// The primary is down: fail over to the first healthy standby if every guard allows, else say why not.
+    private func considerFailover(_ service: ServiceConfiguration) async {
+        do {
+            guard try store.unfinishedOperations().allSatisfy({ $0.service != service.name }) else { return }
+            let (active, epoch) = try coordinator.activeRegion(of: service)
+            let health = Dictionary(
+                uniqueKeysWithValues: try store.regionHealth(service: service.name).map { ($0.region, $0) }
+            )
+            guard let candidate = FailoverGuards.candidate(for: service, activeRegion: active, health: health) else {
+                hold(service.name, "no standby region is up")
+                return
+            }
+            let results = try await coordinator.guards(
+                service: service,
+                target: candidate,
+                force: false,
+                automatic: true
+            )
+            let refused = results.filter { !$0.passed }
+            guard refused.isEmpty else {
+                hold(service.name, refused.map { "\($0.name): \($0.detail)" }.joined(separator: "; "))
+                return
+            }
+            let operation = try store.planOperation(
+                service: service.name,
+                kind: .failover,
+                from: active,
+                to: candidate,
+                epochBefore: epoch,
+                forced: false,
+                actor: "controller",
+                reason: "automatic: \(active) is down",
+                at: Date()
+            )
+            logger.notice("automatic failover \(operation.id ?? 0): \(service.name) \(active) → \(candidate)")
+            if let id = operation.id { await execute(id) }
+        } catch {
+            logger.error("automatic failover of \(service.name): \(error)")
+        }
+    }
+
+    private func hold(_ service: String, _ reason: String) {
+        let changed = holds.withLock { holds in
+            defer { holds[service] = reason }
+            return holds[service] != reason
+        }
+        if changed { logger.warning("automatic failover of \(service) held: \(reason)") }
+    }
+
+    // MARK: Snapshot
+
+    /// Watches the state database; publishes a new snapshot version whenever its content changes.
+    private func followState() async {
+        while !Task.isCancelled {
+            if let snapshot = try? ControlSnapshot.read(from: store, at: Date()) {
+                await broadcaster.publish(snapshot)
+            }
+            try? await Task.sleep(for: settings.pollInterval)
+        }
+    }
+}
+
+/// Holds the latest snapshot and wakes long-polls when it changes.
+actor SnapshotBroadcaster {
+    private var current = ControlSnapshot(version: 0, services: [:], drainedZones: [])
+    private var waiters: [UUID: CheckedContinuation<Void, Never>] = [:]
+
+    func publish(_ content: ControlSnapshot) {
+        guard current.version == 0 || !content.sameContent(as: current) else { return }
+        var next = content
+        next.version = current.version + 1
+        current = next
+        for waiter in waiters.values { waiter.resume() }
+        waiters = [:]
+    }
+
+    /// The snapshot once its version is greater than `after`, or the current one after `wait`.
+    func snapshot(after: Int, wait: Duration) async -> ControlSnapshot {
+        if current.version > after || wait <= .zero { return current }
+        let id = UUID()
+        let timeout = Task {
+            try? await Task.sleep(for: wait)
+            self.wake(id)
+        }
+        await withCheckedContinuation { continuation in
+            waiters[id] = continuation
+        }
+        timeout.cancel()
+        return current
+    }
+
+    private func wake(_ id: UUID) {
+        waiters.removeValue(forKey: id)?.resume()
+    }
+}

@@ -1,0 +1,117 @@
+import Foundation
+import ZonewardModel
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// Why a driver, probe or lag source failed.
+public struct DriverError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+
+    public init(_ description: String) {
+        self.description = description
+    }
+}
+
+/// Runs fence and promote drivers: a command (exec with a timeout and the failover in its environment) or
+/// a webhook (HTTP POST of the same as JSON through URLSession).
+public enum DriverRunner {
+    /// The facts a driver gets.
+    public struct Context: Sendable, Codable {
+        public var service: String
+        public var from: String
+        public var to: String
+        /// The epoch the service will have once the change is made.
+        public var epoch: Int64
+        public var operation: Int64
+        public var action: String
+    }
+
+    /// Runs `driver`; returns a short description of what happened, or throws.
+    public static func run(_ driver: DriverConfiguration, context: Context) async throws -> String {
+        switch driver.kind {
+        case .command(let arguments):
+            let environment = [
+                "ZONEWARD_SERVICE": context.service, "ZONEWARD_FROM": context.from, "ZONEWARD_TO": context.to,
+                "ZONEWARD_EPOCH": String(context.epoch), "ZONEWARD_OPERATION": String(context.operation),
+                "ZONEWARD_ACTION": context.action,
+            ]
+            let (status, output) = try await runCommand(arguments, environment: environment, timeout: driver.timeout)
+            guard status == 0 else {
+                throw DriverError("\(arguments[0]) exited \(status): \(output.suffix(400))")
+            }
+            return "\(arguments[0]) exited 0"
+        case .webhook(let url):
+            let body = try JSONEncoder().encode(context)
+            let status = try await post(url, body: body, timeout: driver.timeout)
+            guard (200..<300).contains(status) else { throw DriverError("POST \(url) answered \(status)") }
+            return "POST \(url) answered \(status)"
+        }
+    }
+
+    /// Runs a program with extra environment, killing it after `timeout`. Returns its status and output.
+    public static func runCommand(
+        _ arguments: [String],
+        environment: [String: String] = [:],
+        timeout: Duration
+    ) async throws -> (Int32, String) {
+        guard let program = arguments.first else { throw DriverError("empty command") }
+        return try await withCheckedThrowingContinuation { continuation in
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = arguments
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            process.standardError = pipe
+            let output = OutputCollector()
+            pipe.fileHandleForReading.readabilityHandler = { handle in output.append(handle.availableData) }
+            process.terminationHandler = { finished in
+                pipe.fileHandleForReading.readabilityHandler = nil
+                output.append(pipe.fileHandleForReading.readDataToEndOfFile())
+                continuation.resume(returning: (finished.terminationStatus, output.text))
+            }
+            do {
+                try process.run()
+            } catch {
+                continuation.resume(throwing: DriverError("cannot run \(program): \(error)"))
+                return
+            }
+            let pid = process.processIdentifier
+            DispatchQueue.global().asyncAfter(deadline: .now() + timeout.seconds) {
+                if process.isRunning {
+                    kill(pid, SIGKILL)
+                }
+            }
+        }
+    }
+
+    static func post(_ url: String, body: Data, timeout: Duration) async throws -> Int {
+        guard let target = URL(string: url) else { throw DriverError("not a URL: \(url)") }
+        var request = URLRequest(url: target, timeoutInterval: timeout.seconds)
+        request.httpMethod = "POST"
+        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        request.httpBody = body
+        let (_, response) = try await URLSession.shared.data(for: request)
+        return (response as? HTTPURLResponse)?.statusCode ?? 0
+    }
+}
+
+/// Collects a child's output from the pipe's handler thread.
+private final class OutputCollector: @unchecked Sendable {
+    private let lock = NSLock()
+    private var data = Data()
+
+    func append(_ chunk: Data) {
+        lock.lock()
+        data.append(chunk)
+        lock.unlock()
+    }
+
+    var text: String {
+        lock.lock()
+        defer { lock.unlock() }
+        return String(decoding: data, as: UTF8.self)
+    }
+}
