@@ -52,6 +52,26 @@ public struct FailoverPlan: Codable, Sendable {
     public var steps: [String]
     public var operation: Int64?
     public var refused: Bool
+
+    public init(
+        service: String,
+        kind: String,
+        from: String,
+        to: String,
+        guards: [GuardResult],
+        steps: [String],
+        operation: Int64?,
+        refused: Bool
+    ) {
+        self.service = service
+        self.kind = kind
+        self.from = from
+        self.to = to
+        self.guards = guards
+        self.steps = steps
+        self.operation = operation
+        self.refused = refused
+    }
 }
 
 /// The body of `POST /v1/drains`.

@@ -19,8 +19,11 @@ public final class ProxyServer: Service, Sendable {
         public var configurationPath: String?
         /// The zone this proxy runs in.
         public var sourceZone: String
-        /// The state database to read zone drains from; nil to ignore drains.
+        /// The state database to read zone drains and active regions from; nil to ignore it.
         public var statePath: String?
+        /// The controller to follow (routing snapshots by long poll) and its bearer token.
+        public var controllerURL: String?
+        public var controllerToken: String?
         public var timeouts: ProxyTimeouts
         /// How often the configuration file and the drains are looked at.
         public var pollInterval: Duration
@@ -30,9 +33,13 @@ public final class ProxyServer: Service, Sendable {
             configurationPath: String?,
             sourceZone: String,
             statePath: String?,
+            controllerURL: String? = nil,
+            controllerToken: String? = nil,
             timeouts: ProxyTimeouts = .init(),
             pollInterval: Duration = .milliseconds(500)
         ) {
+            self.controllerURL = controllerURL
+            self.controllerToken = controllerToken
             self.configuration = configuration
             self.configurationPath = configurationPath
             self.sourceZone = sourceZone
@@ -49,6 +56,7 @@ public final class ProxyServer: Service, Sendable {
     private let logger: Logger
     private let prober: HealthProber
     private let connections = ConnectionRegistry()
+    private let tcpConnections = TCPConnectionRegistry()
     private let pools: UpstreamPools
 
     public init(settings: Settings, group: any EventLoopGroup, metrics: ProxyMetrics, logger: Logger) {
@@ -87,7 +95,8 @@ public final class ProxyServer: Service, Sendable {
             """
         )
         await withDiscardingTaskGroup { tasks in
-            tasks.addTask { await self.followDrains() }
+            tasks.addTask { await self.followState() }
+            tasks.addTask { await self.followController() }
             tasks.addTask { await self.watchConfigurationFile() }
             tasks.addTask { await self.reloadOnHangup() }
             try? await gracefulShutdown()
@@ -120,6 +129,7 @@ public final class ProxyServer: Service, Sendable {
         let table = self.table
         let pools = self.pools
         let connections = self.connections
+        let tcpConnections = self.tcpConnections
         let timeouts = settings.timeouts
         let tls = try service.tls.map { try Self.makeTLSContext($0) }
         let isTCP = service.wireProtocol == .tcp
@@ -138,7 +148,7 @@ public final class ProxyServer: Service, Sendable {
                 let handlers = channel.pipeline.syncOperations
                 if let tls { try handlers.addHandler(NIOSSLServerHandler(context: tls)) }
                 if isTCP {
-                    try handlers.addHandler(TCPProxyHandler(service: name, table: table, timeouts: timeouts))
+                    try handlers.addHandler(TCPProxyHandler(service: name, table: table, timeouts: timeouts, registry: tcpConnections))
                 } else {
                     try handlers.addHandler(
                         HTTPProxyHandler(
@@ -194,8 +204,42 @@ public final class ProxyServer: Service, Sendable {
 
     // MARK: Following the state and the configuration
 
-    /// Reads the zone drains from SQLite every poll interval, so a drain takes effect within a second.
-    private func followDrains() async {
+    /// Applies a routing snapshot: active regions (never an older epoch) and drains; closes TCP connections
+    /// still open to a region that stopped being active.
+    func apply(_ snapshot: ControlSnapshot) {
+        let changed = table.applyServiceStates(snapshot.services)
+        table.setDrainedZones(Set(snapshot.drainedZones))
+        for (service, region) in changed {
+            let closed = tcpConnections.closeOutside(service: service, activeRegion: region)
+            if closed > 0 { logger.info("closed \(closed) connections of \(service) outside its active region \(region)") }
+        }
+    }
+
+    /// Follows the controller by long poll; keeps the last good snapshot while it is unreachable.
+    private func followController() async {
+        guard let url = settings.controllerURL else { return }
+        let follower = ControllerFollower(baseURL: url, token: settings.controllerToken ?? "")
+        var version = 0
+        var failing = false
+        while !Task.isCancelled {
+            do {
+                let snapshot = try await follower.snapshot(after: version, wait: .seconds(30))
+                if failing { logger.info("controller reachable again at \(url)") }
+                failing = false
+                version = snapshot.version
+                apply(snapshot)
+            } catch {
+                if !failing {
+                    logger.warning("controller unreachable (\(error)); serving the last good snapshot")
+                }
+                failing = true
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    /// Reads drains and active regions from SQLite every poll interval, so a drain takes effect within a second.
+    private func followState() async {
         guard let path = settings.statePath else { return }
         var store: StateStore?
         var warned = false
@@ -210,10 +254,9 @@ public final class ProxyServer: Service, Sendable {
             }
             if let store {
                 do {
-                    let drains = try store.activeDrains(at: Date())
-                    table.setDrainedZones(Set(drains.map(\.zone)))
+                    apply(try ControlSnapshot.read(from: store, at: Date()))
                 } catch {
-                    logger.warning("cannot read zone drains: \(error)")
+                    logger.warning("cannot read the state database: \(error)")
                 }
             }
             try? await Task.sleep(for: settings.pollInterval)

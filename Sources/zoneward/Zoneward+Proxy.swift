@@ -4,8 +4,10 @@ import Logging
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+import ZonewardFailover
 import ZonewardModel
 import ZonewardProxy
+import ZonewardState
 
 extension Zoneward {
     /// `zoneward proxy`: the in-cluster traffic proxy.
@@ -40,10 +42,21 @@ extension Zoneward {
         )
         var db: String?
 
+        @Option(help: ArgumentHelp("Controller to follow for active regions, epochs and drains.", valueName: "url"))
+        var controller: String?
+
+        @Option(help: ArgumentHelp("File holding the controller's bearer token.", valueName: "file"))
+        var tokenFile: String?
+
         @OptionGroup var runtime: RuntimeOptions
 
         func run() async throws {
             let configuration = try loadConfiguration(config)
+            let token = try tokenFile.map(readToken)
+            if controller != nil && token == nil {
+                printError("--token-file: following a controller needs its bearer token")
+                throw ExitCode.badInput
+            }
             guard let zone = zone ?? ProcessInfo.processInfo.environment["ZONEWARD_ZONE"] else {
                 printError("--zone: which zone does this proxy run in? Pass --zone ZONE or set ZONEWARD_ZONE")
                 throw ExitCode.badInput
@@ -53,6 +66,8 @@ extension Zoneward {
                 configurationPath: config,
                 zone: zone,
                 statePath: db ?? ProcessInfo.processInfo.environment["ZONEWARD_DB"],
+                controllerURL: controller,
+                controllerToken: token,
                 demoBackends: false
             )
         }
@@ -95,13 +110,17 @@ extension Zoneward {
                 configuration = try ZonewardConfiguration.parse(yaml: ZonewardConfiguration.embeddedDefaultYAML)
             }
             let zone = zone ?? ProcessInfo.processInfo.environment["ZONEWARD_ZONE"] ?? configuration.zones.first?.name
-            _ = try openStore(database.db)
+            let store = try openStore(database.db)
+            let controller = try configuration.controller.map { _ in
+                try controllerSettings(configuration, listen: nil, tokenFile: nil)
+            }
             try await runtime.serve(
                 configuration: configuration,
                 configurationPath: config,
                 zone: zone ?? "",
                 statePath: database.db,
-                demoBackends: demoBackends
+                demoBackends: demoBackends,
+                controller: controller.map { ($0, store) }
             )
         }
     }
@@ -128,20 +147,8 @@ struct RuntimeOptions: ParsableArguments {
         }
     }
 
-    /// Starts the proxy (and demo backends) and runs until SIGTERM or SIGINT.
-    func serve(
-        configuration: ZonewardConfiguration,
-        configurationPath: String?,
-        zone: String,
-        statePath: String?,
-        demoBackends: Bool
-    ) async throws {
-        guard configuration.zone(named: zone) != nil else {
-            printError(
-                "--zone: unknown zone \"\(zone)\" (known: \(configuration.zones.map(\.name).joined(separator: ", ")))"
-            )
-            throw ExitCode.badInput
-        }
+    /// Sends logs to standard error at the chosen level; returns the process's logger.
+    func bootstrapLogging(zone: String?) -> Logger {
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -149,7 +156,28 @@ struct RuntimeOptions: ParsableArguments {
             return handler
         }
         var logger = Logger(label: "zoneward")
-        logger[metadataKey: "zone"] = "\(zone)"
+        if let zone { logger[metadataKey: "zone"] = "\(zone)" }
+        return logger
+    }
+
+    /// Starts the proxy (and demo backends, and the controller) and runs until SIGTERM or SIGINT.
+    func serve(
+        configuration: ZonewardConfiguration,
+        configurationPath: String?,
+        zone: String,
+        statePath: String?,
+        controllerURL: String? = nil,
+        controllerToken: String? = nil,
+        demoBackends: Bool,
+        controller: (ControllerService.Settings, StateStore)? = nil
+    ) async throws {
+        guard configuration.zone(named: zone) != nil else {
+            printError(
+                "--zone: unknown zone \"\(zone)\" (known: \(configuration.zones.map(\.name).joined(separator: ", ")))"
+            )
+            throw ExitCode.badInput
+        }
+        let logger = bootstrapLogging(zone: zone)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: workers)
         var timeouts = ProxyTimeouts()
         timeouts.drain = TimeSpan.parse(drainTimeout) ?? timeouts.drain
@@ -167,14 +195,20 @@ struct RuntimeOptions: ParsableArguments {
                     configurationPath: configurationPath,
                     sourceZone: zone,
                     statePath: statePath,
+                    controllerURL: controllerURL,
+                    controllerToken: controllerToken,
                     timeouts: timeouts
                 ),
                 group: group,
                 metrics: ProxyMetrics(),
                 logger: logger
             )
+            var all: [any Service] = [server]
+            if let (settings, store) = controller {
+                all.append(ControllerService(settings: settings, store: store, group: group, logger: logger))
+            }
             let services = ServiceGroup(
-                services: [server],
+                services: all,
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )

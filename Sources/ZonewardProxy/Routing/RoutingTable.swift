@@ -2,6 +2,7 @@ import Logging
 import Synchronization
 import ZonePlanner
 import ZonewardModel
+import ZonewardState
 
 /// All services' routes at one moment. Immutable; replaced whole when anything changes.
 public final class RoutingSnapshot: Sendable {
@@ -47,6 +48,7 @@ public final class RoutingTable: Sendable {
         var outliers: [String: OutlierDetector] = [:]
         var drainedZones: Set<String> = []
         var activeRegions: [String: String] = [:]
+        var epochs: [String: Int64] = [:]
         var version = 0
     }
 
@@ -163,6 +165,41 @@ public final class RoutingTable: Sendable {
                 self?.update("ejection of \(endpoint.key) ended") { _ in true }
             }
         }
+    }
+
+    /// Applies active regions from the controller or the state database. An entry whose epoch is older than
+    /// the one held is refused (a stale snapshot never undoes a newer failover). Returns the services whose
+    /// active region changed.
+    @discardableResult
+    public func applyServiceStates(_ entries: [String: ControlSnapshot.ServiceEntry]) -> [String: String] {
+        var changed: [String: String] = [:]
+        update("") { state in
+            for (service, entry) in entries {
+                let held = state.epochs[service] ?? -1
+                if entry.epoch < held {
+                    logger.warning(
+                        "refused a stale routing snapshot for \(service): epoch \(entry.epoch) is older than \(held)"
+                    )
+                    continue
+                }
+                state.epochs[service] = entry.epoch
+                if state.activeRegions[service] != entry.activeRegion {
+                    let before = state.activeRegions[service]
+                    state.activeRegions[service] = entry.activeRegion
+                    changed[service] = entry.activeRegion
+                    logger.info(
+                        "active region of \(service): \(before ?? "primary") → \(entry.activeRegion) (epoch \(entry.epoch))"
+                    )
+                }
+            }
+            return !changed.isEmpty
+        }
+        return changed
+    }
+
+    /// The epoch held for a service (-1 before any snapshot).
+    public func epoch(of service: String) -> Int64 {
+        state.withLock { $0.epochs[service] ?? -1 }
     }
 
     /// Sets the zones drained now; re-plans when they changed.

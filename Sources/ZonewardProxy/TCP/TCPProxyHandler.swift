@@ -9,13 +9,15 @@ final class TCPProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     private let serviceName: String
     private let table: RoutingTable
     private let timeouts: ProxyTimeouts
+    private let registry: TCPConnectionRegistry
     private var random = BalancerRandom(seed: UInt64.random(in: 1...UInt64.max))
     private var tried: [UpstreamEndpoint] = []
 
-    init(service: String, table: RoutingTable, timeouts: ProxyTimeouts) {
+    init(service: String, table: RoutingTable, timeouts: ProxyTimeouts, registry: TCPConnectionRegistry) {
         self.serviceName = service
         self.table = table
         self.timeouts = timeouts
+        self.registry = registry
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -83,6 +85,9 @@ final class TCPProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             return
         }
         table.recordResult(endpoint, success: true, detail: "")
+        if let region = table.snapshot.configuration.zone(named: endpoint.zone)?.region {
+            registry.add(service: serviceName, region: region, client: context.channel, upstream: upstream)
+        }
         let zone = routes.zoneIndex[endpoint.zone] ?? -1
         // Count the connection and its bytes when it ends.
         context.channel.closeFuture.assumeIsolated().whenComplete { _ in

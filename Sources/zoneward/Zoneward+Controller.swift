@@ -1,0 +1,93 @@
+import ArgumentParser
+import Foundation
+import Logging
+import NIOPosix
+import ServiceLifecycle
+import ZonewardFailover
+import ZonewardModel
+import ZonewardState
+
+extension Zoneward {
+    /// `zoneward controller`: the control plane.
+    struct Controller: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run the controller: region probes, automatic failover, and the API proxies follow.",
+            discussion: """
+                Probes every region of every service with a failover block; fails over automatically when the \
+                primary is down, a standby is up, its lag is within maxLagSeconds and the cooldown has passed \
+                (mode: automatic); resumes operations a crash interrupted. Serves, with a bearer token \
+                (all but /healthz): GET /v1/status, GET /v1/snapshot?after=VERSION&wait=30s, POST /v1/failover, \
+                GET /v1/operations[/ID], POST /v1/operations/ID/resume, POST /v1/drains.
+
+                Example:
+                  zoneward controller --config config/zoneward.yaml --db ./zoneward.db \\
+                      --listen 127.0.0.1:9900 --token-file ./controller.token
+                """
+        )
+
+        @Option(help: ArgumentHelp("Configuration file.", valueName: "file"))
+        var config: String
+
+        @OptionGroup var database: DatabaseOptions
+
+        @Option(help: ArgumentHelp("Address of the API; default the configuration's controller.listen.", valueName: "host:port"))
+        var listen: String?
+
+        @Option(help: ArgumentHelp("File holding the bearer token; default controller.tokenFile.", valueName: "file"))
+        var tokenFile: String?
+
+        @OptionGroup var runtime: RuntimeOptions
+
+        func run() async throws {
+            let configuration = try loadConfiguration(config)
+            let settings = try controllerSettings(configuration, listen: listen, tokenFile: tokenFile)
+            let store = try openStore(database.db)
+            let logger = runtime.bootstrapLogging(zone: nil)
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let controller = ControllerService(settings: settings, store: store, group: group, logger: logger)
+            do {
+                try await ServiceGroup(services: [controller], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger).run()
+            } catch {
+                printError("zoneward controller: \(error)")
+                try? await group.shutdownGracefully()
+                throw ExitCode.failure
+            }
+            try await group.shutdownGracefully()
+        }
+    }
+}
+
+/// The controller's listener and token from the flags or the configuration.
+func controllerSettings(
+    _ configuration: ZonewardConfiguration,
+    listen: String?,
+    tokenFile: String?
+) throws -> ControllerService.Settings {
+    var address = configuration.controller?.listen ?? HostPort(host: "127.0.0.1", port: 9900)
+    if let listen {
+        guard let parsed = HostPort(parsing: listen) else {
+            printError("--listen: expected host:port such as 127.0.0.1:9900, got \"\(listen)\"")
+            throw ExitCode.badInput
+        }
+        address = parsed
+    }
+    guard let path = tokenFile ?? configuration.controller?.tokenFile else {
+        printError("--token-file: the controller needs a bearer token file (or controller.tokenFile in the config)")
+        throw ExitCode.badInput
+    }
+    return ControllerService.Settings(configuration: configuration, listen: address, token: try readToken(path))
+}
+
+/// Reads a bearer token file, refusing an empty one.
+func readToken(_ path: String) throws -> String {
+    guard let data = FileManager.default.contents(atPath: path) else {
+        printError("--token-file: cannot read \(path)")
+        throw ExitCode.badInput
+    }
+    let token = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    guard !token.isEmpty else {
+        printError("--token-file: \(path) is empty")
+        throw ExitCode.badInput
+    }
+    return token
+}
