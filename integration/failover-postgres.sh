@@ -1,0 +1,235 @@
+#!/usr/bin/env bash
+# Region failover with real PostgreSQL: region ra runs a primary, region rb a synchronous streaming
+# standby; service `orders` is a TCP listener of a zoneward proxy that follows the controller. A writer
+# inserts numbered rows through the proxy. Kill ra's PostgreSQL: the controller fences ra, promotes rb
+# (pg_ctl promote), bumps the epoch, and the proxy reroutes. Checks: writes resume through the same
+# address; every acknowledged row is on rb; the old primary, restarted, gets no traffic. Then 20 trials
+# of kill -9 of the controller mid-switchover: every operation ends done or failed, the epoch consistent.
+source "$(dirname "$0")/lib/common.sh"
+
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+if [ -z "$PGBIN" ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) >/dev/null 2>&1
+    PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+fi
+[ -x "$PGBIN/initdb" ] || { echo "PostgreSQL is not available"; exit 1; }
+id postgres >/dev/null 2>&1 || { echo "no postgres user"; exit 1; }
+as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+BASE=${ZONEWARD_IT_PORT_BASE_FAILOVER:-25400}
+PORT_A=$((BASE + 32))
+PORT_B=$((BASE + 33))
+ORDERS=$((BASE + 50))
+ADMIN=$((BASE + 51))
+API=$((BASE + 90))
+chmod 755 "$WORK"
+A="$WORK/pg-a"
+B="$WORK/pg-b"
+mkdir -p "$WORK/sock" "$A" "$B" && chown postgres "$WORK/sock" "$A" "$B" && chmod 700 "$A" "$B"
+export PGCONNECT_TIMEOUT=2
+
+echo "failover-postgres: primary in ra, synchronous standby in rb"
+as_postgres "$PGBIN/initdb" -D "$A" -A trust -U postgres >/dev/null
+cat >>"$A/postgresql.conf" <<CONF
+port = $PORT_A
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$WORK/sock'
+wal_level = replica
+max_wal_senders = 5
+hot_standby = on
+synchronous_commit = on
+CONF
+as_postgres "$PGBIN/pg_ctl" -D "$A" -l "$WORK/sock/pg-a.log" -w start >/dev/null
+psql -h 127.0.0.1 -p "$PORT_A" -U postgres -qc "CREATE TABLE orders (n integer PRIMARY KEY, at timestamptz DEFAULT now())"
+as_postgres "$PGBIN/pg_basebackup" -h 127.0.0.1 -p "$PORT_A" -U postgres -D "$B" -R -X stream
+echo "port = $PORT_B" >>"$B/postgresql.conf"
+as_postgres "$PGBIN/pg_ctl" -D "$B" -l "$WORK/sock/pg-b.log" -w start >/dev/null
+# Synchronous once the standby is there: an acknowledged commit is on both.
+psql -h 127.0.0.1 -p "$PORT_A" -U postgres -qc "ALTER SYSTEM SET synchronous_standby_names = '*'" -c "SELECT pg_reload_conf()" >/dev/null
+pg_pid() { head -1 "$1/postmaster.pid" 2>/dev/null; }
+stop_pg() { # stop a cluster we started, by pid
+    local pid
+    pid=$(pg_pid "$1")
+    [ -n "$pid" ] && kill -QUIT "$pid" 2>/dev/null
+}
+trap 'stop_pg "$A"; stop_pg "$B"; cleanup' EXIT
+check "the standby streams from the primary" bash -c \
+    "psql -h 127.0.0.1 -p $PORT_A -U postgres -Atc 'SELECT count(*) FROM pg_stat_replication' | grep -qx 1"
+
+echo "secret-$RANDOM$RANDOM" >"$WORK/token"
+export ZONEWARD_PGDATA_ra="$A" ZONEWARD_PGDATA_rb="$B" ZONEWARD_PGPORT_ra=$PORT_A ZONEWARD_PGPORT_rb=$PORT_B
+SCRIPTS="$ROOT/runbooks/scripts"
+cat >"$WORK/zoneward.yaml" <<YAML
+zones:
+  - {name: za, region: ra}
+  - {name: zb, region: rb}
+services:
+  - name: orders
+    listen: 127.0.0.1:$ORDERS
+    protocol: tcp
+    routing: activeRegion
+    regions: [ra, rb]
+    healthCheck: {interval: 1s, timeout: 500ms}
+    endpoints:
+      - {address: 127.0.0.1:$PORT_A, zone: za}
+      - {address: 127.0.0.1:$PORT_B, zone: zb}
+    failover:
+      mode: automatic
+      probes:
+        ra: {tcp: 127.0.0.1:$PORT_A, interval: 1s, timeout: 500ms, failuresToDown: 2, successesToUp: 2}
+        rb: {tcp: 127.0.0.1:$PORT_B, interval: 1s, timeout: 500ms, failuresToDown: 2, successesToUp: 2}
+      maxLagSeconds: 5
+      lag: {command: [$SCRIPTS/pg-lag.sh]}
+      cooldown: 5m
+      fence: {command: [$SCRIPTS/pg-fence.sh], timeout: 20s}
+      promote: {command: [$SCRIPTS/pg-promote.sh], timeout: 30s}
+      verifyTimeout: 15s
+  - name: trial
+    listen: 127.0.0.1:$((BASE + 52))
+    protocol: tcp
+    routing: activeRegion
+    regions: [ra, rb]
+    endpoints:
+      - {address: 127.0.0.1:$PORT_B, zone: za}
+      - {address: 127.0.0.1:$PORT_B, zone: zb}
+    failover:
+      mode: manual
+      probes:
+        ra: {tcp: 127.0.0.1:$ADMIN, interval: 200ms, timeout: 200ms}
+        rb: {tcp: 127.0.0.1:$ADMIN, interval: 200ms, timeout: 200ms}
+      fence: {command: [sleep, "0.3"]}
+      promote: {command: [sleep, "0.3"]}
+admin: {listen: 127.0.0.1:$ADMIN}
+controller: {listen: 127.0.0.1:$API, tokenFile: $WORK/token}
+YAML
+check "the configuration is valid" "$ZW" config check "$WORK/zoneward.yaml"
+DB="$WORK/state.db"
+start_controller() {
+    "$ZW" controller --config "$WORK/zoneward.yaml" --db "$DB" >>"$WORK/controller.log" 2>&1 &
+    CONTROLLER=$!
+    PIDS+=($CONTROLLER)
+    local i
+    for i in $(seq 1 100); do curl -sf "http://127.0.0.1:$API/healthz" >/dev/null && return 0; sleep 0.05; done
+    return 1
+}
+check "the controller starts" start_controller
+"$ZW" proxy --config "$WORK/zoneward.yaml" --zone za --controller "http://127.0.0.1:$API" --token-file "$WORK/token" \
+    --workers 1 >"$WORK/proxy.log" 2>&1 &
+PIDS+=($!)
+for i in $(seq 1 100); do curl -sf "http://127.0.0.1:$ADMIN/readyz" >/dev/null && break; sleep 0.1; done
+sleep 2.5 # probes settle; the standby's lag is measured
+via_controller() { "$ZW" failover "$@" --controller "http://127.0.0.1:$API" --token-file "$WORK/token"; }
+run_zw 0 "failover status answers" failover status --controller "http://127.0.0.1:$API" --token-file "$WORK/token"
+echo "$OUT" | sed 's/^/    /'
+check "status says automatic failover would not fire while the primary is up" contains "$OUT" "would not fire"
+run_zw 0 "failover plan shows the guards and changes nothing" \
+    failover plan orders --to rb --controller "http://127.0.0.1:$API" --token-file "$WORK/token"
+check "the plan lists the steps" contains "$OUT" "planned → fencing → promoting → rerouting → verifying → done"
+run_zw 2 "an unknown service is refused" \
+    failover plan nosuch --to rb --controller "http://127.0.0.1:$API" --token-file "$WORK/token"
+echo "wrong" >"$WORK/bad-token"
+run_zw 2 "a wrong token is refused" failover status --controller "http://127.0.0.1:$API" --token-file "$WORK/bad-token"
+
+echo "failover-postgres: writer through the proxy, then kill the primary"
+python3 - "$ORDERS" "$WORK" >"$WORK/writer.json" <<'PY' &
+import json, subprocess, sys, time, os
+port, work = sys.argv[1], sys.argv[2]
+acked = []
+failed = 0
+start = time.time()
+n = 0
+while time.time() - start < 40 and not os.path.exists(f"{work}/stop-writer"):
+    n += 1
+    result = subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-p", port, "-U", "postgres", "-qAtc",
+         f"INSERT INTO orders (n) VALUES ({n}) RETURNING inet_server_port()"],
+        capture_output=True, text=True, env={**os.environ, "PGCONNECT_TIMEOUT": "1"})
+    if result.returncode == 0:
+        acked.append([n, time.time(), int(result.stdout.strip() or 0)])
+    else:
+        failed += 1
+        time.sleep(0.02)
+print(json.dumps({"acked": acked, "failed": failed}))
+PY
+WRITER=$!
+sleep 3
+KILLED_AT=$(python3 -c "import time; print(time.time())")
+kill -9 "$(pg_pid "$A")"
+for i in $(seq 1 150); do
+    "$ZW" failover status --format json --db "$DB" --config "$WORK/zoneward.yaml" 2>/dev/null |
+        python3 -c "import json,sys; s=[x for x in json.load(sys.stdin)['services'] if x['name']=='orders'][0]; sys.exit(0 if s['activeRegion']=='rb' and s['epoch']==1 and s['lastOperation']['state']=='done' else 1)" &&
+        break
+    sleep 0.2
+done
+sleep 4
+touch "$WORK/stop-writer"
+wait "$WRITER"
+RESULT=$(python3 - "$WORK/writer.json" "$KILLED_AT" "$PORT_A" "$PORT_B" <<'PY'
+import json, sys
+data = json.load(open(sys.argv[1])); killed = float(sys.argv[2]); a, b = int(sys.argv[3]), int(sys.argv[4])
+before = [x for x in data["acked"] if x[1] < killed]
+after = [x for x in data["acked"] if x[1] >= killed]
+rto = (after[0][1] - before[-1][1]) if before and after else float("nan")
+print(f"{rto:.2f} {len(before)} {len(after)} {all(x[2] == b for x in after)} {max(x[0] for x in data['acked'])}")
+PY
+)
+read -r RTO ACK_BEFORE ACK_AFTER AFTER_ON_B LAST_N <<<"$RESULT"
+echo "  acknowledged before the kill: $ACK_BEFORE, after: $ACK_AFTER; RTO $RTO s"
+check "the controller failed over to rb (epoch 1)" bash -c "'$ZW' failover status --format json --db '$DB' --config '$WORK/zoneward.yaml' | grep -q '\"activeRegion\" : \"rb\"'"
+check "writes resumed through the same proxy address" [ "$ACK_AFTER" -gt 0 ]
+check "writes after the failover land on rb" [ "$AFTER_ON_B" = True ]
+check "RTO is at most 5 s ($RTO s)" python3 -c "import sys; sys.exit(0 if float('$RTO') <= 5 else 1)"
+check "every acknowledged row exists on rb" python3 - "$WORK/writer.json" "$PORT_B" <<'PY'
+import json, subprocess, sys
+acked = {x[0] for x in json.load(open(sys.argv[1]))["acked"]}
+rows = subprocess.run(["psql", "-h", "127.0.0.1", "-p", sys.argv[2], "-U", "postgres", "-Atc", "SELECT n FROM orders"],
+                      capture_output=True, text=True, check=True).stdout.split()
+missing = acked - {int(r) for r in rows}
+assert not missing, f"missing on rb: {sorted(missing)[:10]}"
+PY
+check "the operation's steps were recorded" bash -c "'$ZW' failover history --format json --db '$DB' --config '$WORK/zoneward.yaml' | grep -q '\"state\" : \"done\"'"
+
+echo "failover-postgres: the old primary comes back"
+rm -f "$A/postmaster.pid"
+as_postgres "$PGBIN/pg_ctl" -D "$A" -l "$WORK/sock/pg-a.log" -w start >/dev/null
+sleep 1
+PORTS=$(for i in $(seq 1 10); do psql -h 127.0.0.1 -p "$ORDERS" -U postgres -Atc "SELECT inet_server_port()"; done | sort -u | tr '\n' ' ')
+check "the restarted old primary gets no traffic (served by: $PORTS)" [ "$PORTS" = "$PORT_B " ]
+check "the old primary saw no client after the failover" bash -c \
+    "[ \$(psql -h 127.0.0.1 -p $PORT_A -U postgres -Atc \"SELECT count(*) FROM orders WHERE n > $LAST_N\") = 0 ]"
+
+echo "failover-postgres: kill -9 the controller during switchovers, 20 trials"
+FINAL=0
+for trial in $(seq 1 20); do
+    target=$([ $((trial % 2)) = 1 ] && echo rb || echo ra)
+    via_controller execute trial --to "$target" --yes --reason "trial $trial" >>"$WORK/trials.log" 2>&1 &
+    cli=$!
+    sleep "$(python3 -c "import random; print(round(random.uniform(0.05, 1.2), 2))")"
+    kill -9 "$CONTROLLER" 2>/dev/null
+    wait "$CONTROLLER" 2>/dev/null
+    wait "$cli" 2>/dev/null
+    start_controller || { fail "controller restart in trial $trial"; continue; }
+    for i in $(seq 1 100); do
+        "$ZW" failover history --format json --limit 1 --db "$DB" --config "$WORK/zoneward.yaml" 2>/dev/null |
+            python3 -c "import json,sys; o=json.load(sys.stdin); sys.exit(0 if not o or o[0]['service']!='trial' or o[0]['state'] in ('done','failed') else 1)" &&
+            break
+        sleep 0.1
+    done
+done
+TRIALS=$(python3 - "$DB" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+ops = db.execute("SELECT state, epochAfter FROM failoverOperation WHERE service='trial'").fetchall()
+final = sum(1 for s, _ in ops if s in ("done", "failed"))
+rerouted = sum(1 for _, e in ops if e is not None)
+epoch = (db.execute("SELECT epoch FROM serviceState WHERE service='trial'").fetchone() or [0])[0]
+print(final, len(ops), rerouted, epoch)
+PY
+)
+read -r FINAL TOTAL REROUTED EPOCH <<<"$TRIALS"
+check "20 switchovers were started ($TOTAL)" [ "$TOTAL" = 20 ]
+check "every interrupted operation reached a final state ($FINAL of $TOTAL)" [ "$FINAL" = "$TOTAL" ]
+check "the epoch moved exactly once per rerouted operation (epoch $EPOCH, rerouted $REROUTED)" [ "$EPOCH" = "$REROUTED" ]
+
+echo "FIGURE failover-postgres RTO: $RTO s"
+echo "FIGURE failover-postgres resume trials: $FINAL of $TOTAL reached a final state"
+finish
