@@ -89,6 +89,7 @@ let package = Package(
             name: "ZonewardProxyTests",
             dependencies: [
                 "ZonewardProxy",
+                "ZonewardState",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -148,7 +148,9 @@ public final class ProxyServer: Service, Sendable {
                 let handlers = channel.pipeline.syncOperations
                 if let tls { try handlers.addHandler(NIOSSLServerHandler(context: tls)) }
                 if isTCP {
-                    try handlers.addHandler(TCPProxyHandler(service: name, table: table, timeouts: timeouts, registry: tcpConnections))
+                    try handlers.addHandler(
+                        TCPProxyHandler(service: name, table: table, timeouts: timeouts, registry: tcpConnections)
+                    )
                 } else {
                     try handlers.addHandler(
                         HTTPProxyHandler(
@@ -211,7 +213,9 @@ public final class ProxyServer: Service, Sendable {
         table.setDrainedZones(Set(snapshot.drainedZones))
         for (service, region) in changed {
             let closed = tcpConnections.closeOutside(service: service, activeRegion: region)
-            if closed > 0 { logger.info("closed \(closed) connections of \(service) outside its active region \(region)") }
+            if closed > 0 {
+                logger.info("closed \(closed) connections of \(service) outside its active region \(region)")
+            }
         }
     }
 

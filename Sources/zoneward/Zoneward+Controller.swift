@@ -30,7 +30,12 @@ extension Zoneward {
 
         @OptionGroup var database: DatabaseOptions
 
-        @Option(help: ArgumentHelp("Address of the API; default the configuration's controller.listen.", valueName: "host:port"))
+        @Option(
+            help: ArgumentHelp(
+                "Address of the API; default the configuration's controller.listen.",
+                valueName: "host:port"
+            )
+        )
         var listen: String?
 
         @Option(help: ArgumentHelp("File holding the bearer token; default controller.tokenFile.", valueName: "file"))
@@ -46,7 +51,11 @@ extension Zoneward {
             let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
             let controller = ControllerService(settings: settings, store: store, group: group, logger: logger)
             do {
-                try await ServiceGroup(services: [controller], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger).run()
+                try await ServiceGroup(
+                    services: [controller],
+                    gracefulShutdownSignals: [.sigterm, .sigint],
+                    logger: logger
+                ).run()
             } catch {
                 printError("zoneward controller: \(error)")
                 try? await group.shutdownGracefully()

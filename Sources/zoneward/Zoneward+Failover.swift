@@ -55,7 +55,9 @@ struct FailoverTarget: ParsableArguments {
             return .remote(APIClient(baseURL: url, token: try readToken(tokenPath)))
         }
         guard let db, let config else {
-            printError("give --controller URL --token-file FILE, or --db PATH --config FILE when the controller is down")
+            printError(
+                "give --controller URL --token-file FILE, or --db PATH --config FILE when the controller is down"
+            )
             throw ExitCode.badInput
         }
         let configuration = try loadConfiguration(config)
@@ -93,7 +95,9 @@ struct APIClient {
         do {
             (data, response) = try await URLSession.shared.data(for: request)
         } catch {
-            printError("controller \(baseURL) unreachable: \(error.localizedDescription) (use --db and --config to act on the state directly)")
+            printError(
+                "controller \(baseURL) unreachable: \(error.localizedDescription) (use --db and --config to act on the state directly)"
+            )
             throw ExitCode.failure
         }
         let status = (response as? HTTPURLResponse)?.statusCode ?? 0
@@ -145,7 +149,11 @@ extension Zoneward.Failover {
                 }
                 report = fetched
             case .local(let coordinator):
-                report = try StatusReport.build(configuration: coordinator.configuration, store: coordinator.store, now: Date())
+                report = try StatusReport.build(
+                    configuration: coordinator.configuration,
+                    store: coordinator.store,
+                    now: Date()
+                )
             }
             if format == .json { return try printJSON(report) }
             for service in report.services {
@@ -240,8 +248,20 @@ extension Zoneward.Failover {
             let operation: FailoverOperation
             switch try target.resolve() {
             case .remote(let client):
-                let request = FailoverRequest(service: service, to: to, force: force, dryRun: false, actor: actor, reason: reason)
-                let (status, started) = try await client.request("POST", "/v1/failover", body: request, as: FailoverPlan.self)
+                let request = FailoverRequest(
+                    service: service,
+                    to: to,
+                    force: force,
+                    dryRun: false,
+                    actor: actor,
+                    reason: reason
+                )
+                let (status, started) = try await client.request(
+                    "POST",
+                    "/v1/failover",
+                    body: request,
+                    as: FailoverPlan.self
+                )
                 guard status == 202, let id = started?.operation else {
                     if let started { printPlan(started) }
                     throw ExitCode.guardRefused
@@ -287,7 +307,9 @@ extension Zoneward.Failover {
             let operations: [FailoverOperation]
             switch try target.resolve() {
             case .remote(let client):
-                operations = try await client.request("GET", "/v1/operations?limit=\(limit)", as: [FailoverOperation].self).1 ?? []
+                operations =
+                    try await client.request("GET", "/v1/operations?limit=\(limit)", as: [FailoverOperation].self).1
+                    ?? []
             case .local(let coordinator):
                 operations = try coordinator.store.operations(limit: limit)
             }
@@ -297,7 +319,8 @@ extension Zoneward.Failover {
                 rows.append([
                     String(operation.id ?? 0), operation.service, operation.kind.rawValue,
                     "\(operation.fromRegion) → \(operation.toRegion)", operation.state.rawValue,
-                    operation.forced ? "yes" : "no", operation.actor, iso8601(operation.updatedAt), operation.error ?? "",
+                    operation.forced ? "yes" : "no", operation.actor, iso8601(operation.updatedAt),
+                    operation.error ?? "",
                 ])
             }
             print(TextTable.render(rows))
@@ -321,7 +344,12 @@ extension Zoneward.Failover {
         func run() async throws {
             switch try target.resolve() {
             case .remote(let client):
-                _ = try await client.request("POST", "/v1/operations/\(id)/resume", body: [String: String](), as: OperationReport.self)
+                _ = try await client.request(
+                    "POST",
+                    "/v1/operations/\(id)/resume",
+                    body: [String: String](),
+                    as: OperationReport.self
+                )
                 try finish(try await waitForOperation(id, client: client))
             case .local(let coordinator):
                 guard try coordinator.store.operation(id) != nil else {
@@ -367,7 +395,9 @@ func planFailover(service: String, to: String, force: Bool, target: FailoverTarg
 func printPlan(_ plan: FailoverPlan) {
     print("\(plan.kind) of \(plan.service): \(plan.from) → \(plan.to)")
     for result in plan.guards {
-        print("  guard \(result.name): \(result.passed ? (result.overridden ? "FORCED" : "ok") : "REFUSED") — \(result.detail)")
+        print(
+            "  guard \(result.name): \(result.passed ? (result.overridden ? "FORCED" : "ok") : "REFUSED") — \(result.detail)"
+        )
     }
     print("  steps: \(plan.steps.joined(separator: " → "))")
 }
@@ -392,7 +422,9 @@ func waitForOperation(_ id: Int64, client: APIClient) async throws -> FailoverOp
 /// Prints the outcome and exits 0 (done) or 4 (failed).
 func finish(_ operation: FailoverOperation) throws {
     if operation.state == .done {
-        print("Operation \(operation.id ?? 0) done: \(operation.service) is active in \(operation.toRegion) at epoch \(operation.epochAfter ?? 0).")
+        print(
+            "Operation \(operation.id ?? 0) done: \(operation.service) is active in \(operation.toRegion) at epoch \(operation.epochAfter ?? 0)."
+        )
         return
     }
     printError("Operation \(operation.id ?? 0) \(operation.state.rawValue): \(operation.error ?? "")")

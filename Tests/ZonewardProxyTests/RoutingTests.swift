@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Testing
 import ZonewardModel
+import ZonewardState
 
 @testable import ZonewardProxy
 
@@ -218,5 +219,40 @@ import ZonewardModel
         let shipped = try String(contentsOfFile: path, encoding: .utf8)
         #expect(ZonewardConfiguration.embeddedDefaultYAML + "\n" == shipped)
         #expect(throws: Never.self) { try ZonewardConfiguration.parse(yaml: ZonewardConfiguration.embeddedDefaultYAML) }
+    }
+}
+
+@Suite struct EpochFencingTests {
+    let configuration = try! ZonewardConfiguration.parse(
+        yaml: """
+            zones:
+              - {name: a, region: east}
+              - {name: w, region: west}
+            services:
+              - name: db
+                listen: 127.0.0.1:1
+                protocol: tcp
+                routing: activeRegion
+                regions: [east, west]
+                endpoints:
+                  - {address: 127.0.0.1:11, zone: a}
+                  - {address: 127.0.0.1:12, zone: w}
+            """
+    )
+
+    /// A snapshot older than the epoch held never undoes a newer failover.
+    @Test func aStaleSnapshotIsRefused() throws {
+        let table = RoutingTable(
+            configuration: configuration,
+            sourceZone: "a",
+            metrics: ProxyMetrics(),
+            logger: Logger(label: "test")
+        )
+        #expect(table.snapshot.routes(for: "db")?.eligibleKeys == ["db/127.0.0.1:11"])
+        #expect(table.applyServiceStates(["db": .init(activeRegion: "west", epoch: 2)]) == ["db": "west"])
+        #expect(table.snapshot.routes(for: "db")?.eligibleKeys == ["db/127.0.0.1:12"])
+        #expect(table.applyServiceStates(["db": .init(activeRegion: "east", epoch: 1)]).isEmpty)
+        #expect(table.snapshot.routes(for: "db")?.eligibleKeys == ["db/127.0.0.1:12"])
+        #expect(table.epoch(of: "db") == 2)
     }
 }
