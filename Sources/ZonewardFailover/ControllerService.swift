@@ -165,12 +165,15 @@ public final class ControllerService: Service, Sendable {
         }
     }
 
+    /// Records why automatic failover did not fire: logged and written to the event log when it changes.
     private func hold(_ service: String, _ reason: String) {
         let changed = holds.withLock { holds in
             defer { holds[service] = reason }
             return holds[service] != reason
         }
-        if changed { logger.warning("automatic failover of \(service) held: \(reason)") }
+        guard changed else { return }
+        logger.warning("automatic failover of \(service) held: \(reason)")
+        try? store.recordEvent(kind: "failover.held", subject: service, actor: "controller", detail: ["reason": reason], at: Date())
     }
 
     // MARK: Snapshot
