@@ -173,7 +173,13 @@ public final class ControllerService: Service, Sendable {
         }
         guard changed else { return }
         logger.warning("automatic failover of \(service) held: \(reason)")
-        try? store.recordEvent(kind: "failover.held", subject: service, actor: "controller", detail: ["reason": reason], at: Date())
+        try? store.recordEvent(
+            kind: "failover.held",
+            subject: service,
+            actor: "controller",
+            detail: ["reason": reason],
+            at: Date()
+        )
     }
 
     // MARK: Snapshot
