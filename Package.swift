@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "ZonewardState", targets: ["ZonewardState"]),
         .library(name: "ZonewardProxy", targets: ["ZonewardProxy"]),
         .library(name: "ZonewardFailover", targets: ["ZonewardFailover"]),
+        .library(name: "ZonewardBackup", targets: ["ZonewardBackup"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -22,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.0.0"),
     ],
     targets: [
         .target(
@@ -65,6 +67,16 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .target(
+            name: "ZonewardBackup",
+            dependencies: [
+                "CZlib",
+                "ZonewardModel",
+                "ZonewardState",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
         .executableTarget(
             name: "zoneward",
             dependencies: [
@@ -101,6 +113,7 @@ let package = Package(
             name: "ZonewardFailoverTests",
             dependencies: ["ZonewardFailover", "ZonewardState", "ZonewardModel"]
         ),
+        .testTarget(name: "ZonewardBackupTests", dependencies: ["ZonewardBackup"]),
         .testTarget(
             name: "ZonewardStateTests",
             dependencies: ["ZonewardState", .product(name: "GRDB", package: "GRDB.swift")]

@@ -1,0 +1,59 @@
+import Crypto
+import Foundation
+
+/// A 256-bit backup key, read from a file holding 32 random bytes in base64, identified by a short id
+/// stored with every backup (so restoring with the wrong key fails before anything is written).
+public struct BackupKey: Sendable {
+    /// The key's bytes (SymmetricKey is not Sendable in swift-crypto 3; it is made from these when needed).
+    private let bytes: [UInt8]
+    /// The first 8 bytes of SHA-256 of the key, hex: identifies the key without revealing it.
+    public let id: String
+
+    public init(bytes: [UInt8]) {
+        self.bytes = bytes
+        id = SHA256.hash(data: bytes).prefix(8).map { String(format: "%02x", $0) }.joined()
+    }
+
+    var key: SymmetricKey { SymmetricKey(data: bytes) }
+
+    /// Reads a key file: 32 bytes, base64 (`openssl rand -base64 32 > backup.key`).
+    public static func load(file path: String) throws -> BackupKey {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw BackupError.key("cannot read the key file \(path)")
+        }
+        let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard let raw = Data(base64Encoded: text), raw.count == 32 else {
+            throw BackupError.key("\(path) must hold 32 random bytes in base64 (openssl rand -base64 32)")
+        }
+        return BackupKey(bytes: Array(raw))
+    }
+}
+
+/// Everything that can go wrong making, checking or restoring a backup.
+public enum BackupError: Error, Sendable, CustomStringConvertible, Equatable {
+    case key(String)
+    /// The backup was made with another key.
+    case wrongKey(expected: String, actual: String)
+    case notABackup(String)
+    /// A chunk failed authentication: corrupted, reordered, or from another backup.
+    case corruptChunk(index: UInt64)
+    /// The stream ended before its final chunk.
+    case truncated(afterChunk: UInt64)
+    case checksumMismatch(expected: String, actual: String)
+    case io(String)
+
+    public var description: String {
+        switch self {
+        case .key(let message): return message
+        case .wrongKey(let expected, let actual):
+            return "this backup was encrypted with key \(expected), not with the key given (\(actual))"
+        case .notABackup(let message): return "not a Zoneward backup: \(message)"
+        case .corruptChunk(let index):
+            return "chunk \(index) failed authentication: the stored object is corrupt or was tampered with"
+        case .truncated(let index): return "the backup ends after chunk \(index) without its final chunk: truncated"
+        case .checksumMismatch(let expected, let actual):
+            return "SHA-256 of the stored object is \(actual), the catalog says \(expected)"
+        case .io(let message): return message
+        }
+    }
+}
