@@ -75,6 +75,7 @@ let package = Package(
                 "ZonewardModel",
                 "ZonewardState",
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
         .executableTarget(
@@ -85,6 +86,7 @@ let package = Package(
                 "ZonewardState",
                 "ZonewardProxy",
                 "ZonewardFailover",
+                "ZonewardBackup",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -113,7 +115,12 @@ let package = Package(
             name: "ZonewardFailoverTests",
             dependencies: ["ZonewardFailover", "ZonewardState", "ZonewardModel"]
         ),
-        .testTarget(name: "ZonewardBackupTests", dependencies: ["ZonewardBackup"]),
+        .testTarget(
+            name: "ZonewardBackupTests",
+            dependencies: [
+                "ZonewardBackup", "ZonewardState", "ZonewardModel", .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
         .testTarget(
             name: "ZonewardStateTests",
             dependencies: ["ZonewardState", .product(name: "GRDB", package: "GRDB.swift")]

@@ -1,4 +1,4 @@
-import CZlib
+internal import CZlib
 
 /// Why compression or decompression failed.
 public struct CompressionError: Error, Sendable, CustomStringConvertible {

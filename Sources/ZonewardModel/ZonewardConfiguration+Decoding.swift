@@ -22,7 +22,7 @@ extension ZonewardConfiguration {
     }
 
     private static func decode(_ root: DocumentValue, _ reader: DocumentReader) -> ZonewardConfiguration? {
-        let known = ["zones", "routing", "services", "admin", "controller"]
+        let known = ["zones", "routing", "services", "admin", "controller", "backups"]
         guard let fields = reader.mapping(root, known: known) else { return nil }
         let zones = reader.required(fields, "zones", in: root).map { decodeZones($0, reader).map(\.zone) } ?? []
         let zoneNames = zones.map(\.name)
@@ -74,13 +74,15 @@ extension ZonewardConfiguration {
             decoded.tokenFile = controllerFields["tokenFile"].flatMap { reader.string($0) }
             controller = decoded
         }
-        return ZonewardConfiguration(
+        var configuration = ZonewardConfiguration(
             zones: zones,
             routing: routing,
             services: services,
             admin: admin,
             controller: controller
         )
+        if let backups = fields["backups"] { configuration.backups = decodeBackups(backups, reader) }
+        return configuration
     }
 
     private static func decodeService(

@@ -10,6 +10,8 @@ public struct ZonewardConfiguration: Sendable, Equatable {
     public var admin: AdminConfiguration
     /// The control plane's API listener; nil when not declared.
     public var controller: ControllerConfiguration?
+    /// Scheduled backup jobs.
+    public var backups: [BackupJobConfiguration] = []
 
     public init(
         zones: [ZoneConfiguration],
@@ -40,6 +42,10 @@ public struct ZonewardConfiguration: Sendable, Equatable {
 
     public func service(named name: String) -> ServiceConfiguration? {
         services.first { $0.name == name }
+    }
+
+    public func backupJob(named name: String) -> BackupJobConfiguration? {
+        backups.first { $0.name == name }
     }
 }
 

@@ -85,6 +85,7 @@ public struct StateStore: Sendable {
             )
         }
         registerFailoverMigrations(&migrator)
+        registerBackupMigrations(&migrator)
         return migrator
     }
 

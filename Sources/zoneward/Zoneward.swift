@@ -21,7 +21,9 @@ struct Zoneward: AsyncParsableCommand {
             Exit codes: 0 success, 1 runtime failure, 2 bad input or usage, 3 a safety guard refused.
             """,
         version: version,
-        subcommands: [Run.self, Proxy.self, Controller.self, Failover.self, Plan.self, Config.self, Zone.self]
+        subcommands: [
+            Run.self, Proxy.self, Controller.self, Failover.self, Backup.self, Plan.self, Config.self, Zone.self,
+        ]
     )
 
     /// Runs the command line, mapping usage errors to exit code 2.

@@ -1,0 +1,254 @@
+import Crypto
+import Foundation
+import GRDB
+import ZonewardModel
+import ZonewardState
+
+/// The manifest stored beside each object.
+public struct BackupManifest: Codable, Sendable, Equatable {
+    public var id: String
+    public var job: String
+    public var source: String
+    public var createdAt: String
+    public var plainBytes: Int64
+    public var storedBytes: Int64
+    public var sha256: String
+    public var keyId: String
+    public var compression: String
+    public var encryption: String
+    /// For SQLite sources: rows per table in the snapshot.
+    public var rowCounts: [String: Int]
+}
+
+/// Runs, verifies and restores backups: snapshot → pipeline → every target → catalog.
+public struct BackupRunner: Sendable {
+    public let store: StateStore
+    public let configuration: ZonewardConfiguration
+
+    public init(store: StateStore, configuration: ZonewardConfiguration) {
+        self.store = store
+        self.configuration = configuration
+    }
+
+    /// Takes one backup of `job`; the catalog shows it `completed` only when every object is written and
+    /// its checksum confirmed. On failure, partial objects are removed and the record is `failed`.
+    @discardableResult
+    public func run(_ job: BackupJobConfiguration, progress: ((Int64) -> Void)? = nil) throws -> BackupRecord {
+        let key = try BackupKey.load(file: job.keyFile)
+        guard case .sqlite(let sourcePath) = job.source else { throw BackupError.io("unsupported source") }
+        guard FileManager.default.fileExists(atPath: sourcePath) else {
+            throw BackupError.io("source \(sourcePath) does not exist")
+        }
+        let now = Date()
+        let id = "\(job.name)-\(Self.stamp(now))-\(UInt16.random(in: 0...UInt16.max))"
+        var record = BackupRecord(id: id, job: job.name, startedAt: now)
+        try store.beginBackup(record, at: now)
+        removePartialObjects(of: job)
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("zoneward-backup-\(id)")
+        var written: [String] = []
+        do {
+            try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: work) }
+            // A consistent copy through SQLite's online backup API, while other processes keep writing.
+            let snapshot = work.appendingPathComponent("snapshot.db").path
+            let rowCounts = try Self.snapshot(sqlite: sourcePath, to: snapshot)
+            try store.heartbeat(id, at: Date())
+            var result: PipelineResult?
+            for target in job.targets {
+                guard case .filesystem(let directory) = target else { continue }
+                let folder = URL(fileURLWithPath: directory).appendingPathComponent(job.name)
+                try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+                let object = folder.appendingPathComponent("\(id).zwb").path
+                let partial = object + ".partial"
+                written.append(partial)
+                // The first target gets the pipeline's output; the others an identical copy, so every copy
+                // has the one checksum the catalog records.
+                let stored: PipelineResult
+                if let first = result, let source = written.first {
+                    try FileManager.default.copyItem(atPath: source, toPath: partial)
+                    stored = first
+                } else {
+                    stored = try BackupPipeline.encode(from: snapshot, to: partial, key: key, progress: progress)
+                }
+                // Confirm what landed on disk before it counts.
+                let onDisk = try Self.sha256(of: partial)
+                guard onDisk == stored.sha256 else {
+                    throw BackupError.checksumMismatch(expected: stored.sha256, actual: onDisk)
+                }
+                try FileManager.default.moveItem(atPath: partial, toPath: object)
+                written[written.count - 1] = object
+                result = stored
+                try store.heartbeat(id, at: Date())
+            }
+            guard let result else { throw BackupError.io("no target") }
+            let manifest = BackupManifest(
+                id: id,
+                job: job.name,
+                source: "sqlite:\(sourcePath)",
+                createdAt: now.formatted(.iso8601),
+                plainBytes: result.plainBytes,
+                storedBytes: result.storedBytes,
+                sha256: result.sha256,
+                keyId: result.keyId,
+                compression: "gzip",
+                encryption: "AES-256-GCM, 1 MiB framed chunks",
+                rowCounts: rowCounts
+            )
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+            let manifestData = try encoder.encode(manifest)
+            for object in written {
+                let path = object.replacingOccurrences(of: ".zwb", with: ".json")
+                try manifestData.write(to: URL(fileURLWithPath: path), options: .atomic)
+            }
+            record.state = .completed
+            record.finishedAt = Date()
+            record.plainBytes = result.plainBytes
+            record.storedBytes = result.storedBytes
+            record.sha256 = result.sha256
+            record.keyId = result.keyId
+            record.objects = String(decoding: try JSONEncoder().encode(written), as: UTF8.self)
+            record.manifest = String(decoding: manifestData, as: UTF8.self)
+            try store.updateBackup(record, at: Date())
+            return record
+        } catch {
+            for path in written { try? FileManager.default.removeItem(atPath: path) }
+            record.state = .failed
+            record.finishedAt = Date()
+            record.error = "\(error)"
+            try? store.updateBackup(record, at: Date())
+            throw error
+        }
+    }
+
+    /// Downloads (reads), decrypts, checks the checksum, restores to a temporary file, runs
+    /// `PRAGMA integrity_check` and compares row counts with the manifest; marks the backup `verified`.
+    @discardableResult
+    public func verify(_ id: String) throws -> BackupRecord {
+        guard var record = try store.backup(id) else { throw BackupError.io("no backup \(id) in the catalog") }
+        guard record.state == .completed || record.state == .verified else {
+            throw BackupError.io("backup \(id) is \(record.state.rawValue), not completed")
+        }
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("zoneward-verify-\(UUID())")
+        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: work) }
+        let restored = work.appendingPathComponent("restored.db").path
+        try decode(record, to: restored)
+        try Self.checkRestored(restored, manifest: record.manifest)
+        record.state = .verified
+        try store.updateBackup(record, at: Date())
+        return record
+    }
+
+    /// Restores a backup to `destination`: never over an existing file without `force`; written to a
+    /// temporary file, checked, then renamed into place; stale `-wal`/`-shm` files are removed.
+    public func restore(_ id: String, to destination: String, force: Bool) throws {
+        guard let record = try store.backup(id) else { throw BackupError.io("no backup \(id) in the catalog") }
+        if FileManager.default.fileExists(atPath: destination) && !force {
+            throw BackupError.io("\(destination) exists; pass --force to replace it")
+        }
+        let temporary = destination + ".zoneward-restore"
+        try? FileManager.default.removeItem(atPath: temporary)
+        do {
+            try decode(record, to: temporary)
+            try Self.checkRestored(temporary, manifest: record.manifest)
+        } catch {
+            try? FileManager.default.removeItem(atPath: temporary)
+            throw error
+        }
+        for suffix in ["-wal", "-shm"] { try? FileManager.default.removeItem(atPath: destination + suffix) }
+        if rename(temporary, destination) != 0 {
+            throw BackupError.io(
+                "cannot move the restored file into \(destination): \(String(cString: strerror(errno)))"
+            )
+        }
+    }
+
+    private func decode(_ record: BackupRecord, to output: String) throws {
+        guard let job = configuration.backupJob(named: record.job) else {
+            throw BackupError.io("job \(record.job) is not in the configuration (its key file is needed)")
+        }
+        let key = try BackupKey.load(file: job.keyFile)
+        guard let object = record.objectPaths.first(where: { FileManager.default.fileExists(atPath: $0) }) else {
+            throw BackupError.io(
+                "no stored object of \(record.id) is reachable: \(record.objectPaths.joined(separator: ", "))"
+            )
+        }
+        try BackupPipeline.decode(from: object, to: output, key: key, expectedSHA256: record.sha256)
+    }
+
+    /// Removes `.partial` objects an interrupted run left behind.
+    private func removePartialObjects(of job: BackupJobConfiguration) {
+        for target in job.targets {
+            guard case .filesystem(let directory) = target else { continue }
+            let folder = URL(fileURLWithPath: directory).appendingPathComponent(job.name).path
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+            where name.hasSuffix(".partial") {
+                try? FileManager.default.removeItem(atPath: "\(folder)/\(name)")
+            }
+        }
+    }
+
+    static func snapshot(sqlite source: String, to destination: String) throws -> [String: Int] {
+        var configuration = Configuration()
+        configuration.readonly = true
+        configuration.busyMode = .timeout(10)
+        let from = try DatabaseQueue(path: source, configuration: configuration)
+        let to = try DatabaseQueue(path: destination)
+        try from.backup(to: to)
+        try from.close()
+        return try to.read { db in
+            var counts: [String: Int] = [:]
+            for table in try String.fetchAll(
+                db,
+                sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            ) {
+                counts[table] =
+                    try Int.fetchOne(
+                        db,
+                        sql: "SELECT COUNT(*) FROM \"\(table.replacingOccurrences(of: "\"", with: "\"\""))\""
+                    ) ?? 0
+            }
+            return counts
+        }
+    }
+
+    static func checkRestored(_ path: String, manifest json: String) throws {
+        let manifest = try JSONDecoder().decode(BackupManifest.self, from: Data(json.utf8))
+        let queue = try DatabaseQueue(path: path)
+        defer { try? queue.close() }
+        try queue.read { db in
+            let result = try String.fetchOne(db, sql: "PRAGMA integrity_check") ?? ""
+            guard result == "ok" else { throw BackupError.io("integrity_check of the restored database: \(result)") }
+            for (table, expected) in manifest.rowCounts {
+                let actual =
+                    try Int.fetchOne(
+                        db,
+                        sql: "SELECT COUNT(*) FROM \"\(table.replacingOccurrences(of: "\"", with: "\"\""))\""
+                    ) ?? -1
+                guard actual == expected else {
+                    throw BackupError.io(
+                        "table \(table) has \(actual) rows after restore; the manifest says \(expected)"
+                    )
+                }
+            }
+        }
+    }
+
+    static func sha256(of path: String) throws -> String {
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw BackupError.io("cannot read \(path)") }
+        defer { try? handle.close() }
+        var hasher = SHA256()
+        while let block = try handle.read(upToCount: 1 << 20), !block.isEmpty { hasher.update(data: block) }
+        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+
+    static func stamp(_ date: Date) -> String {
+        date.formatted(
+            .iso8601.year().month().day().dateSeparator(.omitted).time(includingFractionalSeconds: false).timeSeparator(
+                .omitted
+            )
+        )
+        .replacingOccurrences(of: "Z", with: "")
+    }
+}

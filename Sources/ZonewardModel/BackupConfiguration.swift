@@ -1,0 +1,93 @@
+import Foundation
+
+/// A scheduled backup job.
+public struct BackupJobConfiguration: Sendable, Equatable {
+    public enum Source: Sendable, Equatable {
+        /// A SQLite database, copied with the online backup API (consistent while others write).
+        case sqlite(String)
+    }
+
+    public enum Target: Sendable, Equatable {
+        /// A directory: objects are written under a temporary name, fsynced, then renamed.
+        case filesystem(String)
+    }
+
+    public var name: String
+    public var source: Source
+    /// 5-field cron expression, e.g. `17 * * * *`.
+    public var schedule: String
+    public var targets: [Target]
+    /// File with the 32-byte AES-256 key, base64.
+    public var keyFile: String
+
+    public init(name: String, source: Source, schedule: String, targets: [Target], keyFile: String) {
+        self.name = name
+        self.source = source
+        self.schedule = schedule
+        self.targets = targets
+        self.keyFile = keyFile
+    }
+}
+
+extension ZonewardConfiguration {
+    /// Decodes `backups:`; the sources and targets Zoneward can run today are `sqlite` and `filesystem`.
+    static func decodeBackups(_ value: DocumentValue, _ reader: DocumentReader) -> [BackupJobConfiguration] {
+        guard let items = reader.sequence(value) else { return [] }
+        var jobs: [BackupJobConfiguration] = []
+        for item in items {
+            let known = ["name", "source", "schedule", "targets", "encryption"]
+            guard let fields = reader.mapping(item, known: known) else { continue }
+            let name = reader.required(fields, "name", in: item).flatMap { reader.string($0) }
+            var source: BackupJobConfiguration.Source?
+            if let sourceValue = reader.required(fields, "source", in: item),
+                let sourceFields = reader.mapping(sourceValue, known: ["sqlite"])
+            {
+                if let sqlite = sourceFields["sqlite"].flatMap({ reader.string($0) }) {
+                    source = .sqlite(sqlite)
+                } else {
+                    reader.report(sourceValue.path, "give sqlite: PATH")
+                }
+            }
+            let schedule = reader.required(fields, "schedule", in: item).flatMap { reader.string($0) }
+            if let schedule, let scheduleValue = fields["schedule"],
+                schedule.split(separator: " ", omittingEmptySubsequences: true).count != 5
+            {
+                reader.report(scheduleValue.path, "expected a 5-field cron expression such as \"17 * * * *\"")
+            }
+            var targets: [BackupJobConfiguration.Target] = []
+            if let targetsValue = reader.required(fields, "targets", in: item), let list = reader.sequence(targetsValue)
+            {
+                for target in list {
+                    guard let targetFields = reader.mapping(target, known: ["filesystem"]) else { continue }
+                    if let path = targetFields["filesystem"].flatMap({ reader.string($0) }) {
+                        targets.append(.filesystem(path))
+                    } else {
+                        reader.report(target.path, "give filesystem: DIRECTORY")
+                    }
+                }
+                if list.isEmpty { reader.report(targetsValue.path, "at least one target is needed") }
+            }
+            var keyFile: String?
+            if let encryption = reader.required(fields, "encryption", in: item),
+                let encryptionFields = reader.mapping(encryption, known: ["keyFile"])
+            {
+                keyFile = reader.required(encryptionFields, "keyFile", in: encryption).flatMap { reader.string($0) }
+            }
+            if let name, jobs.contains(where: { $0.name == name }) {
+                reader.report(item.child("name"), "duplicate backup job \"\(name)\"")
+            }
+            if let name, let source, let schedule, let keyFile, !targets.isEmpty {
+                jobs.append(
+                    BackupJobConfiguration(
+                        name: name,
+                        source: source,
+                        schedule: schedule,
+                        targets: targets,
+                        keyFile: keyFile
+                    )
+                )
+            }
+        }
+        return jobs
+    }
+}

@@ -1,0 +1,179 @@
+import ArgumentParser
+import Foundation
+import ZonewardBackup
+import ZonewardModel
+import ZonewardState
+
+extension Zoneward {
+    /// `zoneward backup …`.
+    struct Backup: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Take, list, verify and restore encrypted, checksummed backups.",
+            discussion: """
+                A backup is a consistent SQLite snapshot (online backup API), gzip-compressed, encrypted with \
+                AES-256-GCM in authenticated 1 MiB chunks, checksummed (SHA-256), written to each target under \
+                a temporary name and renamed, with a JSON manifest beside it. The catalog (the state database) \
+                lists it only once every object is written and its checksum confirmed.
+                """,
+            subcommands: [Run.self, List.self, Verify.self, Restore.self]
+        )
+    }
+}
+
+/// `--config` and `--db`, shared by the backup commands.
+struct BackupOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Configuration file with the backups: jobs.", valueName: "file"))
+    var config: String
+
+    @OptionGroup var database: DatabaseOptions
+
+    func runner() throws -> BackupRunner {
+        BackupRunner(store: try openStore(database.db), configuration: try loadConfiguration(config))
+    }
+}
+
+extension Zoneward.Backup {
+    struct Run: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Take a backup of every job, or of one; what the CronJob runs.",
+            discussion: """
+                Example:
+                  zoneward backup run --job state --config config/zoneward.yaml --db ./zoneward.db
+
+                Exit codes: 0 every job succeeded, 1 a job failed, 2 bad input.
+                """
+        )
+
+        @Option(help: "Only this job.") var job: String?
+        @OptionGroup var options: BackupOptions
+
+        func run() async throws {
+            let runner = try options.runner()
+            var jobs = runner.configuration.backups
+            if let job {
+                guard let found = runner.configuration.backupJob(named: job) else {
+                    printError("--job: unknown job \"\(job)\" (known: \(jobs.map(\.name).joined(separator: ", ")))")
+                    throw ExitCode.badInput
+                }
+                jobs = [found]
+            }
+            guard !jobs.isEmpty else {
+                printError("the configuration declares no backups: jobs")
+                throw ExitCode.badInput
+            }
+            var failed = false
+            for job in jobs {
+                let started = Date()
+                do {
+                    let record = try runner.run(job)
+                    let seconds = Date().timeIntervalSince(started)
+                    print(
+                        "\(record.id): completed, \(record.plainBytes ?? 0) bytes → \(record.storedBytes ?? 0) stored "
+                            + "in \(String(format: "%.1f", seconds)) s, sha256 \(record.sha256 ?? "")"
+                    )
+                } catch {
+                    printError("backup job \(job.name) failed: \(error)")
+                    failed = true
+                }
+            }
+            if failed { throw ExitCode.failure }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List the backups in the catalog, newest first.",
+            discussion: """
+                Example:
+                  zoneward backup list --format json --config config/zoneward.yaml
+                """
+        )
+
+        @Option(help: "Only this job.") var job: String?
+        @Option(help: "Output format: table for people, json for scripts.") var format: OutputFormat = .table
+        @OptionGroup var options: BackupOptions
+
+        func run() async throws {
+            let records = try options.runner().store.backups(job: job)
+            if format == .json { return try printJSON(records) }
+            var rows = [["id", "job", "state", "started", "bytes", "stored", "error"]]
+            for record in records {
+                rows.append([
+                    record.id, record.job, record.state.rawValue, iso8601(record.startedAt),
+                    record.plainBytes.map(String.init) ?? "-", record.storedBytes.map(String.init) ?? "-",
+                    record.error ?? "",
+                ])
+            }
+            print(TextTable.render(rows))
+        }
+    }
+
+    struct Verify: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Test-restore a backup: decrypt, checksum, integrity_check, row counts.",
+            discussion: """
+                Example:
+                  zoneward backup verify --latest --config config/zoneward.yaml
+
+                Exit codes: 0 verified, 1 the backup is bad (the message names the chunk or check), 2 bad input.
+                """
+        )
+
+        @Argument(help: "The backup's id.") var id: String?
+        @Flag(help: "The newest completed backup.") var latest = false
+        @OptionGroup var options: BackupOptions
+
+        func validate() throws {
+            guard (id == nil) != (latest == false) || (id != nil && !latest) else {
+                throw ValidationError("give a backup ID or --latest")
+            }
+        }
+
+        func run() async throws {
+            let runner = try options.runner()
+            var target = id
+            if latest {
+                target = try runner.store.backups().first { $0.state == .completed || $0.state == .verified }?.id
+            }
+            guard let target else {
+                printError("no completed backup to verify")
+                throw ExitCode.failure
+            }
+            do {
+                let record = try runner.verify(target)
+                print("\(record.id): verified (checksum, integrity_check and row counts match the manifest)")
+            } catch {
+                printError("\(target): verification failed: \(error)")
+                throw ExitCode.failure
+            }
+        }
+    }
+
+    struct Restore: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Restore a backup to a file, atomically.",
+            discussion: """
+                Never replaces an existing file without --force; writes a temporary file, checks it, then \
+                renames it into place and removes stale -wal/-shm files.
+
+                Example:
+                  zoneward backup restore state-20261129T101500-4711 --to ./restored.db --config config/zoneward.yaml
+                """
+        )
+
+        @Argument(help: "The backup's id.") var id: String
+        @Option(help: ArgumentHelp("Where to restore.", valueName: "path")) var to: String
+        @Flag(help: "Replace an existing file.") var force = false
+        @OptionGroup var options: BackupOptions
+
+        func run() async throws {
+            do {
+                try options.runner().restore(id, to: to, force: force)
+                print("Restored \(id) to \(to).")
+            } catch {
+                printError("restore of \(id) failed: \(error)")
+                throw ExitCode.failure
+            }
+        }
+    }
+}

@@ -1,0 +1,90 @@
+import Foundation
+import GRDB
+import Testing
+import ZonewardBackup
+import ZonewardModel
+import ZonewardState
+
+@Suite struct BackupRunnerTests {
+    let directory: URL
+    let store: StateStore
+    let runner: BackupRunner
+    let job: BackupJobConfiguration
+
+    init() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("zoneward-runner-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let source = directory.appendingPathComponent("app.db").path
+        let database = try DatabaseQueue(path: source)
+        try database.write { db in
+            try db.execute(sql: "CREATE TABLE items (id INTEGER PRIMARY KEY, body TEXT)")
+            for index in 0..<2000 {
+                try db.execute(sql: "INSERT INTO items (body) VALUES (?)", arguments: ["item \(index)"])
+            }
+        }
+        try database.close()
+        let keyFile = directory.appendingPathComponent("backup.key").path
+        try Data(Data((0..<32).map { UInt8($0) }).base64EncodedString().utf8).write(to: URL(fileURLWithPath: keyFile))
+        job = BackupJobConfiguration(
+            name: "app",
+            source: .sqlite(source),
+            schedule: "17 * * * *",
+            targets: [
+                .filesystem(directory.appendingPathComponent("a").path),
+                .filesystem(directory.appendingPathComponent("b").path),
+            ],
+            keyFile: keyFile
+        )
+        var configuration = ZonewardConfiguration(zones: [ZoneConfiguration(name: "z", region: "r")])
+        configuration.backups = [job]
+        store = try StateStore.inMemory()
+        runner = BackupRunner(store: store, configuration: configuration)
+    }
+
+    @Test func runVerifyRestore() throws {
+        let record = try runner.run(job)
+        #expect(record.state == .completed)
+        #expect(record.objectPaths.count == 2)
+        #expect(record.objectPaths.allSatisfy { FileManager.default.fileExists(atPath: $0) })
+        #expect(record.manifest.contains("\"items\" : 2000"))
+        #expect(try runner.verify(record.id).state == .verified)
+        let restored = directory.appendingPathComponent("restored.db").path
+        try runner.restore(record.id, to: restored, force: false)
+        let count = try DatabaseQueue(path: restored).read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM items") }
+        #expect(count == 2000)
+        // Never over an existing file without force.
+        #expect(throws: BackupError.self) { try runner.restore(record.id, to: restored, force: false) }
+        try runner.restore(record.id, to: restored, force: true)
+    }
+
+    @Test func aCorruptObjectFailsVerificationNamingTheChunk() throws {
+        let record = try runner.run(job)
+        for path in record.objectPaths {
+            var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+            bytes[bytes.count / 2] ^= 0xFF
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
+        }
+        do {
+            try runner.verify(record.id)
+            Issue.record("a corrupt backup verified")
+        } catch {
+            #expect("\(error)".contains("chunk") || "\(error)".contains("SHA-256"))
+        }
+        #expect(try store.backup(record.id)?.state == .completed)
+    }
+
+    @Test func aMissingSourceIsAClearErrorAndLeavesNoEntry() throws {
+        var broken = job
+        broken.source = .sqlite(directory.appendingPathComponent("missing.db").path)
+        #expect(throws: BackupError.self) { try runner.run(broken) }
+        #expect(try store.backups().isEmpty)
+    }
+
+    @Test func anOrphanedRunNeverBlocksTheNext() throws {
+        let old = Date().addingTimeInterval(-120)
+        try store.beginBackup(BackupRecord(id: "app-dead", job: "app", startedAt: old), at: old)
+        let record = try runner.run(job)
+        #expect(record.state == .completed)
+        #expect(try store.backup("app-dead")?.state == .failed)
+    }
+}
