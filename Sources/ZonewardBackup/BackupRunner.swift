@@ -164,6 +164,38 @@ public struct BackupRunner: Sendable {
         }
     }
 
+    /// What `prune` would do for a job: every completed or verified backup with the rules that keep it.
+    public func pruneDecisions(_ job: BackupJobConfiguration) throws -> [(record: BackupRecord, keptBy: [String])] {
+        let records = try store.backups(job: job.name, limit: 100_000).filter {
+            $0.state == .completed || $0.state == .verified
+        }
+        let policy = RetentionPolicy(
+            keepLast: job.retention["keepLast"] ?? 0,
+            keepDaily: job.retention["keepDaily"] ?? 0,
+            keepWeekly: job.retention["keepWeekly"] ?? 0,
+            keepMonthly: job.retention["keepMonthly"] ?? 0
+        )
+        // No rule at all keeps everything: an empty policy must not delete a whole history.
+        guard policy != RetentionPolicy() else { return records.map { ($0, ["no retention rules"]) } }
+        let byId = Dictionary(uniqueKeysWithValues: records.map { ($0.id, $0) })
+        let items = records.map { RetentionPolicy.Item(id: $0.id, time: $0.startedAt, verified: $0.state == .verified) }
+        return policy.decide(items).compactMap { decision in byId[decision.item.id].map { ($0, decision.keptBy) } }
+    }
+
+    /// Deletes the objects, manifests and catalog entries of backups no rule keeps.
+    public func prune(_ job: BackupJobConfiguration) throws -> [BackupRecord] {
+        var removed: [BackupRecord] = []
+        for (record, keptBy) in try pruneDecisions(job) where keptBy.isEmpty {
+            for object in record.objectPaths {
+                try? FileManager.default.removeItem(atPath: object)
+                try? FileManager.default.removeItem(atPath: object.replacingOccurrences(of: ".zwb", with: ".json"))
+            }
+            try store.forgetBackup(record.id, reason: "no retention rule keeps it", at: Date())
+            removed.append(record)
+        }
+        return removed
+    }
+
     private func decode(_ record: BackupRecord, to output: String) throws {
         guard let job = configuration.backupJob(named: record.job) else {
             throw BackupError.io("job \(record.job) is not in the configuration (its key file is needed)")

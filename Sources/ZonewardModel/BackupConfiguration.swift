@@ -19,13 +19,23 @@ public struct BackupJobConfiguration: Sendable, Equatable {
     public var targets: [Target]
     /// File with the 32-byte AES-256 key, base64.
     public var keyFile: String
+    /// keepLast, keepDaily, keepWeekly, keepMonthly (restic's rules); all 0 keeps everything.
+    public var retention: [String: Int]
 
-    public init(name: String, source: Source, schedule: String, targets: [Target], keyFile: String) {
+    public init(
+        name: String,
+        source: Source,
+        schedule: String,
+        targets: [Target],
+        keyFile: String,
+        retention: [String: Int] = [:]
+    ) {
         self.name = name
         self.source = source
         self.schedule = schedule
         self.targets = targets
         self.keyFile = keyFile
+        self.retention = retention
     }
 }
 
@@ -35,7 +45,7 @@ extension ZonewardConfiguration {
         guard let items = reader.sequence(value) else { return [] }
         var jobs: [BackupJobConfiguration] = []
         for item in items {
-            let known = ["name", "source", "schedule", "targets", "encryption"]
+            let known = ["name", "source", "schedule", "targets", "encryption", "retention"]
             guard let fields = reader.mapping(item, known: known) else { continue }
             let name = reader.required(fields, "name", in: item).flatMap { reader.string($0) }
             var source: BackupJobConfiguration.Source?
@@ -72,6 +82,15 @@ extension ZonewardConfiguration {
                 let encryptionFields = reader.mapping(encryption, known: ["keyFile"])
             {
                 keyFile = reader.required(encryptionFields, "keyFile", in: encryption).flatMap { reader.string($0) }
+            }
+            var retention: [String: Int] = [:]
+            if let retentionValue = fields["retention"],
+                let retentionFields = reader.mapping(
+                    retentionValue,
+                    known: ["keepLast", "keepDaily", "keepWeekly", "keepMonthly"]
+                )
+            {
+                for (rule, value) in retentionFields { retention[rule] = reader.integer(value) }
             }
             if let name, jobs.contains(where: { $0.name == name }) {
                 reader.report(item.child("name"), "duplicate backup job \"\(name)\"")

@@ -122,6 +122,22 @@ extension StateStore {
         }
     }
 
+    /// Removes a pruned backup from the catalog, with an event saying which rule let it go.
+    public func forgetBackup(_ id: String, reason: String, at now: Date) throws(StateError) {
+        try write { db in
+            guard let record = try BackupRecord.fetchOne(db, key: id) else { return }
+            try record.delete(db)
+            try Self.appendEvent(
+                db,
+                time: now,
+                actor: "backup",
+                kind: "backup.pruned",
+                subject: record.job,
+                detail: ["id": id, "reason": reason]
+            )
+        }
+    }
+
     public func backup(_ id: String) throws(StateError) -> BackupRecord? {
         try read { db in try BackupRecord.fetchOne(db, key: id) }
     }

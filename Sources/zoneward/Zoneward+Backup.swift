@@ -15,7 +15,7 @@ extension Zoneward {
                 a temporary name and renamed, with a JSON manifest beside it. The catalog (the state database) \
                 lists it only once every object is written and its checksum confirmed.
                 """,
-            subcommands: [Run.self, List.self, Verify.self, Restore.self]
+            subcommands: [Run.self, List.self, Verify.self, Restore.self, Prune.self]
         )
     }
 }
@@ -173,6 +173,40 @@ extension Zoneward.Backup {
             } catch {
                 printError("restore of \(id) failed: \(error)")
                 throw ExitCode.failure
+            }
+        }
+    }
+}
+
+extension Zoneward.Backup {
+    struct Prune: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Delete backups no retention rule keeps (never the newest verified one).",
+            discussion: """
+                Rules, per job: retention: {keepLast, keepDaily, keepWeekly, keepMonthly}, like restic's forget.
+
+                Example:
+                  zoneward backup prune --dry-run --config config/zoneward.yaml
+                """
+        )
+
+        @Flag(help: "List each backup that would go, and what keeps the others; delete nothing.") var dryRun = false
+        @Option(help: "Only this job.") var job: String?
+        @OptionGroup var options: BackupOptions
+
+        func run() async throws {
+            let runner = try options.runner()
+            let jobs = runner.configuration.backups.filter { job == nil || $0.name == job }
+            for job in jobs {
+                if dryRun {
+                    for (record, keptBy) in try runner.pruneDecisions(job) {
+                        print(
+                            "\(record.id): \(keptBy.isEmpty ? "would go (no rule keeps it)" : "kept by " + keptBy.joined(separator: ", "))"
+                        )
+                    }
+                } else {
+                    for record in try runner.prune(job) { print("\(record.id): pruned") }
+                }
             }
         }
     }

@@ -87,4 +87,29 @@ import ZonewardState
         #expect(record.state == .completed)
         #expect(try store.backup("app-dead")?.state == .failed)
     }
+
+    @Test func pruneKeepsWhatTheRulesSayAndDeletesTheRest() throws {
+        var pruned = job
+        pruned.retention = ["keepLast": 1]
+        let first = try runner.run(pruned)
+        _ = try runner.verify(first.id)
+        _ = try runner.run(pruned)
+        let newest = try runner.run(pruned)
+        let decisions = try runner.pruneDecisions(pruned)
+        #expect(decisions.filter { $0.keptBy.isEmpty }.count == 1)
+        let removed = try runner.prune(pruned)
+        #expect(removed.count == 1)
+        #expect(
+            removed.allSatisfy { record in record.objectPaths.allSatisfy { !FileManager.default.fileExists(atPath: $0) }
+            }
+        )
+        // The newest (last 1) and the newest verified stay.
+        #expect(Set(try store.backups().map(\.id)) == [first.id, newest.id])
+    }
+
+    @Test func noRulesKeepEverything() throws {
+        _ = try runner.run(job)
+        _ = try runner.run(job)
+        #expect(try runner.prune(job).isEmpty)
+    }
 }
