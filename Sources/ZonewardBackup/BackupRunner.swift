@@ -33,7 +33,10 @@ public struct BackupRunner: Sendable {
     /// Takes one backup of `job`; the catalog shows it `completed` only when every object is written and
     /// its checksum confirmed. On failure, partial objects are removed and the record is `failed`.
     @discardableResult
-    public func run(_ job: BackupJobConfiguration, progress: ((Int64) -> Void)? = nil) throws -> BackupRecord {
+    public func run(
+        _ job: BackupJobConfiguration,
+        progress: (@Sendable (Int64) -> Void)? = nil
+    ) async throws -> BackupRecord {
         let key = try BackupKey.load(file: job.keyFile)
         guard case .sqlite(let sourcePath) = job.source else { throw BackupError.io("unsupported source") }
         guard FileManager.default.fileExists(atPath: sourcePath) else {
@@ -53,34 +56,42 @@ public struct BackupRunner: Sendable {
             let snapshot = work.appendingPathComponent("snapshot.db").path
             let rowCounts = try Self.snapshot(sqlite: sourcePath, to: snapshot)
             try store.heartbeat(id, at: Date())
-            var result: PipelineResult?
+            // Encode once into a staging file; every target gets an identical copy with one checksum.
+            let staged = work.appendingPathComponent("object.zwb").path
+            let result = try BackupPipeline.encode(from: snapshot, to: staged, key: key, progress: progress)
+            try store.heartbeat(id, at: Date())
             for target in job.targets {
-                guard case .filesystem(let directory) = target else { continue }
-                let folder = URL(fileURLWithPath: directory).appendingPathComponent(job.name)
-                try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-                let object = folder.appendingPathComponent("\(id).zwb").path
-                let partial = object + ".partial"
-                written.append(partial)
-                // The first target gets the pipeline's output; the others an identical copy, so every copy
-                // has the one checksum the catalog records.
-                let stored: PipelineResult
-                if let first = result, let source = written.first {
-                    try FileManager.default.copyItem(atPath: source, toPath: partial)
-                    stored = first
-                } else {
-                    stored = try BackupPipeline.encode(from: snapshot, to: partial, key: key, progress: progress)
+                switch target {
+                case .filesystem(let directory):
+                    let folder = URL(fileURLWithPath: directory).appendingPathComponent(job.name)
+                    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+                    let object = folder.appendingPathComponent("\(id).zwb").path
+                    let partial = object + ".partial"
+                    written.append(partial)
+                    try FileManager.default.copyItem(atPath: staged, toPath: partial)
+                    if let handle = FileHandle(forWritingAtPath: partial) {
+                        try handle.synchronize()
+                        try handle.close()
+                    }
+                    // Confirm what landed on disk before it counts.
+                    let onDisk = try Self.sha256(of: partial)
+                    guard onDisk == result.sha256 else {
+                        throw BackupError.checksumMismatch(expected: result.sha256, actual: onDisk)
+                    }
+                    try FileManager.default.moveItem(atPath: partial, toPath: object)
+                    written[written.count - 1] = object
+                case .s3(let s3):
+                    let client = try Self.client(for: s3)
+                    let key = Self.key(s3, job: job.name, id: id)
+                    written.append("s3://\(s3.bucket)/\(key)")
+                    // S3 checks each request's payload against its signed SHA-256; the size confirms the whole.
+                    try await client.put(file: staged, key: key)
+                    guard try await client.size(key: key) == Int(result.storedBytes) else {
+                        throw BackupError.io("S3 object \(key) does not have the size written")
+                    }
                 }
-                // Confirm what landed on disk before it counts.
-                let onDisk = try Self.sha256(of: partial)
-                guard onDisk == stored.sha256 else {
-                    throw BackupError.checksumMismatch(expected: stored.sha256, actual: onDisk)
-                }
-                try FileManager.default.moveItem(atPath: partial, toPath: object)
-                written[written.count - 1] = object
-                result = stored
                 try store.heartbeat(id, at: Date())
             }
-            guard let result else { throw BackupError.io("no target") }
             let manifest = BackupManifest(
                 id: id,
                 job: job.name,
@@ -97,9 +108,19 @@ public struct BackupRunner: Sendable {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
             let manifestData = try encoder.encode(manifest)
-            for object in written {
-                let path = object.replacingOccurrences(of: ".zwb", with: ".json")
-                try manifestData.write(to: URL(fileURLWithPath: path), options: .atomic)
+            let manifestFile = work.appendingPathComponent("manifest.json")
+            try manifestData.write(to: manifestFile, options: .atomic)
+            for (object, target) in zip(written, job.targets) {
+                switch target {
+                case .filesystem:
+                    let path = object.replacingOccurrences(of: ".zwb", with: ".json")
+                    try manifestData.write(to: URL(fileURLWithPath: path), options: .atomic)
+                case .s3(let s3):
+                    try await Self.client(for: s3).put(
+                        file: manifestFile.path,
+                        key: Self.key(s3, job: job.name, id: id).replacingOccurrences(of: ".zwb", with: ".json")
+                    )
+                }
             }
             record.state = .completed
             record.finishedAt = Date()
@@ -112,7 +133,7 @@ public struct BackupRunner: Sendable {
             try store.updateBackup(record, at: Date())
             return record
         } catch {
-            for path in written { try? FileManager.default.removeItem(atPath: path) }
+            await removeObjects(written, job: job)
             record.state = .failed
             record.finishedAt = Date()
             record.error = "\(error)"
@@ -124,7 +145,7 @@ public struct BackupRunner: Sendable {
     /// Downloads (reads), decrypts, checks the checksum, restores to a temporary file, runs
     /// `PRAGMA integrity_check` and compares row counts with the manifest; marks the backup `verified`.
     @discardableResult
-    public func verify(_ id: String) throws -> BackupRecord {
+    public func verify(_ id: String) async throws -> BackupRecord {
         guard var record = try store.backup(id) else { throw BackupError.io("no backup \(id) in the catalog") }
         guard record.state == .completed || record.state == .verified else {
             throw BackupError.io("backup \(id) is \(record.state.rawValue), not completed")
@@ -133,7 +154,7 @@ public struct BackupRunner: Sendable {
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: work) }
         let restored = work.appendingPathComponent("restored.db").path
-        try decode(record, to: restored)
+        try await decode(record, to: restored)
         try Self.checkRestored(restored, manifest: record.manifest)
         record.state = .verified
         try store.updateBackup(record, at: Date())
@@ -142,7 +163,7 @@ public struct BackupRunner: Sendable {
 
     /// Restores a backup to `destination`: never over an existing file without `force`; written to a
     /// temporary file, checked, then renamed into place; stale `-wal`/`-shm` files are removed.
-    public func restore(_ id: String, to destination: String, force: Bool) throws {
+    public func restore(_ id: String, to destination: String, force: Bool) async throws {
         guard let record = try store.backup(id) else { throw BackupError.io("no backup \(id) in the catalog") }
         if FileManager.default.fileExists(atPath: destination) && !force {
             throw BackupError.io("\(destination) exists; pass --force to replace it")
@@ -150,7 +171,7 @@ public struct BackupRunner: Sendable {
         let temporary = destination + ".zoneward-restore"
         try? FileManager.default.removeItem(atPath: temporary)
         do {
-            try decode(record, to: temporary)
+            try await decode(record, to: temporary)
             try Self.checkRestored(temporary, manifest: record.manifest)
         } catch {
             try? FileManager.default.removeItem(atPath: temporary)
@@ -183,30 +204,73 @@ public struct BackupRunner: Sendable {
     }
 
     /// Deletes the objects, manifests and catalog entries of backups no rule keeps.
-    public func prune(_ job: BackupJobConfiguration) throws -> [BackupRecord] {
+    public func prune(_ job: BackupJobConfiguration) async throws -> [BackupRecord] {
         var removed: [BackupRecord] = []
         for (record, keptBy) in try pruneDecisions(job) where keptBy.isEmpty {
-            for object in record.objectPaths {
-                try? FileManager.default.removeItem(atPath: object)
-                try? FileManager.default.removeItem(atPath: object.replacingOccurrences(of: ".zwb", with: ".json"))
-            }
+            await removeObjects(record.objectPaths, job: job)
             try store.forgetBackup(record.id, reason: "no retention rule keeps it", at: Date())
             removed.append(record)
         }
         return removed
     }
 
-    private func decode(_ record: BackupRecord, to output: String) throws {
+    private func decode(_ record: BackupRecord, to output: String) async throws {
         guard let job = configuration.backupJob(named: record.job) else {
             throw BackupError.io("job \(record.job) is not in the configuration (its key file is needed)")
         }
         let key = try BackupKey.load(file: job.keyFile)
-        guard let object = record.objectPaths.first(where: { FileManager.default.fileExists(atPath: $0) }) else {
-            throw BackupError.io(
-                "no stored object of \(record.id) is reachable: \(record.objectPaths.joined(separator: ", "))"
-            )
+        if let object = record.objectPaths.first(where: { FileManager.default.fileExists(atPath: $0) }) {
+            try BackupPipeline.decode(from: object, to: output, key: key, expectedSHA256: record.sha256)
+            return
         }
-        try BackupPipeline.decode(from: object, to: output, key: key, expectedSHA256: record.sha256)
+        // No local copy: download one from S3.
+        for case .s3(let s3) in job.targets {
+            let prefix = "s3://\(s3.bucket)/"
+            guard let object = record.objectPaths.first(where: { $0.hasPrefix(prefix) }) else { continue }
+            let download = output + ".download"
+            defer { try? FileManager.default.removeItem(atPath: download) }
+            try await Self.client(for: s3).get(key: String(object.dropFirst(prefix.count)), to: download)
+            try BackupPipeline.decode(from: download, to: output, key: key, expectedSHA256: record.sha256)
+            return
+        }
+        throw BackupError.io(
+            "no stored object of \(record.id) is reachable: \(record.objectPaths.joined(separator: ", "))"
+        )
+    }
+
+    /// Deletes stored objects and their manifests, local or in S3.
+    func removeObjects(_ objects: [String], job: BackupJobConfiguration) async {
+        for object in objects {
+            if object.hasPrefix("s3://") {
+                for case .s3(let s3) in job.targets where object.hasPrefix("s3://\(s3.bucket)/") {
+                    let key = String(object.dropFirst("s3://\(s3.bucket)/".count))
+                    try? await Self.client(for: s3).delete(key: key)
+                    try? await Self.client(for: s3).delete(key: key.replacingOccurrences(of: ".zwb", with: ".json"))
+                }
+            } else {
+                try? FileManager.default.removeItem(atPath: object)
+                try? FileManager.default.removeItem(atPath: object.replacingOccurrences(of: ".zwb", with: ".json"))
+            }
+        }
+    }
+
+    static func client(for target: BackupJobConfiguration.S3Target) throws -> S3Client {
+        let environment = ProcessInfo.processInfo.environment
+        guard let id = environment[target.accessKeyIdEnv], let secret = environment[target.secretAccessKeyEnv] else {
+            throw BackupError.key("S3 credentials: set \(target.accessKeyIdEnv) and \(target.secretAccessKeyEnv)")
+        }
+        return S3Client(
+            endpoint: target.endpoint,
+            bucket: target.bucket,
+            region: target.region,
+            accessKeyId: id,
+            secretAccessKey: secret
+        )
+    }
+
+    static func key(_ target: BackupJobConfiguration.S3Target, job: String, id: String) -> String {
+        let prefix = target.prefix.isEmpty ? "" : (target.prefix.hasSuffix("/") ? target.prefix : target.prefix + "/")
+        return "\(prefix)\(job)/\(id).zwb"
     }
 
     /// Removes `.partial` objects an interrupted run left behind.

@@ -10,6 +10,36 @@ public struct BackupJobConfiguration: Sendable, Equatable {
     public enum Target: Sendable, Equatable {
         /// A directory: objects are written under a temporary name, fsynced, then renamed.
         case filesystem(String)
+        /// S3-compatible object storage (AWS SigV4); keys come from the named environment variables.
+        case s3(S3Target)
+    }
+
+    /// Where in S3 and with which credentials.
+    public struct S3Target: Sendable, Equatable {
+        public var endpoint: String
+        public var bucket: String
+        public var region: String
+        public var prefix: String
+        /// Default AWS_ACCESS_KEY_ID.
+        public var accessKeyIdEnv: String
+        /// Default AWS_SECRET_ACCESS_KEY.
+        public var secretAccessKeyEnv: String
+
+        public init(
+            endpoint: String,
+            bucket: String,
+            region: String,
+            prefix: String = "",
+            accessKeyIdEnv: String = "AWS_ACCESS_KEY_ID",
+            secretAccessKeyEnv: String = "AWS_SECRET_ACCESS_KEY"
+        ) {
+            self.endpoint = endpoint
+            self.bucket = bucket
+            self.region = region
+            self.prefix = prefix
+            self.accessKeyIdEnv = accessKeyIdEnv
+            self.secretAccessKeyEnv = secretAccessKeyEnv
+        }
     }
 
     public var name: String
@@ -68,11 +98,28 @@ extension ZonewardConfiguration {
             if let targetsValue = reader.required(fields, "targets", in: item), let list = reader.sequence(targetsValue)
             {
                 for target in list {
-                    guard let targetFields = reader.mapping(target, known: ["filesystem"]) else { continue }
+                    guard let targetFields = reader.mapping(target, known: ["filesystem", "s3"]) else { continue }
                     if let path = targetFields["filesystem"].flatMap({ reader.string($0) }) {
                         targets.append(.filesystem(path))
+                    } else if let s3 = targetFields["s3"] {
+                        let known = ["endpoint", "bucket", "region", "prefix", "accessKeyIdEnv", "secretAccessKeyEnv"]
+                        guard let s3Fields = reader.mapping(s3, known: known) else { continue }
+                        let endpoint = reader.required(s3Fields, "endpoint", in: s3).flatMap { reader.string($0) }
+                        let bucket = reader.required(s3Fields, "bucket", in: s3).flatMap { reader.string($0) }
+                        let region = reader.required(s3Fields, "region", in: s3).flatMap { reader.string($0) }
+                        if let endpoint, let bucket, let region {
+                            var s3Target = BackupJobConfiguration.S3Target(endpoint: endpoint, bucket: bucket, region: region)
+                            s3Target.prefix = s3Fields["prefix"].flatMap { reader.string($0) } ?? ""
+                            if let name = s3Fields["accessKeyIdEnv"].flatMap({ reader.string($0) }) {
+                                s3Target.accessKeyIdEnv = name
+                            }
+                            if let name = s3Fields["secretAccessKeyEnv"].flatMap({ reader.string($0) }) {
+                                s3Target.secretAccessKeyEnv = name
+                            }
+                            targets.append(.s3(s3Target))
+                        }
                     } else {
-                        reader.report(target.path, "give filesystem: DIRECTORY")
+                        reader.report(target.path, "give filesystem: DIRECTORY or s3: {endpoint, bucket, region}")
                     }
                 }
                 if list.isEmpty { reader.report(targetsValue.path, "at least one target is needed") }

@@ -65,7 +65,7 @@ extension Zoneward.Backup {
             for job in jobs {
                 let started = Date()
                 do {
-                    let record = try runner.run(job)
+                    let record = try await runner.run(job)
                     let seconds = Date().timeIntervalSince(started)
                     print(
                         "\(record.id): completed, \(record.plainBytes ?? 0) bytes → \(record.storedBytes ?? 0) stored "
@@ -140,7 +140,7 @@ extension Zoneward.Backup {
                 throw ExitCode.failure
             }
             do {
-                let record = try runner.verify(target)
+                let record = try await runner.verify(target)
                 print("\(record.id): verified (checksum, integrity_check and row counts match the manifest)")
             } catch {
                 printError("\(target): verification failed: \(error)")
@@ -168,7 +168,7 @@ extension Zoneward.Backup {
 
         func run() async throws {
             do {
-                try options.runner().restore(id, to: to, force: force)
+                try await options.runner().restore(id, to: to, force: force)
                 print("Restored \(id) to \(to).")
             } catch {
                 printError("restore of \(id) failed: \(error)")
@@ -205,7 +205,7 @@ extension Zoneward.Backup {
                         )
                     }
                 } else {
-                    for record in try runner.prune(job) { print("\(record.id): pruned") }
+                    for record in try await runner.prune(job) { print("\(record.id): pruned") }
                 }
             }
         }

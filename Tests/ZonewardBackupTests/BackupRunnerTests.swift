@@ -41,31 +41,31 @@ import ZonewardState
         runner = BackupRunner(store: store, configuration: configuration)
     }
 
-    @Test func runVerifyRestore() throws {
-        let record = try runner.run(job)
+    @Test func runVerifyRestore() async throws {
+        let record = try await runner.run(job)
         #expect(record.state == .completed)
         #expect(record.objectPaths.count == 2)
         #expect(record.objectPaths.allSatisfy { FileManager.default.fileExists(atPath: $0) })
         #expect(record.manifest.contains("\"items\" : 2000"))
-        #expect(try runner.verify(record.id).state == .verified)
+        #expect(try await runner.verify(record.id).state == .verified)
         let restored = directory.appendingPathComponent("restored.db").path
-        try runner.restore(record.id, to: restored, force: false)
-        let count = try DatabaseQueue(path: restored).read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM items") }
+        try await runner.restore(record.id, to: restored, force: false)
+        let count = try await DatabaseQueue(path: restored).read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM items") }
         #expect(count == 2000)
         // Never over an existing file without force.
-        #expect(throws: BackupError.self) { try runner.restore(record.id, to: restored, force: false) }
-        try runner.restore(record.id, to: restored, force: true)
+        await #expect(throws: BackupError.self) { try await runner.restore(record.id, to: restored, force: false) }
+        try await runner.restore(record.id, to: restored, force: true)
     }
 
-    @Test func aCorruptObjectFailsVerificationNamingTheChunk() throws {
-        let record = try runner.run(job)
+    @Test func aCorruptObjectFailsVerificationNamingTheChunk() async throws {
+        let record = try await runner.run(job)
         for path in record.objectPaths {
             var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
             bytes[bytes.count / 2] ^= 0xFF
             try Data(bytes).write(to: URL(fileURLWithPath: path))
         }
         do {
-            try runner.verify(record.id)
+            try await runner.verify(record.id)
             Issue.record("a corrupt backup verified")
         } catch {
             #expect("\(error)".contains("chunk") || "\(error)".contains("SHA-256"))
@@ -73,31 +73,31 @@ import ZonewardState
         #expect(try store.backup(record.id)?.state == .completed)
     }
 
-    @Test func aMissingSourceIsAClearErrorAndLeavesNoEntry() throws {
+    @Test func aMissingSourceIsAClearErrorAndLeavesNoEntry() async throws {
         var broken = job
         broken.source = .sqlite(directory.appendingPathComponent("missing.db").path)
-        #expect(throws: BackupError.self) { try runner.run(broken) }
+        await #expect(throws: BackupError.self) { try await runner.run(broken) }
         #expect(try store.backups().isEmpty)
     }
 
-    @Test func anOrphanedRunNeverBlocksTheNext() throws {
+    @Test func anOrphanedRunNeverBlocksTheNext() async throws {
         let old = Date().addingTimeInterval(-120)
         try store.beginBackup(BackupRecord(id: "app-dead", job: "app", startedAt: old), at: old)
-        let record = try runner.run(job)
+        let record = try await runner.run(job)
         #expect(record.state == .completed)
         #expect(try store.backup("app-dead")?.state == .failed)
     }
 
-    @Test func pruneKeepsWhatTheRulesSayAndDeletesTheRest() throws {
+    @Test func pruneKeepsWhatTheRulesSayAndDeletesTheRest() async throws {
         var pruned = job
         pruned.retention = ["keepLast": 1]
-        let first = try runner.run(pruned)
-        _ = try runner.verify(first.id)
-        _ = try runner.run(pruned)
-        let newest = try runner.run(pruned)
+        let first = try await runner.run(pruned)
+        _ = try await runner.verify(first.id)
+        _ = try await runner.run(pruned)
+        let newest = try await runner.run(pruned)
         let decisions = try runner.pruneDecisions(pruned)
         #expect(decisions.filter { $0.keptBy.isEmpty }.count == 1)
-        let removed = try runner.prune(pruned)
+        let removed = try await runner.prune(pruned)
         #expect(removed.count == 1)
         #expect(
             removed.allSatisfy { record in record.objectPaths.allSatisfy { !FileManager.default.fileExists(atPath: $0) }
@@ -107,9 +107,9 @@ import ZonewardState
         #expect(Set(try store.backups().map(\.id)) == [first.id, newest.id])
     }
 
-    @Test func noRulesKeepEverything() throws {
-        _ = try runner.run(job)
-        _ = try runner.run(job)
-        #expect(try runner.prune(job).isEmpty)
+    @Test func noRulesKeepEverything() async throws {
+        _ = try await runner.run(job)
+        _ = try await runner.run(job)
+        #expect(try await runner.prune(job).isEmpty)
     }
 }
