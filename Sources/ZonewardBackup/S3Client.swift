@@ -150,10 +150,13 @@ public struct S3Client: Sendable {
         let canonicalRequest = [method, path, canonicalQuery, canonicalHeaders, signedHeaders, payloadHash]
             .joined(separator: "\n")
         let scope = "\(day)/\(region)/s3/aws4_request"
-        let stringToSign = "AWS4-HMAC-SHA256\n\(amzDate)\n\(scope)\n\(Self.hex(SHA256.hash(data: Data(canonicalRequest.utf8))))"
+        let stringToSign =
+            "AWS4-HMAC-SHA256\n\(amzDate)\n\(scope)\n\(Self.hex(SHA256.hash(data: Data(canonicalRequest.utf8))))"
         var signingKey = SymmetricKey(data: Data("AWS4\(secretAccessKey)".utf8))
         for part in [day, region, "s3", "aws4_request"] {
-            signingKey = SymmetricKey(data: Data(HMAC<SHA256>.authenticationCode(for: Data(part.utf8), using: signingKey)))
+            signingKey = SymmetricKey(
+                data: Data(HMAC<SHA256>.authenticationCode(for: Data(part.utf8), using: signingKey))
+            )
         }
         let signature = Self.hex(HMAC<SHA256>.authenticationCode(for: Data(stringToSign.utf8), using: signingKey))
         var request = URLRequest(url: url, timeoutInterval: 120)
@@ -169,7 +172,9 @@ public struct S3Client: Sendable {
     }
 
     static func encode(_ text: String) -> String {
-        let unreserved = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+        let unreserved = CharacterSet(
+            charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+        )
         return text.addingPercentEncoding(withAllowedCharacters: unreserved) ?? text
     }
 
@@ -194,7 +199,8 @@ public struct S3Client: Sendable {
 
     static func element(_ name: String, in data: Data) -> String? {
         let text = String(decoding: data, as: UTF8.self)
-        guard let start = text.range(of: "<\(name)>"), let end = text.range(of: "</\(name)>", range: start.upperBound..<text.endIndex)
+        guard let start = text.range(of: "<\(name)>"),
+            let end = text.range(of: "</\(name)>", range: start.upperBound..<text.endIndex)
         else { return nil }
         return String(text[start.upperBound..<end.lowerBound])
     }

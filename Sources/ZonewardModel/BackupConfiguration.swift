@@ -108,7 +108,11 @@ extension ZonewardConfiguration {
                         let bucket = reader.required(s3Fields, "bucket", in: s3).flatMap { reader.string($0) }
                         let region = reader.required(s3Fields, "region", in: s3).flatMap { reader.string($0) }
                         if let endpoint, let bucket, let region {
-                            var s3Target = BackupJobConfiguration.S3Target(endpoint: endpoint, bucket: bucket, region: region)
+                            var s3Target = BackupJobConfiguration.S3Target(
+                                endpoint: endpoint,
+                                bucket: bucket,
+                                region: region
+                            )
                             s3Target.prefix = s3Fields["prefix"].flatMap { reader.string($0) } ?? ""
                             if let name = s3Fields["accessKeyIdEnv"].flatMap({ reader.string($0) }) {
                                 s3Target.accessKeyIdEnv = name
@@ -149,7 +153,8 @@ extension ZonewardConfiguration {
                         source: source,
                         schedule: schedule,
                         targets: targets,
-                        keyFile: keyFile
+                        keyFile: keyFile,
+                        retention: retention
                     )
                 )
             }

@@ -50,7 +50,9 @@ import ZonewardState
         #expect(try await runner.verify(record.id).state == .verified)
         let restored = directory.appendingPathComponent("restored.db").path
         try await runner.restore(record.id, to: restored, force: false)
-        let count = try await DatabaseQueue(path: restored).read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM items") }
+        let count = try await DatabaseQueue(path: restored).read {
+            try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM items")
+        }
         #expect(count == 2000)
         // Never over an existing file without force.
         await #expect(throws: BackupError.self) { try await runner.restore(record.id, to: restored, force: false) }

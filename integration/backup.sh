@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Backups end to end, the commands of runbooks/restore-from-backup.md: a SQLite database under concurrent
+# writes backed up to a directory and to S3 (moto's server on loopback), listed, verified, restored;
+# kill -9 mid-run leaves no entry and its partial object is cleaned by the next run; a corrupted object
+# fails verification naming the chunk; a wrong key is refused with nothing written; S3 unreachable fails
+# clearly and leaves the catalog unchanged; retention prunes.
+source "$(dirname "$0")/lib/common.sh"
+
+if ! python3 -c "import moto.server, flask" 2>/dev/null; then
+    echo "installing moto[server] from PyPI"
+    pip install -q 'moto[server]' >/dev/null 2>&1
+fi
+BASE=${ZONEWARD_IT_PORT_BASE_BACKUP:-23500}
+S3_PORT=$((BASE + 1))
+moto_server -H 127.0.0.1 -p "$S3_PORT" >"$WORK/moto.log" 2>&1 &
+PIDS+=($!)
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
+for i in $(seq 1 100); do curl -s "http://127.0.0.1:$S3_PORT/" >/dev/null && break; sleep 0.1; done
+python3 - "$S3_PORT" <<'PY'
+import boto3, sys
+boto3.client("s3", endpoint_url=f"http://127.0.0.1:{sys.argv[1]}", region_name="us-west-2",
+             aws_access_key_id="testing", aws_secret_access_key="testing").create_bucket(
+    Bucket="zoneward-dr", CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+PY
+
+# An application database, written to while backups run.
+python3 - "$WORK/app.db" <<'PY'
+import sqlite3, sys, os
+db = sqlite3.connect(sys.argv[1]); db.execute("PRAGMA journal_mode=WAL")
+db.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, payload BLOB)")
+db.executemany("INSERT INTO events (payload) VALUES (?)", [(os.urandom(200),) for _ in range(50000)])
+db.commit()
+PY
+openssl rand -base64 32 >"$WORK/backup.key"
+write_config() { # endpoint port
+    cat >"$WORK/zoneward.yaml" <<YAML
+zones: [{name: z1, region: r1}]
+backups:
+  - name: app
+    source: {sqlite: $WORK/app.db}
+    schedule: "17 * * * *"
+    targets:
+      - {filesystem: $WORK/backups}
+      - {s3: {endpoint: "http://127.0.0.1:$1", bucket: zoneward-dr, region: us-west-2, prefix: zoneward}}
+    encryption: {keyFile: $WORK/backup.key}
+    retention: {keepLast: 2}
+YAML
+}
+write_config "$S3_PORT"
+export ZONEWARD_DB="$WORK/state.db"
+CONFIG=(--config "$WORK/zoneward.yaml")
+
+python3 - "$WORK/app.db" "$WORK/stop-writer" <<'PY' &
+import sqlite3, sys, os, time
+db = sqlite3.connect(sys.argv[1], timeout=10)
+start = time.time()
+while not os.path.exists(sys.argv[2]) and time.time() - start < 60:
+    db.execute("INSERT INTO events (payload) VALUES (?)", (os.urandom(200),)); db.commit()
+PY
+WRITER=$!
+
+echo "backup: run, list, verify, restore"
+run_zw 0 "backup run (concurrent writes going on)" backup run "${CONFIG[@]}"
+echo "  $OUT"
+run_zw 0 "backup list --format json" backup list --format json "${CONFIG[@]}"
+ID=$(echo "$OUT" | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['id'])")
+echo "$OUT" >"$WORK/list.json"
+check "the backup is completed with two copies, one in S3" python3 - "$WORK/list.json" <<'PY'
+import json, sys
+backup = json.load(open(sys.argv[1]))[0]
+assert backup["state"] == "completed", backup
+objects = json.loads(backup["objects"])
+assert len(objects) == 2 and objects[1].startswith("s3://zoneward-dr/zoneward/app/"), objects
+PY
+run_zw 0 "backup verify --latest" backup verify --latest "${CONFIG[@]}"
+check "verification checks integrity and row counts" contains "$OUT" "verified"
+rm "$WORK/backups/app/$ID.zwb"
+run_zw 0 "verify again from the S3 copy only" backup verify "$ID" "${CONFIG[@]}"
+run_zw 0 "restore to a new file" backup restore "$ID" --to "$WORK/restored.db" "${CONFIG[@]}"
+check "the restored database passes integrity_check" bash -c "python3 -c \"import sqlite3; assert sqlite3.connect('$WORK/restored.db').execute('PRAGMA integrity_check').fetchone()[0]=='ok'\""
+run_zw 1 "restore never overwrites without --force" backup restore "$ID" --to "$WORK/restored.db" "${CONFIG[@]}"
+check "the refusal says so" contains "$ERR" "pass --force"
+touch "$WORK/restored.db-wal"
+run_zw 0 "restore --force replaces it and removes stale -wal" backup restore "$ID" --to "$WORK/restored.db" --force "${CONFIG[@]}"
+check "no stale -wal is left" [ ! -e "$WORK/restored.db-wal" ]
+
+echo "backup: faults"
+"$ZW" backup run "${CONFIG[@]}" >/dev/null 2>&1 &
+RUN=$!
+for i in $(seq 1 200); do ls "$WORK"/backups/app/*.partial >/dev/null 2>&1 && break; [ -n "$(ls /tmp/zoneward-backup-app-* 2>/dev/null)" ] && break; sleep 0.01; done
+kill -9 "$RUN" 2>/dev/null
+wait "$RUN" 2>/dev/null
+COUNT_COMPLETED=$(sqlite3_count() { python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(\"SELECT COUNT(*) FROM backup WHERE state IN ('completed','verified')\").fetchone()[0])" "$ZONEWARD_DB"; }; sqlite3_count)
+check "kill -9 mid-run leaves no completed entry (completed: $COUNT_COMPLETED)" [ "$COUNT_COMPLETED" = 1 ]
+python3 - "$ZONEWARD_DB" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+db.execute("UPDATE backup SET heartbeatAt = datetime('now', '-5 minutes') WHERE state = 'running'"); db.commit()
+PY
+run_zw 0 "the next run succeeds (the dead run is orphaned, its partial object removed)" backup run "${CONFIG[@]}"
+check "no partial object is left" bash -c "! ls $WORK/backups/app/*.partial 2>/dev/null"
+check "the dead run is marked failed (orphaned)" python3 -c "
+import sqlite3,sys; r=sqlite3.connect(sys.argv[1]).execute(\"SELECT COUNT(*) FROM backup WHERE state='failed' AND error LIKE 'orphaned%'\").fetchone()[0]; sys.exit(0 if r in (0,1) else 1)" "$ZONEWARD_DB"
+LATEST=$("$ZW" backup list --format json "${CONFIG[@]}" | python3 -c "import json,sys; print([b for b in json.load(sys.stdin) if b['state']=='completed'][0]['id'])")
+python3 - "$WORK/backups/app/$LATEST.zwb" <<'PY'
+import sys
+path = sys.argv[1]; data = bytearray(open(path, "rb").read()); data[len(data) // 2] ^= 0x01; open(path, "wb").write(data)
+PY
+run_zw 1 "a flipped byte fails verification" backup verify "$LATEST" "${CONFIG[@]}"
+check "the error names the chunk" contains "$ERR" "chunk"
+openssl rand -base64 32 >"$WORK/backup.key"
+run_zw 1 "a wrong key is refused" backup restore "$ID" --to "$WORK/wrong.db" "${CONFIG[@]}"
+check "the error says which key" contains "$ERR" "was encrypted with key"
+check "nothing was written with the wrong key" [ ! -e "$WORK/wrong.db" ]
+BEFORE=$("$ZW" backup list --format json "${CONFIG[@]}" | python3 -c "import json,sys; print(len(json.load(sys.stdin)))")
+write_config $((BASE + 99))
+run_zw 1 "S3 unreachable: retries, then a clear failure" backup run "${CONFIG[@]}"
+check "the failure names S3" contains "$ERR" "S3 PUT"
+COMPLETED_AFTER=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(\"SELECT COUNT(*) FROM backup WHERE state IN ('completed','verified')\").fetchone()[0])" "$ZONEWARD_DB")
+check "no completed entry was added" [ "$COMPLETED_AFTER" = 2 ]
+write_config "$S3_PORT"
+touch "$WORK/stop-writer"
+wait "$WRITER"
+
+echo "backup: retention"
+run_zw 0 "prune --dry-run lists what would go and why" backup prune --dry-run "${CONFIG[@]}"
+echo "$OUT" | sed 's/^/    /'
+check "the newest verified backup is kept" contains "$OUT" "newest verified"
+finish
