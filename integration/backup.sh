@@ -68,7 +68,7 @@ echo "$OUT" >"$WORK/list.json"
 check "the backup is completed with two copies, one in S3" python3 - "$WORK/list.json" <<'PY'
 import json, sys
 backup = json.load(open(sys.argv[1]))[0]
-assert backup["state"] == "completed", backup
+assert backup["state"] in ("completed", "verified"), backup
 objects = json.loads(backup["objects"])
 assert len(objects) == 2 and objects[1].startswith("s3://zoneward-dr/zoneward/app/"), objects
 PY
@@ -121,6 +121,9 @@ check "no completed entry was added" [ "$COMPLETED_AFTER" = 2 ]
 write_config "$S3_PORT"
 touch "$WORK/stop-writer"
 wait "$WRITER"
+
+run_zw 0 "backup status: the last verified backup is fresh" backup status "${CONFIG[@]}"
+check "status says fresh" contains "$OUT" "app: fresh"
 
 echo "backup: retention"
 run_zw 0 "prune --dry-run lists what would go and why" backup prune --dry-run "${CONFIG[@]}"

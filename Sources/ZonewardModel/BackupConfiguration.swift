@@ -51,6 +51,25 @@ public struct BackupJobConfiguration: Sendable, Equatable {
     public var keyFile: String
     /// keepLast, keepDaily, keepWeekly, keepMonthly (restic's rules); all 0 keeps everything.
     public var retention: [String: Int]
+    /// When to test-restore after a run: `always`, `daily` (once a day), `never`. Default daily.
+    public var verify: VerifyPolicy = .daily
+
+    public enum VerifyPolicy: String, Sendable, CaseIterable {
+        case always, daily, never
+    }
+
+    /// The longest time the cron schedule leaves between two runs, roughly: used by `backup status`.
+    public var expectedInterval: TimeInterval {
+        let fields = schedule.split(separator: " ").map(String.init)
+        guard fields.count == 5 else { return 86_400 }
+        if fields[0].hasPrefix("*/"), let minutes = Double(fields[0].dropFirst(2)) { return minutes * 60 }
+        if fields[0] == "*" { return 60 }
+        if fields[1] == "*" { return 3600 }
+        if fields[1].hasPrefix("*/"), let hours = Double(fields[1].dropFirst(2)) { return hours * 3600 }
+        if fields[4] != "*" { return 7 * 86_400 }
+        if fields[2] != "*" { return 31 * 86_400 }
+        return 86_400
+    }
 
     public init(
         name: String,
@@ -75,7 +94,7 @@ extension ZonewardConfiguration {
         guard let items = reader.sequence(value) else { return [] }
         var jobs: [BackupJobConfiguration] = []
         for item in items {
-            let known = ["name", "source", "schedule", "targets", "encryption", "retention"]
+            let known = ["name", "source", "schedule", "targets", "encryption", "retention", "verify"]
             guard let fields = reader.mapping(item, known: known) else { continue }
             let name = reader.required(fields, "name", in: item).flatMap { reader.string($0) }
             var source: BackupJobConfiguration.Source?
@@ -143,6 +162,7 @@ extension ZonewardConfiguration {
             {
                 for (rule, value) in retentionFields { retention[rule] = reader.integer(value) }
             }
+            let verify = fields["verify"].flatMap { reader.choice($0, as: BackupJobConfiguration.VerifyPolicy.self) }
             if let name, jobs.contains(where: { $0.name == name }) {
                 reader.report(item.child("name"), "duplicate backup job \"\(name)\"")
             }
@@ -157,6 +177,7 @@ extension ZonewardConfiguration {
                         retention: retention
                     )
                 )
+                jobs[jobs.count - 1].verify = verify ?? .daily
             }
         }
         return jobs

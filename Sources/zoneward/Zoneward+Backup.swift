@@ -15,7 +15,7 @@ extension Zoneward {
                 a temporary name and renamed, with a JSON manifest beside it. The catalog (the state database) \
                 lists it only once every object is written and its checksum confirmed.
                 """,
-            subcommands: [Run.self, List.self, Verify.self, Restore.self, Prune.self]
+            subcommands: [Run.self, List.self, Status.self, Verify.self, Restore.self, Prune.self]
         )
     }
 }
@@ -65,12 +65,23 @@ extension Zoneward.Backup {
             for job in jobs {
                 let started = Date()
                 do {
-                    let record = try await runner.run(job)
+                    let progress = ProgressLine(label: job.name)
+                    let record = try await runner.run(job) { progress.update($0) }
+                    progress.end()
                     let seconds = Date().timeIntervalSince(started)
                     print(
                         "\(record.id): completed, \(record.plainBytes ?? 0) bytes → \(record.storedBytes ?? 0) stored "
                             + "in \(String(format: "%.1f", seconds)) s, sha256 \(record.sha256 ?? "")"
                     )
+                    let lastVerified = try runner.store.backups(job: job.name).first { $0.state == .verified }
+                    let due =
+                        job.verify == .always
+                        || (job.verify == .daily
+                            && (lastVerified.map { Date().timeIntervalSince($0.startedAt) > 86_400 } ?? true))
+                    if due {
+                        _ = try await runner.verify(record.id)
+                        print("\(record.id): verified")
+                    }
                 } catch {
                     printError("backup job \(job.name) failed: \(error)")
                     failed = true
@@ -209,5 +220,76 @@ extension Zoneward.Backup {
                 }
             }
         }
+    }
+}
+
+extension Zoneward.Backup {
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Say whether each job's last verified backup is recent enough for its schedule.",
+            discussion: """
+                A job is stale when its newest verified backup is older than two scheduled intervals (or it has
+                none). Example:
+                  zoneward backup status --config config/zoneward.yaml
+
+                Exit codes: 0 every job fresh, 1 a job is stale.
+                """
+        )
+
+        @OptionGroup var options: BackupOptions
+
+        func run() async throws {
+            let runner = try options.runner()
+            var stale = false
+            for job in runner.configuration.backups {
+                let backups = try runner.store.backups(job: job.name)
+                let verified = backups.first { $0.state == .verified }
+                let completed = backups.first { $0.state == .completed || $0.state == .verified }
+                let allowed = 2 * job.expectedInterval
+                let age = verified.map { Date().timeIntervalSince($0.startedAt) }
+                let fresh = age.map { $0 <= allowed } ?? false
+                if !fresh { stale = true }
+                print(
+                    "\(job.name): \(fresh ? "fresh" : "STALE") — last verified "
+                        + (age.map { "\(Int($0)) s ago" } ?? "never") + ", last completed "
+                        + (completed.map { iso8601($0.startedAt) } ?? "never")
+                        + ", allowed \(Int(allowed)) s (schedule \"\(job.schedule)\")"
+                )
+            }
+            if stale { throw ExitCode.failure }
+        }
+    }
+}
+
+/// A progress line (bytes, rate) at a terminal; nothing otherwise.
+final class ProgressLine: @unchecked Sendable {
+    private let label: String
+    private let start = Date()
+    private let lock = NSLock()
+    private var last = Date.distantPast
+    private let enabled = isatty(STDERR_FILENO) != 0
+
+    init(label: String) {
+        self.label = label
+    }
+
+    func update(_ bytes: Int64) {
+        guard enabled else { return }
+        lock.lock()
+        defer { lock.unlock() }
+        guard Date().timeIntervalSince(last) > 0.2 else { return }
+        last = Date()
+        let seconds = max(Date().timeIntervalSince(start), 0.001)
+        let line = String(
+            format: "\r%@: %.1f MiB read, %.1f MiB/s",
+            label,
+            Double(bytes) / 1_048_576,
+            Double(bytes) / 1_048_576 / seconds
+        )
+        FileHandle.standardError.write(Data(line.utf8))
+    }
+
+    func end() {
+        if enabled { FileHandle.standardError.write(Data("\n".utf8)) }
     }
 }
