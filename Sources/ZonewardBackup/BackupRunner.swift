@@ -56,22 +56,36 @@ public struct BackupRunner: Sendable {
             let snapshot = work.appendingPathComponent("snapshot.db").path
             let rowCounts = try Self.snapshot(sqlite: sourcePath, to: snapshot)
             try store.heartbeat(id, at: Date())
-            // Encode once into a staging file; every target gets an identical copy with one checksum.
-            let staged = work.appendingPathComponent("object.zwb").path
+            // Encode once, straight into the first directory target's partial object when there is one (no
+            // extra copy), else into a staging file; every other target gets an identical copy, one checksum.
+            var firstFolder: URL?
+            if case .filesystem(let directory) = job.targets.first {
+                firstFolder = URL(fileURLWithPath: directory).appendingPathComponent(job.name)
+            }
+            var staged: String
+            if let firstFolder {
+                try FileManager.default.createDirectory(at: firstFolder, withIntermediateDirectories: true)
+                staged = firstFolder.appendingPathComponent("\(id).zwb.partial").path
+                written.append(staged)
+            } else {
+                staged = work.appendingPathComponent("object.zwb").path
+            }
             let result = try BackupPipeline.encode(from: snapshot, to: staged, key: key, progress: progress)
             try store.heartbeat(id, at: Date())
-            for target in job.targets {
+            for (index, target) in job.targets.enumerated() {
                 switch target {
                 case .filesystem(let directory):
                     let folder = URL(fileURLWithPath: directory).appendingPathComponent(job.name)
                     try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
                     let object = folder.appendingPathComponent("\(id).zwb").path
                     let partial = object + ".partial"
-                    written.append(partial)
-                    try FileManager.default.copyItem(atPath: staged, toPath: partial)
-                    if let handle = FileHandle(forWritingAtPath: partial) {
-                        try handle.synchronize()
-                        try handle.close()
+                    if !(index == 0 && firstFolder != nil) {
+                        written.append(partial)
+                        try FileManager.default.copyItem(atPath: staged, toPath: partial)
+                        if let handle = FileHandle(forWritingAtPath: partial) {
+                            try handle.synchronize()
+                            try handle.close()
+                        }
                     }
                     // Confirm what landed on disk before it counts.
                     let onDisk = try Self.sha256(of: partial)
@@ -80,6 +94,7 @@ public struct BackupRunner: Sendable {
                     }
                     try FileManager.default.moveItem(atPath: partial, toPath: object)
                     written[written.count - 1] = object
+                    if index == 0 { staged = object }
                 case .s3(let s3):
                     let client = try Self.client(for: s3)
                     let key = Self.key(s3, job: job.name, id: id)

@@ -7,13 +7,14 @@ public struct CompressionError: Error, Sendable, CustomStringConvertible {
 
 /// Streams bytes through zlib's deflate in gzip format, a block at a time, in bounded memory.
 ///
-/// zlib rather than zstd: it is in every Debian image already (no new package at run time), gzip is what
-/// an operator's tools read, and the pipeline is bound by encryption and I/O at level 1–6, not by the codec.
+/// zlib rather than zstd: it is in every Debian image already (no new package at run time) and gzip is what
+/// an operator's tools read. Level 1 by default: on a 2-core node a backup is CPU-bound, and level 1 is
+/// several times faster than gzip's default 6 for a few percent of size.
 final class GzipCompressor {
     private var stream = z_stream()
     private var finished = false
 
-    init(level: Int32 = 6) throws {
+    init(level: Int32 = 1) throws {
         let status = deflateInit2_(
             &stream,
             level,
