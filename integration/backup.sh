@@ -32,6 +32,21 @@ db.executemany("INSERT INTO events (payload) VALUES (?)", [(os.urandom(200),) fo
 db.commit()
 PY
 openssl rand -base64 32 >"$WORK/backup.key"
+mkdir -p "$WORK/files/sub"
+for i in 1 2 3; do head -c 100000 /dev/urandom >"$WORK/files/f$i"; done
+echo hello >"$WORK/files/sub/note.txt"
+# A PostgreSQL database for the pg_dump source (started here on loopback, stopped by pid).
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+PG_PORT=$((BASE + 32))
+as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+chmod 755 "$WORK"
+mkdir -p "$WORK/pg" && chown postgres "$WORK/pg" && chmod 700 "$WORK/pg"
+as_postgres "$PGBIN/initdb" -D "$WORK/pg/data" -A trust -U postgres >/dev/null
+printf "port = $PG_PORT\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '$WORK/pg'\n" >>"$WORK/pg/data/postgresql.conf"
+as_postgres "$PGBIN/pg_ctl" -D "$WORK/pg/data" -l "$WORK/pg/log" -w start >/dev/null
+PG_PID=$(head -1 "$WORK/pg/data/postmaster.pid")
+trap 'kill -QUIT "$PG_PID" 2>/dev/null; cleanup' EXIT
+psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "CREATE TABLE orders AS SELECT g AS n FROM generate_series(1, 1000) g"
 write_config() { # endpoint port
     cat >"$WORK/zoneward.yaml" <<YAML
 zones: [{name: z1, region: r1}]
@@ -44,6 +59,16 @@ backups:
       - {s3: {endpoint: "http://127.0.0.1:$1", bucket: zoneward-dr, region: us-west-2, prefix: zoneward}}
     encryption: {keyFile: $WORK/backup.key}
     retention: {keepLast: 2}
+  - name: files
+    source: {directory: $WORK/files}
+    schedule: "0 3 * * *"
+    targets: [{filesystem: $WORK/backups}]
+    encryption: {keyFile: $WORK/backup.key}
+  - name: pg
+    source: {postgres: {host: 127.0.0.1, port: $PG_PORT, user: postgres, database: postgres}}
+    schedule: "0 3 * * *"
+    targets: [{filesystem: $WORK/backups}]
+    encryption: {keyFile: $WORK/backup.key}
 YAML
 }
 write_config "$S3_PORT"
@@ -60,7 +85,7 @@ PY
 WRITER=$!
 
 echo "backup: run, list, verify, restore"
-run_zw 0 "backup run (concurrent writes going on)" backup run "${CONFIG[@]}"
+run_zw 0 "backup run (concurrent writes going on)" backup run --job app "${CONFIG[@]}"
 echo "  $OUT"
 run_zw 0 "backup list --format json" backup list --format json "${CONFIG[@]}"
 ID=$(echo "$OUT" | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['id'])")
@@ -84,24 +109,39 @@ touch "$WORK/restored.db-wal"
 run_zw 0 "restore --force replaces it and removes stale -wal" backup restore "$ID" --to "$WORK/restored.db" --force "${CONFIG[@]}"
 check "no stale -wal is left" [ ! -e "$WORK/restored.db-wal" ]
 
+echo "backup: directory and PostgreSQL sources"
+run_zw 0 "a directory backup" backup run --job files "${CONFIG[@]}"
+FILES_ID=$("$ZW" backup list --job files --format json "${CONFIG[@]}" | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['id'])")
+run_zw 0 "the directory backup verifies (archive entries match the manifest)" backup verify "$FILES_ID" "${CONFIG[@]}"
+run_zw 0 "and restores as a tar archive" backup restore "$FILES_ID" --to "$WORK/files.tar" "${CONFIG[@]}"
+check "the archive holds the files" bash -c "tar -xOf '$WORK/files.tar' ./sub/note.txt | grep -qx hello"
+run_zw 0 "a pg_dump backup" backup run --job pg "${CONFIG[@]}"
+PG_ID=$("$ZW" backup list --job pg --format json "${CONFIG[@]}" | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['id'])")
+run_zw 0 "the pg_dump backup verifies (table of contents matches)" backup verify "$PG_ID" "${CONFIG[@]}"
+run_zw 0 "and restores as a dump" backup restore "$PG_ID" --to "$WORK/pg.dump" "${CONFIG[@]}"
+check "pg_restore reads the dump and finds the table" bash -c "pg_restore -l '$WORK/pg.dump' | grep -q 'TABLE public orders'"
+sed "s#directory: $WORK/files#directory: $WORK/nope#" "$WORK/zoneward.yaml" >"$WORK/missing.yaml"
+run_zw 1 "a missing source is a clear error" backup run --job files --config "$WORK/missing.yaml"
+check "the error names the source" contains "$ERR" "$WORK/nope does not exist"
+
 echo "backup: faults"
-"$ZW" backup run "${CONFIG[@]}" >/dev/null 2>&1 &
+"$ZW" backup run --job app "${CONFIG[@]}" >/dev/null 2>&1 &
 RUN=$!
 for i in $(seq 1 200); do ls "$WORK"/backups/app/*.partial >/dev/null 2>&1 && break; [ -n "$(ls /tmp/zoneward-backup-app-* 2>/dev/null)" ] && break; sleep 0.01; done
 kill -9 "$RUN" 2>/dev/null
 wait "$RUN" 2>/dev/null
-COUNT_COMPLETED=$(sqlite3_count() { python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(\"SELECT COUNT(*) FROM backup WHERE state IN ('completed','verified')\").fetchone()[0])" "$ZONEWARD_DB"; }; sqlite3_count)
+COUNT_COMPLETED=$(sqlite3_count() { python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(\"SELECT COUNT(*) FROM backup WHERE job='app' AND state IN ('completed','verified')\").fetchone()[0])" "$ZONEWARD_DB"; }; sqlite3_count)
 check "kill -9 mid-run leaves no completed entry (completed: $COUNT_COMPLETED)" [ "$COUNT_COMPLETED" = 1 ]
 python3 - "$ZONEWARD_DB" <<'PY'
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
 db.execute("UPDATE backup SET heartbeatAt = datetime('now', '-5 minutes') WHERE state = 'running'"); db.commit()
 PY
-run_zw 0 "the next run succeeds (the dead run is orphaned, its partial object removed)" backup run "${CONFIG[@]}"
+run_zw 0 "the next run succeeds (the dead run is orphaned, its partial object removed)" backup run --job app "${CONFIG[@]}"
 check "no partial object is left" bash -c "! ls $WORK/backups/app/*.partial 2>/dev/null"
 check "the dead run is marked failed (orphaned)" python3 -c "
 import sqlite3,sys; r=sqlite3.connect(sys.argv[1]).execute(\"SELECT COUNT(*) FROM backup WHERE state='failed' AND error LIKE 'orphaned%'\").fetchone()[0]; sys.exit(0 if r in (0,1) else 1)" "$ZONEWARD_DB"
-LATEST=$("$ZW" backup list --format json "${CONFIG[@]}" | python3 -c "import json,sys; print([b for b in json.load(sys.stdin) if b['state']=='completed'][0]['id'])")
+LATEST=$("$ZW" backup list --job app --format json "${CONFIG[@]}" | python3 -c "import json,sys; print([b for b in json.load(sys.stdin) if b['state']=='completed'][0]['id'])")
 python3 - "$WORK/backups/app/$LATEST.zwb" <<'PY'
 import sys
 path = sys.argv[1]; data = bytearray(open(path, "rb").read()); data[len(data) // 2] ^= 0x01; open(path, "wb").write(data)
@@ -114,19 +154,19 @@ check "the error says which key" contains "$ERR" "was encrypted with key"
 check "nothing was written with the wrong key" [ ! -e "$WORK/wrong.db" ]
 BEFORE=$("$ZW" backup list --format json "${CONFIG[@]}" | python3 -c "import json,sys; print(len(json.load(sys.stdin)))")
 write_config $((BASE + 99))
-run_zw 1 "S3 unreachable: retries, then a clear failure" backup run "${CONFIG[@]}"
+run_zw 1 "S3 unreachable: retries, then a clear failure" backup run --job app "${CONFIG[@]}"
 check "the failure names S3" contains "$ERR" "S3 PUT"
-COMPLETED_AFTER=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(\"SELECT COUNT(*) FROM backup WHERE state IN ('completed','verified')\").fetchone()[0])" "$ZONEWARD_DB")
+COMPLETED_AFTER=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(\"SELECT COUNT(*) FROM backup WHERE job='app' AND state IN ('completed','verified')\").fetchone()[0])" "$ZONEWARD_DB")
 check "no completed entry was added" [ "$COMPLETED_AFTER" = 2 ]
 write_config "$S3_PORT"
 touch "$WORK/stop-writer"
 wait "$WRITER"
 
-run_zw 0 "backup status: the last verified backup is fresh" backup status "${CONFIG[@]}"
+run_zw 0 "backup status: the last verified backups are fresh" backup status "${CONFIG[@]}"
 check "status says fresh" contains "$OUT" "app: fresh"
 
 echo "backup: retention"
-run_zw 0 "prune --dry-run lists what would go and why" backup prune --dry-run "${CONFIG[@]}"
+run_zw 0 "prune --dry-run lists what would go and why" backup prune --dry-run --job app "${CONFIG[@]}"
 echo "$OUT" | sed 's/^/    /'
 check "the newest verified backup is kept" contains "$OUT" "newest verified"
 finish

@@ -18,6 +18,8 @@ public struct BackupManifest: Codable, Sendable, Equatable {
     public var encryption: String
     /// For SQLite sources: rows per table in the snapshot.
     public var rowCounts: [String: Int]
+    /// For directory sources: entries in the archive; for PostgreSQL: entries in the dump's table of contents.
+    public var entries: Int?
 }
 
 /// Runs, verifies and restores backups: snapshot → pipeline → every target → catalog.
@@ -38,9 +40,13 @@ public struct BackupRunner: Sendable {
         progress: (@Sendable (Int64) -> Void)? = nil
     ) async throws -> BackupRecord {
         let key = try BackupKey.load(file: job.keyFile)
-        guard case .sqlite(let sourcePath) = job.source else { throw BackupError.io("unsupported source") }
-        guard FileManager.default.fileExists(atPath: sourcePath) else {
-            throw BackupError.io("source \(sourcePath) does not exist")
+        switch job.source {
+        case .sqlite(let path), .directory(let path):
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw BackupError.io("source \(path) does not exist")
+            }
+        case .postgres:
+            break
         }
         let now = Date()
         let id = "\(job.name)-\(Self.stamp(now))-\(UInt16.random(in: 0...UInt16.max))"
@@ -52,9 +58,34 @@ public struct BackupRunner: Sendable {
         do {
             try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(at: work) }
-            // A consistent copy through SQLite's online backup API, while other processes keep writing.
-            let snapshot = work.appendingPathComponent("snapshot.db").path
-            let rowCounts = try Self.snapshot(sqlite: sourcePath, to: snapshot)
+            let snapshot = work.appendingPathComponent("snapshot").path
+            var rowCounts: [String: Int] = [:]
+            var entries: Int?
+            let sourceDescription: String
+            switch job.source {
+            case .sqlite(let path):
+                // A consistent copy through SQLite's online backup API, while other processes keep writing.
+                rowCounts = try Self.snapshot(sqlite: path, to: snapshot)
+                sourceDescription = "sqlite:\(path)"
+            case .directory(let path):
+                try await Self.tool(["tar", "-C", path, "-cf", snapshot, "."])
+                entries = try await Self.count(["tar", "-tf", snapshot])
+                sourceDescription = "directory:\(path)"
+            case .postgres(let pg):
+                var environment: [String: String] = [:]
+                if let variable = pg.passwordEnv, let password = ProcessInfo.processInfo.environment[variable] {
+                    environment["PGPASSWORD"] = password
+                }
+                try await Self.tool(
+                    [
+                        "pg_dump", "-Fc", "-h", pg.host, "-p", String(pg.port), "-U", pg.user, "-d", pg.database,
+                        "-f", snapshot,
+                    ],
+                    environment: environment
+                )
+                entries = try await Self.count(["pg_restore", "-l", snapshot])
+                sourceDescription = "postgres:\(pg.user)@\(pg.host):\(pg.port)/\(pg.database)"
+            }
             try store.heartbeat(id, at: Date())
             // Encode once, straight into the first directory target's partial object when there is one (no
             // extra copy), else into a staging file; every other target gets an identical copy, one checksum.
@@ -110,7 +141,7 @@ public struct BackupRunner: Sendable {
             let manifest = BackupManifest(
                 id: id,
                 job: job.name,
-                source: "sqlite:\(sourcePath)",
+                source: sourceDescription,
                 createdAt: now.formatted(.iso8601),
                 plainBytes: result.plainBytes,
                 storedBytes: result.storedBytes,
@@ -118,7 +149,8 @@ public struct BackupRunner: Sendable {
                 keyId: result.keyId,
                 compression: "gzip",
                 encryption: "AES-256-GCM, 1 MiB framed chunks",
-                rowCounts: rowCounts
+                rowCounts: rowCounts,
+                entries: entries
             )
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
@@ -170,7 +202,7 @@ public struct BackupRunner: Sendable {
         defer { try? FileManager.default.removeItem(at: work) }
         let restored = work.appendingPathComponent("restored.db").path
         try await decode(record, to: restored)
-        try Self.checkRestored(restored, manifest: record.manifest)
+        try await Self.checkRestored(restored, manifest: record.manifest)
         record.state = .verified
         try store.updateBackup(record, at: Date())
         return record
@@ -187,7 +219,7 @@ public struct BackupRunner: Sendable {
         try? FileManager.default.removeItem(atPath: temporary)
         do {
             try await decode(record, to: temporary)
-            try Self.checkRestored(temporary, manifest: record.manifest)
+            try await Self.checkRestored(temporary, manifest: record.manifest)
         } catch {
             try? FileManager.default.removeItem(atPath: temporary)
             throw error
@@ -324,11 +356,34 @@ public struct BackupRunner: Sendable {
         }
     }
 
-    static func checkRestored(_ path: String, manifest json: String) throws {
+    /// Runs a tool, failing with its output when it exits non-zero.
+    static func tool(_ arguments: [String], environment: [String: String] = [:]) async throws {
+        let (status, output) = try await ProcessRunner.run(arguments, environment: environment)
+        guard status == 0 else { throw BackupError.io("\(arguments[0]) exited \(status): \(output.suffix(300))") }
+    }
+
+    /// Runs a tool and counts its output lines that are not comments.
+    static func count(_ arguments: [String]) async throws -> Int {
+        let (status, output) = try await ProcessRunner.run(arguments)
+        guard status == 0 else { throw BackupError.io("\(arguments[0]) exited \(status): \(output.suffix(300))") }
+        return output.split(separator: "\n").filter { !$0.hasPrefix(";") && !$0.isEmpty }.count
+    }
+
+    static func checkRestored(_ path: String, manifest json: String) async throws {
         let manifest = try JSONDecoder().decode(BackupManifest.self, from: Data(json.utf8))
+        if manifest.source.hasPrefix("directory:") || manifest.source.hasPrefix("postgres:") {
+            let listing = manifest.source.hasPrefix("directory:") ? ["tar", "-tf", path] : ["pg_restore", "-l", path]
+            let found = try await count(listing)
+            guard found == manifest.entries else {
+                throw BackupError.io(
+                    "the restored archive has \(found) entries; the manifest says \(manifest.entries ?? 0)"
+                )
+            }
+            return
+        }
         let queue = try DatabaseQueue(path: path)
         defer { try? queue.close() }
-        try queue.read { db in
+        try await queue.read { db in
             let result = try String.fetchOne(db, sql: "PRAGMA integrity_check") ?? ""
             guard result == "ok" else { throw BackupError.io("integrity_check of the restored database: \(result)") }
             for (table, expected) in manifest.rowCounts {

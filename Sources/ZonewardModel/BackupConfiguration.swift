@@ -5,6 +5,27 @@ public struct BackupJobConfiguration: Sendable, Equatable {
     public enum Source: Sendable, Equatable {
         /// A SQLite database, copied with the online backup API (consistent while others write).
         case sqlite(String)
+        /// A directory, as a tar archive.
+        case directory(String)
+        /// A PostgreSQL database through `pg_dump -Fc`.
+        case postgres(PostgresSource)
+    }
+
+    /// Connection settings for `pg_dump`; the password, if any, comes from the named environment variable.
+    public struct PostgresSource: Sendable, Equatable {
+        public var host: String
+        public var port: Int
+        public var user: String
+        public var database: String
+        public var passwordEnv: String?
+
+        public init(host: String, port: Int, user: String, database: String, passwordEnv: String? = nil) {
+            self.host = host
+            self.port = port
+            self.user = user
+            self.database = database
+            self.passwordEnv = passwordEnv
+        }
     }
 
     public enum Target: Sendable, Equatable {
@@ -99,12 +120,32 @@ extension ZonewardConfiguration {
             let name = reader.required(fields, "name", in: item).flatMap { reader.string($0) }
             var source: BackupJobConfiguration.Source?
             if let sourceValue = reader.required(fields, "source", in: item),
-                let sourceFields = reader.mapping(sourceValue, known: ["sqlite"])
+                let sourceFields = reader.mapping(sourceValue, known: ["sqlite", "directory", "postgres"])
             {
                 if let sqlite = sourceFields["sqlite"].flatMap({ reader.string($0) }) {
                     source = .sqlite(sqlite)
+                } else if let directory = sourceFields["directory"].flatMap({ reader.string($0) }) {
+                    source = .directory(directory)
+                } else if let postgres = sourceFields["postgres"],
+                    let pgFields = reader.mapping(postgres, known: ["host", "port", "user", "database", "passwordEnv"])
+                {
+                    let host = pgFields["host"].flatMap { reader.string($0) } ?? "127.0.0.1"
+                    let port = pgFields["port"].flatMap { reader.integer($0, minimum: 1) } ?? 5432
+                    let user = pgFields["user"].flatMap { reader.string($0) } ?? "postgres"
+                    let database = reader.required(pgFields, "database", in: postgres).flatMap { reader.string($0) }
+                    if let database {
+                        source = .postgres(
+                            BackupJobConfiguration.PostgresSource(
+                                host: host,
+                                port: port,
+                                user: user,
+                                database: database,
+                                passwordEnv: pgFields["passwordEnv"].flatMap { reader.string($0) }
+                            )
+                        )
+                    }
                 } else {
-                    reader.report(sourceValue.path, "give sqlite: PATH")
+                    reader.report(sourceValue.path, "give sqlite: PATH, directory: PATH or postgres: {database, …}")
                 }
             }
             let schedule = reader.required(fields, "schedule", in: item).flatMap { reader.string($0) }
