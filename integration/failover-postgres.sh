@@ -167,12 +167,11 @@ wait "$WRITER"
 RESULT=$(python3 - "$WORK/writer.json" "$KILLED_AT" "$PORT_A" "$PORT_B" <<'PY'
 import json, sys
 data = json.load(open(sys.argv[1])); killed = float(sys.argv[2]); a, b = int(sys.argv[3]), int(sys.argv[4])
-before = [x for x in data["acked"] if x[1] < killed]
-after = [x for x in data["acked"] if x[1] >= killed]
-rto = (after[0][1] - before[-1][1]) if before and after else float("nan")
-# A write sent before the kill may be acknowledged by the old primary just after it: judge by send time.
-sent_after = [x for x in data["acked"] if x[3] > killed]
-print(f"{rto:.2f} {len(before)} {len(after)} {all(x[2] == b for x in sent_after)} {max(x[0] for x in data['acked'])}")
+# Split by send time: a write sent before the kill may be acknowledged by the old primary just after it.
+before = [x for x in data["acked"] if x[3] < killed]
+after = [x for x in data["acked"] if x[3] >= killed]
+rto = (after[0][1] - max(x[1] for x in before)) if before and after else float("nan")
+print(f"{rto:.2f} {len(before)} {len(after)} {all(x[2] == b for x in after)} {max(x[0] for x in data['acked'])}")
 PY
 )
 read -r RTO ACK_BEFORE ACK_AFTER AFTER_ON_B LAST_N <<<"$RESULT"
