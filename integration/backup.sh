@@ -32,7 +32,8 @@ db.executemany("INSERT INTO events (payload) VALUES (?)", [(os.urandom(200),) fo
 db.commit()
 PY
 openssl rand -base64 32 >"$WORK/backup.key"
-mkdir -p "$WORK/files/sub"
+mkdir -p "$WORK/files/sub" "$WORK/big"
+head -c $((70 * 1024 * 1024)) /dev/urandom >"$WORK/big/blob"
 for i in 1 2 3; do head -c 100000 /dev/urandom >"$WORK/files/f$i"; done
 echo hello >"$WORK/files/sub/note.txt"
 # A PostgreSQL database for the pg_dump source (started here on loopback, stopped by pid).
@@ -64,6 +65,12 @@ backups:
     schedule: "0 3 * * *"
     targets: [{filesystem: $WORK/backups}]
     encryption: {keyFile: $WORK/backup.key}
+  - name: big
+    source: {directory: $WORK/big}
+    schedule: "0 3 * * *"
+    targets: [{s3: {endpoint: "http://127.0.0.1:$1", bucket: zoneward-dr, region: us-west-2, prefix: zoneward}}]
+    encryption: {keyFile: $WORK/backup.key}
+    verify: always
   - name: pg
     source: {postgres: {host: 127.0.0.1, port: $PG_PORT, user: postgres, database: postgres}}
     schedule: "0 3 * * *"
@@ -123,6 +130,9 @@ check "pg_restore reads the dump and finds the table" bash -c "pg_restore -l '$W
 sed "s#directory: $WORK/files#directory: $WORK/nope#" "$WORK/zoneward.yaml" >"$WORK/missing.yaml"
 run_zw 1 "a missing source is a clear error" backup run --job files --config "$WORK/missing.yaml"
 check "the error names the source" contains "$ERR" "$WORK/nope does not exist"
+
+run_zw 0 "a 70 MiB object goes to S3 in a multipart upload and verifies from S3" backup run --job big "${CONFIG[@]}"
+check "the run verified the S3-only backup" contains "$OUT" "verified"
 
 echo "backup: faults"
 "$ZW" backup run --job app "${CONFIG[@]}" >/dev/null 2>&1 &

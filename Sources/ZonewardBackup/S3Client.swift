@@ -138,7 +138,11 @@ public struct S3Client: Sendable {
         let path = "/" + ([bucket] + key.split(separator: "/").map(String.init)).map(Self.encode).joined(separator: "/")
         let canonicalQuery = query.sorted { $0.key < $1.key }.map { "\(Self.encode($0.key))=\(Self.encode($0.value))" }
             .joined(separator: "&")
-        guard let url = URL(string: endpoint + path + (canonicalQuery.isEmpty ? "" : "?" + canonicalQuery)),
+        // On the wire a valueless parameter is `?uploads`; in the canonical request it is `uploads=`.
+        let wireQuery = query.sorted { $0.key < $1.key }
+            .map { $0.value.isEmpty ? Self.encode($0.key) : "\(Self.encode($0.key))=\(Self.encode($0.value))" }
+            .joined(separator: "&")
+        guard let url = URL(string: endpoint + path + (wireQuery.isEmpty ? "" : "?" + wireQuery)),
             let host = url.host
         else { throw BackupError.io("not a URL: \(endpoint)") }
         let hostHeader = url.port.map { "\(host):\($0)" } ?? host
@@ -167,7 +171,14 @@ public struct S3Client: Sendable {
             "AWS4-HMAC-SHA256 Credential=\(accessKeyId)/\(scope), SignedHeaders=\(signedHeaders), Signature=\(signature)",
             forHTTPHeaderField: "Authorization"
         )
-        if method != "GET" && method != "HEAD" && method != "DELETE" { request.httpBody = body }
+        if method != "GET" && method != "HEAD" && method != "DELETE" {
+            // Not form data: URLSession would otherwise label a POST body application/x-www-form-urlencoded.
+            request.setValue(
+                method == "POST" ? "application/xml" : "application/octet-stream",
+                forHTTPHeaderField: "Content-Type"
+            )
+            request.httpBody = body
+        }
         return request
     }
 

@@ -110,6 +110,13 @@ extension ControllerService {
             uniquingKeysWith: { $1 }
         )
         if path == "/healthz" { return APIResponse(status: .ok, body: "ok\n", contentType: "text/plain") }
+        if path == "/metrics" {
+            return APIResponse(
+                status: .ok,
+                body: settings.metrics?() ?? "",
+                contentType: "text/plain; version=0.0.4; charset=utf-8"
+            )
+        }
         guard let authorization, authorization.hasPrefix("Bearer "),
             constantTimeEqual(String(authorization.dropFirst(7)), settings.token)
         else {

@@ -18,6 +18,8 @@ public final class ControllerService: Service, Sendable {
         public var token: String
         /// How often the state database is looked at for changes (drains and failovers made by the CLI).
         public var pollInterval: Duration
+        /// Prometheus text for `/metrics` (backup metrics), when there is any.
+        public var metrics: (@Sendable () -> String)?
 
         public init(
             configuration: ZonewardConfiguration,

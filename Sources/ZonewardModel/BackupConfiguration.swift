@@ -149,10 +149,11 @@ extension ZonewardConfiguration {
                 }
             }
             let schedule = reader.required(fields, "schedule", in: item).flatMap { reader.string($0) }
-            if let schedule, let scheduleValue = fields["schedule"],
-                schedule.split(separator: " ", omittingEmptySubsequences: true).count != 5
-            {
-                reader.report(scheduleValue.path, "expected a 5-field cron expression such as \"17 * * * *\"")
+            if let schedule, let scheduleValue = fields["schedule"], CronSchedule(schedule) == nil {
+                reader.report(
+                    scheduleValue.path,
+                    "expected a 5-field cron expression (minute hour day month weekday) such as \"17 * * * *\", got \"\(schedule)\""
+                )
             }
             var targets: [BackupJobConfiguration.Target] = []
             if let targetsValue = reader.required(fields, "targets", in: item), let list = reader.sequence(targetsValue)

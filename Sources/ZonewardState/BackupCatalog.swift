@@ -98,6 +98,31 @@ extension StateStore {
         }
     }
 
+    /// Marks failed every run whose heartbeat is older than `staleAfter`: its process died.
+    @discardableResult
+    public func sweepOrphanedBackups(staleAfter: TimeInterval, at now: Date) throws(StateError) -> [BackupRecord] {
+        try write { db in
+            let stale = try BackupRecord.filter(Column("state") == "running")
+                .filter(Column("heartbeatAt") < now.addingTimeInterval(-staleAfter))
+                .fetchAll(db)
+            for var record in stale {
+                record.state = .failed
+                record.error = "orphaned: its process stopped sending heartbeats"
+                record.finishedAt = now
+                try record.update(db)
+                try Self.appendEvent(
+                    db,
+                    time: now,
+                    actor: "backup",
+                    kind: "backup.failed",
+                    subject: record.job,
+                    detail: ["id": record.id, "error": record.error ?? ""]
+                )
+            }
+            return stale
+        }
+    }
+
     public func heartbeat(_ id: String, at now: Date) throws(StateError) {
         try write { db in
             try db.execute(

@@ -2,7 +2,9 @@ import ArgumentParser
 import Foundation
 import Logging
 import NIOPosix
+import Prometheus
 import ServiceLifecycle
+import ZonewardBackup
 import ZonewardFailover
 import ZonewardModel
 import ZonewardState
