@@ -47,14 +47,22 @@ extension Zoneward {
 
         func run() async throws {
             let configuration = try loadConfiguration(config)
-            let settings = try controllerSettings(configuration, listen: listen, tokenFile: tokenFile)
+            var settings = try controllerSettings(configuration, listen: listen, tokenFile: tokenFile)
             let store = try openStore(database.db)
             let logger = runtime.bootstrapLogging(zone: nil)
             let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let registry = PrometheusCollectorRegistry()
+            settings.metrics = { registry.emitToString() }
             let controller = ControllerService(settings: settings, store: store, group: group, logger: logger)
+            var services: [any Service] = [controller]
+            if !configuration.backups.isEmpty {
+                // The controller runs the backup jobs on their schedules.
+                let runner = BackupRunner(store: store, configuration: configuration)
+                services.append(BackupScheduler(runner: runner, registry: registry, logger: logger))
+            }
             do {
                 try await ServiceGroup(
-                    services: [controller],
+                    services: services,
                     gracefulShutdownSignals: [.sigterm, .sigint],
                     logger: logger
                 ).run()
