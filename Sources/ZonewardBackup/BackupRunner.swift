@@ -52,6 +52,14 @@ public struct BackupRunner: Sendable {
         let id = "\(job.name)-\(Self.stamp(now))-\(UInt16.random(in: 0...UInt16.max))"
         var record = BackupRecord(id: id, job: job.name, startedAt: now)
         try store.beginBackup(record, at: now)
+        // The lease: a heartbeat every 10 s while this process works, so a run that stops beating died.
+        let heartbeat = Task { [store] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(10))
+                try? store.heartbeat(id, at: Date())
+            }
+        }
+        defer { heartbeat.cancel() }
         removePartialObjects(of: job)
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("zoneward-backup-\(id)")
         var written: [String] = []
@@ -192,7 +200,7 @@ public struct BackupRunner: Sendable {
     /// Downloads (reads), decrypts, checks the checksum, restores to a temporary file, runs
     /// `PRAGMA integrity_check` and compares row counts with the manifest; marks the backup `verified`.
     @discardableResult
-    public func verify(_ id: String) async throws -> BackupRecord {
+    public func verify(_ id: String, progress: (@Sendable (Int64) -> Void)? = nil) async throws -> BackupRecord {
         guard var record = try store.backup(id) else { throw BackupError.io("no backup \(id) in the catalog") }
         guard record.state == .completed || record.state == .verified else {
             throw BackupError.io("backup \(id) is \(record.state.rawValue), not completed")
@@ -201,7 +209,7 @@ public struct BackupRunner: Sendable {
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: work) }
         let restored = work.appendingPathComponent("restored.db").path
-        try await decode(record, to: restored)
+        try await decode(record, to: restored, progress: progress)
         try await Self.checkRestored(restored, manifest: record.manifest)
         record.state = .verified
         try store.updateBackup(record, at: Date())
@@ -210,7 +218,12 @@ public struct BackupRunner: Sendable {
 
     /// Restores a backup to `destination`: never over an existing file without `force`; written to a
     /// temporary file, checked, then renamed into place; stale `-wal`/`-shm` files are removed.
-    public func restore(_ id: String, to destination: String, force: Bool) async throws {
+    public func restore(
+        _ id: String,
+        to destination: String,
+        force: Bool,
+        progress: (@Sendable (Int64) -> Void)? = nil
+    ) async throws {
         guard let record = try store.backup(id) else { throw BackupError.io("no backup \(id) in the catalog") }
         if FileManager.default.fileExists(atPath: destination) && !force {
             throw BackupError.io("\(destination) exists; pass --force to replace it")
@@ -218,7 +231,7 @@ public struct BackupRunner: Sendable {
         let temporary = destination + ".zoneward-restore"
         try? FileManager.default.removeItem(atPath: temporary)
         do {
-            try await decode(record, to: temporary)
+            try await decode(record, to: temporary, progress: progress)
             try await Self.checkRestored(temporary, manifest: record.manifest)
         } catch {
             try? FileManager.default.removeItem(atPath: temporary)
@@ -261,13 +274,23 @@ public struct BackupRunner: Sendable {
         return removed
     }
 
-    private func decode(_ record: BackupRecord, to output: String) async throws {
+    private func decode(
+        _ record: BackupRecord,
+        to output: String,
+        progress: (@Sendable (Int64) -> Void)? = nil
+    ) async throws {
         guard let job = configuration.backupJob(named: record.job) else {
             throw BackupError.io("job \(record.job) is not in the configuration (its key file is needed)")
         }
         let key = try BackupKey.load(file: job.keyFile)
         if let object = record.objectPaths.first(where: { FileManager.default.fileExists(atPath: $0) }) {
-            try BackupPipeline.decode(from: object, to: output, key: key, expectedSHA256: record.sha256)
+            try BackupPipeline.decode(
+                from: object,
+                to: output,
+                key: key,
+                expectedSHA256: record.sha256,
+                progress: progress
+            )
             return
         }
         // No local copy: download one from S3.
@@ -277,7 +300,13 @@ public struct BackupRunner: Sendable {
             let download = output + ".download"
             defer { try? FileManager.default.removeItem(atPath: download) }
             try await Self.client(for: s3).get(key: String(object.dropFirst(prefix.count)), to: download)
-            try BackupPipeline.decode(from: download, to: output, key: key, expectedSHA256: record.sha256)
+            try BackupPipeline.decode(
+                from: download,
+                to: output,
+                key: key,
+                expectedSHA256: record.sha256,
+                progress: progress
+            )
             return
         }
         throw BackupError.io(

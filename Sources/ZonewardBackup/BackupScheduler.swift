@@ -5,8 +5,8 @@ import ServiceLifecycle
 import ZonewardModel
 import ZonewardState
 
-/// Runs backup jobs on their cron schedules inside the controller (or `zoneward run`), marks runs whose
-/// process died as failed within a minute, and keeps per-job metrics.
+/// Runs backup jobs on their cron schedules inside the controller, marks runs whose process died as
+/// failed within a minute (no heartbeat for 45 s, swept every 15 s), and keeps per-job metrics.
 public final class BackupScheduler: Service, Sendable {
     let runner: BackupRunner
     let registry: PrometheusCollectorRegistry
@@ -28,7 +28,7 @@ public final class BackupScheduler: Service, Sendable {
         publishMetrics()
         while !Task.isCancelled {
             let now = Date()
-            if let swept = try? runner.store.sweepOrphanedBackups(staleAfter: 60, at: now), !swept.isEmpty {
+            if let swept = try? runner.store.sweepOrphanedBackups(staleAfter: 45, at: now), !swept.isEmpty {
                 logger.warning("backups orphaned (their process died): \(swept.map(\.id).joined(separator: ", "))")
             }
             for (job, schedule) in schedules where schedule.matches(now) {

@@ -65,7 +65,12 @@ extension Zoneward.Backup {
             for job in jobs {
                 let started = Date()
                 do {
-                    let progress = ProgressLine(label: job.name)
+                    var total: Int64?
+                    if case .sqlite(let path) = job.source {
+                        total =
+                            (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.int64Value
+                    }
+                    let progress = ProgressLine(label: job.name, total: total)
                     let record = try await runner.run(job) { progress.update($0) }
                     progress.end()
                     let seconds = Date().timeIntervalSince(started)
@@ -151,7 +156,12 @@ extension Zoneward.Backup {
                 throw ExitCode.failure
             }
             do {
-                let record = try await runner.verify(target)
+                let progress = ProgressLine(
+                    label: "verify \(target)",
+                    total: try runner.store.backup(target)?.plainBytes
+                )
+                let record = try await runner.verify(target) { progress.update($0) }
+                progress.end()
                 print("\(record.id): verified (checksum, integrity_check and row counts match the manifest)")
             } catch {
                 printError("\(target): verification failed: \(error)")
@@ -179,7 +189,10 @@ extension Zoneward.Backup {
 
         func run() async throws {
             do {
-                try await options.runner().restore(id, to: to, force: force)
+                let runner = try options.runner()
+                let progress = ProgressLine(label: "restore \(id)", total: try runner.store.backup(id)?.plainBytes)
+                try await runner.restore(id, to: to, force: force) { progress.update($0) }
+                progress.end()
                 print("Restored \(id) to \(to).")
             } catch {
                 printError("restore of \(id) failed: \(error)")
@@ -261,16 +274,18 @@ extension Zoneward.Backup {
     }
 }
 
-/// A progress line (bytes, rate) at a terminal; nothing otherwise.
+/// A progress line (bytes, rate, ETA when the total is known) at a terminal; nothing otherwise.
 final class ProgressLine: @unchecked Sendable {
     private let label: String
+    private let total: Int64?
     private let start = Date()
     private let lock = NSLock()
     private var last = Date.distantPast
     private let enabled = isatty(STDERR_FILENO) != 0
 
-    init(label: String) {
+    init(label: String, total: Int64? = nil) {
         self.label = label
+        self.total = total
     }
 
     func update(_ bytes: Int64) {
@@ -280,12 +295,12 @@ final class ProgressLine: @unchecked Sendable {
         guard Date().timeIntervalSince(last) > 0.2 else { return }
         last = Date()
         let seconds = max(Date().timeIntervalSince(start), 0.001)
-        let line = String(
-            format: "\r%@: %.1f MiB read, %.1f MiB/s",
-            label,
-            Double(bytes) / 1_048_576,
-            Double(bytes) / 1_048_576 / seconds
-        )
+        let rate = Double(bytes) / seconds
+        var line = String(format: "\r%@: %.1f MiB, %.1f MiB/s", label, Double(bytes) / 1_048_576, rate / 1_048_576)
+        if let total, total > 0, rate > 0 {
+            let remaining = max(0, Double(total - bytes)) / rate
+            line += String(format: ", %.0f%%, ETA %.0f s   ", min(100, Double(bytes) * 100 / Double(total)), remaining)
+        }
         FileHandle.standardError.write(Data(line.utf8))
     }
 
