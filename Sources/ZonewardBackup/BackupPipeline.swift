@@ -21,7 +21,7 @@ public enum BackupPipeline {
         to output: String,
         key: BackupKey,
         chunkSize: Int = 1 << 20,
-        progress: ((Int64) -> Void)? = nil
+        progress: (@Sendable (Int64) -> Void)? = nil
     ) throws -> PipelineResult {
         guard let reader = FileHandle(forReadingAtPath: input) else {
             throw BackupError.io("cannot read \(input)")
@@ -33,34 +33,54 @@ public enum BackupPipeline {
             throw BackupError.io("cannot create \(output)")
         }
         defer { try? writer.close() }
-        let compressor = try GzipCompressor()
         var sealer = ChunkSealer(key: key, chunkSize: chunkSize)
         var hasher = SHA256()
         var stored: Int64 = 0
-        var plain: Int64 = 0
         func store(_ bytes: [UInt8]) throws {
             hasher.update(data: bytes)
             stored += Int64(bytes.count)
             try writer.write(contentsOf: bytes)
         }
         try store(sealer.header)
-        var pending: [UInt8] = []
-        pending.reserveCapacity(chunkSize * 2)
-        while true {
-            let block = try reader.read(upToCount: 1 << 20) ?? Data()
-            let final = block.isEmpty
-            plain += Int64(block.count)
-            try block.withUnsafeBytes { try compressor.compress($0, final: final, into: &pending) }
-            while pending.count >= chunkSize && !(final && pending.count == chunkSize) {
-                try store(try sealer.seal(Array(pending[0..<chunkSize]), final: false))
-                pending.removeFirst(chunkSize)
-            }
-            progress?(plain)
-            if final {
-                try store(try sealer.seal(pending, final: true))
-                break
+        // Two stages on two threads: reading and compressing here, sealing, hashing and writing below,
+        // joined by a queue of at most four chunks, so memory stays bounded.
+        let queue = ChunkQueue(capacity: 4)
+        let producer = Thread {
+            do {
+                let compressor = try GzipCompressor()
+                var pending: [UInt8] = []
+                pending.reserveCapacity(chunkSize * 2)
+                var plain: Int64 = 0
+                while true {
+                    let block = try reader.read(upToCount: 1 << 20) ?? Data()
+                    let final = block.isEmpty
+                    plain += Int64(block.count)
+                    try block.withUnsafeBytes { try compressor.compress($0, final: final, into: &pending) }
+                    while pending.count >= chunkSize && !(final && pending.count == chunkSize) {
+                        guard queue.put(Array(pending[0..<chunkSize]), final: false) else { return }
+                        pending.removeFirst(chunkSize)
+                    }
+                    progress?(plain)
+                    if final {
+                        _ = queue.put(pending, final: true)
+                        queue.finish(plainBytes: plain, error: nil)
+                        return
+                    }
+                }
+            } catch {
+                queue.finish(plainBytes: 0, error: error)
             }
         }
+        producer.start()
+        do {
+            while let (chunk, final) = try queue.take() {
+                try store(try sealer.seal(chunk, final: final))
+            }
+        } catch {
+            queue.cancel()
+            throw error
+        }
+        let plain = queue.plainBytes
         try writer.synchronize()
         let digest = hasher.finalize().map { String(format: "%02x", $0) }.joined()
         return PipelineResult(plainBytes: plain, storedBytes: stored, sha256: digest, keyId: key.id)
@@ -125,5 +145,59 @@ public enum BackupPipeline {
         try writer.synchronize()
         succeeded = true
         return PipelineResult(plainBytes: plain, storedBytes: stored, sha256: digest, keyId: key.id)
+    }
+}
+
+/// A bounded hand-off between the compressing thread and the sealing one.
+final class ChunkQueue: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var items: [(bytes: [UInt8], final: Bool)] = []
+    private let capacity: Int
+    private var finished = false
+    private var cancelled = false
+    private var failure: (any Error)?
+    private(set) var plainBytes: Int64 = 0
+
+    init(capacity: Int) {
+        self.capacity = capacity
+    }
+
+    /// Adds a chunk, waiting while the queue is full; false when the consumer gave up.
+    func put(_ bytes: [UInt8], final: Bool) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        while items.count >= capacity && !cancelled { condition.wait() }
+        guard !cancelled else { return false }
+        items.append((bytes, final))
+        condition.broadcast()
+        return true
+    }
+
+    func finish(plainBytes: Int64, error: (any Error)?) {
+        condition.lock()
+        finished = true
+        self.plainBytes = plainBytes
+        failure = error
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    func cancel() {
+        condition.lock()
+        cancelled = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// The next chunk, waiting for one; nil once the producer finished and everything was taken.
+    func take() throws -> (bytes: [UInt8], final: Bool)? {
+        condition.lock()
+        defer { condition.unlock() }
+        while items.isEmpty && !finished { condition.wait() }
+        if let failure { throw failure }
+        guard !items.isEmpty else { return nil }
+        let item = items.removeFirst()
+        condition.broadcast()
+        return item
     }
 }
