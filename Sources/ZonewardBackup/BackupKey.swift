@@ -11,7 +11,7 @@ public struct BackupKey: Sendable {
 
     public init(bytes: [UInt8]) {
         self.bytes = bytes
-        id = SHA256.hash(data: bytes).prefix(8).map { String(format: "%02x", $0) }.joined()
+        id = hexString(SHA256.hash(data: bytes).prefix(8))
     }
 
     var key: SymmetricKey { SymmetricKey(data: bytes) }
@@ -56,4 +56,9 @@ public enum BackupError: Error, Sendable, CustomStringConvertible, Equatable {
         case .io(let message): return message
         }
     }
+}
+
+/// Lowercase hex of bytes: key ids, checksums, signatures.
+func hexString(_ bytes: some Sequence<UInt8>) -> String {
+    bytes.map { String(format: "%02x", $0) }.joined()
 }

@@ -82,7 +82,7 @@ public enum BackupPipeline {
         }
         let plain = queue.plainBytes
         try writer.synchronize()
-        let digest = hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        let digest = hexString(hasher.finalize())
         return PipelineResult(plainBytes: plain, storedBytes: stored, sha256: digest, keyId: key.id)
     }
 
@@ -138,7 +138,7 @@ public enum BackupPipeline {
         }
         try opener.finish()
         guard decompressor.isFinished else { throw BackupError.notABackup("the compressed stream is incomplete") }
-        let digest = hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        let digest = hexString(hasher.finalize())
         if let expectedSHA256, expectedSHA256 != digest {
             throw BackupError.checksumMismatch(expected: expectedSHA256, actual: digest)
         }

@@ -92,7 +92,7 @@ struct ChunkOpener {
             throw BackupError.notABackup("bad magic")
         }
         guard bytes[4] == 1 else { throw BackupError.notABackup("unknown format version \(bytes[4])") }
-        return bytes[5..<13].map { String(format: "%02x", $0) }.joined()
+        return hexString(bytes[5..<13])
     }
 
     mutating func feed(_ bytes: some Sequence<UInt8>, emit: ([UInt8]) throws -> Void) throws {

@@ -205,7 +205,7 @@ public struct S3Client: Sendable {
     }
 
     static func hex(_ bytes: some Sequence<UInt8>) -> String {
-        bytes.map { String(format: "%02x", $0) }.joined()
+        hexString(bytes)
     }
 
     static func element(_ name: String, in data: Data) -> String? {

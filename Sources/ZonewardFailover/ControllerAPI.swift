@@ -206,24 +206,7 @@ extension ControllerService {
     }
 
     func plan(service: ServiceConfiguration, request: FailoverRequest) async throws -> FailoverPlan {
-        let (active, _) = try coordinator.activeRegion(of: service)
-        let guards = try await coordinator.guards(
-            service: service,
-            target: request.to,
-            force: request.force ?? false,
-            automatic: false
-        )
-        let primaryUp = try store.regionHealth(service: service.name).first { $0.region == active }?.up ?? true
-        return FailoverPlan(
-            service: service.name,
-            kind: primaryUp ? "switchover" : "failover",
-            from: active,
-            to: request.to,
-            guards: guards,
-            steps: FailoverStateMachine.remainingSteps(from: .planned).map(\.rawValue),
-            operation: nil,
-            refused: guards.contains { !$0.passed }
-        )
+        try await coordinator.plan(service: service, to: request.to, force: request.force ?? false)
     }
 }
 

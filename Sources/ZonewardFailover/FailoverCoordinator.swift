@@ -58,6 +58,23 @@ public struct FailoverCoordinator: Sendable {
         )
     }
 
+    /// The plan of moving `service` to `target` now: switchover or failover, guards, steps. Changes nothing.
+    public func plan(service: ServiceConfiguration, to target: String, force: Bool) async throws -> FailoverPlan {
+        let (active, _) = try activeRegion(of: service)
+        let guards = try await guards(service: service, target: target, force: force, automatic: false)
+        let primaryUp = try store.regionHealth(service: service.name).first { $0.region == active }?.up ?? true
+        return FailoverPlan(
+            service: service.name,
+            kind: primaryUp ? "switchover" : "failover",
+            from: active,
+            to: target,
+            guards: guards,
+            steps: FailoverStateMachine.remainingSteps(from: .planned).map(\.rawValue),
+            operation: nil,
+            refused: guards.contains { !$0.passed }
+        )
+    }
+
     /// Runs an operation from its current state to a final one; returns it as it ended.
     @discardableResult
     public func run(_ operationId: Int64) async throws -> FailoverOperation {

@@ -90,32 +90,15 @@ public enum RegionProbe {
     }
 }
 
-/// Up/down of one region from consecutive probe results, pure: down after `failuresToDown` failures in a
-/// row, up after `successesToUp` successes in a row. A region starts up.
-public struct RegionHealthTracker: Sendable, Equatable {
-    public private(set) var isUp = true
-    private var successes = 0
-    private var failures = 0
+/// Up/down of one region from consecutive probe results: down after `failuresToDown` failures in a row,
+/// up after `successesToUp` successes in a row. A region starts up.
+public typealias RegionHealthTracker = ThresholdHealth
 
-    public init() {}
+extension ThresholdHealth {
+    public var isUp: Bool { isHealthy }
 
     /// Records one probe; returns the new state when it changed.
     public mutating func record(up: Bool, probe: ProbeConfiguration) -> Bool? {
-        if up {
-            successes += 1
-            failures = 0
-            if !isUp && successes >= probe.successesToUp {
-                isUp = true
-                return true
-            }
-        } else {
-            failures += 1
-            successes = 0
-            if isUp && failures >= probe.failuresToDown {
-                isUp = false
-                return false
-            }
-        }
-        return nil
+        record(success: up, failuresToDown: probe.failuresToDown, successesToUp: probe.successesToUp)
     }
 }

@@ -376,19 +376,7 @@ func planFailover(service: String, to: String, force: Bool, target: FailoverTarg
             printError("service: \"\(service)\" has no failover block in the configuration")
             throw ExitCode.badInput
         }
-        let (active, _) = try coordinator.activeRegion(of: config)
-        let guards = try await coordinator.guards(service: config, target: to, force: force, automatic: false)
-        let primaryUp = try coordinator.store.regionHealth(service: service).first { $0.region == active }?.up ?? true
-        return FailoverPlan(
-            service: service,
-            kind: primaryUp ? "switchover" : "failover",
-            from: active,
-            to: to,
-            guards: guards,
-            steps: FailoverStateMachine.remainingSteps(from: .planned).map(\.rawValue),
-            operation: nil,
-            refused: guards.contains { !$0.passed }
-        )
+        return try await coordinator.plan(service: config, to: to, force: force)
     }
 }
 

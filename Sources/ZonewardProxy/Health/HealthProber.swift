@@ -76,12 +76,7 @@ final class HealthProber: Sendable {
                     )
                 }
             }
-        let connected: EventLoopFuture<any Channel>
-        if let address = endpoint.socketAddress {
-            connected = bootstrap.connect(to: address)
-        } else {
-            connected = bootstrap.connect(host: endpoint.address.host, port: endpoint.address.port)
-        }
+        let connected = endpoint.connect(with: bootstrap)
         connected.whenFailure { error in promise.succeed(Outcome(success: false, detail: "connect failed: \(error)")) }
         connected.whenSuccess { channel in
             if path == nil {

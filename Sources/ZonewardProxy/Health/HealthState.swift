@@ -1,32 +1,17 @@
 import ZonewardModel
 
 /// Active health of one endpoint: healthy until `unhealthyThreshold` consecutive failed checks, then
-/// unhealthy until `healthyThreshold` consecutive successes. A pure state machine.
-public struct HealthState: Sendable, Equatable {
-    public private(set) var isHealthy = true
-    private var successes = 0
-    private var failures = 0
+/// unhealthy until `healthyThreshold` consecutive successes.
+public typealias HealthState = ThresholdHealth
 
-    public init() {}
-
-    /// Records one check; returns the new health when it changed.
+extension ThresholdHealth {
+    /// Records one active check against a service's thresholds; returns the new health when it changed.
     public mutating func record(success: Bool, thresholds: HealthCheckConfiguration) -> Bool? {
-        if success {
-            successes += 1
-            failures = 0
-            if !isHealthy && successes >= thresholds.healthyThreshold {
-                isHealthy = true
-                return true
-            }
-        } else {
-            failures += 1
-            successes = 0
-            if isHealthy && failures >= thresholds.unhealthyThreshold {
-                isHealthy = false
-                return false
-            }
-        }
-        return nil
+        record(
+            success: success,
+            failuresToDown: thresholds.unhealthyThreshold,
+            successesToUp: thresholds.healthyThreshold
+        )
     }
 }
 

@@ -1,4 +1,5 @@
 import NIOCore
+import NIOPosix
 import NIOSSL
 import Synchronization
 import ZonewardModel
@@ -32,6 +33,12 @@ public final class UpstreamEndpoint: Sendable {
     }
 
     public var outstandingRequests: Int { outstanding.load(ordering: .relaxed) }
+
+    /// Connects with `bootstrap`: to the address resolved at load time, or by name.
+    func connect(with bootstrap: ClientBootstrap) -> EventLoopFuture<any Channel> {
+        if let socketAddress { return bootstrap.connect(to: socketAddress) }
+        return bootstrap.connect(host: address.host, port: address.port)
+    }
 }
 
 /// A client TLS context and the name to verify, shared by a service's endpoints.

@@ -44,12 +44,7 @@ final class TCPProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             .connectTimeout(TimeAmount(timeouts.connect))
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelOption(.allowRemoteHalfClosure, value: true)
-        let connected: EventLoopFuture<any Channel>
-        if let address = endpoint.socketAddress {
-            connected = bootstrap.connect(to: address)
-        } else {
-            connected = bootstrap.connect(host: endpoint.address.host, port: endpoint.address.port)
-        }
+        let connected = endpoint.connect(with: bootstrap)
         connected.assumeIsolated().whenComplete { result in
             switch result {
             case .success(let upstream):

@@ -47,12 +47,7 @@ final class UpstreamPool {
                     try channel.pipeline.syncOperations.addHandler(UpstreamConnection(endpoint: endpoint))
                 }
             }
-        let connected: EventLoopFuture<any Channel>
-        if let address = endpoint.socketAddress {
-            connected = bootstrap.connect(to: address)
-        } else {
-            connected = bootstrap.connect(host: endpoint.address.host, port: endpoint.address.port)
-        }
+        let connected = endpoint.connect(with: bootstrap)
         connected.assumeIsolated().whenComplete { result in
             switch result {
             case .success(let channel):
