@@ -22,9 +22,10 @@ extension ZonewardConfiguration {
     }
 
     private static func decode(_ root: DocumentValue, _ reader: DocumentReader) -> ZonewardConfiguration? {
-        let known = ["zones", "routing", "services", "admin", "controller", "backups"]
+        let known = ["zones", "routing", "timeouts", "services", "admin", "controller", "backups"]
         guard let fields = reader.mapping(root, known: known) else { return nil }
         let zones = reader.required(fields, "zones", in: root).map { decodeZones($0, reader).map(\.zone) } ?? []
+        let timeouts = fields["timeouts"].map { decodeTimeouts($0, base: TimeoutConfiguration(), reader) } ?? .init()
         let zoneNames = zones.map(\.name)
 
         var routing = RoutingConfiguration()
@@ -41,7 +42,7 @@ extension ZonewardConfiguration {
         var services: [ServiceConfiguration] = []
         if let value = fields["services"], let list = reader.sequence(value) {
             for item in list {
-                if let service = decodeService(item, zones: zones, reader) {
+                if let service = decodeService(item, zones: zones, timeouts: timeouts, reader) {
                     services.append(service)
                 }
             }
@@ -82,18 +83,19 @@ extension ZonewardConfiguration {
             controller: controller
         )
         if let backups = fields["backups"] { configuration.backups = decodeBackups(backups, reader) }
+        configuration.timeouts = timeouts
         return configuration
     }
 
     private static func decodeService(
         _ value: DocumentValue,
         zones: [ZoneConfiguration],
+        timeouts: TimeoutConfiguration,
         _ reader: DocumentReader
     ) -> ServiceConfiguration? {
         let known = [
             "name", "listen", "protocol", "tls", "upstreamTLS", "routing", "regions", "demand", "endpoints",
-            "healthCheck",
-            "outlierDetection", "failover",
+            "healthCheck", "outlierDetection", "failover", "timeouts", "maxConnections", "forwardedFor",
         ]
         guard let fields = reader.mapping(value, known: known) else { return nil }
         let zoneNames = zones.map(\.name)
@@ -197,7 +199,7 @@ extension ZonewardConfiguration {
         }
 
         guard let name, let listen, let wireProtocol, let routing else { return nil }
-        return ServiceConfiguration(
+        var service = ServiceConfiguration(
             name: name,
             listen: listen,
             wireProtocol: wireProtocol,
@@ -211,6 +213,48 @@ extension ZonewardConfiguration {
             outlierDetection: outlier,
             failover: failover
         )
+        service.timeouts = fields["timeouts"].map { decodeTimeouts($0, base: timeouts, reader) } ?? timeouts
+        if let limit = fields["maxConnections"] {
+            service.maxConnections = reader.integer(limit, minimum: 1) ?? service.maxConnections
+        }
+        if let forwarded = fields["forwardedFor"] {
+            service.forwardedFor = decodeForwardedFor(forwarded, reader) ?? service.forwardedFor
+        }
+        return service
+    }
+
+    /// Decodes `timeouts: {requestHead: 10s, …}` over `base`: fields not given keep the base's value.
+    private static func decodeTimeouts(
+        _ value: DocumentValue,
+        base: TimeoutConfiguration,
+        _ reader: DocumentReader
+    ) -> TimeoutConfiguration {
+        var timeouts = base
+        guard let fields = reader.mapping(value, known: TimeoutConfiguration.fieldNames) else { return base }
+        for (name, field) in fields {
+            timeouts[name] = reader.duration(field, minimum: .milliseconds(10))
+        }
+        return timeouts
+    }
+
+    private static func decodeForwardedFor(
+        _ value: DocumentValue,
+        _ reader: DocumentReader
+    ) -> ForwardedForConfiguration? {
+        guard let fields = reader.mapping(value, known: ["trustedHops", "trustedProxies"]) else { return nil }
+        var forwarded = ForwardedForConfiguration()
+        if let hops = fields["trustedHops"] { forwarded.trustedHops = reader.integer(hops) ?? 0 }
+        if let proxies = fields["trustedProxies"], let list = reader.sequence(proxies) {
+            for item in list {
+                guard let text = reader.string(item) else { continue }
+                if let range = AddressRange(parsing: text) {
+                    forwarded.trustedProxies.append(range)
+                } else {
+                    reader.report(item.path, "expected an IPv4 or IPv6 CIDR range such as 10.0.0.0/8, got \"\(text)\"")
+                }
+            }
+        }
+        return forwarded
     }
 
     private static func decodeFailover(
@@ -354,14 +398,17 @@ extension ZonewardConfiguration {
         _ value: DocumentValue,
         _ reader: DocumentReader
     ) -> OutlierDetectionConfiguration? {
-        guard let fields = reader.mapping(value, known: ["consecutiveFailures", "baseEjection", "maxEjectedPercent"])
-        else { return nil }
+        let known = ["consecutiveFailures", "baseEjection", "maxEjectedPercent", "maxEjection"]
+        guard let fields = reader.mapping(value, known: known) else { return nil }
         var detection = OutlierDetectionConfiguration()
         if let failures = fields["consecutiveFailures"] {
             detection.consecutiveFailures = reader.integer(failures, minimum: 1) ?? detection.consecutiveFailures
         }
         if let ejection = fields["baseEjection"] {
             detection.baseEjection = reader.duration(ejection, minimum: .milliseconds(1)) ?? detection.baseEjection
+        }
+        if let ejection = fields["maxEjection"] {
+            detection.maxEjection = reader.duration(ejection, minimum: .milliseconds(1)) ?? detection.maxEjection
         }
         if let percent = fields["maxEjectedPercent"], let number = reader.number(percent) {
             if number <= 100 {

@@ -12,6 +12,8 @@ public struct ZonewardConfiguration: Sendable, Equatable {
     public var controller: ControllerConfiguration?
     /// Scheduled backup jobs.
     public var backups: [BackupJobConfiguration] = []
+    /// The data path's timeouts for every service; a service's own `timeouts:` overrides single fields.
+    public var timeouts = TimeoutConfiguration()
 
     public init(
         zones: [ZoneConfiguration],
@@ -173,6 +175,13 @@ public struct ServiceConfiguration: Sendable, Equatable {
     public var outlierDetection: OutlierDetectionConfiguration
     /// How the primary region moves; nil for a service that never fails over.
     public var failover: FailoverConfiguration?
+    /// The data path's timeouts: the global ones with this service's overrides applied.
+    public var timeouts = TimeoutConfiguration()
+    /// Open client connections on this service's listener; beyond it a new connection is closed at once
+    /// and counted in `zoneward_connections_refused_total`. Default 20,000.
+    public var maxConnections = 20_000
+    /// Whose `X-Forwarded-For` / `Forwarded` headers are kept; default nobody's (they are replaced).
+    public var forwardedFor = ForwardedForConfiguration()
 
     public init(
         name: String,
@@ -280,11 +289,19 @@ public struct OutlierDetectionConfiguration: Sendable, Equatable {
     public var baseEjection: Duration
     /// At most this share of a zone's endpoints is ejected at once. Default 50.
     public var maxEjectedPercent: Double
+    /// The longest ejection, however often an endpoint was ejected. Default 300s, as Envoy's.
+    public var maxEjection: Duration
 
-    public init(consecutiveFailures: Int = 5, baseEjection: Duration = .seconds(30), maxEjectedPercent: Double = 50) {
+    public init(
+        consecutiveFailures: Int = 5,
+        baseEjection: Duration = .seconds(30),
+        maxEjectedPercent: Double = 50,
+        maxEjection: Duration = .seconds(300)
+    ) {
         self.consecutiveFailures = consecutiveFailures
         self.baseEjection = baseEjection
         self.maxEjectedPercent = maxEjectedPercent
+        self.maxEjection = maxEjection
     }
 }
 

@@ -57,3 +57,21 @@ final class UpstreamPools: Sendable {
         }
     }
 }
+
+/// The open connections of one listener, for its `maxConnections` limit.
+final class ListenerConnections: Sendable {
+    private let open = Atomic<Int>(0)
+
+    /// Counts a new connection; false (and not counted) when the listener is at `limit` already.
+    func admit(limit: Int) -> Bool {
+        if open.wrappingAdd(1, ordering: .relaxed).newValue > limit {
+            open.wrappingSubtract(1, ordering: .relaxed)
+            return false
+        }
+        return true
+    }
+
+    func release() {
+        open.wrappingSubtract(1, ordering: .relaxed)
+    }
+}

@@ -7,6 +7,7 @@ public final class ProxyMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     let reloadFailures: Counter
     let reloads: Counter
+    let clientTimeouts: ClientTimeoutCounters
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
@@ -18,6 +19,38 @@ public final class ProxyMetrics: Sendable {
         )
         reloads = registry.makeCounter(
             descriptor: describe("zoneward_config_reloads_total", "Configuration reloads applied.")
+        )
+        func timeout(_ kind: String) -> Counter {
+            registry.makeCounter(
+                descriptor: describe(
+                    "zoneward_client_timeouts_total",
+                    "Client connections ended by a timeout: requestHead, tlsHandshake, clientBody or clientWrite."
+                ),
+                labels: [("timeout", kind)]
+            )
+        }
+        clientTimeouts = ClientTimeoutCounters(
+            requestHead: timeout("requestHead"),
+            tlsHandshake: timeout("tlsHandshake"),
+            clientBody: timeout("clientBody"),
+            clientWrite: timeout("clientWrite")
+        )
+    }
+
+    /// The open-connection gauge and the refusal counter of one service's listener.
+    func listenerMetrics(service: String) -> ListenerMetrics {
+        ListenerMetrics(
+            open: registry.makeGauge(
+                descriptor: describe("zoneward_connections_open", "Client connections open on the listener."),
+                labels: [("service", service)]
+            ),
+            refused: registry.makeCounter(
+                descriptor: describe(
+                    "zoneward_connections_refused_total",
+                    "Client connections closed at once because the listener had maxConnections open."
+                ),
+                labels: [("service", service)]
+            )
         )
     }
 
@@ -83,7 +116,14 @@ public final class ProxyMetrics: Sendable {
             panicRequests: registry.makeCounter(
                 descriptor: describe(
                     "zoneward_panic_requests_total",
-                    "Requests routed while no endpoint was healthy (panic: all endpoints used)."
+                    "Requests routed while no endpoint was healthy (panic: all endpoints routing allows used)."
+                ),
+                labels: [("service", service)]
+            ),
+            noCapacityRequests: registry.makeCounter(
+                descriptor: describe(
+                    "zoneward_no_capacity_requests_total",
+                    "Requests (TCP: connections) refused with 503 because no endpoint is where routing allows."
                 ),
                 labels: [("service", service)]
             )
@@ -97,7 +137,7 @@ public final class ProxyMetrics: Sendable {
                 registry.makeGauge(
                     descriptor: describe(
                         "zoneward_routing_state",
-                        "1 for the reason zone routing is in its current state: local, spilling, draining or panic."
+                        "1 for the reason zone routing is in its current state: local, spilling, draining, panic or unavailable."
                     ),
                     labels: [("service", routes.service.name), ("state", condition.rawValue)]
                 ).set(to: condition == routes.condition ? 1.0 : 0.0)
@@ -119,6 +159,20 @@ public final class ProxyMetrics: Sendable {
     }
 }
 
+/// Client connections ended by each timeout.
+struct ClientTimeoutCounters: Sendable {
+    let requestHead: Counter
+    let tlsHandshake: Counter
+    let clientBody: Counter
+    let clientWrite: Counter
+}
+
+/// One listener's connection gauge and refusals.
+struct ListenerMetrics: Sendable {
+    let open: Gauge
+    let refused: Counter
+}
+
 /// One service's request counters by destination zone.
 struct ServiceMetrics: Sendable {
     /// `requests[destination][class]`, class 0 = 1xx … 4 = 5xx.
@@ -128,6 +182,7 @@ struct ServiceMetrics: Sendable {
     let latency: [DurationHistogram]
     let retries: Counter
     let panicRequests: Counter
+    let noCapacityRequests: Counter
 
     func recordRequest(destination: Int, status: Int, sent: Int, received: Int) {
         let index = destination < 0 ? requests.count - 1 : destination

@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import ServiceLifecycle
+import Synchronization
 import UnixSignals
 import ZonewardModel
 import ZonewardState
@@ -58,6 +59,9 @@ public final class ProxyServer: Service, Sendable {
     private let connections = ConnectionRegistry()
     private let tcpConnections = TCPConnectionRegistry()
     private let pools: UpstreamPools
+    /// The configuration file's bytes at the last reload attempt: SIGHUP and the file watcher both see one
+    /// edit, and it must be applied (or refused and counted) once.
+    private let lastAttempt: Mutex<Data?>
 
     public init(settings: Settings, group: any EventLoopGroup, metrics: ProxyMetrics, logger: Logger) {
         self.settings = settings
@@ -71,6 +75,7 @@ public final class ProxyServer: Service, Sendable {
         )
         self.prober = HealthProber(table: table, group: group)
         self.pools = UpstreamPools(timeouts: settings.timeouts)
+        self.lastAttempt = Mutex(settings.configurationPath.flatMap { FileManager.default.contents(atPath: $0) })
     }
 
     public func run() async throws {
@@ -130,8 +135,10 @@ public final class ProxyServer: Service, Sendable {
         let pools = self.pools
         let connections = self.connections
         let tcpConnections = self.tcpConnections
-        let timeouts = settings.timeouts
+        let maxRetries = settings.timeouts.maxRetries
         let tls = try service.tls.map { try Self.makeTLSContext($0) }
+        let limits = table.metrics.listenerMetrics(service: service.name)
+        let open = ListenerConnections()
         let isTCP = service.wireProtocol == .tcp
         var bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
@@ -141,20 +148,44 @@ public final class ProxyServer: Service, Sendable {
             bootstrap = bootstrap.childChannelOption(.allowRemoteHalfClosure, value: true)
                 .childChannelOption(.autoRead, value: false)
         }
-        let name = service.name
         bootstrap = bootstrap.childChannelInitializer { channel in
             channel.eventLoop.makeCompletedFuture {
+                // Beyond the listener's limit a connection is accepted and closed at once: the kernel's
+                // backlog never fills, and the refusal is counted.
+                guard open.admit(limit: service.maxConnections) else {
+                    limits.refused.increment()
+                    channel.close(promise: nil)
+                    return
+                }
+                limits.open.increment()
+                channel.closeFuture.whenComplete { _ in
+                    open.release()
+                    limits.open.decrement()
+                }
                 connections.add(channel)
                 let handlers = channel.pipeline.syncOperations
-                if let tls { try handlers.addHandler(NIOSSLServerHandler(context: tls)) }
+                if let tls {
+                    let (deadline, observer) = TLSHandshakeDeadlineHandler.pair(
+                        timeout: TimeAmount(service.timeouts.tlsHandshake),
+                        onTimeout: { table.metrics.clientTimeouts.tlsHandshake.increment() }
+                    )
+                    try handlers.addHandler(deadline)
+                    try handlers.addHandler(NIOSSLServerHandler(context: tls))
+                    try handlers.addHandler(observer)
+                }
                 if isTCP {
                     try handlers.addHandler(
-                        TCPProxyHandler(service: name, table: table, timeouts: timeouts, registry: tcpConnections)
+                        TCPProxyHandler(
+                            service: service,
+                            table: table,
+                            maxRetries: maxRetries,
+                            registry: tcpConnections
+                        )
                     )
                 } else {
                     try handlers.addHandler(
                         HTTPProxyHandler(
-                            service: name,
+                            service: service,
                             table: table,
                             pool: pools.pool(for: channel.eventLoop),
                             scheme: tls == nil ? "http" : "https"
@@ -296,6 +327,15 @@ public final class ProxyServer: Service, Sendable {
     public func reload(reason: String) {
         guard let path = settings.configurationPath else {
             logger.info("reload requested (\(reason)), but the configuration is embedded: nothing to reload")
+            return
+        }
+        let bytes = FileManager.default.contents(atPath: path)
+        let unchanged = lastAttempt.withLock { last in
+            defer { last = bytes }
+            return bytes != nil && last == bytes
+        }
+        if unchanged {
+            logger.info("reload (\(reason)): \(path) is unchanged since the last reload; nothing to do")
             return
         }
         do {

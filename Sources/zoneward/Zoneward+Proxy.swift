@@ -61,11 +61,19 @@ extension Zoneward {
                 printError("--zone: which zone does this proxy run in? Pass --zone ZONE or set ZONEWARD_ZONE")
                 throw ExitCode.badInput
             }
+            let statePath = db ?? ProcessInfo.processInfo.environment["ZONEWARD_DB"]
+            if statePath == nil && controller == nil {
+                printError(
+                    "warning: neither --db nor --controller is given, so zone drains and failovers are not "
+                        + "followed (`zoneward zone drain` writes ./zoneward.db unless told otherwise; "
+                        + "pass --db ./zoneward.db)"
+                )
+            }
             try await runtime.serve(
                 configuration: configuration,
                 configurationPath: config,
                 zone: zone,
-                statePath: db ?? ProcessInfo.processInfo.environment["ZONEWARD_DB"],
+                statePath: statePath,
                 controllerURL: controller,
                 controllerToken: token,
                 demoBackends: false

@@ -6,13 +6,13 @@ import Testing
 @Suite struct HTTPHeadParserTests {
     let forwarding = ForwardingInfo(clientAddress: "192.0.2.7", scheme: "http")
 
-    func request(_ text: String) throws(HTTPFramingError) -> (RequestHead, String) {
+    func request(_ text: String, trusted: Bool = false) throws(HTTPFramingError) -> (RequestHead, String) {
         let buffer = ByteBuffer(string: text)
         guard let length = HTTPHeadParser.headLength(in: buffer) else { throw .headTooLarge }
         var output = ByteBuffer()
         let head = try HTTPHeadParser.parseRequest(
             buffer.getSlice(at: 0, length: length) ?? buffer,
-            forwarding: forwarding,
+            forwarding: ForwardingInfo(clientAddress: "192.0.2.7", scheme: "http", trustsPeer: trusted),
             into: &output
         )
         return (head, String(buffer: output))
@@ -37,17 +37,54 @@ import Testing
         let (head, forwarded) = try request(
             "GET /path?q=1 HTTP/1.1\r\nHost: example\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\n"
                 + "Keep-Alive: timeout=5\r\nProxy-Authorization: Basic x\r\nTE: trailers\r\nUpgrade: h2c\r\n"
-                + "X-Forwarded-For: 198.51.100.1\r\nX-Forwarded-Proto: https\r\nAccept: */*\r\n\r\n"
+                + "X-Forwarded-For: 198.51.100.1\r\nX-Forwarded-Proto: https\r\nAccept: */*\r\n\r\n",
+            trusted: true
         )
         #expect(head.method == .get)
         #expect(head.keepAlive)
         #expect(head.framing == .none)
+        #expect(!head.upgradesToWebSocket)
         #expect(
             forwarded
                 == "GET /path?q=1 HTTP/1.1\r\nHost: example\r\nAccept: */*\r\n"
                 + "X-Forwarded-For: 198.51.100.1, 192.0.2.7\r\nX-Forwarded-Proto: http\r\n"
                 + "Forwarded: for=192.0.2.7;proto=http\r\n\r\n"
         )
+    }
+
+    /// By default a peer is not trusted: its X-Forwarded-For and Forwarded are replaced, not appended to.
+    @Test func untrustedForwardingHeadersAreReplaced() throws {
+        let (_, forwarded) = try request(
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 10.0.0.1\r\nForwarded: for=10.0.0.1\r\n\r\n"
+        )
+        #expect(
+            forwarded
+                == "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\n"
+                + "Forwarded: for=192.0.2.7;proto=http\r\n\r\n"
+        )
+        let (_, trusted) = try request(
+            "GET / HTTP/1.1\r\nHost: a\r\nForwarded: for=10.0.0.1\r\n\r\n",
+            trusted: true
+        )
+        #expect(trusted.contains("Forwarded: for=10.0.0.1, for=192.0.2.7;proto=http\r\n"))
+    }
+
+    /// A WebSocket handshake keeps its Upgrade and Connection headers; other upgrades are stripped.
+    @Test func webSocketHandshakesAreForwarded() throws {
+        let (head, forwarded) = try request(
+            "GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        #expect(head.upgradesToWebSocket)
+        #expect(forwarded.hasPrefix("GET /chat HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nHost: a\r\n"))
+        #expect(forwarded.contains("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"))
+        let (h2c, stripped) = try request("GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n")
+        #expect(!h2c.upgradesToWebSocket)
+        #expect(!stripped.contains("pgrade"))
+        let post = try request(
+            "POST / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nContent-Length: 1\r\n\r\n"
+        )
+        #expect(!post.0.upgradesToWebSocket)
     }
 
     @Test func framesBodies() throws {
@@ -176,6 +213,21 @@ import Testing
             try response("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
         }
         #expect(throws: HTTPFramingError.self) { try response("ICY 200 OK\r\n\r\n") }
+        // Both framings: never forwarded with both (the client could read either).
+        #expect(throws: HTTPFramingError.contentLengthWithTransferEncoding) {
+            try response("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n")
+        }
+    }
+
+    /// 101 is relayed as it came (its Upgrade and Connection headers are for the client); 103 is interim.
+    @Test func switchingProtocolsAndEarlyHints() throws {
+        let text = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+        let switching = try response(text)
+        #expect(switching.0.status == 101)
+        #expect(!switching.0.isInterim)
+        #expect(switching.1 == nil)
+        #expect(!switching.2)
+        #expect(try response("HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n").0.isInterim)
     }
 }
 

@@ -53,6 +53,61 @@ import ZonewardState
         )
     }
 
+    /// Ejections grow to `maxEjection` and no further.
+    @Test func ejectionsAreCappedAtMaxEjection() {
+        var detector = OutlierDetector()
+        var configuration = configuration
+        configuration.maxEjection = .seconds(100)
+        var at = now
+        var lengths: [Duration] = []
+        for _ in 0..<6 {
+            guard
+                case .eject(let length) = detector.thresholdReached(
+                    "a",
+                    zonePeers: ["a", "b"],
+                    configuration: configuration,
+                    at: at
+                )
+            else {
+                Issue.record("not ejected")
+                return
+            }
+            lengths.append(length)
+            at = at + length  // fails again the moment it is back
+        }
+        #expect(lengths == [.seconds(30), .seconds(60), .seconds(90), .seconds(100), .seconds(100), .seconds(100)])
+    }
+
+    /// Time back in service decays the multiplier: one step per base-ejection period, as in Envoy.
+    @Test func ejectionsDecayAfterAHealthyPeriod() {
+        var detector = OutlierDetector()
+        var at = now
+        for _ in 0..<3 {
+            if case .eject(let length) = detector.thresholdReached(
+                "a",
+                zonePeers: ["a", "b"],
+                configuration: configuration,
+                at: at
+            ) {
+                at = at + length
+            }
+        }
+        // Third ejection was 90 s and ended at `at`. Two healthy periods (60 s) take two steps off.
+        let action = detector.thresholdReached(
+            "a",
+            zonePeers: ["a", "b"],
+            configuration: configuration,
+            at: at + .seconds(61)
+        )
+        #expect(action == .eject(for: .seconds(60)))
+        // Long healthy: back to the base length.
+        let later = at + .seconds(61) + .seconds(60) + .seconds(3600)
+        #expect(
+            detector.thresholdReached("a", zonePeers: ["a", "b"], configuration: configuration, at: later)
+                == .eject(for: .seconds(30))
+        )
+    }
+
     @Test func neverEjectsMoreThanTheCapOfAZone() {
         var detector = OutlierDetector()
         _ = detector.thresholdReached("a", zonePeers: ["a", "b"], configuration: configuration, at: now)
@@ -183,6 +238,32 @@ import ZonewardState
         #expect(routes.pick(&random) != nil)
     }
 
+    /// Panic widens only within undrained zones: a drained zone gets no request even when nothing is healthy.
+    @Test func panicNeverRoutesIntoADrainedZone() throws {
+        let table = makeTable()
+        table.setDrainedZones(["b"])
+        for port in 11...16 {
+            for _ in 0..<3 { table.recordHealthCheck(endpoint(table, port), success: false, detail: "test") }
+        }
+        let routes = try #require(table.snapshot.routes(for: "web"))
+        #expect(routes.condition == .panic)
+        #expect(
+            routes.eligibleKeys == ["web/127.0.0.1:11", "web/127.0.0.1:12", "web/127.0.0.1:15", "web/127.0.0.1:16"]
+        )
+        var random = BalancerRandom(seed: 5)
+        for _ in 0..<500 { #expect(routes.pick(&random)?.zone != "b") }
+    }
+
+    /// With every zone drained there is nothing routing allows: no endpoint, condition `unavailable`.
+    @Test func withEveryZoneDrainedNothingIsPicked() throws {
+        let table = makeTable()
+        table.setDrainedZones(["a", "b", "w"])
+        let routes = try #require(table.snapshot.routes(for: "web"))
+        #expect(routes.condition == .unavailable)
+        var random = BalancerRandom(seed: 5)
+        #expect(routes.pick(&random) == nil)
+    }
+
     @Test func consecutiveFailuresEjectAnEndpoint() throws {
         let table = makeTable()
         let failing = endpoint(table, 11)
@@ -254,5 +335,46 @@ import ZonewardState
         #expect(table.applyServiceStates(["db": .init(activeRegion: "east", epoch: 1)]).isEmpty)
         #expect(table.snapshot.routes(for: "db")?.eligibleKeys == ["db/127.0.0.1:12"])
         #expect(table.epoch(of: "db") == 2)
+    }
+
+    /// The active region's endpoint is down: panic must not reach the standby region (it may not be
+    /// promoted yet, or the old primary may be fenced). Requests get 503 no-capacity instead.
+    @Test func panicStaysInTheActiveRegion() throws {
+        let table = RoutingTable(
+            configuration: configuration,
+            sourceZone: "a",
+            metrics: ProxyMetrics(),
+            logger: Logger(label: "test")
+        )
+        let primary = try #require(table.endpoints.first { $0.address.port == 11 })
+        for _ in 0..<3 { table.recordHealthCheck(primary, success: false, detail: "test") }
+        var routes = try #require(table.snapshot.routes(for: "db"))
+        #expect(routes.condition == .panic)
+        #expect(routes.eligibleKeys == ["db/127.0.0.1:11"])
+        var random = BalancerRandom(seed: 9)
+        for _ in 0..<100 { #expect(routes.pick(&random)?.address.port == 11) }
+
+        // After failover to west, the old primary (fenced) gets nothing even when west is down too.
+        table.applyServiceStates(["db": .init(activeRegion: "west", epoch: 3)])
+        let standby = try #require(table.endpoints.first { $0.address.port == 12 })
+        for _ in 0..<3 { table.recordHealthCheck(standby, success: false, detail: "test") }
+        routes = try #require(table.snapshot.routes(for: "db"))
+        #expect(routes.eligibleKeys == ["db/127.0.0.1:12"])
+        for _ in 0..<100 { #expect(routes.pick(&random)?.address.port == 12) }
+    }
+
+    /// The active region's only zone drained and its endpoint down: nothing is allowed, nothing is picked.
+    @Test func noCapacityInTheActiveRegionPicksNothing() throws {
+        let table = RoutingTable(
+            configuration: configuration,
+            sourceZone: "a",
+            metrics: ProxyMetrics(),
+            logger: Logger(label: "test")
+        )
+        table.setDrainedZones(["a"])
+        let routes = try #require(table.snapshot.routes(for: "db"))
+        #expect(routes.condition == .unavailable)
+        var random = BalancerRandom(seed: 9)
+        #expect(routes.pick(&random) == nil)
     }
 }

@@ -91,14 +91,20 @@ public enum HTTPHeadParser {
             if isHTTP11 && fields.hostCount == 0 { throw .missingHost }
             if fields.hostCount > 1 { throw .duplicateHost }
             let keepAlive = isHTTP11 ? !fields.connectionClose : (fields.connectionKeepAlive && !fields.connectionClose)
+            // RFC 6455 §4.1: a WebSocket handshake is a GET with `Upgrade: websocket` and `Connection: Upgrade`.
+            // Upgrade is hop-by-hop, so it is forwarded only for this one protocol the proxy can tunnel.
+            let upgradesToWebSocket =
+                isHTTP11 && method == .get && fields.upgradeIsWebSocket && fields.connectionUpgrade
+                && framing == .none
 
             // The forwarded head: request line, kept headers, then the forwarding headers.
             output.reserveCapacity(minimumWritableBytes: bytes.count + 128)
             output.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[requestLine.start..<requestLine.end + 2]))
             var hasForwarded = false
+            if upgradesToWebSocket { output.writeStaticString("Connection: Upgrade\r\nUpgrade: websocket\r\n") }
             for line in fields.lines {
                 switch line.kind {
-                case .hopByHop, .connection, .forwardedProto, .forwardedFor:
+                case .hopByHop, .upgrade, .connection, .forwardedProto, .forwardedFor:
                     continue
                 case .forwarded:
                     hasForwarded = true
@@ -109,22 +115,29 @@ public enum HTTPHeadParser {
                     output.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[line.start..<line.end + 2]))
                 }
             }
-            // Earlier hops' values first, in order, then this hop's.
+            // Earlier hops' values first, in order, then this hop's; an untrusted peer's are replaced, so a
+            // client cannot make the endpoint believe it comes from elsewhere.
             output.writeStaticString("X-Forwarded-For: ")
-            for line in fields.lines where line.kind == .forwardedFor {
+            for line in fields.lines where line.kind == .forwardedFor && forwarding.trustsPeer {
                 output.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[line.value]))
                 output.writeStaticString(", ")
             }
             output.writeBytes(forwarding.clientBytes)
             output.writeBytes(forwarding.middle)
-            if hasForwarded {
+            if hasForwarded && forwarding.trustsPeer {
                 for line in fields.lines where line.kind == .forwarded {
                     output.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[line.value]))
                     output.writeStaticString(", ")
                 }
             }
             output.writeBytes(forwarding.forwardedElement)
-            return RequestHead(method: method, isHTTP11: isHTTP11, framing: framing, keepAlive: keepAlive)
+            return RequestHead(
+                method: method,
+                isHTTP11: isHTTP11,
+                framing: framing,
+                keepAlive: keepAlive,
+                upgradesToWebSocket: upgradesToWebSocket
+            )
         }
     }
 
@@ -231,13 +244,13 @@ public enum HTTPHeadParser {
             if isHeadRequest || (100..<200).contains(status) || status == 204 || status == 304 {
                 framing = .none
             } else if fields.transferEncodingCount > 0 {
+                // A length beside a coding may be read differently by the client: refuse it (502).
+                if fields.contentLength != nil { throw .contentLengthWithTransferEncoding }
                 if fields.transferEncodingIsChunked && fields.transferEncodingCount == 1 {
                     framing = .chunked
                 } else {
                     framing = .untilClose
                 }
-                // A length beside a coding may have been read differently by someone: never reuse it.
-                if fields.contentLength != nil { reusable = false }
             } else if let length = fields.contentLength {
                 framing = length > 0 ? .contentLength(length) : .none
             } else {
@@ -247,6 +260,9 @@ public enum HTTPHeadParser {
             let interim = status >= 100 && status < 200 && status != 101
             let closeClient = !interim && (!clientKeepAlive || framing == .untilClose)
             let response = ResponseHead(status: status, isHTTP11: isHTTP11, framing: framing, keepAlive: reusable)
+            // 101 Switching Protocols keeps its Upgrade and Connection headers: the client needs them. The
+            // caller decides whether the switch is allowed.
+            if status == 101 { return (response, false, false) }
 
             let addConnection: StaticString? =
                 interim
@@ -356,8 +372,8 @@ struct LineScanner {
 /// What the proxy needs from a head's header lines, gathered in one pass.
 struct HeaderSummary {
     enum Kind: Equatable {
-        case hopByHop, contentLength, transferEncoding, host, forwardedFor, forwardedProto, forwarded, connection
-        case other
+        case hopByHop, upgrade, contentLength, transferEncoding, host, forwardedFor, forwardedProto, forwarded
+        case connection, other
     }
 
     struct HeaderLine {
@@ -375,6 +391,11 @@ struct HeaderSummary {
     var hostCount = 0
     var connectionClose = false
     var connectionKeepAlive = false
+    /// Connection lists `upgrade`.
+    var connectionUpgrade = false
+    /// There is exactly one Upgrade header, and it says `websocket`.
+    var upgradeIsWebSocket = false
+    var upgradeCount = 0
     /// Header names listed in Connection (other than close and keep-alive): hop-by-hop for this message.
     var nominated: [Range<Int>] = []
 
@@ -388,6 +409,9 @@ struct HeaderSummary {
         hostCount = 0
         connectionClose = false
         connectionKeepAlive = false
+        connectionUpgrade = false
+        upgradeIsWebSocket = false
+        upgradeCount = 0
     }
 
     mutating func scan(_ scanner: inout LineScanner, _ bytes: UnsafeRawBufferPointer) throws(HTTPFramingError) {
@@ -438,6 +462,9 @@ struct HeaderSummary {
             transferEncodingIsChunked = Self.equalsIgnoringCase(bytes, header.value, "chunked")
         case .host:
             hostCount += 1
+        case .upgrade:
+            upgradeCount += 1
+            upgradeIsWebSocket = upgradeCount == 1 && Self.equalsIgnoringCase(bytes, header.value, "websocket")
         case .connection:
             // Comma-separated tokens.
             var tokenStart = header.value.lowerBound
@@ -453,6 +480,8 @@ struct HeaderSummary {
                     connectionClose = true
                 } else if Self.equalsIgnoringCase(bytes, start..<end, "keep-alive") {
                     connectionKeepAlive = true
+                } else if Self.equalsIgnoringCase(bytes, start..<end, "upgrade") {
+                    connectionUpgrade = true
                 } else {
                     nominated.append(start..<end)
                 }
@@ -464,7 +493,8 @@ struct HeaderSummary {
 
     /// True for Connection, Keep-Alive, TE, Trailer, Upgrade, Proxy-* and the fields Connection names.
     func isHopByHop(_ line: HeaderLine, _ bytes: UnsafeRawBufferPointer) -> Bool {
-        line.kind == .hopByHop || line.kind == .connection || isNominatedByConnection(line, bytes)
+        line.kind == .hopByHop || line.kind == .upgrade || line.kind == .connection
+            || isNominatedByConnection(line, bytes)
     }
 
     /// True when a Connection header named this line's field: it is hop-by-hop for this message.
@@ -489,8 +519,8 @@ struct HeaderSummary {
         case 2: return equalsIgnoringCase(bytes, name, "te") ? .hopByHop : .other
         case 4: return equalsIgnoringCase(bytes, name, "host") ? .host : .other
         case 7:
-            return equalsIgnoringCase(bytes, name, "upgrade") || equalsIgnoringCase(bytes, name, "trailer")
-                ? .hopByHop : .other
+            if equalsIgnoringCase(bytes, name, "upgrade") { return .upgrade }
+            return equalsIgnoringCase(bytes, name, "trailer") ? .hopByHop : .other
         case 9: return equalsIgnoringCase(bytes, name, "forwarded") ? .forwarded : .other
         case 10:
             if equalsIgnoringCase(bytes, name, "connection") { return .connection }

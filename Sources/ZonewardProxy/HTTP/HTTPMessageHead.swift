@@ -21,6 +21,9 @@ public struct RequestHead: Sendable {
     public var framing: BodyFraming
     /// Whether the client wants the connection kept open after the response.
     public var keepAlive: Bool
+    /// A WebSocket handshake (GET, `Upgrade: websocket`, `Connection: Upgrade`): a 101 answer turns the
+    /// connection into a byte tunnel. Any other request answered with 101 is a 502.
+    public var upgradesToWebSocket = false
     public var isHead: Bool { method == .head }
     /// Safe to send twice: GET, HEAD, OPTIONS, TRACE, PUT, DELETE.
     public var isIdempotent: Bool {
@@ -46,6 +49,9 @@ public struct ResponseHead: Sendable {
 public struct ForwardingInfo: Sendable {
     /// The client's address, for X-Forwarded-For and Forwarded.
     public let clientAddress: String
+    /// Whether the peer's own X-Forwarded-For and Forwarded values are kept (appended to); otherwise they
+    /// are replaced.
+    public let trustsPeer: Bool
     /// `http` or `https`: how the client reached the proxy.
     public let scheme: String
     /// The client's address as X-Forwarded-For's last element.
@@ -55,8 +61,9 @@ public struct ForwardingInfo: Sendable {
     /// Forwarded's element for this hop, and the end of the head.
     let forwardedElement: [UInt8]
 
-    public init(clientAddress: String, scheme: String) {
+    public init(clientAddress: String, scheme: String, trustsPeer: Bool = false) {
         self.clientAddress = clientAddress
+        self.trustsPeer = trustsPeer
         self.scheme = scheme
         clientBytes = Array(clientAddress.utf8)
         middle = Array("\r\nX-Forwarded-Proto: \(scheme)\r\nForwarded: ".utf8)

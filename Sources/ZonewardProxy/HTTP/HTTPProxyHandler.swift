@@ -1,10 +1,20 @@
 import NIOCore
+import ZonewardModel
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#else
+import Darwin
+#endif
 
 /// The client side of the HTTP/1.1 proxy, one per client connection: frames each request on the
 /// `ByteBuffer` it arrives in, picks an endpoint by the zone plan, relays the head (rewritten), the body
 /// and the response as bytes with backpressure both ways, and keeps both sides alive between requests.
-final class HTTPProxyHandler: ChannelDuplexHandler {
+final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
@@ -44,6 +54,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     private let table: RoutingTable
     private let pool: UpstreamPool
     private let scheme: String
+    private let forwardedFor: ForwardedForConfiguration
     private var context: ChannelHandlerContext?
     private var forwarding = ForwardingInfo(clientAddress: "unknown", scheme: "http")
     private var scratch = HeaderSummary()
@@ -59,13 +70,16 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     private var quiescing = false
     private var closed = false
     private var random: BalancerRandom
-    private let idle = IdleWatch()
+    private var timer: ClientTimer
+    private var tick: RepeatedTask?
 
-    init(service: String, table: RoutingTable, pool: UpstreamPool, scheme: String) {
-        self.serviceName = service
+    init(service: ServiceConfiguration, table: RoutingTable, pool: UpstreamPool, scheme: String) {
+        self.serviceName = service.name
         self.table = table
         self.pool = pool
         self.scheme = scheme
+        self.forwardedFor = service.forwardedFor
+        self.timer = ClientTimer(timeouts: service.timeouts, acceptedAt: .now())
         self.random = BalancerRandom(seed: UInt64.random(in: 1...UInt64.max))
     }
 
@@ -73,30 +87,106 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        forwarding = ForwardingInfo(
-            clientAddress: context.channel.remoteAddress?.ipAddress ?? "unknown",
-            scheme: scheme
-        )
+        let peer = context.channel.remoteAddress?.ipAddress ?? "unknown"
+        forwarding = ForwardingInfo(clientAddress: peer, scheme: scheme, trustsPeer: forwardedFor.trusts(peer: peer))
+        // The loop's clock, not the wall clock: tests drive it with an embedded loop.
+        timer = ClientTimer(timeouts: timer.timeouts, acceptedAt: context.eventLoop.now)
+        if context.channel.isActive { startTimer(context: context) }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        idle.stop()
+        tick?.cancel()
+        tick = nil
         self.context = nil
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        // A client with no request in flight for the idle timeout is closed.
-        idle.start(on: context.eventLoop, period: TimeAmount(pool.timeouts.clientIdle / 2)) { [self] in
-            if exchange == nil { closeClient() }
-        }
+        startTimer(context: context)
         context.fireChannelActive()
+    }
+
+    /// One coarse timer per connection enforces every client timeout (see `ClientTimer`).
+    private func startTimer(context: ChannelHandlerContext) {
+        guard tick == nil else { return }
+        let period = timer.period
+        let loop = context.eventLoop
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        tick = loop.scheduleRepeatedTask(initialDelay: period, delay: period) { _ in
+            bound.value.checkTimeouts(at: loop.now)
+        }
+    }
+
+    /// What the connection waits for now, for the timer.
+    private var phase: ClientTimer.Phase {
+        guard let current = exchange else { return .awaitingRequest }
+        if !current.body.isComplete, let upstream = current.upstream, upstream.isWritable {
+            return .awaitingBody
+        }
+        return .busy
+    }
+
+    /// True while a request in flight waits on its client (body bytes withheld, or the response not taken):
+    /// the endpoint's silence then is not the endpoint's failure.
+    var isWaitingOnClient: Bool {
+        guard let current = exchange else { return false }
+        return (!current.body.isComplete && (current.upstream?.isWritable ?? false)) || !clientIsWritable
+    }
+
+    func checkTimeouts(at now: NIODeadline) {
+        guard !closed else { return }
+        switch timer.tick(at: now, phase: phase) {
+        case .keep:
+            return
+        case .requestHeadTimeout(let bytesSeen):
+            table.metrics.clientTimeouts.requestHead.increment()
+            if bytesSeen {
+                respondLocally(status: 408, cause: "request-head-timeout", close: true)
+            } else {
+                closeClient()
+            }
+        case .bodyTimeout:
+            table.metrics.clientTimeouts.clientBody.increment()
+            // The client's stall: the upstream connection is dropped but the endpoint is not blamed.
+            abandonUpstream()
+            respondLocally(status: 408, cause: "request-body-timeout", close: true)
+        case .notReading:
+            table.metrics.clientTimeouts.clientWrite.increment()
+            abandonUpstream()
+            // Not after the pending writes (they never drain): reset now, so neither NIO nor the kernel keeps
+            // megabytes of unsent response for a client that will not take them.
+            closed = true
+            if let context {
+                let channel = context.channel
+                if let socket = channel as? any SocketOptionProvider {
+                    socket.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in
+                        channel.close(promise: nil)
+                    }
+                } else {
+                    context.close(promise: nil)
+                }
+            }
+        case .idle:
+            closeClient()
+        }
+    }
+
+    /// Drops the exchange's upstream connection without counting a failure against its endpoint.
+    private func abandonUpstream() {
+        guard let current = exchange else { return }
+        current.upstream?.close()
+        current.upstream = nil
+        if let endpoint = current.endpoint {
+            endpoint.outstanding.wrappingAdd(-1, ordering: .relaxed)
+            current.endpoint = nil
+            current.tried.append(endpoint)
+        }
     }
 
     // MARK: Client → proxy
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var buffer = unwrapInboundIn(data)
-        idle.touch()
+        timer.touch()
         if inbound == nil || inbound?.readableBytes == 0 {
             inbound = buffer
         } else {
@@ -123,6 +213,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         }
         guard let length = HTTPHeadParser.headLength(in: buffer, scanFrom: scanFrom) else {
             inbound = buffer
+            // The head's deadline runs from its first byte, however slowly the rest trickles in.
+            if buffer.readableBytes > 0 { timer.headBegan() }
             if buffer.readableBytes > HTTPHeadParser.maxHeadBytes {
                 respondLocally(status: 431, cause: "request-head-too-large", close: true)
             } else {
@@ -133,6 +225,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         guard let headBytes = buffer.readSlice(length: length), let context else { return }
         inbound = buffer
         scanFrom = 0
+        timer.headEnded()
         var forwarded = context.channel.allocator.buffer(capacity: length + 160)
         let request: RequestHead
         do {
@@ -157,6 +250,12 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         }
         guard let routes = cachedRoutes else {
             respondLocally(status: 503, cause: "service-not-configured", close: true)
+            return
+        }
+        if routes.condition == .unavailable {
+            // Nothing where routing allows: never widen to a drained zone or a fenced region.
+            routes.metrics.noCapacityRequests.increment()
+            respondLocally(status: 503, cause: "no-capacity", close: !BodyTracker(request.framing).isComplete)
             return
         }
         generation += 1
@@ -204,6 +303,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             current.sentAt = .now()
             current.sent += current.head.readableBytes
             exchange = current
+            timer.restartActivityClock()
             connection.begin(current.head, request: current.request, for: self)
             forwardRequestBody()
             connection.flush()
@@ -229,8 +329,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             inbound = buffer
             exchange = current
         } catch {
+            // The client's bad framing: drop the upstream, release the endpoint without blaming it.
             exchange = current
-            upstream.close()
+            abandonUpstream()
             respondLocally(status: 400, cause: "invalid-chunked-body", close: true)
         }
     }
@@ -257,6 +358,42 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         context?.write(wrapOutboundOut(bytes), promise: nil)
     }
 
+    /// The endpoint accepted a WebSocket handshake: relay its 101, then the two connections become a byte
+    /// tunnel both ways (the upstream connection never returns to the pool).
+    func switchToTunnel(upstream: UpstreamConnection, head: ByteBuffer, leftover: ByteBuffer) {
+        guard let current = exchange, let context else {
+            upstream.close()
+            return
+        }
+        exchange = nil
+        closed = true
+        tick?.cancel()
+        tick = nil
+        current.status = 101
+        current.received += head.readableBytes
+        record(current, status: 101, success: true)
+        context.write(wrapOutboundOut(head), promise: nil)
+        context.flush()
+        let (clientSide, upstreamSide) = GlueHandler.matchedPair(idleTimeout: timer.timeouts.tcpIdle)
+        do {
+            let pipeline = context.pipeline.syncOperations
+            try pipeline.addHandler(clientSide, position: .after(self))
+            try upstream.becomeTunnel(upstreamSide, leftover: leftover)
+            // Bytes the client sent after its handshake (frames sent early) go up the tunnel.
+            if let early = inbound, early.readableBytes > 0 {
+                inbound = nil
+                context.fireChannelRead(wrapInboundOut(early))
+                context.fireChannelReadComplete()
+            }
+            let channel = context.channel
+            pipeline.removeHandler(context: context, promise: nil)
+            channel.read()
+        } catch {
+            upstream.close()
+            context.close(promise: nil)
+        }
+    }
+
     func flushClient() {
         context?.flush()
     }
@@ -275,6 +412,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             upstream.close()
         }
         exchange = nil
+        timer.restartActivityClock()
         if current.closeClient || !current.request.keepAlive || !current.body.isComplete || quiescing {
             closeClient()
             return
@@ -336,7 +474,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     }
 
     /// Counts a finished exchange and releases its endpoint.
-    private func record(_ current: Exchange, status: Int, success: Bool) {
+    /// - Parameter success: the endpoint's outcome for outlier detection; nil when the endpoint is not to
+    ///   blame either way (the client ended the exchange).
+    private func record(_ current: Exchange, status: Int, success: Bool?) {
         let zone = current.endpoint.flatMap { current.routes.zoneIndex[$0.zone] } ?? -1
         current.routes.metrics.recordRequest(
             destination: zone,
@@ -346,7 +486,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         )
         if let endpoint = current.endpoint {
             endpoint.outstanding.wrappingAdd(-1, ordering: .relaxed)
-            table.recordResult(endpoint, success: success, detail: "HTTP \(status)")
+            current.endpoint = nil
+            if let success { table.recordResult(endpoint, success: success, detail: "HTTP \(status)") }
         }
     }
 
@@ -355,6 +496,17 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         guard let context else { return }
         let current = exchange
         exchange = nil
+        if let current, current.responseStarted {
+            // Part of a response is out: a second status line would splice two messages. Close instead.
+            record(current, status: current.status == 0 ? status : current.status, success: nil)
+            closeClient()
+            return
+        }
+        if let endpoint = current?.endpoint {
+            // Never leak the endpoint's outstanding count, whatever ended the exchange.
+            endpoint.outstanding.wrappingAdd(-1, ordering: .relaxed)
+            current?.endpoint = nil
+        }
         let reason = Self.reasons[status] ?? "Error"
         let body = "\(status) \(reason): \(cause)\n"
         let keepAlive = !close && (current?.request.keepAlive ?? false) && !quiescing
@@ -385,7 +537,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     }
 
     private static let reasons = [
-        400: "Bad Request", 405: "Method Not Allowed", 431: "Request Header Fields Too Large", 501: "Not Implemented",
+        400: "Bad Request", 405: "Method Not Allowed", 408: "Request Timeout", 431: "Request Header Fields Too Large",
+        501: "Not Implemented",
         502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout", 505: "HTTP Version Not Supported",
     ]
 
@@ -399,7 +552,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     // MARK: Lifecycle
 
     func channelInactive(context: ChannelHandlerContext) {
-        idle.stop()
+        tick?.cancel()
+        tick = nil
         closed = true
         if let current = exchange {
             exchange = nil
@@ -413,7 +567,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { exchange?.upstream?.resumeReading() }
+        let writable = context.channel.isWritable
+        timer.writabilityChanged(writable: writable)
+        if writable { exchange?.upstream?.resumeReading() }
         context.fireChannelWritabilityChanged()
     }
 

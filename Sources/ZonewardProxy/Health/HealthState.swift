@@ -64,9 +64,17 @@ public struct OutlierDetector: Sendable {
             return .refusedAtLimit(firstTime: refused.insert(key).inserted)
         }
         refused.remove(key)
-        let count = (ejectionCount[key] ?? 0) + 1
+        // Envoy's decay: each base-ejection period spent back in service takes one step off the multiplier,
+        // so an endpoint that recovered for good starts over at the base length.
+        var count = ejectionCount[key] ?? 0
+        if let until = ejectedUntil[key], count > 0 {
+            count = max(0, count - Int((now - until) / configuration.baseEjection))
+        }
+        // Grow until the cap; count stops growing there so a long-flapping endpoint's multiplier cannot overflow.
+        let cap = max(1, Int((configuration.maxEjection / configuration.baseEjection).rounded(.up)))
+        count = min(count + 1, cap)
         ejectionCount[key] = count
-        let length = configuration.baseEjection * count
+        let length = min(configuration.baseEjection * count, configuration.maxEjection)
         ejectedUntil[key] = now + length
         return .eject(for: length)
     }

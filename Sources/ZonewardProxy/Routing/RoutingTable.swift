@@ -244,9 +244,14 @@ public final class RoutingTable: Sendable {
             // A CA file that cannot be loaded makes every connection fail, which health checks then show.
             let tls = service.upstreamTLS.flatMap { try? UpstreamTLS.make($0) }
             for endpointConfiguration in service.endpoints {
-                let endpoint = UpstreamEndpoint(service: service.name, configuration: endpointConfiguration, tls: tls)
+                let endpoint = UpstreamEndpoint(
+                    service: service.name,
+                    configuration: endpointConfiguration,
+                    tls: tls,
+                    timeouts: service.timeouts
+                )
                 if let old = existing[endpoint.key], old.zone == endpoint.zone, old.weight == endpoint.weight,
-                    old.tls?.configuration == endpoint.tls?.configuration
+                    old.tls?.configuration == endpoint.tls?.configuration, old.timeouts == endpoint.timeouts
                 {
                     endpoints[endpoint.key] = old
                 } else {
@@ -281,11 +286,13 @@ public final class RoutingTable: Sendable {
                 for endpoint in endpoints { byZone[zoneIndex[endpoint.zone] ?? 0].append(endpoint) }
                 return byZone
             }
-            let eligible = all.filter { endpoint in
-                endpoint.weight > 0 && !unhealthy.contains(endpoint.key) && !ejected.contains(endpoint.key)
-                    && !state.drainedZones.contains(endpoint.zone)
+            // What routing allows at all: undrained zones, and only the active region for an
+            // `activeRegion` service (the others may be fenced). Panic never widens beyond this.
+            let allowed = all.filter { endpoint in
+                endpoint.weight > 0 && !state.drainedZones.contains(endpoint.zone)
                     && (service.routing != .activeRegion || regionOf[endpoint.zone] == active)
             }
+            let eligible = allowed.filter { !unhealthy.contains($0.key) && !ejected.contains($0.key) }
             var capacity = eligible.reduce(into: [String: Double]()) { $0[$1.zone, default: 0] += $1.weight }
             var problem = PlanningProblem(
                 configuration: configuration,
@@ -301,11 +308,18 @@ public final class RoutingTable: Sendable {
                 let drainsMatter = all.contains { state.drainedZones.contains($0.zone) }
                 condition = drainsMatter ? .draining : (plan.state == .spilling ? .spilling : .local)
             } else {
-                // Panic: no healthy capacity anywhere. Route to every endpoint rather than drop traffic.
-                chosen = all.filter { $0.weight > 0 }
+                // Panic: no healthy capacity where routing allows. Route to every endpoint routing allows,
+                // healthy or not, rather than drop traffic; with none there, requests get 503 no-capacity.
+                chosen = allowed
                 capacity = chosen.reduce(into: [String: Double]()) { $0[$1.zone, default: 0] += $1.weight }
-                problem = PlanningProblem(configuration: configuration, service: service, capacity: capacity)
-                condition = .panic
+                problem = PlanningProblem(
+                    configuration: configuration,
+                    service: service,
+                    capacity: capacity,
+                    drainedZones: state.drainedZones,
+                    activeRegion: active
+                )
+                condition = chosen.isEmpty ? .unavailable : .panic
             }
             let plan = ZonePlanner.plan(problem)
             services.append(

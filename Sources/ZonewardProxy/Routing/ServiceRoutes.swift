@@ -9,8 +9,11 @@ public enum RoutingCondition: String, Sendable, CaseIterable {
     case spilling
     /// A zone the service has endpoints in is drained.
     case draining
-    /// No healthy capacity anywhere: every endpoint is used regardless of health.
+    /// No healthy capacity where routing allows: every endpoint routing allows (undrained zones, the active
+    /// region) is used regardless of health.
     case panic
+    /// No endpoint at all where routing allows: requests get 503 with `X-Zoneward-Error: no-capacity`.
+    case unavailable
 }
 
 /// One service's routing, as of one snapshot: the plan's row for the proxy's own zone and the endpoints

@@ -21,11 +21,19 @@ public final class UpstreamEndpoint: Sendable {
     let consecutiveFailures = Atomic<Int>(0)
     /// TLS to this endpoint, when the service asks for it.
     let tls: UpstreamTLS?
+    /// The service's timeouts (connect, upstream read) for connections to this endpoint.
+    let timeouts: TimeoutConfiguration
 
-    init(service: String, configuration: EndpointConfiguration, tls: UpstreamTLS? = nil) {
+    init(
+        service: String,
+        configuration: EndpointConfiguration,
+        tls: UpstreamTLS? = nil,
+        timeouts: TimeoutConfiguration = .init()
+    ) {
         self.key = "\(service)/\(configuration.address)"
         self.service = service
         self.tls = tls
+        self.timeouts = timeouts
         self.address = configuration.address
         self.socketAddress = try? SocketAddress(ipAddress: configuration.address.host, port: configuration.address.port)
         self.zone = configuration.zone

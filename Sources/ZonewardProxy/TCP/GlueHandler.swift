@@ -1,7 +1,8 @@
 import NIOCore
 
 /// Relays bytes between two channels on one event loop, the pattern of swift-nio-examples' connect-proxy:
-/// reads on one side only while the other is writable, and propagates half-close and errors.
+/// reads on one side only while the other is writable, and propagates half-close and errors. A pair
+/// shares one `IdleWatch`: no byte either way for the idle timeout closes both sides.
 final class GlueHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
@@ -12,13 +13,22 @@ final class GlueHandler: ChannelDuplexHandler {
     private var pendingRead = false
     /// Bytes this side received, for metrics.
     private(set) var bytesReceived = 0
+    private let idle: IdleWatch
+    /// Set on the side that runs the shared idle watch.
+    private let idleTimeout: TimeAmount?
 
-    private init() {}
+    private init(idle: IdleWatch, idleTimeout: TimeAmount?) {
+        self.idle = idle
+        self.idleTimeout = idleTimeout
+    }
 
-    /// Two handlers glued to each other: add one to each channel.
-    static func matchedPair() -> (GlueHandler, GlueHandler) {
-        let first = GlueHandler()
-        let second = GlueHandler()
+    /// Two handlers glued to each other: add the first to the client's channel, the second to the other.
+    ///
+    /// - Parameter idleTimeout: no byte either way for this long closes both; nil never.
+    static func matchedPair(idleTimeout: Duration? = nil) -> (GlueHandler, GlueHandler) {
+        let idle = IdleWatch()
+        let first = GlueHandler(idle: idle, idleTimeout: idleTimeout.map { TimeAmount($0) })
+        let second = GlueHandler(idle: idle, idleTimeout: nil)
         first.partner = second
         second.partner = first
         return (first, second)
@@ -26,9 +36,17 @@ final class GlueHandler: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        if let idleTimeout {
+            // The watch notices idleness within one to two periods.
+            idle.start(on: context.eventLoop, period: .nanoseconds(idleTimeout.nanoseconds / 2)) { [self] in
+                partner?.partnerCloseFull()
+                self.context?.close(promise: nil)
+            }
+        }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        if idleTimeout != nil { idle.stop() }
         self.context = nil
         partner = nil
     }
@@ -61,6 +79,7 @@ final class GlueHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        idle.touch()
         bytesReceived += unwrapInboundIn(data).readableBytes
         partner?.partnerWrite(data)
     }
@@ -70,6 +89,7 @@ final class GlueHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        if idleTimeout != nil { idle.stop() }
         partner?.partnerCloseFull()
         context.fireChannelInactive()
     }

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import ZonewardModel
 
 /// The first handler of an accepted TCP connection: picks an endpoint by the zone plan, connects on the
 /// same event loop (retrying another endpoint on a connect failure), then glues the two channels together.
@@ -8,15 +9,17 @@ final class TCPProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private let serviceName: String
     private let table: RoutingTable
-    private let timeouts: ProxyTimeouts
+    private let timeouts: TimeoutConfiguration
+    private let maxRetries: Int
     private let registry: TCPConnectionRegistry
     private var random = BalancerRandom(seed: UInt64.random(in: 1...UInt64.max))
     private var tried: [UpstreamEndpoint] = []
 
-    init(service: String, table: RoutingTable, timeouts: ProxyTimeouts, registry: TCPConnectionRegistry) {
-        self.serviceName = service
+    init(service: ServiceConfiguration, table: RoutingTable, maxRetries: Int, registry: TCPConnectionRegistry) {
+        self.serviceName = service.name
         self.table = table
-        self.timeouts = timeouts
+        self.timeouts = service.timeouts
+        self.maxRetries = maxRetries
         self.registry = registry
     }
 
@@ -29,6 +32,9 @@ final class TCPProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         guard let routes = table.snapshot.routes(for: serviceName),
             let endpoint = routes.pick(&random, excluding: tried)
         else {
+            if let routes = table.snapshot.routes(for: serviceName), routes.condition == .unavailable {
+                routes.metrics.noCapacityRequests.increment()
+            }
             table.snapshot.routes(for: serviceName)?.metrics.recordRequest(
                 destination: -1,
                 status: 503,
@@ -52,7 +58,7 @@ final class TCPProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             case .failure(let error):
                 endpoint.outstanding.wrappingAdd(-1, ordering: .relaxed)
                 self.table.recordResult(endpoint, success: false, detail: "connect failed: \(error)")
-                if self.tried.count <= self.timeouts.maxRetries {
+                if self.tried.count <= self.maxRetries {
                     routes.metrics.retries.increment()
                     self.connect(context: context)
                 } else {
@@ -70,7 +76,7 @@ final class TCPProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         endpoint: UpstreamEndpoint,
         routes: ServiceRoutes
     ) {
-        let (clientSide, upstreamSide) = GlueHandler.matchedPair()
+        let (clientSide, upstreamSide) = GlueHandler.matchedPair(idleTimeout: timeouts.tcpIdle)
         do {
             try context.pipeline.syncOperations.addHandler(clientSide)
             try upstream.pipeline.syncOperations.addHandler(upstreamSide)

@@ -2,8 +2,9 @@ import NIOCore
 
 /// One keep-alive connection to an endpoint. Frames each response (head, then body by its framing),
 /// hands the bytes to the client side as they arrive, and returns to the pool when a response ends cleanly.
-final class UpstreamConnection: ChannelDuplexHandler {
+final class UpstreamConnection: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
@@ -19,6 +20,7 @@ final class UpstreamConnection: ChannelDuplexHandler {
     private var receivedAnything = false
     private var pendingRead = false
     private var isHeadRequest = false
+    private var upgradesToWebSocket = false
     private var clientKeepAlive = true
     private var clientIsHTTP11 = true
     private var scratch = HeaderSummary()
@@ -44,7 +46,10 @@ final class UpstreamConnection: ChannelDuplexHandler {
     func watchIdleness(period: TimeAmount) {
         guard let context else { return }
         idle.start(on: context.eventLoop, period: period) { [self] in
-            if exchange != nil {
+            if let exchange {
+                // Silence while the client withholds the body or takes no response byte is the client's
+                // stall, which the client side times out; it is never counted against the endpoint.
+                if exchange.isWaitingOnClient || pendingRead { return }
                 fail(.timeout)
             } else {
                 self.context?.close(promise: nil)
@@ -56,6 +61,7 @@ final class UpstreamConnection: ChannelDuplexHandler {
     func begin(_ requestHead: ByteBuffer, request: RequestHead, for exchange: HTTPProxyHandler) {
         self.exchange = exchange
         isHeadRequest = request.isHead
+        upgradesToWebSocket = request.upgradesToWebSocket
         clientKeepAlive = request.keepAlive
         clientIsHTTP11 = request.isHTTP11
         head = nil
@@ -84,6 +90,25 @@ final class UpstreamConnection: ChannelDuplexHandler {
     func close() {
         exchange = nil
         context?.close(promise: nil)
+    }
+
+    /// Hands this connection's channel over to a byte tunnel: it leaves the pool for good, and `handler`
+    /// takes this handler's place in the pipeline.
+    func becomeTunnel(_ handler: GlueHandler, leftover: ByteBuffer) throws {
+        guard let context else { throw UnrequestedProtocolSwitch() }
+        pool?.closed(self)
+        pool = nil
+        idle.stop()
+        let pipeline = context.pipeline.syncOperations
+        try pipeline.addHandler(handler, position: .after(self))
+        if leftover.readableBytes > 0 {
+            context.fireChannelRead(wrapInboundOut(leftover))
+            context.fireChannelReadComplete()
+        }
+        let channel = context.channel
+        pipeline.removeHandler(context: context, promise: nil)
+        // A read held back for backpressure is the tunnel's to issue now.
+        channel.read()
     }
 
     /// The client can take more bytes: read again if a read was held back.
@@ -151,6 +176,15 @@ final class UpstreamConnection: ChannelDuplexHandler {
                 into: &rewritten,
                 scratch: &scratch
             )
+            if response.status == 101 {
+                // Only a WebSocket handshake may switch protocols; anything else is a broken endpoint (502).
+                guard upgradesToWebSocket else { throw UnrequestedProtocolSwitch() }
+                self.exchange = nil
+                let leftover = buffer
+                buffer.moveReaderIndex(forwardBy: buffer.readableBytes)
+                exchange.switchToTunnel(upstream: self, head: headBytes, leftover: leftover)
+                return
+            }
             exchange.responseHead(didRewrite ? rewritten : headBytes, response: response, closeClient: closeClient)
             if response.isInterim { continue }
             reusable = response.keepAlive
@@ -222,6 +256,9 @@ final class UpstreamConnection: ChannelDuplexHandler {
 
 @available(*, unavailable)
 extension UpstreamConnection: Sendable {}
+
+/// A 101 answer to a request that did not ask for a WebSocket.
+struct UnrequestedProtocolSwitch: Error {}
 
 /// Why a request could not be completed upstream.
 enum UpstreamFailure: Error {

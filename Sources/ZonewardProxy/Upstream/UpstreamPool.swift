@@ -12,14 +12,35 @@ final class UpstreamPool {
     let timeouts: ProxyTimeouts
     private var idle: [String: [UpstreamConnection]] = [:]
     private var open: [String: Int] = [:]
-    /// Requests and retries in the current window, for the retry budget.
-    private var windowStart = NIODeadline.now()
-    private var windowRequests = 0
-    private var windowRetries = 0
+    /// Requests and retries over the last 10 seconds, for the retry budget.
+    private var budget = RetryBudget()
 
-    init(eventLoop: any EventLoop, timeouts: ProxyTimeouts) {
+    /// Opens a channel to an endpoint with an `UpstreamConnection` in its pipeline.
+    typealias Connector = (UpstreamEndpoint, any EventLoop) -> EventLoopFuture<any Channel>
+
+    private let connector: Connector
+
+    /// - Parameter connector: how connections are opened; real sockets by default, embedded channels in tests.
+    init(eventLoop: any EventLoop, timeouts: ProxyTimeouts, connector: @escaping Connector = UpstreamPool.connect) {
         self.eventLoop = eventLoop
         self.timeouts = timeouts
+        self.connector = connector
+    }
+
+    /// Connects over TCP (and TLS when the service asks for it).
+    static func connect(_ endpoint: UpstreamEndpoint, on eventLoop: any EventLoop) -> EventLoopFuture<any Channel> {
+        let bootstrap = ClientBootstrap(group: eventLoop)
+            .connectTimeout(TimeAmount(endpoint.timeouts.connect))
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if let tls = endpoint.tls {
+                        try channel.pipeline.syncOperations.addHandler(tls.makeHandler(host: endpoint.address.host))
+                    }
+                    try channel.pipeline.syncOperations.addHandler(UpstreamConnection(endpoint: endpoint))
+                }
+            }
+        return endpoint.connect(with: bootstrap)
     }
 
     /// Calls `completion` on this event loop with an idle connection to `endpoint`, or a new one.
@@ -36,25 +57,13 @@ final class UpstreamPool {
             return
         }
         open[endpoint.key, default: 0] += 1
-        let bootstrap = ClientBootstrap(group: eventLoop)
-            .connectTimeout(TimeAmount(timeouts.connect))
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    if let tls = endpoint.tls {
-                        try channel.pipeline.syncOperations.addHandler(tls.makeHandler(host: endpoint.address.host))
-                    }
-                    try channel.pipeline.syncOperations.addHandler(UpstreamConnection(endpoint: endpoint))
-                }
-            }
-        let connected = endpoint.connect(with: bootstrap)
-        connected.assumeIsolated().whenComplete { result in
+        connector(endpoint, eventLoop).assumeIsolated().whenComplete { result in
             switch result {
             case .success(let channel):
                 do {
                     let connection = try channel.pipeline.syncOperations.handler(type: UpstreamConnection.self)
                     connection.pool = self
-                    connection.watchIdleness(period: TimeAmount(self.timeouts.upstreamRead / 2))
+                    connection.watchIdleness(period: TimeAmount(endpoint.timeouts.upstreamRead / 2))
                     completion(.success(connection))
                 } catch {
                     self.open[endpoint.key, default: 1] -= 1
@@ -87,26 +96,53 @@ final class UpstreamPool {
         for connection in connections { connection.close() }
     }
 
-    /// Counts a request; returns whether a retry fits the budget.
+    /// Counts a request.
     func countRequest() {
-        rollWindow()
-        windowRequests += 1
+        budget.countRequest(at: .now())
     }
 
+    /// Whether a retry fits the budget; counts it when it does.
     func mayRetry() -> Bool {
-        rollWindow()
-        guard Double(windowRetries + 1) <= max(3, timeouts.retryBudget * Double(windowRequests)) else { return false }
-        windowRetries += 1
+        budget.mayRetry(at: .now(), share: timeouts.retryBudget)
+    }
+}
+
+/// The retry budget over a sliding window: retries may be `share` of the requests of the last 10 seconds,
+/// and at least 3. A window that slides second by second has no reset: a failure just after a boundary
+/// gets the same budget as one just before (a fixed window that resets every 10 s did not).
+struct RetryBudget {
+    /// Per-second buckets of the last 10 seconds, indexed by second modulo 10.
+    private var requests = [Int](repeating: 0, count: 10)
+    private var retries = [Int](repeating: 0, count: 10)
+    private var second: Int64 = 0
+
+    static let minimumRetries = 3
+
+    mutating func countRequest(at now: NIODeadline) {
+        advance(to: now)
+        requests[Int(second % 10)] += 1
+    }
+
+    mutating func mayRetry(at now: NIODeadline, share: Double) -> Bool {
+        advance(to: now)
+        let allowed = max(Double(Self.minimumRetries), share * Double(requests.reduce(0, +)))
+        guard Double(retries.reduce(0, +) + 1) <= allowed else { return false }
+        retries[Int(second % 10)] += 1
         return true
     }
 
-    private func rollWindow() {
-        let now = NIODeadline.now()
-        if now - windowStart > .seconds(10) {
-            windowStart = now
-            windowRequests = 0
-            windowRetries = 0
+    /// Clears the buckets of the seconds that passed since the last call.
+    private mutating func advance(to now: NIODeadline) {
+        let current = now.uptimeNanoseconds.dividedReportingOverflow(by: 1_000_000_000).partialValue
+        let target = Int64(clamping: current)
+        guard target > second else { return }
+        let passed = min(target - second, 10)
+        for step in 1...passed {
+            let index = Int((second + step) % 10)
+            requests[index] = 0
+            retries[index] = 0
         }
+        second = target
     }
 }
 
