@@ -18,7 +18,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    /// One request in flight. A class: the request path mutates it often and must not copy it each time.
+    /// One request in flight: its decisions in `machine`, its resources and counters beside it. A class: the
+    /// request path mutates it often and must not copy it each time.
     private final class Exchange {
         let generation: Int
         let request: RequestHead
@@ -26,27 +27,32 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let head: ByteBuffer
         var body: BodyTracker
         let routes: ServiceRoutes
+        var machine: ExchangeStateMachine
         var endpoint: UpstreamEndpoint?
         /// Endpoints tried before the current one (empty unless retrying).
         var tried: [UpstreamEndpoint] = []
         var upstream: UpstreamConnection?
-        var responseStarted = false
-        var status = 0
-        var closeClient = false
-        var bodyBytesSent = 0
         var sent = 0
         var received = 0
         var sentAt = NIODeadline.now()
-        var retries = 0
-        /// Why the previous attempt failed, to report when no endpoint is left to retry on.
-        var lastFailure: UpstreamFailure?
 
-        init(generation: Int, request: RequestHead, head: ByteBuffer, body: BodyTracker, routes: ServiceRoutes) {
+        init(
+            generation: Int,
+            request: RequestHead,
+            head: ByteBuffer,
+            body: BodyTracker,
+            routes: ServiceRoutes,
+            maxRetries: Int
+        ) {
             self.generation = generation
             self.request = request
             self.head = head
             self.body = body
             self.routes = routes
+            self.machine = ExchangeStateMachine(
+                request: .init(isIdempotent: request.isIdempotent, keepAlive: request.keepAlive),
+                maxRetries: maxRetries
+            )
         }
     }
 
@@ -266,7 +272,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             request: request,
             head: forwarded,
             body: BodyTracker(request.framing),
-            routes: routes
+            routes: routes,
+            maxRetries: pool.timeouts.maxRetries
         )
         dispatch()
     }
@@ -276,7 +283,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard let current = exchange else { return }
         guard let endpoint = current.routes.pick(&random, excluding: current.tried) else {
             exchange = current
-            if let failure = current.lastFailure {
+            if let failure = current.machine.lastFailure {
                 respondToFailure(failure, close: !current.body.isComplete)
             } else {
                 respondLocally(status: 503, cause: "no-healthy-endpoint", close: !current.body.isComplete)
@@ -300,6 +307,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         switch result {
         case .success(let connection):
             current.upstream = connection
+            current.machine.connected()
             current.sentAt = .now()
             current.sent += current.head.readableBytes
             exchange = current
@@ -323,7 +331,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             let taken = try buffer.withUnsafeReadableBytes { try current.body.consume($0) }
             if taken > 0, let slice = buffer.readSlice(length: taken) {
                 upstream.write(slice)
-                current.bodyBytesSent += taken
+                current.machine.bodySent(taken)
                 current.sent += taken
             }
             inbound = buffer
@@ -340,11 +348,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func responseHead(_ bytes: ByteBuffer, response: ResponseHead, closeClient: Bool) {
         guard let current = exchange, let context else { return }
-        current.responseStarted = true
+        current.machine.responseHead(status: response.status, interim: response.isInterim, closesClient: closeClient)
         current.received += bytes.readableBytes
         if !response.isInterim {
-            current.status = response.status
-            current.closeClient = closeClient
             if let endpoint = current.endpoint, let zone = current.routes.zoneIndex[endpoint.zone] {
                 current.routes.metrics.latency[zone].recordNanoseconds((NIODeadline.now() - current.sentAt).nanoseconds)
             }
@@ -369,7 +375,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         closed = true
         tick?.cancel()
         tick = nil
-        current.status = 101
+        current.machine.switchedProtocols()
         current.received += head.readableBytes
         record(current, status: 101, success: true)
         context.write(wrapOutboundOut(head), promise: nil)
@@ -405,15 +411,21 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// The response ended cleanly.
     func responseEnded(upstream: UpstreamConnection, reusable: Bool) {
         guard let current = exchange else { return }
-        record(current, status: current.status, success: current.status < 500)
-        if reusable && current.body.isComplete {
+        let status = current.machine.status
+        let ending = current.machine.responseEnded(
+            upstreamReusable: reusable,
+            bodyComplete: current.body.isComplete,
+            quiescing: quiescing
+        )
+        record(current, status: status, success: status < 500)
+        if ending.reuseUpstream {
             pool.release(upstream)
         } else {
             upstream.close()
         }
         exchange = nil
         timer.restartActivityClock()
-        if current.closeClient || !current.request.keepAlive || !current.body.isComplete || quiescing {
+        if ending.closeClient {
             closeClient()
             return
         }
@@ -426,39 +438,38 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// any request that never reached the endpoint) is retried on another endpoint within the budget.
     func upstreamFailed(_ failure: UpstreamFailure, receivedAnything: Bool) {
         guard let current = exchange else { return }
-        if let endpoint = current.endpoint {
+        let status = current.machine.status
+        let endpoint = current.endpoint
+        if let endpoint {
             endpoint.outstanding.wrappingAdd(-1, ordering: .relaxed)
             table.recordResult(endpoint, success: false, detail: "\(failure)")
             current.tried.append(endpoint)
         }
-        current.endpoint = nil
         current.upstream = nil
-        exchange = current
-        if current.responseStarted {
-            // Part of a response is out: the client must see the connection end, not a spliced message.
-            record(current, status: current.status, success: false)
+        let action = current.machine.upstreamFailed(failure) { pool.mayRetry() }
+        switch action {
+        case .closeClient:
+            // Counted against the zone it was served from (the endpoint was released above).
+            current.routes.metrics.recordRequest(
+                destination: endpoint.flatMap { current.routes.zoneIndex[$0.zone] } ?? -1,
+                status: status,
+                sent: current.sent,
+                received: current.received
+            )
+            current.endpoint = nil
             exchange = nil
             closeClient()
-            return
-        }
-        let neverSent: Bool
-        switch failure {
-        case .connectFailed, .poolExhausted: neverSent = true
-        default: neverSent = false
-        }
-        let retryable =
-            (neverSent || (failure == .resetBeforeResponse && current.request.isIdempotent))
-            && current.bodyBytesSent == 0
-        if retryable, current.retries < pool.timeouts.maxRetries, pool.mayRetry() {
-            current.retries += 1
+        case .retry:
+            current.endpoint = nil
             current.sent = 0
-            current.lastFailure = failure
             exchange = current
             current.routes.metrics.retries.increment()
             dispatch()
-            return
+        case .respond(let failure):
+            current.endpoint = nil
+            exchange = current
+            respondToFailure(failure, close: !current.body.isComplete)
         }
-        respondToFailure(failure, close: !current.body.isComplete)
     }
 
     private func respondToFailure(_ failure: UpstreamFailure, close: Bool) {
@@ -496,9 +507,10 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard let context else { return }
         let current = exchange
         exchange = nil
-        if let current, current.responseStarted {
+        if let current, current.machine.localError() == .closeClient {
             // Part of a response is out: a second status line would splice two messages. Close instead.
-            record(current, status: current.status == 0 ? status : current.status, success: nil)
+            let started = current.machine.status
+            record(current, status: started == 0 ? status : started, success: nil)
             closeClient()
             return
         }
