@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "ZonewardModel", targets: ["ZonewardModel"]),
         .library(name: "ZonePlanner", targets: ["ZonePlanner"]),
         .library(name: "ZonewardState", targets: ["ZonewardState"]),
+        .library(name: "ZonewardDiscovery", targets: ["ZonewardDiscovery"]),
         .library(name: "ZonewardProxy", targets: ["ZonewardProxy"]),
         .library(name: "ZonewardFailover", targets: ["ZonewardFailover"]),
         .library(name: "ZonewardBackup", targets: ["ZonewardBackup"]),
@@ -24,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.0.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         .target(
@@ -39,9 +41,23 @@ let package = Package(
             ]
         ),
         .target(
+            name: "ZonewardDiscovery",
+            dependencies: [
+                "ZonewardModel",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        .target(
             name: "ZonewardProxy",
             dependencies: [
                 "ZonewardModel",
+                "ZonewardDiscovery",
                 "ZonePlanner",
                 "ZonewardState",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -91,6 +107,7 @@ let package = Package(
                 "ZonewardProxy",
                 "ZonewardFailover",
                 "ZonewardBackup",
+                "ZonewardDiscovery",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -98,6 +115,11 @@ let package = Package(
             ]
         ),
         .testTarget(name: "ZonewardModelTests", dependencies: ["ZonewardModel"]),
+        .testTarget(
+            name: "ZonewardDiscoveryTests",
+            dependencies: ["ZonewardDiscovery", "ZonewardModel"],
+            resources: [.copy("Fixtures")]
+        ),
         .target(name: "ZonePlannerTesting", dependencies: ["ZonePlanner"]),
         .executableTarget(
             name: "PlannerBench",

@@ -95,7 +95,7 @@ extension ZonewardConfiguration {
     ) -> ServiceConfiguration? {
         let known = [
             "name", "listen", "protocol", "tls", "upstreamTLS", "routing", "regions", "demand", "endpoints",
-            "healthCheck", "outlierDetection", "failover", "timeouts", "maxConnections", "forwardedFor",
+            "healthCheck", "outlierDetection", "failover", "timeouts", "maxConnections", "forwardedFor", "discovery",
         ]
         guard let fields = reader.mapping(value, known: known) else { return nil }
         let zoneNames = zones.map(\.name)
@@ -126,9 +126,21 @@ extension ZonewardConfiguration {
             if let caFile { upstreamTLS = UpstreamTLSConfiguration(caFile: caFile, serverName: serverName) }
         }
 
+        let discovery = fields["discovery"].flatMap { decodeDiscovery($0, zoneNames: zoneNames, reader) }
         var endpoints: [EndpointConfiguration] = []
-        if let list = reader.required(fields, "endpoints", in: value).flatMap({ reader.sequence($0) }) {
-            if list.isEmpty { reader.report(value.child("endpoints"), "a service needs at least one endpoint") }
+        let endpointList: [DocumentValue]?
+        if fields["endpoints"] == nil && fields["discovery"] != nil {
+            endpointList = []  // discovered only
+        } else if fields["endpoints"] == nil {
+            reader.report(value.child("endpoints"), "missing required field (or give discovery: {kubernetes: …} or {dns: …})")
+            endpointList = nil
+        } else {
+            endpointList = fields["endpoints"].flatMap { reader.sequence($0) }
+        }
+        if let list = endpointList {
+            if list.isEmpty && fields["discovery"] == nil {
+                reader.report(value.child("endpoints"), "a service needs at least one endpoint")
+            }
             for item in list {
                 guard let endpointFields = reader.mapping(item, known: ["address", "zone", "weight"]) else { continue }
                 let address = reader.required(endpointFields, "address", in: item).flatMap { hostPort($0, reader) }
@@ -220,7 +232,65 @@ extension ZonewardConfiguration {
         if let forwarded = fields["forwardedFor"] {
             service.forwardedFor = decodeForwardedFor(forwarded, reader) ?? service.forwardedFor
         }
+        service.discovery = discovery
         return service
+    }
+
+    /// Decodes `discovery: {kubernetes: {namespace, service, port}}` or `discovery: {dns: [{name, port, zone}]}`.
+    private static func decodeDiscovery(
+        _ value: DocumentValue,
+        zoneNames: [String],
+        _ reader: DocumentReader
+    ) -> DiscoveryConfiguration? {
+        guard let fields = reader.mapping(value, known: ["kubernetes", "dns"]) else { return nil }
+        if fields.count != 1 {
+            reader.report(value.path, "give exactly one of kubernetes: {…} or dns: [{…}]")
+            return nil
+        }
+        if let kubernetes = fields["kubernetes"] {
+            guard let entry = reader.mapping(kubernetes, known: ["namespace", "service", "port"]) else { return nil }
+            let namespace = entry["namespace"].flatMap { reader.string($0) }
+            guard let service = reader.required(entry, "service", in: kubernetes).flatMap({ reader.string($0) })
+            else { return nil }
+            var port: PortSelector?
+            if let portValue = entry["port"], case .scalar = portValue.node {
+                if portValue.node.tag != .init(.str), let number = portValue.node.int {
+                    guard (1...65_535).contains(number) else {
+                        reader.report(portValue.path, "a port number is 1 to 65535, got \(number)")
+                        return nil
+                    }
+                    port = .number(number)
+                } else if let name = reader.string(portValue) {
+                    port = .name(name)
+                }
+            } else if let portValue = entry["port"] {
+                reader.report(portValue.path, "expected a port name such as http, or a number")
+            }
+            return .kubernetes(KubernetesDiscovery(namespace: namespace, service: service, port: port))
+        }
+        guard let dns = fields["dns"] else { return nil }
+        // One entry or a list of them, one per zone.
+        let items: [DocumentValue]
+        if case .mapping = dns.node { items = [dns] } else { items = reader.sequence(dns) ?? [] }
+        var entries: [DNSDiscovery] = []
+        for item in items {
+            guard let entry = reader.mapping(item, known: ["name", "port", "zone"]) else { continue }
+            let name = reader.required(entry, "name", in: item).flatMap { reader.string($0) }
+            let port = reader.required(entry, "port", in: item).flatMap { reader.integer($0, minimum: 1) }
+            if let port, port > 65_535, let portValue = entry["port"] {
+                reader.report(portValue.path, "a port number is 1 to 65535, got \(port)")
+            }
+            var zone: String?
+            if let zoneValue = reader.required(entry, "zone", in: item), let text = reader.string(zoneValue) {
+                if zoneNames.contains(text) {
+                    zone = text
+                } else {
+                    reader.report(zoneValue.path, "unknown zone \"\(text)\" (known: \(zoneNames.joined(separator: ", ")))")
+                }
+            }
+            if let name, let port, port <= 65_535, let zone { entries.append(DNSDiscovery(name: name, port: port, zone: zone)) }
+        }
+        return entries.isEmpty ? nil : .dns(entries)
     }
 
     /// Decodes `timeouts: {requestHead: 10s, …}` over `base`: fields not given keep the base's value.

@@ -182,6 +182,8 @@ public struct ServiceConfiguration: Sendable, Equatable {
     public var maxConnections = 20_000
     /// Whose `X-Forwarded-For` / `Forwarded` headers are kept; default nobody's (they are replaced).
     public var forwardedFor = ForwardedForConfiguration()
+    /// Where endpoints come from besides `endpoints:` (Kubernetes EndpointSlices or DNS); nil for static only.
+    public var discovery: DiscoveryConfiguration?
 
     public init(
         name: String,

@@ -37,6 +37,19 @@ public final class ProxyMetrics: Sendable {
         )
     }
 
+    /// Sets `zoneward_discovery_state{service,state}`: 1 for the state discovery is in, 0 for the others.
+    func setDiscoveryState(service: String, state: String) {
+        for candidate in ["synced", "stale"] {
+            registry.makeGauge(
+                descriptor: describe(
+                    "zoneward_discovery_state",
+                    "1 for the state of a service's endpoint discovery: synced, or stale (last known endpoints kept)."
+                ),
+                labels: [("service", service), ("state", candidate)]
+            ).set(to: candidate == state ? 1.0 : 0.0)
+        }
+    }
+
     /// The open-connection gauge and the refusal counter of one service's listener.
     func listenerMetrics(service: String) -> ListenerMetrics {
         ListenerMetrics(

@@ -6,6 +6,7 @@ import NIOSSL
 import ServiceLifecycle
 import Synchronization
 import UnixSignals
+import ZonewardDiscovery
 import ZonewardModel
 import ZonewardState
 
@@ -28,6 +29,8 @@ public final class ProxyServer: Service, Sendable {
         public var timeouts: ProxyTimeouts
         /// How often the configuration file and the drains are looked at.
         public var pollInterval: Duration
+        /// The API server for services discovered from Kubernetes; nil when none is.
+        public var kubernetes: KubernetesClientConfiguration?
 
         public init(
             configuration: ZonewardConfiguration,
@@ -37,8 +40,10 @@ public final class ProxyServer: Service, Sendable {
             controllerURL: String? = nil,
             controllerToken: String? = nil,
             timeouts: ProxyTimeouts = .init(),
-            pollInterval: Duration = .milliseconds(500)
+            pollInterval: Duration = .milliseconds(500),
+            kubernetes: KubernetesClientConfiguration? = nil
         ) {
+            self.kubernetes = kubernetes
             self.controllerURL = controllerURL
             self.controllerToken = controllerToken
             self.configuration = configuration
@@ -104,6 +109,7 @@ public final class ProxyServer: Service, Sendable {
             tasks.addTask { await self.followController() }
             tasks.addTask { await self.watchConfigurationFile() }
             tasks.addTask { await self.reloadOnHangup() }
+            tasks.addTask { await self.followDiscovery() }
             try? await gracefulShutdown()
             tasks.cancelAll()
         }
@@ -270,6 +276,64 @@ public final class ProxyServer: Service, Sendable {
                 failing = true
                 try? await Task.sleep(for: .seconds(1))
             }
+        }
+    }
+
+    /// Follows the endpoints of every service discovered from Kubernetes: one watcher per service, one
+    /// client for all. An error keeps the last known endpoints (static stability) and marks them stale.
+    private func followDiscovery() async {
+        let configuration = settings.configuration
+        let watched: [(String, KubernetesDiscovery)] = configuration.services.compactMap { service in
+            if case .kubernetes(let discovery) = service.discovery { return (service.name, discovery) }
+            return nil
+        }
+        guard !watched.isEmpty else { return }
+        guard let kubernetes = settings.kubernetes else {
+            logger.error("services \(watched.map(\.0).joined(separator: ", ")) use Kubernetes discovery, but no API server is set")
+            return
+        }
+        let client: KubernetesClient
+        do {
+            client = try KubernetesClient(configuration: kubernetes, eventLoopGroup: group)
+        } catch {
+            logger.error("Kubernetes discovery cannot start: \(error)")
+            for (service, _) in watched {
+                table.setDiscoveryState("stale", detail: "\(error)", endpoints: nil, for: service, at: Date())
+            }
+            return
+        }
+        let zones = Set(configuration.zones.map(\.name))
+        await withDiscardingTaskGroup { tasks in
+            for (service, discovery) in watched {
+                tasks.addTask {
+                    let watcher = EndpointSliceWatcher(
+                        service: service,
+                        discovery: discovery,
+                        client: client,
+                        knownZones: zones,
+                        logger: self.logger
+                    )
+                    await watcher.run { update in self.apply(update) }
+                }
+            }
+        }
+        await client.shutdown()
+    }
+
+    /// Applies one discovery update: a new endpoint set in one re-plan, and the state for `/admin/plan`.
+    func apply(_ update: DiscoveryUpdate) {
+        let routable = update.endpoints?.routable
+        table.setDiscoveryState(
+            update.state.rawValue,
+            detail: update.detail,
+            endpoints: routable?.count,
+            for: update.service,
+            at: Date()
+        )
+        guard let routable else { return }
+        let endpoints = routable.map { EndpointConfiguration(address: $0.address, zone: $0.zone) }
+        if table.setDiscoveredEndpoints(endpoints, for: update.service) {
+            prober.start(table.snapshot.configuration)
         }
     }
 

@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+import ZonewardDiscovery
 import ZonewardFailover
 import ZonewardModel
 import ZonewardProxy
@@ -57,8 +58,28 @@ extension Zoneward {
                 printError("--token-file: following a controller needs its bearer token")
                 throw ExitCode.badInput
             }
-            guard let zone = zone ?? ProcessInfo.processInfo.environment["ZONEWARD_ZONE"] else {
-                printError("--zone: which zone does this proxy run in? Pass --zone ZONE or set ZONEWARD_ZONE")
+            let environment = ProcessInfo.processInfo.environment
+            var zone = zone ?? environment["ZONEWARD_ZONE"]
+            if zone == nil, let node = environment["NODE_NAME"], !node.isEmpty {
+                // In a DaemonSet: the node's topology.kubernetes.io/zone label, read from the API server.
+                let client = try KubernetesClient(
+                    configuration: try runtime.kubernetesConfiguration(),
+                    eventLoopGroup: MultiThreadedEventLoopGroup.singleton
+                )
+                do {
+                    zone = try await client.zone(ofNode: node)
+                } catch {
+                    await client.shutdown()
+                    printError("NODE_NAME=\(node): cannot learn this proxy's zone from its node: \(error)")
+                    throw ExitCode.failure
+                }
+                await client.shutdown()
+            }
+            guard let zone else {
+                printError(
+                    "--zone: which zone does this proxy run in? Pass --zone ZONE, or set ZONEWARD_ZONE, or NODE_NAME "
+                        + "(read from the node's topology.kubernetes.io/zone label)"
+                )
                 throw ExitCode.badInput
             }
             let statePath = db ?? ProcessInfo.processInfo.environment["ZONEWARD_DB"]
@@ -145,6 +166,25 @@ struct RuntimeOptions: ParsableArguments {
     @Option(help: ArgumentHelp("How long graceful shutdown waits for requests in flight.", valueName: "duration"))
     var drainTimeout: String = "20s"
 
+    @Option(
+        help: ArgumentHelp(
+            "Kubeconfig for services discovered from Kubernetes; the pod's service account when omitted.",
+            valueName: "file"
+        )
+    )
+    var kubeconfig: String?
+
+    /// The API server to discover endpoints from: `--kubeconfig`, else in-cluster.
+    func kubernetesConfiguration() throws -> KubernetesClientConfiguration {
+        do {
+            if let kubeconfig { return try KubernetesClientConfiguration.kubeconfig(path: kubeconfig) }
+            return try KubernetesClientConfiguration.inCluster()
+        } catch {
+            printError("\(kubeconfig == nil ? "Kubernetes" : "--kubeconfig"): \(error)")
+            throw ExitCode.badInput
+        }
+    }
+
     func validate() throws {
         guard workers >= 1 else { throw ValidationError("--workers: must be at least 1, got \(workers)") }
         guard Logger.Level(rawValue: logLevel) != nil else {
@@ -185,6 +225,11 @@ struct RuntimeOptions: ParsableArguments {
             )
             throw ExitCode.badInput
         }
+        let usesKubernetes = configuration.services.contains { service in
+            if case .kubernetes = service.discovery { return true }
+            return false
+        }
+        let kubernetes = usesKubernetes ? try kubernetesConfiguration() : nil
         let logger = bootstrapLogging(zone: zone)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: workers)
         var timeouts = ProxyTimeouts()
@@ -205,7 +250,8 @@ struct RuntimeOptions: ParsableArguments {
                     statePath: statePath,
                     controllerURL: controllerURL,
                     controllerToken: controllerToken,
-                    timeouts: timeouts
+                    timeouts: timeouts,
+                    kubernetes: kubernetes
                 ),
                 group: group,
                 metrics: ProxyMetrics(),

@@ -54,7 +54,10 @@ final class AdminHandler: ChannelInboundHandler {
         case "/admin/plan":
             let service = components?.queryItems?.first { $0.name == "service" }?.value
             do {
-                return (.ok, "application/json", try PlanDocument.render(table.snapshot, service: service))
+                return (
+                    .ok, "application/json",
+                    try PlanDocument.render(table.snapshot, service: service, discovery: table.discoveryStatus)
+                )
             } catch {
                 return (.notFound, "text/plain; charset=utf-8", "\(error)\n")
             }
@@ -113,6 +116,8 @@ enum PlanDocument {
         var envoy: PlanReport.Baseline
         var sourceZone: String
         var endpoints: [EndpointStatus]
+        /// Where discovered endpoints stand; absent for a service with only declared endpoints.
+        var discovery: DiscoveryStatus?
     }
 
     struct Document: Encodable {
@@ -128,7 +133,11 @@ enum PlanDocument {
         var description: String { "unknown service \"\(name)\" (known: \(known.joined(separator: ", ")))" }
     }
 
-    static func render(_ snapshot: RoutingSnapshot, service: String?) throws -> String {
+    static func render(
+        _ snapshot: RoutingSnapshot,
+        service: String?,
+        discovery: [String: DiscoveryStatus] = [:]
+    ) throws -> String {
         var services: [String: ServicePlan] = [:]
         for routes in snapshot.services {
             let report = PlanReport(plan: routes.plan, envoy: routes.envoy)
@@ -153,11 +162,13 @@ enum PlanDocument {
                         eligible: routes.eligibleKeys.contains(endpoint.key),
                         outstanding: endpoint.outstandingRequests
                     )
-                }
+                },
+                discovery: discovery[routes.service.name]
             )
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
+        encoder.dateEncodingStrategy = .iso8601
         let data: Data
         if let service {
             guard let plan = services[service] else {

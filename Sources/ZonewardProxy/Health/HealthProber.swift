@@ -19,12 +19,12 @@ final class HealthProber: Sendable {
     /// Starts checking every endpoint of `configuration`, replacing any checks already running.
     func start(_ configuration: ZonewardConfiguration) {
         stop()
-        let endpoints = Dictionary(uniqueKeysWithValues: table.endpoints.map { ($0.key, $0) })
+        // Every endpoint the table routes to: declared and discovered.
+        let byService = Dictionary(grouping: table.endpoints, by: \.service)
         var started: [RepeatedTask] = []
         for service in configuration.services {
             let check = service.healthCheck
-            for endpointConfiguration in service.endpoints {
-                guard let endpoint = endpoints["\(service.name)/\(endpointConfiguration.address)"] else { continue }
+            for endpoint in byService[service.name] ?? [] {
                 let loop = group.next()
                 // Spread the first checks over the interval so they don't all fire at once.
                 let jitter = TimeAmount.milliseconds(Int64.random(in: 0...max(1, check.interval.milliseconds / 4)))

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import Synchronization
 import ZonePlanner
@@ -49,7 +50,14 @@ public final class RoutingTable: Sendable {
         var drainedZones: Set<String> = []
         var activeRegions: [String: String] = [:]
         var epochs: [String: Int64] = [:]
+        /// Endpoints found by discovery, per service, beside the declared ones.
+        var discovered: [String: [EndpointConfiguration]] = [:]
         var version = 0
+
+        /// A service's endpoints: declared, then discovered.
+        func endpointConfigurations(of service: ServiceConfiguration) -> [EndpointConfiguration] {
+            service.endpoints + (discovered[service.name] ?? [])
+        }
     }
 
     public let sourceZone: String
@@ -58,13 +66,15 @@ public final class RoutingTable: Sendable {
     private let state: Mutex<State>
     private let current: Mutex<RoutingSnapshot>
     private let published = Atomic<Int>(0)
+    private let discovery = Mutex<[String: DiscoveryStatus]>([:])
 
     /// - Parameter sourceZone: the zone this proxy runs in; must be one of the configuration's zones.
     public init(configuration: ZonewardConfiguration, sourceZone: String, metrics: ProxyMetrics, logger: Logger) {
         self.sourceZone = sourceZone
         self.metrics = metrics
         self.logger = logger
-        var initial = State(configuration: configuration, endpoints: Self.endpoints(of: configuration, reusing: [:]))
+        var initial = State(configuration: configuration, endpoints: [:])
+        initial.endpoints = Self.endpoints(of: initial, reusing: [:])
         let snapshot = Self.plan(&initial, sourceZone: sourceZone, metrics: metrics, now: .now)
         metrics.publish(snapshot)
         state = Mutex(initial)
@@ -86,11 +96,46 @@ public final class RoutingTable: Sendable {
     public func replace(configuration: ZonewardConfiguration) {
         update("configuration reloaded") { state in
             state.configuration = configuration
-            state.endpoints = Self.endpoints(of: configuration, reusing: state.endpoints)
+            state.endpoints = Self.endpoints(of: state, reusing: state.endpoints)
             let keys = Set(state.endpoints.keys)
             state.health = state.health.filter { keys.contains($0.key) }
             return true
         }
+    }
+
+    /// Where each service's discovery stands, for `/admin/plan`.
+    public var discoveryStatus: [String: DiscoveryStatus] { discovery.withLock { $0 } }
+
+    /// Records what a discovery source says of a service's state (synced, or stale with the reason).
+    public func setDiscoveryState(_ state: String, detail: String, endpoints: Int?, for service: String, at now: Date) {
+        let changed = discovery.withLock { statuses in
+            var status = statuses[service] ?? DiscoveryStatus(state: state, detail: detail, since: now, endpoints: 0)
+            let changed = status.state != state
+            if changed { status.since = now }
+            status.state = state
+            status.detail = detail
+            if let endpoints { status.endpoints = endpoints }
+            statuses[service] = status
+            return changed
+        }
+        if changed { metrics.setDiscoveryState(service: service, state: state) }
+    }
+
+    /// Replaces the discovered endpoints of a service with a complete new set, in one re-plan. Returns
+    /// whether anything changed (the caller then restarts health checks for the new set).
+    @discardableResult
+    public func setDiscoveredEndpoints(_ endpoints: [EndpointConfiguration], for service: String) -> Bool {
+        var changed = false
+        update("discovered endpoints of \(service) changed: \(endpoints.count) endpoints") { state in
+            guard state.discovered[service] != endpoints else { return false }
+            state.discovered[service] = endpoints
+            state.endpoints = Self.endpoints(of: state, reusing: state.endpoints)
+            let keys = Set(state.endpoints.keys)
+            state.health = state.health.filter { keys.contains($0.key) }
+            changed = true
+            return true
+        }
+        return changed
     }
 
     /// Records one active health check; re-plans when the endpoint's health changes.
@@ -236,14 +281,14 @@ public final class RoutingTable: Sendable {
     }
 
     private static func endpoints(
-        of configuration: ZonewardConfiguration,
+        of state: State,
         reusing existing: [String: UpstreamEndpoint]
     ) -> [String: UpstreamEndpoint] {
         var endpoints: [String: UpstreamEndpoint] = [:]
-        for service in configuration.services {
+        for service in state.configuration.services {
             // A CA file that cannot be loaded makes every connection fail, which health checks then show.
             let tls = service.upstreamTLS.flatMap { try? UpstreamTLS.make($0) }
-            for endpointConfiguration in service.endpoints {
+            for endpointConfiguration in state.endpointConfigurations(of: service) {
                 let endpoint = UpstreamEndpoint(
                     service: service.name,
                     configuration: endpointConfiguration,
@@ -278,7 +323,9 @@ public final class RoutingTable: Sendable {
         let source = zoneIndex[sourceZone] ?? 0
         var services: [ServiceRoutes] = []
         for service in configuration.services {
-            let all = service.endpoints.compactMap { state.endpoints["\(service.name)/\($0.address)"] }
+            let all = state.endpointConfigurations(of: service).compactMap {
+                state.endpoints["\(service.name)/\($0.address)"]
+            }
             let active = state.activeRegions[service.name] ?? service.primaryRegion
             let regionOf = Dictionary(uniqueKeysWithValues: configuration.zones.map { ($0.name, $0.region) })
             func grouped(_ endpoints: [UpstreamEndpoint]) -> [[UpstreamEndpoint]] {
@@ -350,4 +397,16 @@ public final class RoutingTable: Sendable {
             drainedZones: state.drainedZones
         )
     }
+}
+
+/// Where a service's endpoint discovery stands.
+public struct DiscoveryStatus: Sendable, Encodable, Equatable {
+    /// `synced`, or `stale` (the source cannot be read; the last known endpoints stay in force).
+    public var state: String
+    /// Why stale, or which endpoints were left out and why.
+    public var detail: String
+    /// Since when in this state.
+    public var since: Date
+    /// Endpoints in the last set.
+    public var endpoints: Int
 }
