@@ -132,7 +132,10 @@ extension ZonewardConfiguration {
         if fields["endpoints"] == nil && fields["discovery"] != nil {
             endpointList = []  // discovered only
         } else if fields["endpoints"] == nil {
-            reader.report(value.child("endpoints"), "missing required field (or give discovery: {kubernetes: …} or {dns: …})")
+            reader.report(
+                value.child("endpoints"),
+                "missing required field (or give discovery: {kubernetes: …} or {dns: …})"
+            )
             endpointList = nil
         } else {
             endpointList = fields["endpoints"].flatMap { reader.sequence($0) }
@@ -285,10 +288,15 @@ extension ZonewardConfiguration {
                 if zoneNames.contains(text) {
                     zone = text
                 } else {
-                    reader.report(zoneValue.path, "unknown zone \"\(text)\" (known: \(zoneNames.joined(separator: ", ")))")
+                    reader.report(
+                        zoneValue.path,
+                        "unknown zone \"\(text)\" (known: \(zoneNames.joined(separator: ", ")))"
+                    )
                 }
             }
-            if let name, let port, port <= 65_535, let zone { entries.append(DNSDiscovery(name: name, port: port, zone: zone)) }
+            if let name, let port, port <= 65_535, let zone {
+                entries.append(DNSDiscovery(name: name, port: port, zone: zone))
+            }
         }
         return entries.isEmpty ? nil : .dns(entries)
     }

@@ -289,7 +289,9 @@ public final class ProxyServer: Service, Sendable {
         }
         guard !watched.isEmpty else { return }
         guard let kubernetes = settings.kubernetes else {
-            logger.error("services \(watched.map(\.0).joined(separator: ", ")) use Kubernetes discovery, but no API server is set")
+            logger.error(
+                "services \(watched.map(\.0).joined(separator: ", ")) use Kubernetes discovery, but no API server is set"
+            )
             return
         }
         let client: KubernetesClient

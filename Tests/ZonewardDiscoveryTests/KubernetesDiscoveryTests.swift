@@ -30,7 +30,10 @@ func slice(
 
     /// The API's own round-trip fixture decodes; its generated address type and port are refused with reasons.
     @Test func theAPITestDataDecodesAndIsRefusedWithReasons() throws {
-        let object = try JSONDecoder().decode(Slice.self, from: try fixture("kubernetes-api-testdata-EndpointSlice.json"))
+        let object = try JSONDecoder().decode(
+            Slice.self,
+            from: try fixture("kubernetes-api-testdata-EndpointSlice.json")
+        )
         #expect(object.ports?.first?.port == -591_435_092)
         #expect(object.endpoints?.first?.zone == "31")
         var cache = EndpointSliceCache()
@@ -59,7 +62,11 @@ func slice(
                 "s1",
                 [
                     .init(addresses: ["10.0.0.1"], conditions: nil, zone: "a"),
-                    .init(addresses: ["10.0.0.2"], conditions: .init(ready: false, serving: true, terminating: true), zone: "a"),
+                    .init(
+                        addresses: ["10.0.0.2"],
+                        conditions: .init(ready: false, serving: true, terminating: true),
+                        zone: "a"
+                    ),
                     .init(addresses: ["10.0.0.3"], conditions: .init(ready: false), zone: "b"),
                 ]
             )
@@ -68,9 +75,22 @@ func slice(
         #expect(endpoints.count == 3)
         #expect(endpoints.routable.map(\.address.host) == ["10.0.0.1"])
         cache.replaceAll([
-            slice("s1", [.init(addresses: ["10.0.0.2"], conditions: .init(ready: false, serving: true, terminating: true), zone: "a")])
+            slice(
+                "s1",
+                [
+                    .init(
+                        addresses: ["10.0.0.2"],
+                        conditions: .init(ready: false, serving: true, terminating: true),
+                        zone: "a"
+                    )
+                ]
+            )
         ])
-        #expect(cache.endpoints(port: .name("http"), knownZones: zones).endpoints.routable.map(\.address.host) == ["10.0.0.2"])
+        #expect(
+            cache.endpoints(port: .name("http"), knownZones: zones).endpoints.routable.map(\.address.host) == [
+                "10.0.0.2"
+            ]
+        )
     }
 
     /// Several slices make one set; an endpoint moving between slices appears once, ready; deletes remove.
@@ -83,7 +103,9 @@ func slice(
         #expect(cache.endpoints(port: .name("http"), knownZones: zones).endpoints.count == 3)
         // 10.0.0.2 moves to s2: for a moment in both, not ready in the old one.
         let addedToS2 = cache.apply(
-            .modified(slice("s2", [.init(addresses: ["fd00::1"], zone: "b"), .init(addresses: ["10.0.0.2"], zone: "a")]))
+            .modified(
+                slice("s2", [.init(addresses: ["fd00::1"], zone: "b"), .init(addresses: ["10.0.0.2"], zone: "a")])
+            )
         )
         #expect(addedToS2)
         let leavingS1 = cache.apply(
@@ -105,7 +127,11 @@ func slice(
         #expect(!bookmark)
         let deleted = cache.apply(.deleted(slice("s2", [])))
         #expect(deleted)
-        #expect(cache.endpoints(port: .name("http"), knownZones: zones).endpoints.map(\.address.host) == ["10.0.0.1", "10.0.0.2"])
+        #expect(
+            cache.endpoints(port: .name("http"), knownZones: zones).endpoints.map(\.address.host) == [
+                "10.0.0.1", "10.0.0.2",
+            ]
+        )
     }
 
     @Test func portsByNameNumberOrTheOnlyOne() {
@@ -156,17 +182,27 @@ func slice(
         }
         let bookmark = try decoder.decode(
             Kubernetes.WatchEvent<Slice>.self,
-            from: Data(#"{"type":"BOOKMARK","object":{"kind":"EndpointSlice","apiVersion":"discovery.k8s.io/v1","metadata":{"resourceVersion":"12746"}}}"#.utf8)
+            from: Data(
+                #"{"type":"BOOKMARK","object":{"kind":"EndpointSlice","apiVersion":"discovery.k8s.io/v1","metadata":{"resourceVersion":"12746"}}}"#
+                    .utf8
+            )
         )
-        guard case .bookmark(let version) = bookmark else { Issue.record("not a bookmark"); return }
+        guard case .bookmark(let version) = bookmark else {
+            Issue.record("not a bookmark")
+            return
+        }
         #expect(version == "12746")
         let gone = try decoder.decode(
             Kubernetes.WatchEvent<Slice>.self,
             from: Data(
-                #"{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"too old resource version: 1 (1201)","reason":"Expired","code":410}}"#.utf8
+                #"{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"too old resource version: 1 (1201)","reason":"Expired","code":410}}"#
+                    .utf8
             )
         )
-        guard case .error(let status) = gone else { Issue.record("not an error"); return }
+        guard case .error(let status) = gone else {
+            Issue.record("not an error")
+            return
+        }
         #expect(status.code == 410)
         #expect(status.reason == "Expired")
     }
@@ -264,7 +300,11 @@ func slice(
         let cert = try KubernetesClientConfiguration.kubeconfig(path: path, context: "cert")
         #expect(cert.clientCertificate == .data(Array("---".utf8)))
         #expect(cert.clientKey == .file("\(directory)/key.pem"))
-        #expect(throws: DiscoveryError.self) { try KubernetesClientConfiguration.kubeconfig(path: path, context: "plugin") }
-        #expect(throws: DiscoveryError.self) { try KubernetesClientConfiguration.kubeconfig(path: path, context: "nope") }
+        #expect(throws: DiscoveryError.self) {
+            try KubernetesClientConfiguration.kubeconfig(path: path, context: "plugin")
+        }
+        #expect(throws: DiscoveryError.self) {
+            try KubernetesClientConfiguration.kubeconfig(path: path, context: "nope")
+        }
     }
 }

@@ -105,7 +105,9 @@ public struct EndpointSliceCache: Sendable, Equatable {
                     continue
                 }
                 guard knownZones.contains(zone) else {
-                    problems.append("slice \(name): endpoint \(endpoint.addresses.first ?? "?") is in unknown zone \(zone)")
+                    problems.append(
+                        "slice \(name): endpoint \(endpoint.addresses.first ?? "?") is in unknown zone \(zone)"
+                    )
                     continue
                 }
                 let conditions = endpoint.conditions ?? .init()

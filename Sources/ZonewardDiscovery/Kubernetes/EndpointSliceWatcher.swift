@@ -73,12 +73,23 @@ public final class EndpointSliceWatcher: Sendable {
 
         func publish() async {
             await resolveNodeZones(cache, &nodeZones)
-            let (endpoints, problems) = cache.endpoints(port: discovery.port, nodeZones: nodeZones, knownZones: knownZones)
+            let (endpoints, problems) = cache.endpoints(
+                port: discovery.port,
+                nodeZones: nodeZones,
+                knownZones: knownZones
+            )
             guard endpoints != published || state != .synced else { return }
             for problem in problems { logger.warning("discovery of \(service): \(problem)") }
             published = endpoints
             state = .synced
-            emit(DiscoveryUpdate(service: service, endpoints: endpoints, state: .synced, detail: problems.joined(separator: "; ")))
+            emit(
+                DiscoveryUpdate(
+                    service: service,
+                    endpoints: endpoints,
+                    state: .synced,
+                    detail: problems.joined(separator: "; ")
+                )
+            )
         }
         func failed(_ error: DiscoveryError) {
             if state != .stale || published == nil {
@@ -95,7 +106,11 @@ public final class EndpointSliceWatcher: Sendable {
             switch action {
             case .list:
                 do {
-                    let list = try await client.get(path, query: selector, as: Kubernetes.ObjectList<Kubernetes.EndpointSlice>.self)
+                    let list = try await client.get(
+                        path,
+                        query: selector,
+                        as: Kubernetes.ObjectList<Kubernetes.EndpointSlice>.self
+                    )
                     cache.replaceAll(list.items)
                     await publish()
                     action = machine.listed(resourceVersion: list.metadata.resourceVersion ?? "")
@@ -104,7 +119,18 @@ public final class EndpointSliceWatcher: Sendable {
                 }
             case .watch(let version):
                 do {
-                    let events = try await client.watch(path, query: selector, from: version, as: Kubernetes.EndpointSlice.self)
+                    let events = try await client.watch(
+                        path,
+                        query: selector,
+                        from: version,
+                        as: Kubernetes.EndpointSlice.self
+                    )
+                    if state == .stale, let published {
+                        // The watch resumed where it stopped: the set is current again (missed events replay).
+                        state = .synced
+                        emit(DiscoveryUpdate(service: service, endpoints: nil, state: .synced))
+                        logger.info("discovery of \(service) resumed with \(published.count) endpoints")
+                    }
                     var gone = false
                     for try await event in events {
                         switch event {
@@ -112,7 +138,11 @@ public final class EndpointSliceWatcher: Sendable {
                             if status.code == 410 {
                                 gone = true
                             } else {
-                                throw DiscoveryError.status(code: status.code ?? 500, reason: status.reason, message: status.message)
+                                throw DiscoveryError.status(
+                                    code: status.code ?? 500,
+                                    reason: status.reason,
+                                    message: status.message
+                                )
                             }
                         case .bookmark(let version):
                             machine.received(resourceVersion: version)

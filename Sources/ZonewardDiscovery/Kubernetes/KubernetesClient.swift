@@ -1,9 +1,9 @@
 import AsyncHTTPClient
 import Foundation
 import NIOCore
+import NIOFoundationCompat
 import NIOHTTP1
 import NIOSSL
-import NIOFoundationCompat
 
 /// A small client of the Kubernetes API: GET an object or a list, and WATCH a collection as a stream of
 /// events. Built on AsyncHTTPClient, whose streamed response bodies suit watches that stay open for
@@ -14,7 +14,8 @@ public final class KubernetesClient: Sendable {
     private let http: HTTPClient
     private let decoder = JSONDecoder()
 
-    public init(configuration: KubernetesClientConfiguration, eventLoopGroup: any EventLoopGroup) throws(DiscoveryError) {
+    public init(configuration: KubernetesClientConfiguration, eventLoopGroup: any EventLoopGroup) throws(DiscoveryError)
+    {
         self.configuration = configuration
         var tls = TLSConfiguration.makeClientConfiguration()
         do {

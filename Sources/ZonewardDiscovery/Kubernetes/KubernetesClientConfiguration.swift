@@ -67,7 +67,10 @@ public struct KubernetesClientConfiguration: Sendable, Equatable {
 
     /// From a kubeconfig file: its current context's cluster, user (token, token file or client
     /// certificate) and namespace. Exec and auth-provider plugins are not supported.
-    public static func kubeconfig(path: String, context wanted: String? = nil) throws(DiscoveryError)
+    public static func kubeconfig(
+        path: String,
+        context wanted: String? = nil
+    ) throws(DiscoveryError)
         -> KubernetesClientConfiguration
     {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
@@ -135,7 +138,8 @@ public struct KubernetesClientConfiguration: Sendable, Equatable {
         return configuration
     }
 
-    private static func decodeBase64(_ text: String, _ field: String, _ path: String) throws(DiscoveryError) -> [UInt8] {
+    private static func decodeBase64(_ text: String, _ field: String, _ path: String) throws(DiscoveryError) -> [UInt8]
+    {
         guard let data = Data(base64Encoded: text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
             throw .configuration("kubeconfig \(path): \(field) is not base64")
         }

@@ -8,7 +8,12 @@ public enum Kubernetes {
         public var resourceVersion: String?
         public var labels: [String: String]?
 
-        public init(name: String? = nil, namespace: String? = nil, resourceVersion: String? = nil, labels: [String: String]? = nil) {
+        public init(
+            name: String? = nil,
+            namespace: String? = nil,
+            resourceVersion: String? = nil,
+            labels: [String: String]? = nil
+        ) {
             self.name = name
             self.namespace = namespace
             self.resourceVersion = resourceVersion
@@ -51,7 +56,12 @@ public enum Kubernetes {
             public var nodeName: String?
             public var zone: String?
 
-            public init(addresses: [String], conditions: Conditions? = nil, nodeName: String? = nil, zone: String? = nil) {
+            public init(
+                addresses: [String],
+                conditions: Conditions? = nil,
+                nodeName: String? = nil,
+                zone: String? = nil
+            ) {
                 self.addresses = addresses
                 self.conditions = conditions
                 self.nodeName = nodeName
