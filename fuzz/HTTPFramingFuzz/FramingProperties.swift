@@ -1,0 +1,456 @@
+import NIOCore
+
+/// The properties the fuzzer checks on every input; see `fuzzHTTPFraming` for how an input is read.
+enum FramingFuzz {
+    static let forwardingIPv4 = ForwardingInfo(clientAddress: "192.0.2.7", scheme: "http")
+    static let forwardingIPv6 = ForwardingInfo(clientAddress: "2001:db8::7", scheme: "https")
+
+    /// Reused across inputs, as a connection reuses its scratch across requests: a dirty summary must give
+    /// the same answer as a fresh one.
+    nonisolated(unsafe) static var reused = HeaderSummary()
+
+    static func check(selector: UInt8, payload: UnsafeRawBufferPointer) {
+        let seed = selector >> 5
+        switch selector & 3 {
+        case 0:
+            request(payload, ipv6: selector & 4 != 0, seed: seed)
+        case 1:
+            response(
+                payload,
+                isHeadRequest: selector & 4 != 0,
+                clientKeepAlive: selector & 8 != 0,
+                clientIsHTTP11: selector & 16 != 0,
+                seed: seed
+            )
+        case 2:
+            if selector & 4 != 0 {
+                guard payload.count >= 2 else { return }
+                let length = Int(payload[0]) << 8 | Int(payload[1])
+                body(UnsafeRawBufferPointer(rebasing: payload[2...]), framing: .contentLength(length), seed: seed)
+            } else {
+                body(payload, framing: .chunked, seed: seed)
+            }
+        default:
+            connection(payload, seed: seed)
+        }
+    }
+
+    static func require(_ condition: Bool, _ property: @autoclosure () -> String) {
+        if !condition { fatalError("property broken: \(property())") }
+    }
+
+    // MARK: Head length
+
+    /// `headLength` on `buffer`, checked: within the input, ending at the first blank line, unchanged by
+    /// the reader index, and found the same way when the bytes arrive in pieces and each scan resumes
+    /// where the last one stopped (as HTTPProxyHandler does).
+    static func headLength(of buffer: ByteBuffer, seed: UInt8) -> Int? {
+        let count = buffer.readableBytes
+        let length = HTTPHeadParser.headLength(in: buffer)
+        if let length {
+            require(length >= 2 && length <= count, "headLength \(length) within the \(count) input bytes")
+            let end = buffer.getBytes(at: buffer.readerIndex + length - 2, length: 2)!
+            let endsHead =
+                end == [10, 10]
+                || (length >= 4 && buffer.getBytes(at: buffer.readerIndex + length - 4, length: 4)! == [13, 10, 13, 10])
+            require(endsHead, "a head ends in LF LF or CRLF CRLF")
+            require(
+                HTTPHeadParser.headLength(in: buffer.getSlice(at: buffer.readerIndex, length: length - 1)!) == nil,
+                "headLength finds the first end of head"
+            )
+        }
+        var shifted = ByteBuffer(bytes: [71, 69, 84])
+        shifted.moveReaderIndex(forwardBy: 3)
+        shifted.writeImmutableBuffer(buffer)
+        require(HTTPHeadParser.headLength(in: shifted) == length, "headLength ignores bytes before the reader index")
+
+        var arrived = ByteBuffer()
+        var scanFrom = 0
+        var found: Int?
+        buffer.withUnsafeReadableBytes { bytes in
+            for piece in Pieces(count: bytes.count, seed: seed) where found == nil {
+                arrived.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[piece]))
+                found = HTTPHeadParser.headLength(in: arrived, scanFrom: scanFrom)
+                scanFrom = max(0, arrived.readableBytes - 3)
+            }
+        }
+        require(found == length, "headLength in pieces \(String(describing: found)) == at once \(String(describing: length))")
+        return length
+    }
+
+    // MARK: Requests
+
+    static func parseRequest(
+        _ head: ByteBuffer,
+        _ forwarding: ForwardingInfo,
+        _ fields: inout HeaderSummary
+    ) -> (Result<RequestHead, HTTPFramingError>, ByteBuffer) {
+        var output = ByteBuffer()
+        do {
+            return (.success(try HTTPHeadParser.parseRequest(head, forwarding: forwarding, into: &output, scratch: &fields)), output)
+        } catch {
+            return (.failure(error), output)
+        }
+    }
+
+    static func same(_ a: RequestHead, _ b: RequestHead) -> Bool {
+        a.method == b.method && a.isHTTP11 == b.isHTTP11 && a.framing == b.framing && a.keepAlive == b.keepAlive
+    }
+
+    /// A request head that parses gives a forwarded head that parses too, to the same method, version and
+    /// framing, with no hop-by-hop header left and exactly one of each forwarding header.
+    static func request(_ payload: UnsafeRawBufferPointer, ipv6: Bool, seed: UInt8) {
+        let buffer = ByteBuffer(bytes: payload)
+        guard let length = headLength(of: buffer, seed: seed) else { return }
+        let head = buffer.getSlice(at: buffer.readerIndex, length: length)!
+        let forwarding = ipv6 ? forwardingIPv6 : forwardingIPv4
+        var fields = HeaderSummary()
+        let (result, output) = parseRequest(head, forwarding, &fields)
+        let (again, outputAgain) = parseRequest(head, forwarding, &reused)
+        switch (result, again) {
+        case (.failure(let error), .failure(let errorAgain)):
+            require(error == errorAgain, "a reused scratch refuses the same way: \(error) vs \(errorAgain)")
+            return
+        case (.success(let parsed), .success(let parsedAgain)):
+            require(same(parsed, parsedAgain) && output == outputAgain, "a reused scratch parses the same")
+        default:
+            require(false, "a reused scratch parses the same: \(result) vs \(again)")
+        }
+        guard case .success(let parsed) = result else { return }
+        require(parsed.framing != .untilClose, "a request is never framed until close")
+        if case .contentLength(let bodyLength) = parsed.framing { require(bodyLength > 0, "a zero length is no body") }
+
+        require(
+            HTTPHeadParser.headLength(in: output) == output.readableBytes,
+            "the forwarded head ends where it should"
+        )
+        var forwardedFields = HeaderSummary()
+        switch parseRequest(output, forwarding, &forwardedFields).0 {
+        case .success(let forwarded):
+            require(
+                forwarded.method == parsed.method && forwarded.isHTTP11 == parsed.isHTTP11
+                    && forwarded.framing == parsed.framing,
+                "the forwarded head reads the same: \(parsed) vs \(forwarded)"
+            )
+            // Connection headers are removed, so the upstream sees the version's default.
+            require(forwarded.keepAlive == parsed.isHTTP11, "the forwarded head has no Connection header")
+            let kinds = forwardedFields.lines.map(\.kind)
+            require(
+                !kinds.contains(.hopByHop) && !kinds.contains(.connection) && forwardedFields.nominated.isEmpty,
+                "no hop-by-hop header is forwarded"
+            )
+            for kind in [HeaderSummary.Kind.forwardedFor, .forwardedProto, .forwarded] {
+                require(kinds.filter { $0 == kind }.count == 1, "exactly one \(kind) header is forwarded")
+            }
+        case .failure(.tooManyHeaders) where fields.lines.count + 3 > HTTPHeadParser.maxHeaders:
+            break  // the three forwarding headers took it over the limit
+        case .failure(.headTooLarge) where output.readableBytes > HTTPHeadParser.maxHeadBytes:
+            break
+        case .failure(let error):
+            require(false, "the forwarded head parses, not \(error)")
+        }
+    }
+
+    // MARK: Responses
+
+    static func parseResponse(
+        _ head: ByteBuffer,
+        _ flags: (isHeadRequest: Bool, clientKeepAlive: Bool, clientIsHTTP11: Bool),
+        _ fields: inout HeaderSummary
+    ) -> (Result<(head: ResponseHead, rewritten: Bool, closeClient: Bool), HTTPFramingError>, ByteBuffer) {
+        var output = ByteBuffer()
+        do {
+            let parsed = try HTTPHeadParser.parseResponse(
+                head,
+                isHeadRequest: flags.isHeadRequest,
+                clientKeepAlive: flags.clientKeepAlive,
+                clientIsHTTP11: flags.clientIsHTTP11,
+                into: &output,
+                scratch: &fields
+            )
+            return (.success(parsed), output)
+        } catch {
+            return (.failure(error), output)
+        }
+    }
+
+    static func same(_ a: ResponseHead, _ b: ResponseHead) -> Bool {
+        a.status == b.status && a.isHTTP11 == b.isHTTP11 && a.framing == b.framing && a.keepAlive == b.keepAlive
+    }
+
+    /// A response head that parses gives a head for the client that parses to the same status, version and
+    /// framing, says `Connection: close` exactly when the client is to be closed, and is a fixed point:
+    /// framing it again changes nothing.
+    static func response(
+        _ payload: UnsafeRawBufferPointer,
+        isHeadRequest: Bool,
+        clientKeepAlive: Bool,
+        clientIsHTTP11: Bool,
+        seed: UInt8
+    ) {
+        let flags = (isHeadRequest: isHeadRequest, clientKeepAlive: clientKeepAlive, clientIsHTTP11: clientIsHTTP11)
+        let buffer = ByteBuffer(bytes: payload)
+        guard let length = headLength(of: buffer, seed: seed) else { return }
+        let head = buffer.getSlice(at: buffer.readerIndex, length: length)!
+        var fields = HeaderSummary()
+        let (result, output) = parseResponse(head, flags, &fields)
+        let (again, outputAgain) = parseResponse(head, flags, &reused)
+        switch (result, again) {
+        case (.failure(let error), .failure(let errorAgain)):
+            require(error == errorAgain, "a reused scratch refuses the same way: \(error) vs \(errorAgain)")
+            return
+        case (.success(let parsed), .success(let parsedAgain)):
+            require(
+                same(parsed.head, parsedAgain.head) && parsed.rewritten == parsedAgain.rewritten
+                    && parsed.closeClient == parsedAgain.closeClient && output == outputAgain,
+                "a reused scratch parses the same"
+            )
+        default:
+            require(false, "a reused scratch parses the same: \(result) vs \(again)")
+        }
+        guard case .success(let parsed) = result else { return }
+        let response = parsed.head
+        require((100...999).contains(response.status), "a status has three digits")
+        if response.framing == .untilClose {
+            require(!response.keepAlive && parsed.closeClient, "a body until close closes both connections")
+        }
+        if isHeadRequest || response.status == 204 || response.status == 304 || (100..<200).contains(response.status) {
+            require(response.framing == .none, "\(response.status) to HEAD=\(isHeadRequest) has no body")
+        }
+        if !clientKeepAlive && !response.isInterim { require(parsed.closeClient, "a closing client is closed") }
+        if response.isInterim { require(!parsed.closeClient, "an interim response closes nothing") }
+        require(parsed.rewritten || output.readableBytes == 0, "nothing is written unless rewritten")
+
+        let forwarded = parsed.rewritten ? output : head
+        require(
+            HTTPHeadParser.headLength(in: forwarded) == forwarded.readableBytes,
+            "the head for the client ends where it should"
+        )
+        var forwardedFields = HeaderSummary()
+        let (reframed, reframedOutput) = parseResponse(forwarded, flags, &forwardedFields)
+        switch reframed {
+        case .success(let second):
+            require(
+                second.head.status == response.status && second.head.isHTTP11 == response.isHTTP11
+                    && second.head.framing == response.framing && second.closeClient == parsed.closeClient,
+                "the head for the client reads the same: \(parsed) vs \(second)"
+            )
+            require(
+                !second.rewritten || reframedOutput == forwarded,
+                "framing the client's head again changes nothing"
+            )
+            require(
+                forwardedFields.connectionClose == parsed.closeClient,
+                "the client sees Connection: close exactly when it is closed"
+            )
+            if !clientIsHTTP11 && !parsed.closeClient && !response.isInterim {
+                require(forwardedFields.connectionKeepAlive, "an HTTP/1.0 client kept open is told so")
+            }
+            let kinds = forwardedFields.lines.map(\.kind)
+            require(
+                !kinds.contains(.hopByHop) && forwardedFields.nominated.isEmpty
+                    && kinds.filter { $0 == .connection }.count <= 1,
+                "no hop-by-hop header but the proxy's own Connection reaches the client"
+            )
+        case .failure(.tooManyHeaders) where fields.lines.count + 1 > HTTPHeadParser.maxHeaders:
+            break  // the added Connection header took it over the limit
+        case .failure(.headTooLarge) where forwarded.readableBytes > HTTPHeadParser.maxHeadBytes:
+            break
+        case .failure(let error):
+            require(false, "the head for the client parses, not \(error)")
+        }
+    }
+
+    // MARK: Bodies
+
+    enum BodyOutcome: Equatable {
+        case refused(HTTPFramingError)
+        case read(taken: Int, complete: Bool)
+    }
+
+    /// Feeds `bytes` to a fresh tracker in `pieces`, stopping when the body is complete.
+    static func feed(
+        _ framing: BodyFraming,
+        _ bytes: UnsafeRawBufferPointer,
+        _ pieces: some Sequence<Range<Int>>
+    ) -> BodyOutcome {
+        var tracker = BodyTracker(framing)
+        var taken = 0
+        for piece in pieces {
+            if tracker.isComplete { break }
+            let slice = UnsafeRawBufferPointer(rebasing: bytes[piece])
+            do {
+                let count = try tracker.consume(slice)
+                require(count >= 0 && count <= slice.count, "a tracker takes at most what it is given")
+                require(tracker.isComplete || count == slice.count, "an unfinished body takes everything")
+                taken += count
+            } catch {
+                return .refused(error)
+            }
+        }
+        return .read(taken: taken, complete: tracker.isComplete)
+    }
+
+    /// Where a body ends does not depend on how its bytes arrive, and the body it finds is minimal: its
+    /// prefixes are unfinished, never refused.
+    static func body(_ bytes: UnsafeRawBufferPointer, framing: BodyFraming, seed: UInt8) {
+        let count = bytes.count
+        let atOnce = feed(framing, bytes, count > 0 ? [0..<count] : [])
+        let byteByByte = feed(framing, bytes, (0..<count).lazy.map { $0..<($0 + 1) })
+        let inPieces = feed(framing, bytes, Pieces(count: count, seed: seed))
+        require(atOnce == byteByByte, "byte by byte \(byteByByte) == at once \(atOnce)")
+        require(atOnce == inPieces, "in pieces \(inPieces) == at once \(atOnce)")
+        if case .contentLength(let length) = framing {
+            require(atOnce == .read(taken: min(length, count), complete: length <= count), "Content-Length \(length)")
+        }
+        guard case .read(let taken, let complete) = atOnce else { return }
+        require(taken <= count, "a body is within its bytes")
+        guard complete, taken > 0 else { return }
+        let body = UnsafeRawBufferPointer(rebasing: bytes[0..<taken])
+        require(feed(framing, body, [0..<taken]) == atOnce, "the body alone is the same body")
+        let shorter = UnsafeRawBufferPointer(rebasing: bytes[0..<(taken - 1)])
+        require(
+            feed(framing, shorter, taken > 1 ? [0..<(taken - 1)] : []) == .read(taken: taken - 1, complete: false),
+            "a body's prefix is unfinished, not refused"
+        )
+    }
+
+    // MARK: Connections
+
+    /// A connection's requests read the same whether the bytes arrive at once, byte by byte or in pieces.
+    static func connection(_ bytes: UnsafeRawBufferPointer, seed: UInt8) {
+        let count = bytes.count
+        var atOnce = InboundModel()
+        if count > 0 { atOnce.receive(bytes) }
+        var byteByByte = InboundModel()
+        for index in 0..<count { byteByByte.receive(UnsafeRawBufferPointer(rebasing: bytes[index..<(index + 1)])) }
+        var inPieces = InboundModel()
+        for piece in Pieces(count: count, seed: seed) { inPieces.receive(UnsafeRawBufferPointer(rebasing: bytes[piece])) }
+        let expected = atOnce.finish()
+        require(byteByByte.finish() == expected, "byte by byte reads the same requests as at once")
+        require(inPieces.finish() == expected, "in pieces reads the same requests as at once")
+        require(atOnce.consumed + atOnce.inbound.readableBytes == count, "every byte is accounted for")
+    }
+}
+
+/// What HTTPProxyHandler does with a client's bytes, without the upstream: skip empty lines, find the head
+/// (resuming the scan where the last one stopped), parse it, follow its body, repeat.
+struct InboundModel {
+    enum Event: Equatable {
+        case head(length: Int, method: RequestHead.Method, framing: BodyFraming)
+        case body(length: Int)
+        case refused(status: Int)
+        case waitingForHead(buffered: Int)
+        case inBody(taken: Int)
+    }
+
+    var inbound = ByteBuffer()
+    var scanFrom = 0
+    var body: BodyTracker?
+    var bodyTaken = 0
+    var events: [Event] = []
+    var closed = false
+    var consumed = 0
+    var fields = HeaderSummary()
+
+    mutating func receive(_ bytes: UnsafeRawBufferPointer) {
+        guard !closed else { return }
+        inbound.writeBytes(bytes)
+        process()
+    }
+
+    private mutating func process() {
+        while !closed {
+            if var tracker = body {
+                let taken: Int
+                do {
+                    taken = try inbound.withUnsafeReadableBytes { bytes throws(HTTPFramingError) in
+                        try tracker.consume(bytes)
+                    }
+                } catch {
+                    refuse(error.status)
+                    return
+                }
+                inbound.moveReaderIndex(forwardBy: taken)
+                consumed += taken
+                bodyTaken += taken
+                guard tracker.isComplete else {
+                    body = tracker
+                    return
+                }
+                events.append(.body(length: bodyTaken))
+                body = nil
+                bodyTaken = 0
+                continue
+            }
+            guard inbound.readableBytes > 0 else { return }
+            while inbound.readableBytes >= 2, inbound.getInteger(at: inbound.readerIndex, as: UInt16.self) == 0x0D0A {
+                inbound.moveReaderIndex(forwardBy: 2)
+                consumed += 2
+                scanFrom = 0
+            }
+            guard let length = HTTPHeadParser.headLength(in: inbound, scanFrom: scanFrom) else {
+                if inbound.readableBytes > HTTPHeadParser.maxHeadBytes {
+                    refuse(431)
+                } else {
+                    scanFrom = max(0, inbound.readableBytes - 3)
+                }
+                return
+            }
+            let head = inbound.readSlice(length: length)!
+            consumed += length
+            scanFrom = 0
+            switch FramingFuzz.parseRequest(head, FramingFuzz.forwardingIPv4, &fields).0 {
+            case .success(let request) where request.method == .connect:
+                refuse(405)
+            case .success(let request):
+                events.append(.head(length: length, method: request.method, framing: request.framing))
+                body = BodyTracker(request.framing)
+                bodyTaken = 0
+            case .failure(let error):
+                refuse(error.status)
+            }
+        }
+    }
+
+    private mutating func refuse(_ status: Int) {
+        events.append(.refused(status: status))
+        closed = true
+    }
+
+    /// The events, and what the connection was waiting for when the bytes ran out.
+    mutating func finish() -> [Event] {
+        if !closed {
+            events.append(body == nil ? .waitingForHead(buffered: inbound.readableBytes) : .inBody(taken: bodyTaken))
+        }
+        return events
+    }
+}
+
+/// Splits `0..<count` into consecutive pieces whose sizes a small generator picks from the seed: all sizes
+/// up to 1, 2, 3, 7, 16, 64, 512 or 4096 bytes.
+struct Pieces: Sequence, IteratorProtocol {
+    static let limits = [1, 2, 3, 7, 16, 64, 512, 4096]
+    let count: Int
+    let limit: Int
+    var state: UInt64
+    var offset = 0
+
+    init(count: Int, seed: UInt8) {
+        self.count = count
+        limit = Self.limits[Int(seed) % Self.limits.count]
+        state = (UInt64(seed) &+ 1) &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(count)
+        if state == 0 { state = 1 }
+    }
+
+    mutating func next() -> Range<Int>? {
+        guard offset < count else { return nil }
+        state ^= state << 13
+        state ^= state >> 7
+        state ^= state << 17
+        let size = 1 + Int(state % UInt64(limit))
+        let end = Swift.min(count, offset + size)
+        defer { offset = end }
+        return offset..<end
+    }
+}
