@@ -78,6 +78,22 @@ enum FramingFuzz {
         return length
     }
 
+    /// The lowercased names of the `.other` headers in a parsed head.
+    static func names(_ fields: HeaderSummary, _ head: ByteBuffer) -> [[UInt8]] {
+        fields.lines.filter { $0.kind == .other }.map { line in
+            head.getBytes(at: head.readerIndex + line.start, length: line.nameEnd - line.start)!.map(HeaderSummary.lower)
+        }
+    }
+
+    /// The lowercased header names a parsed head's Connection header listed.
+    static func nominatedNames(_ fields: HeaderSummary, _ head: ByteBuffer) -> Set<[UInt8]> {
+        Set(
+            fields.nominated.map { token in
+                head.getBytes(at: head.readerIndex + token.lowerBound, length: token.count)!.map(HeaderSummary.lower)
+            }
+        )
+    }
+
     // MARK: Requests
 
     static func parseRequest(
@@ -142,6 +158,11 @@ enum FramingFuzz {
             for kind in [HeaderSummary.Kind.forwardedFor, .forwardedProto, .forwarded] {
                 require(kinds.filter { $0 == kind }.count == 1, "exactly one \(kind) header is forwarded")
             }
+            let named = nominatedNames(fields, head)
+            require(
+                names(forwardedFields, output).allSatisfy { !named.contains($0) },
+                "no header the Connection header named is forwarded"
+            )
         case .failure(.tooManyHeaders) where fields.lines.count + 3 > HTTPHeadParser.maxHeaders:
             break  // the three forwarding headers took it over the limit
         case .failure(.headTooLarge) where output.readableBytes > HTTPHeadParser.maxHeadBytes:
@@ -246,6 +267,11 @@ enum FramingFuzz {
             if !clientIsHTTP11 && !parsed.closeClient && !response.isInterim {
                 require(forwardedFields.connectionKeepAlive, "an HTTP/1.0 client kept open is told so")
             }
+            let named = nominatedNames(fields, head)
+            require(
+                names(forwardedFields, forwarded).allSatisfy { !named.contains($0) },
+                "no header the Connection header named reaches the client"
+            )
             let kinds = forwardedFields.lines.map(\.kind)
             require(
                 !kinds.contains(.hopByHop) && forwardedFields.nominated.isEmpty
