@@ -52,7 +52,8 @@ enum FramingFuzz {
             let end = buffer.getBytes(at: buffer.readerIndex + length - 2, length: 2)!
             let endsHead =
                 end == [10, 10]
-                || (length >= 4 && buffer.getBytes(at: buffer.readerIndex + length - 4, length: 4)! == [13, 10, 13, 10])
+                || (length >= 4
+                    && buffer.getBytes(at: buffer.readerIndex + length - 4, length: 4)! == [13, 10, 13, 10])
             require(endsHead, "a head ends in LF LF or CRLF CRLF")
             require(
                 HTTPHeadParser.headLength(in: buffer.getSlice(at: buffer.readerIndex, length: length - 1)!) == nil,
@@ -74,14 +75,19 @@ enum FramingFuzz {
                 scanFrom = max(0, arrived.readableBytes - 3)
             }
         }
-        require(found == length, "headLength in pieces \(String(describing: found)) == at once \(String(describing: length))")
+        require(
+            found == length,
+            "headLength in pieces \(String(describing: found)) == at once \(String(describing: length))"
+        )
         return length
     }
 
     /// The lowercased names of the `.other` headers in a parsed head.
     static func names(_ fields: HeaderSummary, _ head: ByteBuffer) -> [[UInt8]] {
         fields.lines.filter { $0.kind == .other }.map { line in
-            head.getBytes(at: head.readerIndex + line.start, length: line.nameEnd - line.start)!.map(HeaderSummary.lower)
+            head.getBytes(at: head.readerIndex + line.start, length: line.nameEnd - line.start)!.map(
+                HeaderSummary.lower
+            )
         }
     }
 
@@ -103,7 +109,11 @@ enum FramingFuzz {
     ) -> (Result<RequestHead, HTTPFramingError>, ByteBuffer) {
         var output = ByteBuffer()
         do {
-            return (.success(try HTTPHeadParser.parseRequest(head, forwarding: forwarding, into: &output, scratch: &fields)), output)
+            return (
+                .success(
+                    try HTTPHeadParser.parseRequest(head, forwarding: forwarding, into: &output, scratch: &fields)
+                ), output
+            )
         } catch {
             return (.failure(error), output)
         }
@@ -351,7 +361,9 @@ enum FramingFuzz {
         var byteByByte = InboundModel()
         for index in 0..<count { byteByByte.receive(UnsafeRawBufferPointer(rebasing: bytes[index..<(index + 1)])) }
         var inPieces = InboundModel()
-        for piece in Pieces(count: count, seed: seed) { inPieces.receive(UnsafeRawBufferPointer(rebasing: bytes[piece])) }
+        for piece in Pieces(count: count, seed: seed) {
+            inPieces.receive(UnsafeRawBufferPointer(rebasing: bytes[piece]))
+        }
         let expected = atOnce.finish()
         require(byteByByte.finish() == expected, "byte by byte reads the same requests as at once")
         require(inPieces.finish() == expected, "in pieces reads the same requests as at once")
