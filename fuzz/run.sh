@@ -44,7 +44,7 @@ echo "executions: ${runs:-?}, ${rate:-?}/s; corpus: ${corpus%%/*} inputs (${corp
 
 if [ "$status" != 0 ]; then
     echo "fuzzer failed (exit $status):"
-    grep -vE '^#[0-9]+[[:space:]]|^INFO:|^MS:|^base64:|^\s*$' "$WORK/fuzz.log" | head -60
+    grep -vE '^#[0-9]+[[:space:]]|^INFO:|^MS:|^base64:|^0x|^\s*$' "$WORK/fuzz.log" | head -60
     crash=$(grep -o "Test unit written to .*" "$WORK/fuzz.log" | tail -1 | sed 's/Test unit written to //')
     if [ -n "$crash" ] && [ -f "$crash" ]; then
         echo "input ($crash), selector byte first:"
