@@ -104,6 +104,10 @@ chunked = [
     "5\r\nhelloX\r\n",
     "0\r\nbad trailer\x01\r\n\r\n",
     "\r\n",
+    "5 5\r\nhello\r\n0\r\n\r\n",
+    "5\tx\r\nhello\r\n0\r\n\r\n",
+    "0 0\r\n\r\n",
+    "5 \r\nhello\r\n3 \t;ext=\"a b\"\r\nabc\r\n0\t\r\n\r\n",
 ]
 
 connections = [

@@ -109,11 +109,13 @@ enum FramingFuzz {
     ) -> (Result<RequestHead, HTTPFramingError>, ByteBuffer) {
         var output = ByteBuffer()
         do {
-            return (
-                .success(
-                    try HTTPHeadParser.parseRequest(head, forwarding: forwarding, into: &output, scratch: &fields)
-                ), output
+            let parsed = try HTTPHeadParser.parseRequest(
+                head,
+                forwarding: forwarding,
+                into: &output,
+                scratch: &fields
             )
+            return (.success(parsed), output)
         } catch {
             return (.failure(error), output)
         }
@@ -338,6 +340,9 @@ enum FramingFuzz {
         require(atOnce == inPieces, "in pieces \(inPieces) == at once \(atOnce)")
         if case .contentLength(let length) = framing {
             require(atOnce == .read(taken: min(length, count), complete: length <= count), "Content-Length \(length)")
+        } else {
+            let reference = referenceChunked(bytes)
+            require(atOnce == reference, "the scanner \(atOnce) reads chunks as the grammar does: \(reference)")
         }
         guard case .read(let taken, let complete) = atOnce else { return }
         require(taken <= count, "a body is within its bytes")
@@ -349,6 +354,67 @@ enum FramingFuzz {
             feed(framing, shorter, taken > 1 ? [0..<(taken - 1)] : []) == .read(taken: taken - 1, complete: false),
             "a body's prefix is unfinished, not refused"
         )
+    }
+
+    /// A chunked body read by the grammar the scanner means to follow (RFC 9112 §7.1, with whitespace
+    /// allowed before an extension or the end of a size line), written independently of the scanner: over
+    /// the whole input, by index.
+    static func referenceChunked(_ bytes: UnsafeRawBufferPointer) -> BodyOutcome {
+        let count = bytes.count
+        let unfinished = BodyOutcome.read(taken: count, complete: false)
+        var index = 0
+        /// Reads to the CR of a line whose bytes must pass `valid`, then its LF: nil when the line is fine.
+        func lineEnd(_ valid: (UInt8) -> Bool) -> BodyOutcome? {
+            while index < count, bytes[index] != 13 {
+                guard valid(bytes[index]) else { return .refused(.invalidChunk) }
+                index += 1
+            }
+            guard index + 1 < count else { return unfinished }
+            guard bytes[index + 1] == 10 else { return .refused(.invalidChunk) }
+            index += 2
+            return nil
+        }
+        while true {
+            var size: UInt64 = 0
+            let digitsStart = index
+            while index < count, let digit = hexDigit(bytes[index]) {
+                guard index - digitsStart < 15 else { return .refused(.invalidChunk) }
+                size = size * 16 + UInt64(digit)
+                index += 1
+            }
+            guard index < count else { return unfinished }
+            guard index > digitsStart else { return .refused(.invalidChunk) }
+            while index < count, bytes[index] == 32 || bytes[index] == 9 { index += 1 }
+            guard index < count else { return unfinished }
+            if bytes[index] == 59 {
+                if let outcome = lineEnd(HTTPHeadParser.isFieldValueByte) { return outcome }
+            } else if let outcome = lineEnd({ _ in false }) {
+                return outcome
+            }
+            if size == 0 { break }
+            guard UInt64(count - index) >= size else { return unfinished }
+            index += Int(size)
+            if let outcome = lineEnd({ _ in false }) { return outcome }
+        }
+        // Trailer lines, then the blank line.
+        while true {
+            guard index < count else { return unfinished }
+            if bytes[index] == 13 {
+                guard index + 1 < count else { return unfinished }
+                return bytes[index + 1] == 10 ? .read(taken: index + 2, complete: true) : .refused(.invalidChunk)
+            }
+            guard HTTPHeadParser.isTokenCharacter(bytes[index]) else { return .refused(.invalidChunk) }
+            if let outcome = lineEnd(HTTPHeadParser.isFieldValueByte) { return outcome }
+        }
+    }
+
+    static func hexDigit(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
+        default: return nil
+        }
     }
 
     // MARK: Connections
