@@ -14,6 +14,9 @@ SCRATCH=${ZONEWARD_FUZZ_SCRATCH:-$ROOT/fuzz/.build}
 SEEDS=$ROOT/fuzz/corpus/http-framing
 ARTIFACTS=$SCRATCH/artifacts
 BIN=$SCRATCH/release/HTTPFramingFuzz
+# Inputs that found new coverage are kept (minimised) in $SCRATCH/corpus for the next run on this
+# machine, so CI digs deeper run after run; ZONEWARD_FUZZ_KEEP_CORPUS=0 starts from the seeds alone.
+KEEP=${ZONEWARD_FUZZ_KEEP_CORPUS:-1}
 
 echo "== build the fuzzer (release, -sanitize=fuzzer,address) into $SCRATCH"
 started=$(date +%s)
@@ -26,8 +29,13 @@ trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$WORK/corpus" "$ARTIFACTS"
 cp "$SEEDS"/* "$WORK/corpus/"
 seeds=$(ls "$WORK/corpus" | wc -l)
+kept=0
+if [ "$KEEP" = 1 ] && [ -d "$SCRATCH/corpus" ]; then
+    cp -n "$SCRATCH/corpus"/* "$WORK/corpus/" 2>/dev/null
+    kept=$(ls "$SCRATCH/corpus" | wc -l)
+fi
 
-echo "== fuzz for $SECONDS_TO_RUN s from $seeds seeds"
+echo "== fuzz for $SECONDS_TO_RUN s from $seeds seeds and $kept inputs kept from earlier runs"
 # The Swift runtime's backtracer would trip AddressSanitizer in its own crash handler: let libFuzzer report.
 SWIFT_BACKTRACE=enable=no "$BIN" "$WORK/corpus" \
     -max_total_time="$SECONDS_TO_RUN" -timeout=10 -dict="$ROOT/fuzz/http.dict" \
@@ -40,7 +48,7 @@ runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$WORK/fuzz.log" | grep
 rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$WORK/fuzz.log" | grep -o '[0-9]*$')
 files=$(ls "$WORK/corpus" | wc -l)
 corpus=${corpus#corp: }
-echo "executions: ${runs:-?}, ${rate:-?}/s; corpus: ${corpus%%/*} inputs (${corpus#*/}), $files files from $seeds seeds"
+echo "executions: ${runs:-?}, ${rate:-?}/s; corpus: ${corpus%%/*} inputs (${corpus#*/}), $files files (started from $seeds seeds + $kept kept)"
 
 if [ "$status" != 0 ]; then
     echo "fuzzer failed (exit $status):"
@@ -52,4 +60,14 @@ if [ "$status" != 0 ]; then
         echo "reproduce: SWIFT_BACKTRACE=enable=no $BIN $crash"
     fi
     exit 1
+fi
+
+if [ "$KEEP" = 1 ]; then
+    rm -rf "$SCRATCH/corpus.next"
+    mkdir -p "$SCRATCH/corpus.next"
+    if SWIFT_BACKTRACE=enable=no "$BIN" -merge=1 "$SCRATCH/corpus.next" "$WORK/corpus" >"$WORK/merge.log" 2>&1; then
+        rm -rf "$SCRATCH/corpus"
+        mv "$SCRATCH/corpus.next" "$SCRATCH/corpus"
+        echo "kept $(ls "$SCRATCH/corpus" | wc -l) inputs in $SCRATCH/corpus for the next run"
+    fi
 fi
