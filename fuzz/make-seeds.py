@@ -16,6 +16,7 @@ REQUEST, RESPONSE, BODY, CONNECTION = 0, 1, 2, 3
 IPV6 = 4  # request
 HEAD_REQUEST, CLIENT_KEEP_ALIVE, CLIENT_HTTP11 = 4, 8, 16  # response
 CONTENT_LENGTH = 4  # body
+UPSTREAM = 4  # connection: an upstream's responses (then 8 is isHeadRequest, 16 clientIsHTTP11)
 
 
 def split_seed(n):
@@ -122,6 +123,17 @@ connections = [
 ]
 
 
+upstreams = [
+    ("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", 0),
+    ("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+     "5\r\nhello\r\n0\r\n\r\n", 16),
+    ("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", 8),  # HEAD: no body
+    ("HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\nstray", 16),
+    ("HTTP/1.0 200 OK\r\n\r\nuntil the connection closes", 0),
+    ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\nframes", 16),
+]
+
+
 def write(seeds):
     shutil.rmtree(OUT, ignore_errors=True)
     os.makedirs(OUT)
@@ -145,5 +157,7 @@ for i, text in enumerate(chunked):
 seeds.append(("content-length", bytes([BODY | CONTENT_LENGTH | split_seed(3), 0, 5]) + b"helloGET"))
 for i, text in enumerate(connections):
     seeds.append(("connection", bytes([CONNECTION | split_seed(i % 8)]) + latin1(text)))
+for i, (text, flags) in enumerate(upstreams):
+    seeds.append(("upstream", bytes([CONNECTION | UPSTREAM | flags | split_seed(i % 8)]) + latin1(text)))
 write(seeds)
 print("%d seeds in %s" % (len(seeds), OUT))

@@ -31,7 +31,11 @@ enum FramingFuzz {
                 body(payload, framing: .chunked, seed: seed)
             }
         default:
-            connection(payload, seed: seed)
+            if selector & 4 != 0 {
+                upstream(payload, isHeadRequest: selector & 8 != 0, clientIsHTTP11: selector & 16 != 0, seed: seed)
+            } else {
+                connection(payload, seed: seed)
+            }
         }
     }
 
@@ -434,6 +438,134 @@ enum FramingFuzz {
         require(byteByByte.finish() == expected, "byte by byte reads the same requests as at once")
         require(inPieces.finish() == expected, "in pieces reads the same requests as at once")
         require(atOnce.consumed + atOnce.inbound.readableBytes == count, "every byte is accounted for")
+    }
+}
+
+extension FramingFuzz {
+    /// An upstream's response (interim heads, then the final head and its body) reads the same whether the
+    /// bytes arrive at once, byte by byte or in pieces.
+    static func upstream(_ bytes: UnsafeRawBufferPointer, isHeadRequest: Bool, clientIsHTTP11: Bool, seed: UInt8) {
+        let count = bytes.count
+        let model = { UpstreamModel(isHeadRequest: isHeadRequest, clientIsHTTP11: clientIsHTTP11) }
+        var atOnce = model()
+        if count > 0 { atOnce.receive(bytes) }
+        var byteByByte = model()
+        for index in 0..<count { byteByByte.receive(UnsafeRawBufferPointer(rebasing: bytes[index..<(index + 1)])) }
+        var inPieces = model()
+        for piece in Pieces(count: count, seed: seed) {
+            inPieces.receive(UnsafeRawBufferPointer(rebasing: bytes[piece]))
+        }
+        let expected = atOnce.finish()
+        require(byteByByte.finish() == expected, "byte by byte reads the same response as at once")
+        require(inPieces.finish() == expected, "in pieces reads the same response as at once")
+    }
+}
+
+/// What UpstreamConnection does with an upstream's bytes during one exchange: gather the head (resuming the
+/// scan where the last one stopped), frame it for the client, skip interim heads, follow the body.
+struct UpstreamModel {
+    enum Event: Equatable {
+        case head(status: Int, framing: BodyFraming, closeClient: Bool, bytes: [UInt8])
+        case body(length: Int)
+        case refused(HTTPFramingError)
+        case waitingForHead(buffered: Int)
+        case inBody(taken: Int)
+    }
+
+    let isHeadRequest: Bool
+    let clientIsHTTP11: Bool
+    var head: ByteBuffer?
+    var scanFrom = 0
+    var body: BodyTracker?
+    var bodyTaken = 0
+    var events: [Event] = []
+    var ended = false
+    var fields = HeaderSummary()
+
+    init(isHeadRequest: Bool, clientIsHTTP11: Bool) {
+        self.isHeadRequest = isHeadRequest
+        self.clientIsHTTP11 = clientIsHTTP11
+    }
+
+    mutating func receive(_ bytes: UnsafeRawBufferPointer) {
+        guard !ended else { return }
+        var buffer = ByteBuffer(bytes: bytes)
+        do {
+            try process(&buffer)
+        } catch {
+            events.append(.refused(error))
+            ended = true
+        }
+    }
+
+    private mutating func process(_ buffer: inout ByteBuffer) throws(HTTPFramingError) {
+        while buffer.readableBytes > 0, !ended {
+            if var tracker = body {
+                let taken = try buffer.withUnsafeReadableBytes { bytes throws(HTTPFramingError) in
+                    try tracker.consume(bytes)
+                }
+                body = tracker
+                buffer.moveReaderIndex(forwardBy: taken)
+                bodyTaken += taken
+                if tracker.isComplete {
+                    events.append(.body(length: bodyTaken))
+                    ended = true
+                    return
+                }
+                continue
+            }
+            if head == nil {
+                head = buffer
+                buffer.moveReaderIndex(forwardBy: buffer.readableBytes)
+            } else {
+                head?.writeBuffer(&buffer)
+            }
+            guard var pending = head else { return }
+            guard let length = HTTPHeadParser.headLength(in: pending, scanFrom: scanFrom) else {
+                if pending.readableBytes > HTTPHeadParser.maxHeadBytes { throw .headTooLarge }
+                scanFrom = max(0, pending.readableBytes - 3)
+                return
+            }
+            let headBytes = pending.readSlice(length: length)!
+            buffer = pending
+            head = nil
+            scanFrom = 0
+            var rewritten = ByteBuffer()
+            let (response, didRewrite, closeClient) = try HTTPHeadParser.parseResponse(
+                headBytes,
+                isHeadRequest: isHeadRequest,
+                clientKeepAlive: true,
+                clientIsHTTP11: clientIsHTTP11,
+                into: &rewritten,
+                scratch: &fields
+            )
+            let forwarded = didRewrite ? rewritten : headBytes
+            events.append(
+                .head(
+                    status: response.status,
+                    framing: response.framing,
+                    closeClient: closeClient,
+                    bytes: forwarded.getBytes(at: forwarded.readerIndex, length: forwarded.readableBytes)!
+                )
+            )
+            if response.isInterim { continue }
+            let tracker = BodyTracker(response.framing)
+            if tracker.isComplete {
+                events.append(.body(length: 0))
+                ended = true
+                return
+            }
+            body = tracker
+            bodyTaken = 0
+        }
+    }
+
+    /// The events, and what the exchange was waiting for when the bytes ran out.
+    mutating func finish() -> [Event] {
+        if !ended {
+            events.append(body == nil ? .waitingForHead(buffered: head?.readableBytes ?? 0) : .inBody(taken: bodyTaken))
+        }
+        return events
     }
 }
 

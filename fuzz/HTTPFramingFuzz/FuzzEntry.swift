@@ -5,8 +5,10 @@
 /// - `1`: a response head (`parseResponse`); bits 2–4 are isHeadRequest, clientKeepAlive, clientIsHTTP11;
 /// - `2`: a body (`BodyTracker`); bit 2 picks Content-Length framing (length from the next two bytes)
 ///   instead of chunked;
-/// - `3`: a connection's inbound bytes, pipelined requests and their bodies, read the way
-///   HTTPProxyHandler reads them.
+/// - `3`: a connection's bytes read however they are split: with bit 2 clear, a client's pipelined
+///   requests and their bodies, read the way HTTPProxyHandler reads them; with bit 2 set, an upstream's
+///   interim and final responses, read the way UpstreamConnection reads them (bits 3–4: isHeadRequest,
+///   clientIsHTTP11).
 ///
 /// The upper bits seed where the bytes are split into reads. Every mode checks properties, not only
 /// "no crash"; a broken property stops the run with `fatalError` naming it.
