@@ -15,7 +15,12 @@ let package = Package(
     targets: [
         .executableTarget(
             name: "HTTPFramingFuzz",
-            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                // llhttp, as the upstream's parser in the smuggling check.
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
             path: "HTTPFramingFuzz"
         )
     ],

@@ -423,6 +423,13 @@ enum FramingFuzz {
 
     // MARK: Connections
 
+    /// A request as a parser saw it: its target and its body's length.
+    struct Request: CustomStringConvertible {
+        var target: String
+        var body: Int?
+        var description: String { "\(target) \(body.map(String.init) ?? "chunked")" }
+    }
+
     /// A connection's requests read the same whether the bytes arrive at once, byte by byte or in pieces.
     static func connection(_ bytes: UnsafeRawBufferPointer, seed: UInt8) {
         let count = bytes.count
@@ -438,6 +445,20 @@ enum FramingFuzz {
         require(byteByByte.finish() == expected, "byte by byte reads the same requests as at once")
         require(inPieces.finish() == expected, "in pieces reads the same requests as at once")
         require(atOnce.consumed + atOnce.inbound.readableBytes == count, "every byte is accounted for")
+
+        // No smuggling: a parser upstream reads the forwarded bytes as the same requests with the same
+        // bodies. It may refuse something the proxy let through (then the requests before agree), but it
+        // never sees another request or another body length.
+        let ours = atOnce.completeRequests
+        let (theirs, failed) = llhttpRequests(in: atOnce.forwarded)
+        let agree =
+            theirs.count <= ours.count
+            && zip(theirs, ours).allSatisfy { $0.target == $1.target && ($1.body == nil || $0.body == $1.body) }
+        require(
+            agree && (failed || theirs.count == ours.count),
+            "llhttp reads the forwarded requests as the proxy does\(failed ? ", up to its error" : ""): "
+                + "\(theirs) vs \(ours)"
+        )
     }
 }
 
@@ -588,11 +609,32 @@ struct InboundModel {
     var closed = false
     var consumed = 0
     var fields = HeaderSummary()
+    /// What the proxy sends upstream: each forwarded head and the body bytes after it.
+    var forwarded = ByteBuffer()
 
     mutating func receive(_ bytes: UnsafeRawBufferPointer) {
         guard !closed else { return }
         inbound.writeBytes(bytes)
         process()
+    }
+
+    /// The target of each forwarded request, in order.
+    var targets: [String] = []
+
+    /// Each complete request: its target, and its body's length unless chunked (llhttp counts a chunked
+    /// body's data, the proxy its bytes).
+    var completeRequests: [FramingFuzz.Request] {
+        var requests: [FramingFuzz.Request] = []
+        var framing = BodyFraming.none
+        for event in events {
+            switch event {
+            case .head(_, _, let headFraming): framing = headFraming
+            case .body(let length):
+                requests.append(.init(target: targets[requests.count], body: framing == .chunked ? nil : length))
+            default: break
+            }
+        }
+        return requests
     }
 
     private mutating func process() {
@@ -607,7 +649,8 @@ struct InboundModel {
                     refuse(error.status)
                     return
                 }
-                inbound.moveReaderIndex(forwardBy: taken)
+                var bodyBytes = inbound.readSlice(length: taken)!
+                forwarded.writeBuffer(&bodyBytes)
                 consumed += taken
                 bodyTaken += taken
                 guard tracker.isComplete else {
@@ -636,10 +679,14 @@ struct InboundModel {
             let head = inbound.readSlice(length: length)!
             consumed += length
             scanFrom = 0
-            switch FramingFuzz.parseRequest(head, FramingFuzz.forwardingIPv4, &fields).0 {
+            var (result, output) = FramingFuzz.parseRequest(head, FramingFuzz.forwardingIPv4, &fields)
+            switch result {
             case .success(let request) where request.method == .connect:
                 refuse(405)
             case .success(let request):
+                let requestLine = head.getString(at: head.readerIndex, length: head.readableBytes)!
+                targets.append(String(requestLine.split(separator: " ", maxSplits: 2)[1]))
+                forwarded.writeBuffer(&output)
                 events.append(.head(length: length, method: request.method, framing: request.framing))
                 body = BodyTracker(request.framing)
                 bodyTaken = 0
