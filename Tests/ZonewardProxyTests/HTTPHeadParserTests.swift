@@ -254,13 +254,22 @@ import Testing
         #expect(result.taken == body.utf8.count)
     }
 
+    /// Whitespace after a chunk size is allowed before an extension or the end of the line, nothing else.
+    @Test func whitespaceAfterTheChunkSize() throws {
+        let body = "5 \r\nhello\r\n3 \t;ext=\"a b\"\r\nabc\r\n0\t\r\n\r\n"
+        let result = try scan(body + "GET /next HTTP/1.1")
+        #expect(result.complete)
+        #expect(result.taken == body.utf8.count)
+    }
+
     @Test func incompleteBodyIsNotComplete() throws {
         #expect(try scan("5\r\nhel").complete == false)
     }
 
     @Test(arguments: [
         "5\nhello\r\n0\r\n\r\n", "5\r\nhello\n0\r\n\r\n", "zz\r\n", "-5\r\n", "1000000000000000\r\n",
-        "5\r\nhelloX\r\n", "0\r\nbad trailer\u{01}\r\n\r\n", "\r\n",
+        "5\r\nhelloX\r\n", "0\r\nbad trailer\u{01}\r\n\r\n", "\r\n", "5 5\r\nhello\r\n0\r\n\r\n",
+        "5\tx\r\nhello\r\n0\r\n\r\n", "0 0\r\n\r\n",
     ])
     func refusesMalformedChunks(text: String) {
         #expect(throws: HTTPFramingError.invalidChunk) { try scan(text) }

@@ -1,11 +1,14 @@
 /// Follows a chunked body byte by byte to find where it ends, without changing it: the proxy relays the
 /// chunks as they are and only needs to know where the next message starts.
 ///
-/// Strict like the head parser: chunk sizes are hex without overflow, every line ends in CRLF, and
-/// extensions and trailers hold only valid field bytes.
+/// Strict like the head parser: chunk sizes are hex without overflow, followed only by whitespace before
+/// a `;` extension or the line's end, every line ends in CRLF, and extensions and trailers hold only valid
+/// field bytes.
 public struct ChunkedBodyScanner: Sendable {
     enum State: Sendable, Equatable {
         case size(value: UInt64, digits: Int)
+        /// Whitespace after the size: only more of it, an extension or the end of the line may follow.
+        case sizeWhitespace(value: UInt64)
         case sizeExtension(value: UInt64)
         case sizeLineFeed(value: UInt64)
         case data(remaining: UInt64)
@@ -49,9 +52,20 @@ public struct ChunkedBodyScanner: Sendable {
                     state = .size(value: value << 4 | UInt64(digit), digits: digits + 1)
                 } else if digits > 0 && byte == 13 {
                     state = .sizeLineFeed(value: value)
-                } else if digits > 0 && (byte == 59 || byte == 32 || byte == 9) {
+                } else if digits > 0 && byte == 59 {
                     state = .sizeExtension(value: value)
+                } else if digits > 0 && (byte == 32 || byte == 9) {
+                    state = .sizeWhitespace(value: value)
                 } else {
+                    throw .invalidChunk
+                }
+            case .sizeWhitespace(let value):
+                // `5 5` is not a size of 5 with an extension: another parser could read 0x55.
+                if byte == 13 {
+                    state = .sizeLineFeed(value: value)
+                } else if byte == 59 {
+                    state = .sizeExtension(value: value)
+                } else if byte != 32 && byte != 9 {
                     throw .invalidChunk
                 }
             case .sizeExtension(let value):

@@ -1,0 +1,1 @@
+../../Sources/ZonewardProxy/HTTP/HTTPFramingError.swift
