@@ -1,8 +1,6 @@
 import Foundation
 import Logging
 import NIOCore
-import NIOHTTP1
-import NIOPosix
 import ServiceLifecycle
 import Synchronization
 import ZonewardModel
@@ -54,8 +52,31 @@ public final class ControllerService: Service, Sendable {
     }
 
     public func run() async throws {
-        let server = try await bindAPI()
-        logger.info("zoneward controller listening on \(settings.listen)")
+        try await run(onServerRunning: { _ in })
+    }
+
+    /// Runs until graceful shutdown; `onServerRunning` gets the API's listening channel (tests bind port 0).
+    public func run(onServerRunning: @escaping @Sendable (any Channel) async -> Void) async throws {
+        let logger = self.logger
+        let app = makeApplication { channel in
+            logger.info("zoneward controller listening on \(channel.localAddress.map { "\($0)" } ?? "?")")
+            await onServerRunning(channel)
+        }
+        try await withThrowingDiscardingTaskGroup { tasks in
+            tasks.addTask { await self.runBackground() }
+            tasks.addTask {
+                // Long polls end at once on shutdown, so the server's drain does not wait out their `wait`.
+                try? await gracefulShutdown()
+                await self.broadcaster.close()
+            }
+            try await app.run()
+            tasks.cancelAll()
+        }
+        logger.info("zoneward controller stopped")
+    }
+
+    /// Resumes interrupted operations, follows the state database and probes regions until cancelled.
+    private func runBackground() async {
         await withDiscardingTaskGroup { tasks in
             // An operation interrupted by a crash is resumed first.
             for operation in (try? store.unfinishedOperations()) ?? [] {
@@ -71,11 +92,7 @@ public final class ControllerService: Service, Sendable {
                     tasks.addTask { await self.probeLoop(service: service, region: region, probe: probe) }
                 }
             }
-            try? await gracefulShutdown()
-            tasks.cancelAll()
         }
-        try? await server.close()
-        logger.info("zoneward controller stopped")
     }
 
     /// Runs an operation unless this process already runs it.
@@ -201,6 +218,7 @@ public final class ControllerService: Service, Sendable {
 actor SnapshotBroadcaster {
     private var current = ControlSnapshot(version: 0, services: [:], drainedZones: [])
     private var waiters: [UUID: CheckedContinuation<Void, Never>] = [:]
+    private var closed = false
 
     func publish(_ content: ControlSnapshot) {
         guard current.version == 0 || !content.sameContent(as: current) else { return }
@@ -213,7 +231,7 @@ actor SnapshotBroadcaster {
 
     /// The snapshot once its version is greater than `after`, or the current one after `wait`.
     func snapshot(after: Int, wait: Duration) async -> ControlSnapshot {
-        if current.version > after || wait <= .zero { return current }
+        if current.version > after || wait <= .zero || closed { return current }
         let id = UUID()
         let timeout = Task {
             try? await Task.sleep(for: wait)
@@ -224,6 +242,13 @@ actor SnapshotBroadcaster {
         }
         timeout.cancel()
         return current
+    }
+
+    /// Answers every long poll now and every later one at once: the controller is shutting down.
+    func close() {
+        closed = true
+        for waiter in waiters.values { waiter.resume() }
+        waiters = [:]
     }
 
     private func wake(_ id: UUID) {

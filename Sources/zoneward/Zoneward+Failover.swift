@@ -376,6 +376,12 @@ func planFailover(service: String, to: String, force: Bool, target: FailoverTarg
             printError("service: \"\(service)\" has no failover block in the configuration")
             throw ExitCode.badInput
         }
+        guard config.regions.contains(to) else {
+            printError(
+                "--to: \"\(to)\" is not a region of \(service) (known: \(config.regions.joined(separator: ", ")))"
+            )
+            throw ExitCode.badInput
+        }
         return try await coordinator.plan(service: config, to: to, force: force)
     }
 }
