@@ -134,8 +134,9 @@ public enum ControllerAPI {
         router.get("/v1/snapshot") { request, _ in
             let query = request.uri.queryParameters
             let after = try integer(query.get("after"), field: "after", in: 0...Int.max) ?? 0
+            let boot = try query.get("boot").map { try bootId($0) }
             let wait = try query.get("wait").map { try boundedDuration($0, field: "wait", maximum: maxWait) } ?? .zero
-            return try json(await controller.broadcaster.snapshot(after: after, wait: wait))
+            return try json(await controller.broadcaster.snapshot(after: after, boot: boot, wait: wait))
         }
         router.post("/v1/failover") { request, context in
             try await controller.failover(try await decode(FailoverRequest.self, request, context))
@@ -216,6 +217,16 @@ public enum ControllerAPI {
             return "\(path(context))\(context.debugDescription)"
         @unknown default: return "\(error)"
         }
+    }
+
+    /// A boot id as `/v1/snapshot` gives it: up to 64 letters, digits and dashes.
+    static func bootId(_ text: String) throws -> String {
+        guard (1...64).contains(text.count),
+            text.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") })
+        else {
+            throw APIError(.badRequest, "boot: expected the boot id of an earlier snapshot, got \"\(text.prefix(64))\"")
+        }
+        return text
     }
 
     static func operationId(_ context: ControllerRequestContext) throws -> Int64 {

@@ -37,7 +37,7 @@ public final class ControllerService: Service, Sendable {
     let coordinator: FailoverCoordinator
     let logger: Logger
     let group: any EventLoopGroup
-    let broadcaster = SnapshotBroadcaster()
+    let broadcaster = SnapshotBroadcaster(now: Date())
     /// Why automatic failover did not fire, per service, to log only changes.
     private let holds = Mutex<[String: String]>([:])
     /// Operations running in this process.
@@ -215,23 +215,46 @@ public final class ControllerService: Service, Sendable {
 }
 
 /// Holds the latest snapshot and wakes long-polls when it changes.
+///
+/// Versions are numbered per boot: `boot` is new for every process, and the first version is taken from the
+/// wall clock at start (milliseconds since 1970), so a restarted controller's versions are higher than its
+/// predecessor's while the clock is sane, and a follower that names another boot is answered at once anyway.
 actor SnapshotBroadcaster {
-    private var current = ControlSnapshot(version: 0, services: [:], drainedZones: [])
+    nonisolated let boot: String
+    private let firstVersion: Int
+    private var current: ControlSnapshot
+    private var published = false
     private var waiters: [UUID: CheckedContinuation<Void, Never>] = [:]
     private var closed = false
 
+    init(boot: String = UUID().uuidString.lowercased(), firstVersion: Int) {
+        self.boot = boot
+        self.firstVersion = max(1, firstVersion)
+        current = ControlSnapshot(version: 0, boot: boot, services: [:], drainedZones: [])
+    }
+
+    /// A broadcaster whose first version is now in milliseconds since 1970.
+    init(now: Date) {
+        self.init(firstVersion: Int(now.timeIntervalSince1970 * 1000))
+    }
+
     func publish(_ content: ControlSnapshot) {
-        guard current.version == 0 || !content.sameContent(as: current) else { return }
+        guard !published || !content.sameContent(as: current) else { return }
         var next = content
-        next.version = current.version + 1
+        next.version = published ? current.version + 1 : firstVersion
+        next.boot = boot
+        published = true
         current = next
         for waiter in waiters.values { waiter.resume() }
         waiters = [:]
     }
 
-    /// The snapshot once its version is greater than `after`, or the current one after `wait`.
-    func snapshot(after: Int, wait: Duration) async -> ControlSnapshot {
-        if current.version > after || wait <= .zero || closed { return current }
+    /// The snapshot once its version is greater than `after`, or the current one after `wait`. A follower
+    /// whose `after` was numbered by another boot gets the current snapshot at once.
+    func snapshot(after: Int, boot: String? = nil, wait: Duration) async -> ControlSnapshot {
+        let otherBoot = boot.map { $0 != self.boot } ?? false
+        if published, otherBoot || current.version > after { return current }
+        if wait <= .zero || closed { return current }
         let id = UUID()
         let timeout = Task {
             try? await Task.sleep(for: wait)

@@ -18,7 +18,7 @@ extension Zoneward {
                 Probes every region of every service with a failover block; fails over automatically when the \
                 primary is down, a standby is up, its lag is within maxLagSeconds and the cooldown has passed \
                 (mode: automatic); resumes operations a crash interrupted. Serves, with a bearer token \
-                (all but /healthz): GET /v1/status, GET /v1/snapshot?after=VERSION&wait=30s, POST /v1/failover, \
+                (all but /healthz): GET /v1/status, GET /v1/snapshot?after=VERSION&boot=BOOT&wait=30s, POST /v1/failover, \
                 GET /v1/operations[/ID], POST /v1/operations/ID/resume, POST /v1/drains.
 
                 Example:
