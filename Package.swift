@@ -129,6 +129,9 @@ let package = Package(
             name: "ZonewardBackupTests",
             dependencies: [
                 "ZonewardBackup", "ZonewardState", "ZonewardModel", .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .testTarget(
