@@ -17,6 +17,8 @@ enum GroupProcess {
         var timedOut: Bool
         /// The process group id (the child's pid).
         var processGroup: pid_t
+        /// From the start of the program to the end of reading its output.
+        var elapsed: Duration
     }
 
     /// How long output is still read after the program exits, for a grandchild that keeps the pipe open.
@@ -85,7 +87,8 @@ enum GroupProcess {
         }
 
         let clock = ContinuousClock()
-        let deadline = clock.now + timeout
+        let started = clock.now
+        let deadline = started + timeout
         var output: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 16 * 1024)
         var status: Int32?
@@ -131,7 +134,8 @@ enum GroupProcess {
             status: status ?? -1,
             output: String(decoding: output, as: UTF8.self),
             timedOut: timedOut,
-            processGroup: pid
+            processGroup: pid,
+            elapsed: clock.now - started
         )
     }
 

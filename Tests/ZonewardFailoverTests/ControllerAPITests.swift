@@ -232,7 +232,7 @@ func errorMessage(_ response: TestResponse) -> String {
     }
 }
 
-/// A blocking HTTP/1.1 exchange over a plain socket: sends `request`, returns what arrives within 5 s up to the
+/// A blocking HTTP/1.1 exchange over a plain socket: sends `request`, returns what arrives within 30 s up to the
 /// end of the first response's head and body (by Content-Length).
 enum RawHTTP {
     static func exchange(port: Int, request: String) async throws -> String {
@@ -240,7 +240,7 @@ enum RawHTTP {
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             guard fd >= 0 else { throw DriverError("socket failed") }
             defer { close(fd) }
-            var timeout = timeval(tv_sec: 5, tv_usec: 0)
+            var timeout = timeval(tv_sec: 30, tv_usec: 0)
             setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
             var address = sockaddr_in()
             address.sin_family = sa_family_t(AF_INET)

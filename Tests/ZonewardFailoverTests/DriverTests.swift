@@ -21,17 +21,17 @@ func livingProcesses(inGroup group: pid_t) -> [pid_t] {
 @Suite struct DriverTests {
     /// Measured before: the timeout killed only `sh`; the sleeps kept the pipe open and the step waited 100 s.
     @Test func aCommandOverItsTimeoutIsKilledWithItsWholeGroup() async throws {
-        let started = ContinuousClock.now
         let outcome = try await GroupProcess.run(
             ["sh", "-c", "echo started; sleep 100 & sleep 100"],
             environment: [:],
             timeout: .seconds(1)
         )
-        #expect(ContinuousClock.now - started < .seconds(3))
+        // Timed on the runner's own thread: other tests may keep the concurrency pool busy.
+        #expect(outcome.elapsed < .seconds(3))
         #expect(outcome.timedOut)
         #expect(outcome.output.contains("started"))
         var left = livingProcesses(inGroup: outcome.processGroup)
-        for _ in 0..<50 where !left.isEmpty {
+        for _ in 0..<250 where !left.isEmpty {
             try await Task.sleep(for: .milliseconds(20))
             left = livingProcesses(inGroup: outcome.processGroup)
         }
@@ -47,13 +47,12 @@ func livingProcesses(inGroup group: pid_t) -> [pid_t] {
 
     /// A grandchild that keeps the pipe open does not hold the step once the command itself exited.
     @Test func aGrandchildHoldingThePipeDoesNotBlock() async throws {
-        let started = ContinuousClock.now
         let outcome = try await GroupProcess.run(
             ["sh", "-c", "sleep 30 & echo done; exit 3"],
             environment: ["ZONEWARD_TEST": "1"],
             timeout: .seconds(20)
         )
-        #expect(ContinuousClock.now - started < .seconds(3))
+        #expect(outcome.elapsed < .seconds(3))
         #expect(!outcome.timedOut)
         #expect(outcome.status == 3)
         #expect(outcome.output == "done\n")

@@ -26,8 +26,9 @@ import ZonewardState
         let after = SnapshotBroadcaster(boot: "two", firstVersion: 5)
         await after.publish(content)
         let started = ContinuousClock.now
-        let answer = await after.snapshot(after: seen.version, boot: "one", wait: .seconds(30))
-        #expect(ContinuousClock.now - started < .seconds(2))
+        let answer = await after.snapshot(after: seen.version, boot: "one", wait: .seconds(60))
+        // Well under the wait, with room for a concurrency pool kept busy by other tests.
+        #expect(ContinuousClock.now - started < .seconds(30))
         #expect(answer.boot == "two")
         #expect(answer.services == content.services)
         var cursor = SnapshotCursor(boot: seen.boot, version: seen.version)
@@ -68,7 +69,7 @@ import ZonewardState
         let app = controller.makeApplication()
         try await app.test(.router) { client in
             let started = ContinuousClock.now
-            let uri = "/v1/snapshot?after=99999999999999&boot=0f0e-old&wait=30s"
+            let uri = "/v1/snapshot?after=99999999999999&boot=0f0e-old&wait=60s"
             try await client.execute(uri: uri, method: .get, headers: authorized) { response in
                 #expect(response.status == .ok)
                 let snapshot = try JSONDecoder().decode(
@@ -78,7 +79,7 @@ import ZonewardState
                 #expect(snapshot.boot == controller.broadcaster.boot)
                 #expect(snapshot.services == content.services)
             }
-            #expect(ContinuousClock.now - started < .seconds(2))
+            #expect(ContinuousClock.now - started < .seconds(30))
             try await client.execute(uri: "/v1/snapshot?boot=../x", method: .get, headers: authorized) {
                 #expect($0.status == .badRequest)
                 #expect(errorMessage($0).hasPrefix("boot:"))
