@@ -121,6 +121,9 @@ let package = Package(
             name: "ZonewardFailoverTests",
             dependencies: [
                 "ZonewardFailover", "ZonewardState", "ZonewardModel",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]

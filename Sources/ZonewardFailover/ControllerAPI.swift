@@ -299,7 +299,7 @@ struct ErrorMiddleware: RouterMiddleware {
             )
         } catch let error as HTTPResponseError {
             return ControllerAPI.errorResponse(error.status, "\(error.status.reasonPhrase)")
-        } catch StateError.invalidArgument(let message) {
+        } catch StateError.invalidArgument(let message), StateError.conflict(let message) {
             return ControllerAPI.errorResponse(.conflict, message)
         } catch let error as StateError {
             return ControllerAPI.errorResponse(.internalServerError, "\(error)")

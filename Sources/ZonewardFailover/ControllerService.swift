@@ -102,6 +102,8 @@ public final class ControllerService: Service, Sendable {
         do {
             let operation = try await coordinator.run(id)
             logger.info("failover \(id) of \(operation.service) ended \(operation.state.rawValue)")
+        } catch is CancellationError {
+            logger.notice("failover \(id) interrupted by shutdown; it resumes when the controller starts again")
         } catch {
             logger.error("failover \(id): \(error)")
         }
