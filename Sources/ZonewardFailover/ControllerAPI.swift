@@ -152,7 +152,7 @@ public enum ControllerAPI {
         router.post("/v1/operations/:id/resume") { _, context in
             let id = try operationId(context)
             let report = try controller.report(id)
-            Task { await controller.execute(id) }
+            controller.launch(id)
             return try json(report, status: .accepted)
         }
         router.post("/v1/drains") { request, context in
@@ -444,7 +444,7 @@ extension ControllerService {
             at: Date()
         )
         guard let id = operation.id else { throw APIError(.internalServerError, "operation without id") }
-        Task { await self.execute(id) }
+        launch(id)
         var started = plan
         started.operation = id
         return try ControllerAPI.json(started, status: .accepted)

@@ -42,6 +42,8 @@ public final class ControllerService: Service, Sendable {
     private let holds = Mutex<[String: String]>([:])
     /// Operations running in this process.
     private let running = Mutex<Set<Int64>>([])
+    /// Operations the API started or resumed, run inside `run()` so that shutdown cancels them.
+    private let launches = AsyncStream.makeStream(of: Int64.self)
 
     public init(settings: Settings, store: StateStore, group: any EventLoopGroup, logger: Logger) {
         self.settings = settings
@@ -92,7 +94,16 @@ public final class ControllerService: Service, Sendable {
                     tasks.addTask { await self.probeLoop(service: service, region: region, probe: probe) }
                 }
             }
+            // Ends when this task is cancelled (shutdown); the operations then stop resumable.
+            for await id in launches.stream {
+                tasks.addTask { await self.execute(id) }
+            }
         }
+    }
+
+    /// Runs an operation in the background of `run()`.
+    func launch(_ id: Int64) {
+        launches.continuation.yield(id)
     }
 
     /// Runs an operation unless this process already runs it.

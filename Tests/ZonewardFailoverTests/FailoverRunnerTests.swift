@@ -1,6 +1,8 @@
 import Foundation
 import GRDB
 import Logging
+import NIOPosix
+import ServiceLifecycle
 import Testing
 import ZonewardModel
 import ZonewardState
@@ -156,4 +158,41 @@ func exitedProcessId() throws -> pid_t {
     try process.run()
     process.waitUntilExit()
     return process.processIdentifier
+}
+
+@Suite struct ControllerShutdownTests {
+    /// SIGTERM while an operation is verifying: the controller stops, and the operation stays resumable.
+    @Test func gracefulShutdownDuringVerifyingLeavesTheOperationResumable() async throws {
+        let configuration = try ordersConfiguration(
+            failover: "{mode: manual, probes: {rb: {tcp: 127.0.0.1:1, interval: 100ms}}, verifyTimeout: 60s}"
+        )
+        let store = try StateStore.inMemory()
+        let id = try planSwitchover(store)
+        for (step, next) in [
+            (FailoverStep.planned, FailoverStep.fencing), (.fencing, .promoting), (.promoting, .rerouting),
+        ] {
+            try store.recordStep(id, step: step, status: .succeeded, detail: "test", next: next, at: Date())
+        }
+        try store.reroute(id, at: Date())
+        try store.recordStep(id, step: .rerouting, status: .succeeded, detail: "test", next: .verifying, at: Date())
+        let controller = ControllerService(
+            settings: .init(configuration: configuration, listen: HostPort(host: "127.0.0.1", port: 0), token: "t"),
+            store: store,
+            group: MultiThreadedEventLoopGroup.singleton,
+            logger: quietLogger
+        )
+        let group = ServiceGroup(services: [controller], logger: quietLogger)
+        let running = Task { try await group.run() }
+        // The controller resumes the operation at start and waits for rb's probe.
+        for _ in 0..<1000
+        where try !store.steps(of: id).contains(where: { $0.step == .verifying && $0.status == .started }) {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        await group.triggerGracefulShutdown()
+        try await running.value
+        let operation = try #require(try store.operation(id))
+        #expect(operation.state == .verifying)
+        #expect(operation.error == nil)
+        #expect(operation.runner == nil)
+    }
 }
