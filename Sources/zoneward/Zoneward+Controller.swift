@@ -60,12 +60,17 @@ extension Zoneward {
                 let runner = BackupRunner(store: store, configuration: configuration)
                 services.append(BackupScheduler(runner: runner, registry: registry, logger: logger))
             }
+            var groupConfiguration = ServiceGroupConfiguration(
+                services: services,
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+            // After the drain timeout, whatever still runs (a backup, a step) is cancelled; a cancelled step
+            // leaves its operation resumable.
+            groupConfiguration.maximumGracefulShutdownDuration = TimeSpan.parse(runtime.drainTimeout) ?? .seconds(20)
+            groupConfiguration.maximumCancellationDuration = .seconds(5)
             do {
-                try await ServiceGroup(
-                    services: services,
-                    gracefulShutdownSignals: [.sigterm, .sigint],
-                    logger: logger
-                ).run()
+                try await ServiceGroup(configuration: groupConfiguration).run()
             } catch {
                 printError("zoneward controller: \(error)")
                 try? await group.shutdownGracefully()
