@@ -275,20 +275,24 @@ public struct FailoverCoordinator: Sendable {
     }
 }
 
-/// Names the process running an operation (`host/pid/nonce`) and tells whether such a runner is gone.
+/// Names the process running an operation (`host/pid/start/nonce`, `start` being the process's start time
+/// from /proc) and tells whether such a runner is gone.
 public enum RunnerIdentity {
     public static func make() -> String {
-        "\(hostName)/\(getpid())/\(UUID().uuidString.prefix(8).lowercased())"
+        let pid = getpid()
+        return "\(hostName)/\(pid)/\(startTime(of: pid) ?? "0")/\(UUID().uuidString.prefix(8).lowercased())"
     }
 
     /// Whether a claim by `holder`, last renewed at `lastSeen`, may be taken over: it was not renewed within
-    /// `lease`, or its process on this host no longer exists.
+    /// `lease`, or its process on this host no longer exists (or its pid now names another process, as after
+    /// a container restart where the controller is pid 1 again).
     public static func isGone(_ holder: String, lastSeen: Date, lease: Duration, now: Date) -> Bool {
         if now.timeIntervalSince(lastSeen) > lease.seconds { return true }
-        let parts = holder.split(separator: "/")
-        guard parts.count == 3, parts[0] == hostName, let pid = pid_t(parts[1]) else { return false }
-        if pid == getpid() { return false }
-        return kill(pid, 0) != 0 && errno == ESRCH
+        let parts = holder.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 4, parts[0] == hostName, let pid = pid_t(parts[1]) else { return false }
+        if kill(pid, 0) != 0 && errno == ESRCH { return true }
+        if let start = startTime(of: pid), start != parts[2] { return true }
+        return false
     }
 
     static let hostName: String = {
@@ -296,4 +300,14 @@ public enum RunnerIdentity {
         guard gethostname(&buffer, buffer.count) == 0 else { return "localhost" }
         return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }()
+
+    /// The start time of process `pid` in clock ticks since boot (field 22 of /proc/PID/stat), if readable.
+    static func startTime(of pid: pid_t) -> String? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return nil }
+        // After "(comm)" come the fields from the 3rd on: the 22nd is at index 19.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.count > 19 ? String(fields[19]) : nil
+    }
 }

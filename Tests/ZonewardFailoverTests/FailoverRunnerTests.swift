@@ -68,7 +68,7 @@ func planSwitchover(_ store: StateStore) throws -> Int64 {
     @Test func aLiveRunnersClaimIsRefused() async throws {
         let store = try StateStore.inMemory()
         let id = try planSwitchover(store)
-        let controller = "\(RunnerIdentity.hostName)/\(getpid())/controller"
+        let controller = RunnerIdentity.make()
         try store.claimOperation(id, runner: controller, at: Date()) { _, _ in false }
         let breakGlass = FailoverCoordinator(
             store: store,
@@ -80,19 +80,22 @@ func planSwitchover(_ store: StateStore) throws -> Int64 {
         #expect(try store.steps(of: id).isEmpty)
 
         // The claim of a process that no longer exists is taken over at once.
-        let gone = "\(RunnerIdentity.hostName)/\(try exitedProcessId())/controller"
+        let gone = "\(RunnerIdentity.hostName)/\(try exitedProcessId())/1/controller"
         try store.claimOperation(id, runner: gone, at: Date()) { _, _ in true }
         let operation = try await breakGlass.run(id)
         #expect(operation.state == .done)
         #expect(operation.runner == nil)
     }
 
-    @Test func aStaleClaimIsTakenOver() {
+    @Test func aStaleClaimIsTakenOver() throws {
         let now = Date()
-        #expect(RunnerIdentity.isGone("elsewhere/1/x", lastSeen: now - 61, lease: .seconds(60), now: now))
-        #expect(!RunnerIdentity.isGone("elsewhere/1/x", lastSeen: now - 5, lease: .seconds(60), now: now))
-        let this = "\(RunnerIdentity.hostName)/\(getpid())/x"
-        #expect(!RunnerIdentity.isGone(this, lastSeen: now, lease: .seconds(60), now: now))
+        #expect(RunnerIdentity.isGone("elsewhere/1/1/x", lastSeen: now - 61, lease: .seconds(60), now: now))
+        #expect(!RunnerIdentity.isGone("elsewhere/1/1/x", lastSeen: now - 5, lease: .seconds(60), now: now))
+        #expect(!RunnerIdentity.isGone(RunnerIdentity.make(), lastSeen: now, lease: .seconds(60), now: now))
+        // The same pid started at another time is another process: a restarted container's pid 1, say.
+        let start = try #require(RunnerIdentity.startTime(of: getpid()))
+        let earlier = "\(RunnerIdentity.hostName)/\(getpid())/\(start)0/x"
+        #expect(RunnerIdentity.isGone(earlier, lastSeen: now, lease: .seconds(60), now: now))
     }
 
     /// Measured before: a busy database while recording a step's result failed the operation or left it hanging.
