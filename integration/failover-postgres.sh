@@ -201,6 +201,7 @@ check "the old primary saw no client after the failover" bash -c \
 
 echo "failover-postgres: kill -9 the controller during switchovers, 20 trials"
 FINAL=0
+FOLLOW=""
 for trial in $(seq 1 20); do
     target=$([ $((trial % 2)) = 1 ] && echo rb || echo ra)
     via_controller execute trial --to "$target" --yes --reason "trial $trial" >>"$WORK/trials.log" 2>&1 &
@@ -216,7 +217,24 @@ for trial in $(seq 1 20); do
             break
         sleep 0.1
     done
+    # The proxy follows the restarted controller at once: it routes za's traffic to the active region's zone.
+    active=$(python3 -c "import sqlite3,sys; r=sqlite3.connect(sys.argv[1]).execute(\"SELECT activeRegion FROM serviceState WHERE service='trial'\").fetchone(); print(r[0] if r else 'ra')" "$DB")
+    want=$([ "$active" = rb ] && echo zb || echo za)
+    started=$(date +%s.%N)
+    followed=""
+    for i in $(seq 1 100); do
+        if curl -sf "http://127.0.0.1:$ADMIN/admin/plan?service=trial" |
+            python3 -c "import json,sys; r=json.load(sys.stdin)['routes'].get('za',{}); sys.exit(0 if r and max(r,key=r.get)=='$want' else 1)" 2>/dev/null; then
+            followed=$(python3 -c "print(round($(date +%s.%N) - $started, 2))")
+            break
+        fi
+        sleep 0.1
+    done
+    FOLLOW="$FOLLOW ${followed:-never}"
 done
+echo "  proxy followed the restarted controller after (s):$FOLLOW"
+check "the proxy followed every restarted controller within 3 s" \
+    python3 -c "import sys; v=sys.argv[1:]; sys.exit(0 if all(x!='never' and float(x)<3 for x in v) else 1)" $FOLLOW
 TRIALS=$(python3 - "$DB" <<'PY'
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])

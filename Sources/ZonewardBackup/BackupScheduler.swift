@@ -18,7 +18,13 @@ public final class BackupScheduler: Service, Sendable {
         self.logger = logger
     }
 
+    /// Runs until graceful shutdown (SIGTERM): the wait between sweeps and a backup in progress are cancelled
+    /// then, so the controller stops within its drain time.
     public func run() async throws {
+        await cancelWhenGracefulShutdown { await self.schedule() }
+    }
+
+    private func schedule() async {
         let schedules = runner.configuration.backups.compactMap { job in CronSchedule(job.schedule).map { (job, $0) } }
         guard !schedules.isEmpty else { return }
         logger.info(

@@ -1,27 +1,8 @@
 import Foundation
+import Hummingbird
 import NIOCore
-import NIOHTTP1
-import NIOPosix
 import ZonewardModel
 import ZonewardState
-
-/// A response of the controller's API.
-struct APIResponse: Sendable {
-    var status: HTTPResponseStatus
-    var body: String
-    var contentType = "application/json"
-
-    static func json<T: Encodable>(_ value: T, status: HTTPResponseStatus = .ok) -> APIResponse {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
-        return APIResponse(status: status, body: String(decoding: data, as: UTF8.self) + "\n")
-    }
-
-    static func error(_ status: HTTPResponseStatus, _ message: String) -> APIResponse {
-        json(["error": message], status: status)
-    }
-}
 
 /// The body of `POST /v1/failover`.
 public struct FailoverRequest: Codable, Sendable {
@@ -80,6 +61,13 @@ public struct DrainRequest: Codable, Sendable {
     public var duration: String
     public var reason: String
     public var actor: String?
+
+    public init(zone: String, duration: String, reason: String, actor: String? = nil) {
+        self.zone = zone
+        self.duration = duration
+        self.reason = reason
+        self.actor = actor
+    }
 }
 
 /// An operation with its steps, as `GET /v1/operations/ID` returns it.
@@ -88,104 +76,361 @@ public struct OperationReport: Codable, Sendable {
     public var steps: [FailoverStepRecord]
 }
 
-extension ControllerService {
-    func bindAPI() async throws -> any Channel {
-        let bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    try channel.pipeline.syncOperations.addHandler(ControllerAPIHandler(controller: self))
-                }
-            }
-        return try await bootstrap.bind(host: settings.listen.host, port: settings.listen.port).get()
+/// A refusal the API answers with its status and `{"error": message}`; the message names the field.
+struct APIError: Error, Sendable {
+    var status: HTTPResponse.Status
+    var message: String
+
+    init(_ status: HTTPResponse.Status, _ message: String) {
+        self.status = status
+        self.message = message
+    }
+}
+
+/// The request context of the controller's API: request bodies are limited to `ControllerAPI.maxBodyBytes`.
+public struct ControllerRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
     }
 
-    /// Answers one request.
-    func handle(method: HTTPMethod, uri: String, authorization: String?, body: Data) async -> APIResponse {
-        let components = URLComponents(string: uri)
-        let path = components?.path ?? uri
-        let query = Dictionary(
-            (components?.queryItems ?? []).map { ($0.name, $0.value ?? "") },
-            uniquingKeysWith: { $1 }
-        )
-        if path == "/healthz" { return APIResponse(status: .ok, body: "ok\n", contentType: "text/plain") }
-        if path == "/metrics" {
-            return APIResponse(
-                status: .ok,
-                body: settings.metrics?() ?? "",
-                contentType: "text/plain; version=0.0.4; charset=utf-8"
+    public var maxUploadSize: Int { ControllerAPI.maxBodyBytes }
+}
+
+/// The controller's HTTP API on Hummingbird: routes, bearer-token check on the request head, body limit,
+/// JSON with RFC 3339 UTC timestamps, and errors as `{"error": "..."}`.
+public enum ControllerAPI {
+    /// The largest request body accepted, in bytes.
+    public static let maxBodyBytes = 64 * 1024
+    /// The longest long poll of `GET /v1/snapshot` (`wait`).
+    public static let maxWait: Duration = .seconds(60)
+    /// The longest drain `POST /v1/drains` accepts (`duration`).
+    public static let maxDrain: Duration = .seconds(30 * 86_400)
+    /// The most operations `GET /v1/operations` lists (`limit`).
+    public static let maxLimit = 1000
+
+    /// The router of `controller`'s API.
+    static func router(for controller: ControllerService) -> Router<ControllerRequestContext> {
+        let router = Router(context: ControllerRequestContext.self)
+        router.add(middleware: ErrorMiddleware())
+        router.add(middleware: BearerTokenMiddleware(token: controller.settings.token, open: ["/healthz", "/metrics"]))
+        router.add(middleware: BodyLimitMiddleware(limit: maxBodyBytes))
+        router.get("/healthz") { _, _ in
+            text("ok\n", contentType: "text/plain")
+        }
+        router.get("/metrics") { _, _ in
+            text(controller.settings.metrics?() ?? "", contentType: "text/plain; version=0.0.4; charset=utf-8")
+        }
+        router.get("/v1/status") { _, _ in
+            try json(
+                StatusReport.build(
+                    configuration: controller.settings.configuration,
+                    store: controller.store,
+                    now: Date()
+                )
             )
         }
-        guard let authorization, authorization.hasPrefix("Bearer "),
-            constantTimeEqual(String(authorization.dropFirst(7)), settings.token)
-        else {
-            return .error(.unauthorized, "missing or wrong bearer token")
+        router.get("/v1/snapshot") { request, _ in
+            let query = request.uri.queryParameters
+            let after = try integer(query.get("after"), field: "after", in: 0...Int.max) ?? 0
+            let boot = try query.get("boot").map { try bootId($0) }
+            let wait = try query.get("wait").map { try boundedDuration($0, field: "wait", maximum: maxWait) } ?? .zero
+            return try json(await controller.broadcaster.snapshot(after: after, boot: boot, wait: wait))
+        }
+        router.post("/v1/failover") { request, context in
+            try await controller.failover(try await decode(FailoverRequest.self, request, context))
+        }
+        router.get("/v1/operations") { request, _ in
+            let limit = try integer(request.uri.queryParameters.get("limit"), field: "limit", in: 1...maxLimit) ?? 20
+            return try json(try controller.store.operations(limit: limit))
+        }
+        router.get("/v1/operations/:id") { _, context in
+            let id = try operationId(context)
+            return try json(try controller.report(id))
+        }
+        router.post("/v1/operations/:id/resume") { _, context in
+            let id = try operationId(context)
+            let report = try controller.report(id)
+            controller.launch(id)
+            return try json(report, status: .accepted)
+        }
+        router.post("/v1/drains") { request, context in
+            try controller.drain(try await decode(DrainRequest.self, request, context))
+        }
+        return router
+    }
+
+    /// The JSON encoder of every answer: sorted keys, dates as RFC 3339 UTC strings.
+    static var encoder: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.dateEncodingStrategy = .iso8601
+        return encoder
+    }
+
+    static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
+        var buffer = ByteBuffer(data: try encoder.encode(value))
+        buffer.writeString("\n")
+        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: buffer))
+    }
+
+    static func text(_ body: String, contentType: String, status: HTTPResponse.Status = .ok) -> Response {
+        Response(
+            status: status,
+            headers: [.contentType: contentType],
+            body: .init(byteBuffer: ByteBuffer(string: body))
+        )
+    }
+
+    static func errorResponse(_ status: HTTPResponse.Status, _ message: String) -> Response {
+        (try? json(["error": message], status: status)) ?? Response(status: status)
+    }
+
+    /// Collects at most `maxBodyBytes` of the body and decodes it; 413 when larger, 400 naming the problem.
+    static func decode<T: Decodable>(
+        _ type: T.Type,
+        _ request: Request,
+        _ context: ControllerRequestContext
+    ) async throws -> T {
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: context.maxUploadSize)
+        } catch is NIOTooManyBytesError {
+            throw APIError(.contentTooLarge, "body: larger than \(maxBodyBytes) bytes")
         }
         do {
-            switch (method, path) {
-            case (.GET, "/v1/status"):
-                return .json(try StatusReport.build(configuration: settings.configuration, store: store, now: Date()))
-            case (.GET, "/v1/snapshot"):
-                let after = Int(query["after"] ?? "") ?? 0
-                let wait = TimeSpan.parse(query["wait"] ?? "0s") ?? .zero
-                return .json(await broadcaster.snapshot(after: after, wait: min(wait, .seconds(60))))
-            case (.POST, "/v1/failover"):
-                return try await failover(try JSONDecoder().decode(FailoverRequest.self, from: body))
-            case (.GET, "/v1/operations"):
-                return .json(try store.operations(limit: Int(query["limit"] ?? "") ?? 20))
-            case (.POST, "/v1/drains"):
-                let request = try JSONDecoder().decode(DrainRequest.self, from: body)
-                guard settings.configuration.zone(named: request.zone) != nil else {
-                    return .error(.badRequest, "zone: unknown zone \"\(request.zone)\"")
-                }
-                guard let length = TimeSpan.parse(request.duration), length > .zero else {
-                    return .error(.badRequest, "duration: expected a positive duration such as 30m")
-                }
-                let now = Date()
-                let drain = try store.drainZone(
-                    request.zone,
-                    until: now.addingTimeInterval(length.seconds),
-                    reason: request.reason,
-                    actor: request.actor ?? "api",
-                    at: now
-                )
-                return .json(drain, status: .created)
-            default:
-                if path.hasPrefix("/v1/operations/"), let id = Int64(path.split(separator: "/")[2]) {
-                    guard let operation = try store.operation(id) else {
-                        return .error(.notFound, "no operation \(id)")
-                    }
-                    if method == .POST, path.hasSuffix("/resume") {
-                        Task { await self.execute(id) }
-                        return .json(
-                            OperationReport(operation: operation, steps: try store.steps(of: id)),
-                            status: .accepted
-                        )
-                    }
-                    return .json(OperationReport(operation: operation, steps: try store.steps(of: id)))
-                }
-                return .error(.notFound, "no such endpoint: \(method) \(path)")
-            }
+            return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
         } catch let error as DecodingError {
-            return .error(.badRequest, "invalid JSON body: \(error)")
-        } catch {
-            return .error(.internalServerError, "\(error)")
+            throw APIError(.badRequest, "body: invalid JSON: \(describe(error))")
         }
+    }
+
+    static func describe(_ error: DecodingError) -> String {
+        func path(_ context: DecodingError.Context) -> String {
+            let path = context.codingPath.map(\.stringValue).joined(separator: ".")
+            return path.isEmpty ? "" : "\(path): "
+        }
+        switch error {
+        case .keyNotFound(let key, let context): return "\(path(context))missing field \"\(key.stringValue)\""
+        case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
+            return "\(path(context))\(context.debugDescription)"
+        @unknown default: return "\(error)"
+        }
+    }
+
+    /// A boot id as `/v1/snapshot` gives it: up to 64 letters, digits and dashes.
+    static func bootId(_ text: String) throws -> String {
+        guard (1...64).contains(text.count),
+            text.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") })
+        else {
+            throw APIError(.badRequest, "boot: expected the boot id of an earlier snapshot, got \"\(text.prefix(64))\"")
+        }
+        return text
+    }
+
+    static func operationId(_ context: ControllerRequestContext) throws -> Int64 {
+        guard let text = context.parameters.get("id"), let id = Int64(text), id > 0 else {
+            throw APIError(
+                .badRequest,
+                "id: expected an operation number, got \"\(context.parameters.get("id") ?? "")\""
+            )
+        }
+        return id
+    }
+
+    /// An optional integer query parameter within `range`, or a 400 naming it.
+    static func integer(_ text: String?, field: String, in range: ClosedRange<Int>) throws -> Int? {
+        guard let text else { return nil }
+        guard let value = Int(text), range.contains(value) else {
+            throw APIError(
+                .badRequest,
+                "\(field): expected an integer from \(range.lowerBound) to \(range.upperBound), got \"\(text.prefix(64))\""
+            )
+        }
+        return value
+    }
+
+    /// Parses a duration such as `30s`, `1h30m` or `250ms` without overflowing: the total must be positive or
+    /// zero and at most `maximum`, else a 400 naming `field`. No `TimeSpan` arithmetic is done on the input.
+    static func boundedDuration(_ text: String, field: String, maximum: Duration) throws -> Duration {
+        let invalid = APIError(
+            .badRequest,
+            "\(field): expected a duration such as 30s, 15m or 1h30m, at most \(TimeSpan.format(maximum)), "
+                + "got \"\(text.prefix(64))\""
+        )
+        let units: [Substring: Double] = ["ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86_400]
+        var rest = Substring(text.trimmingCharacters(in: .whitespaces))
+        guard !rest.isEmpty, rest.count <= 64 else { throw invalid }
+        var seconds = 0.0
+        while !rest.isEmpty {
+            let number = rest.prefix { ("0"..."9").contains($0) || $0 == "." }
+            guard !number.isEmpty, let value = Double(number), value.isFinite else { throw invalid }
+            rest = rest.dropFirst(number.count)
+            let unitText = rest.prefix { $0.isLetter }
+            guard let unit = units[unitText] else { throw invalid }
+            rest = rest.dropFirst(unitText.count)
+            seconds += value * unit
+            guard seconds.isFinite, seconds <= maximum.seconds else { throw invalid }
+        }
+        return .milliseconds(Int64((seconds * 1000).rounded()))
+    }
+}
+
+/// Turns every error into `{"error": "..."}` with its status, so no input can end the process.
+struct ErrorMiddleware: RouterMiddleware {
+    typealias Context = ControllerRequestContext
+
+    func handle(
+        _ request: Request,
+        context: Context,
+        next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as APIError {
+            return ControllerAPI.errorResponse(error.status, error.message)
+        } catch let error as HTTPResponseError where error.status == .notFound {
+            return ControllerAPI.errorResponse(.notFound, "no such endpoint: \(request.method) \(request.uri.path)")
+        } catch is NIOTooManyBytesError {
+            return ControllerAPI.errorResponse(
+                .contentTooLarge,
+                "body: larger than \(ControllerAPI.maxBodyBytes) bytes"
+            )
+        } catch let error as HTTPResponseError {
+            return ControllerAPI.errorResponse(error.status, "\(error.status.reasonPhrase)")
+        } catch StateError.invalidArgument(let message), StateError.conflict(let message) {
+            return ControllerAPI.errorResponse(.conflict, message)
+        } catch let error as StateError {
+            return ControllerAPI.errorResponse(.internalServerError, "\(error)")
+        } catch {
+            return ControllerAPI.errorResponse(.internalServerError, "\(error)")
+        }
+    }
+}
+
+/// Checks `Authorization: Bearer TOKEN` on the request head, before any byte of the body is read. A refused
+/// request that announced a body is answered `Connection: close`, so its client stops sending it.
+struct BearerTokenMiddleware: RouterMiddleware {
+    typealias Context = ControllerRequestContext
+    let token: String
+    /// Paths served without a token.
+    let open: Set<String>
+
+    func handle(
+        _ request: Request,
+        context: Context,
+        next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
+        if open.contains(request.uri.path) { return try await next(request, context) }
+        guard let authorization = request.headers[.authorization], authorization.hasPrefix("Bearer "),
+            constantTimeEqual(String(authorization.dropFirst(7)), token)
+        else {
+            var response = ControllerAPI.errorResponse(.unauthorized, "missing or wrong bearer token")
+            response.headers[.wwwAuthenticate] = "Bearer"
+            if request.hasBody { response.headers[.connection] = "close" }
+            return response
+        }
+        return try await next(request, context)
+    }
+}
+
+/// Refuses a request whose declared `Content-Length` is over the limit before reading its body; bodies
+/// without one are cut off at the limit when collected.
+struct BodyLimitMiddleware: RouterMiddleware {
+    typealias Context = ControllerRequestContext
+    let limit: Int
+
+    func handle(
+        _ request: Request,
+        context: Context,
+        next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
+        if let declared = request.headers[.contentLength], (Int(declared) ?? .max) > limit {
+            var response = ControllerAPI.errorResponse(.contentTooLarge, "body: larger than \(limit) bytes")
+            response.headers[.connection] = "close"
+            return response
+        }
+        return try await next(request, context)
+    }
+}
+
+extension Request {
+    /// Whether the head announces a body still to come.
+    var hasBody: Bool {
+        if let length = headers[.contentLength] { return length != "0" }
+        return headers[.transferEncoding] != nil
+    }
+}
+
+extension ControllerService {
+    /// The API as a Hummingbird application bound to `settings.listen`; `onServerRunning` gets its channel.
+    func makeApplication(
+        onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
+    ) -> some ApplicationProtocol {
+        Application(
+            router: ControllerAPI.router(for: self),
+            configuration: .init(
+                address: .hostname(settings.listen.host, port: settings.listen.port),
+                serverName: nil,
+                reuseAddress: true
+            ),
+            onServerRunning: onServerRunning,
+            eventLoopGroupProvider: .shared(group),
+            logger: logger
+        )
+    }
+
+    /// An operation with its steps, or 404.
+    func report(_ id: Int64) throws -> OperationReport {
+        guard let operation = try store.operation(id) else { throw APIError(.notFound, "id: no operation \(id)") }
+        return OperationReport(operation: operation, steps: try store.steps(of: id))
+    }
+
+    /// Drains a zone for a bounded time.
+    func drain(_ request: DrainRequest) throws -> Response {
+        guard settings.configuration.zone(named: request.zone) != nil else {
+            let known = settings.configuration.zones.map(\.name).joined(separator: ", ")
+            throw APIError(.badRequest, "zone: unknown zone \"\(request.zone.prefix(64))\" (known: \(known))")
+        }
+        let length = try ControllerAPI.boundedDuration(
+            request.duration,
+            field: "duration",
+            maximum: ControllerAPI.maxDrain
+        )
+        guard length > .zero else {
+            throw APIError(.badRequest, "duration: expected a positive duration such as 30m")
+        }
+        let now = Date()
+        let drain = try store.drainZone(
+            request.zone,
+            until: now.addingTimeInterval(length.seconds),
+            reason: request.reason,
+            actor: request.actor ?? "api",
+            at: now
+        )
+        return try ControllerAPI.json(drain, status: .created)
     }
 
     /// Plans a change of primary; unless it is a dry run or a guard refuses, starts it.
-    func failover(_ request: FailoverRequest) async throws -> APIResponse {
+    func failover(_ request: FailoverRequest) async throws -> Response {
         guard let service = settings.configuration.service(named: request.service), service.failover != nil else {
             let names = settings.configuration.services.filter { $0.failover != nil }.map(\.name)
-            return .error(
+            throw APIError(
                 .badRequest,
-                "service: \"\(request.service)\" has no failover (known: \(names.joined(separator: ", ")))"
+                "service: \"\(request.service.prefix(64))\" has no failover (known: \(names.joined(separator: ", ")))"
             )
         }
-        let plan = try await plan(service: service, request: request)
-        if plan.refused { return .json(plan, status: .conflict) }
-        if request.dryRun ?? false { return .json(plan) }
+        guard service.regions.contains(request.to) else {
+            throw APIError(
+                .badRequest,
+                "to: \"\(request.to.prefix(64))\" is not a region of \(service.name) "
+                    + "(known: \(service.regions.joined(separator: ", ")))"
+            )
+        }
+        let plan = try await coordinator.plan(service: service, to: request.to, force: request.force ?? false)
+        if plan.refused { return try ControllerAPI.json(plan, status: .conflict) }
+        if request.dryRun ?? false { return try ControllerAPI.json(plan) }
         let (active, epoch) = try coordinator.activeRegion(of: service)
         let operation = try store.planOperation(
             service: service.name,
@@ -198,15 +443,11 @@ extension ControllerService {
             reason: request.reason ?? "requested through the API",
             at: Date()
         )
-        guard let id = operation.id else { return .error(.internalServerError, "operation without id") }
-        Task { await self.execute(id) }
+        guard let id = operation.id else { throw APIError(.internalServerError, "operation without id") }
+        launch(id)
         var started = plan
         started.operation = id
-        return .json(started, status: .accepted)
-    }
-
-    func plan(service: ServiceConfiguration, request: FailoverRequest) async throws -> FailoverPlan {
-        try await coordinator.plan(service: service, to: request.to, force: request.force ?? false)
+        return try ControllerAPI.json(started, status: .accepted)
     }
 }
 
@@ -219,57 +460,3 @@ func constantTimeEqual(_ a: String, _ b: String) -> Bool {
     for index in x.indices { difference |= x[index] ^ y[index] }
     return difference == 0
 }
-
-/// Collects a request and answers it from a task, writing through the (Sendable) channel.
-final class ControllerAPIHandler: ChannelInboundHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
-
-    private let controller: ControllerService
-    private var head: HTTPRequestHead?
-    private var body = Data()
-
-    init(controller: ControllerService) {
-        self.controller = controller
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head(let requestHead):
-            head = requestHead
-            body = Data()
-        case .body(let buffer):
-            body.append(contentsOf: buffer.readableBytesView)
-        case .end:
-            guard let head else { return }
-            let channel = context.channel
-            let controller = self.controller
-            let body = self.body
-            Task {
-                let response = await controller.handle(
-                    method: head.method,
-                    uri: head.uri,
-                    authorization: head.headers.first(name: "Authorization"),
-                    body: body
-                )
-                var headers = HTTPHeaders()
-                headers.add(name: "Content-Type", value: response.contentType)
-                headers.add(name: "Content-Length", value: String(response.body.utf8.count))
-                if !head.isKeepAlive { headers.add(name: "Connection", value: "close") }
-                channel.write(
-                    HTTPServerResponsePart.head(
-                        HTTPResponseHead(version: .http1_1, status: response.status, headers: headers)
-                    ),
-                    promise: nil
-                )
-                channel.write(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(string: response.body))), promise: nil)
-                let done = channel.eventLoop.makePromise(of: Void.self)
-                channel.writeAndFlush(HTTPServerResponsePart.end(nil), promise: done)
-                if !head.isKeepAlive { done.futureResult.whenComplete { _ in channel.close(promise: nil) } }
-            }
-        }
-    }
-}
-
-@available(*, unavailable)
-extension ControllerAPIHandler: Sendable {}

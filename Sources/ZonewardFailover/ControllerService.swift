@@ -1,8 +1,6 @@
 import Foundation
 import Logging
 import NIOCore
-import NIOHTTP1
-import NIOPosix
 import ServiceLifecycle
 import Synchronization
 import ZonewardModel
@@ -39,11 +37,13 @@ public final class ControllerService: Service, Sendable {
     let coordinator: FailoverCoordinator
     let logger: Logger
     let group: any EventLoopGroup
-    let broadcaster = SnapshotBroadcaster()
+    let broadcaster = SnapshotBroadcaster(now: Date())
     /// Why automatic failover did not fire, per service, to log only changes.
     private let holds = Mutex<[String: String]>([:])
     /// Operations running in this process.
     private let running = Mutex<Set<Int64>>([])
+    /// Operations the API started or resumed, run inside `run()` so that shutdown cancels them.
+    private let launches = AsyncStream.makeStream(of: Int64.self)
 
     public init(settings: Settings, store: StateStore, group: any EventLoopGroup, logger: Logger) {
         self.settings = settings
@@ -54,8 +54,31 @@ public final class ControllerService: Service, Sendable {
     }
 
     public func run() async throws {
-        let server = try await bindAPI()
-        logger.info("zoneward controller listening on \(settings.listen)")
+        try await run(onServerRunning: { _ in })
+    }
+
+    /// Runs until graceful shutdown; `onServerRunning` gets the API's listening channel (tests bind port 0).
+    public func run(onServerRunning: @escaping @Sendable (any Channel) async -> Void) async throws {
+        let logger = self.logger
+        let app = makeApplication { channel in
+            logger.info("zoneward controller listening on \(channel.localAddress.map { "\($0)" } ?? "?")")
+            await onServerRunning(channel)
+        }
+        try await withThrowingDiscardingTaskGroup { tasks in
+            tasks.addTask { await self.runBackground() }
+            tasks.addTask {
+                // Long polls end at once on shutdown, so the server's drain does not wait out their `wait`.
+                try? await gracefulShutdown()
+                await self.broadcaster.close()
+            }
+            try await app.run()
+            tasks.cancelAll()
+        }
+        logger.info("zoneward controller stopped")
+    }
+
+    /// Resumes interrupted operations, follows the state database and probes regions until cancelled.
+    private func runBackground() async {
         await withDiscardingTaskGroup { tasks in
             // An operation interrupted by a crash is resumed first.
             for operation in (try? store.unfinishedOperations()) ?? [] {
@@ -71,11 +94,16 @@ public final class ControllerService: Service, Sendable {
                     tasks.addTask { await self.probeLoop(service: service, region: region, probe: probe) }
                 }
             }
-            try? await gracefulShutdown()
-            tasks.cancelAll()
+            // Ends when this task is cancelled (shutdown); the operations then stop resumable.
+            for await id in launches.stream {
+                tasks.addTask { await self.execute(id) }
+            }
         }
-        try? await server.close()
-        logger.info("zoneward controller stopped")
+    }
+
+    /// Runs an operation in the background of `run()`.
+    func launch(_ id: Int64) {
+        launches.continuation.yield(id)
     }
 
     /// Runs an operation unless this process already runs it.
@@ -85,6 +113,8 @@ public final class ControllerService: Service, Sendable {
         do {
             let operation = try await coordinator.run(id)
             logger.info("failover \(id) of \(operation.service) ended \(operation.state.rawValue)")
+        } catch is CancellationError {
+            logger.notice("failover \(id) interrupted by shutdown; it resumes when the controller starts again")
         } catch {
             logger.error("failover \(id): \(error)")
         }
@@ -198,22 +228,46 @@ public final class ControllerService: Service, Sendable {
 }
 
 /// Holds the latest snapshot and wakes long-polls when it changes.
+///
+/// Versions are numbered per boot: `boot` is new for every process, and the first version is taken from the
+/// wall clock at start (milliseconds since 1970), so a restarted controller's versions are higher than its
+/// predecessor's while the clock is sane, and a follower that names another boot is answered at once anyway.
 actor SnapshotBroadcaster {
-    private var current = ControlSnapshot(version: 0, services: [:], drainedZones: [])
+    nonisolated let boot: String
+    private let firstVersion: Int
+    private var current: ControlSnapshot
+    private var published = false
     private var waiters: [UUID: CheckedContinuation<Void, Never>] = [:]
+    private var closed = false
+
+    init(boot: String = UUID().uuidString.lowercased(), firstVersion: Int) {
+        self.boot = boot
+        self.firstVersion = max(1, firstVersion)
+        current = ControlSnapshot(version: 0, boot: boot, services: [:], drainedZones: [])
+    }
+
+    /// A broadcaster whose first version is now in milliseconds since 1970.
+    init(now: Date) {
+        self.init(firstVersion: Int(now.timeIntervalSince1970 * 1000))
+    }
 
     func publish(_ content: ControlSnapshot) {
-        guard current.version == 0 || !content.sameContent(as: current) else { return }
+        guard !published || !content.sameContent(as: current) else { return }
         var next = content
-        next.version = current.version + 1
+        next.version = published ? current.version + 1 : firstVersion
+        next.boot = boot
+        published = true
         current = next
         for waiter in waiters.values { waiter.resume() }
         waiters = [:]
     }
 
-    /// The snapshot once its version is greater than `after`, or the current one after `wait`.
-    func snapshot(after: Int, wait: Duration) async -> ControlSnapshot {
-        if current.version > after || wait <= .zero { return current }
+    /// The snapshot once its version is greater than `after`, or the current one after `wait`. A follower
+    /// whose `after` was numbered by another boot gets the current snapshot at once.
+    func snapshot(after: Int, boot: String? = nil, wait: Duration) async -> ControlSnapshot {
+        let otherBoot = boot.map { $0 != self.boot } ?? false
+        if published, otherBoot || current.version > after { return current }
+        if wait <= .zero || closed { return current }
         let id = UUID()
         let timeout = Task {
             try? await Task.sleep(for: wait)
@@ -224,6 +278,13 @@ actor SnapshotBroadcaster {
         }
         timeout.cancel()
         return current
+    }
+
+    /// Answers every long poll now and every later one at once: the controller is shutting down.
+    func close() {
+        closed = true
+        for waiter in waiters.values { waiter.resume() }
+        waiters = [:]
     }
 
     private func wake(_ id: UUID) {

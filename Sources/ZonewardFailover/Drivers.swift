@@ -50,41 +50,21 @@ public enum DriverRunner {
         }
     }
 
-    /// Runs a program with extra environment, killing it after `timeout`. Returns its status and output.
+    /// Runs a program with extra environment in its own process group; after `timeout` the whole group is
+    /// killed and this throws. Returns its exit status and (the last 64 KiB of) its output.
     public static func runCommand(
         _ arguments: [String],
         environment: [String: String] = [:],
         timeout: Duration
     ) async throws -> (Int32, String) {
-        guard let program = arguments.first else { throw DriverError("empty command") }
-        return try await withCheckedThrowingContinuation { continuation in
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = arguments
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-            let pipe = Pipe()
-            process.standardOutput = pipe
-            process.standardError = pipe
-            let output = OutputCollector()
-            pipe.fileHandleForReading.readabilityHandler = { handle in output.append(handle.availableData) }
-            process.terminationHandler = { finished in
-                pipe.fileHandleForReading.readabilityHandler = nil
-                output.append(pipe.fileHandleForReading.readDataToEndOfFile())
-                continuation.resume(returning: (finished.terminationStatus, output.text))
-            }
-            do {
-                try process.run()
-            } catch {
-                continuation.resume(throwing: DriverError("cannot run \(program): \(error)"))
-                return
-            }
-            let pid = process.processIdentifier
-            DispatchQueue.global().asyncAfter(deadline: .now() + timeout.seconds) {
-                if process.isRunning {
-                    kill(pid, SIGKILL)
-                }
-            }
+        let outcome = try await GroupProcess.run(arguments, environment: environment, timeout: timeout)
+        if outcome.timedOut {
+            throw DriverError(
+                "\(arguments[0]) did not finish within \(TimeSpan.format(timeout)); its process group was killed: "
+                    + "\(outcome.output.suffix(400))"
+            )
         }
+        return (outcome.status, outcome.output)
     }
 
     static func post(_ url: String, body: Data, timeout: Duration) async throws -> Int {
@@ -95,23 +75,5 @@ public enum DriverRunner {
         request.httpBody = body
         let (_, response) = try await URLSession.shared.data(for: request)
         return (response as? HTTPURLResponse)?.statusCode ?? 0
-    }
-}
-
-/// Collects a child's output from the pipe's handler thread.
-private final class OutputCollector: @unchecked Sendable {
-    private let lock = NSLock()
-    private var data = Data()
-
-    func append(_ chunk: Data) {
-        lock.lock()
-        data.append(chunk)
-        lock.unlock()
-    }
-
-    var text: String {
-        lock.lock()
-        defer { lock.unlock() }
-        return String(decoding: data, as: UTF8.self)
     }
 }

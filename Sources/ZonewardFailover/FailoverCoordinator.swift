@@ -5,15 +5,34 @@ import ZonewardState
 
 /// Drives failover operations through the state machine, writing each step to SQLite before and after it
 /// runs, so an operation interrupted at any point is resumed (the step repeated) and reaches a final state.
+///
+/// An operation is claimed by one runner (this process) while it runs, and every step is recorded by
+/// compare-and-set, so the controller and a break-glass `failover resume --db` cannot both run it. Writes that
+/// find SQLite busy are retried.
 public struct FailoverCoordinator: Sendable {
     public let store: StateStore
     public let configuration: ZonewardConfiguration
     public let logger: Logger
+    /// Who runs operations through this coordinator, as `host/pid/nonce`.
+    public let runner: String
+    /// A claim not renewed for this long may be taken over (its runner is presumed gone).
+    public var lease: Duration = .seconds(60)
+    /// How often a running operation renews its claim.
+    public var heartbeat: Duration = .seconds(10)
+    /// How often, and how far apart, a write that found the database busy is tried again.
+    public var busyAttempts = 40
+    public var busyDelay: Duration = .milliseconds(250)
 
-    public init(store: StateStore, configuration: ZonewardConfiguration, logger: Logger) {
+    public init(
+        store: StateStore,
+        configuration: ZonewardConfiguration,
+        logger: Logger,
+        runner: String = RunnerIdentity.make()
+    ) {
         self.store = store
         self.configuration = configuration
         self.logger = logger
+        self.runner = runner
     }
 
     /// The active region and epoch of a service: from the state, else its primary at epoch 0.
@@ -76,42 +95,122 @@ public struct FailoverCoordinator: Sendable {
     }
 
     /// Runs an operation from its current state to a final one; returns it as it ended.
+    ///
+    /// Throws `StateError.conflict` when another live runner holds the operation. When the task is cancelled
+    /// (SIGTERM) during a step, the step's failure is not recorded: the operation stays at that step, released,
+    /// to be resumed, and this throws `CancellationError`.
     @discardableResult
     public func run(_ operationId: Int64) async throws -> FailoverOperation {
+        let lease = self.lease
+        try await retryingBusy {
+            try store.claimOperation(operationId, runner: runner, at: Date()) { holder, lastSeen in
+                RunnerIdentity.isGone(holder, lastSeen: lastSeen, lease: lease, now: Date())
+            }
+        }
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await renewClaim(operationId) }
+            do {
+                var operation = try await runSteps(operationId)
+                group.cancelAll()
+                try? store.releaseOperation(operationId, runner: runner)
+                operation.runner = nil
+                operation.runnerSeenAt = nil
+                return operation
+            } catch {
+                group.cancelAll()
+                try? store.releaseOperation(operationId, runner: runner)
+                throw error
+            }
+        }
+    }
+
+    /// Renews the claim every `heartbeat` until cancelled.
+    private func renewClaim(_ operationId: Int64) async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: heartbeat)
+            if Task.isCancelled { return }
+            do {
+                try store.claimOperation(operationId, runner: runner, at: Date()) { _, _ in false }
+            } catch {
+                logger.warning("failover \(operationId): cannot renew the claim: \(error)")
+            }
+        }
+    }
+
+    private func runSteps(_ operationId: Int64) async throws -> FailoverOperation {
         while true {
-            guard let operation = try store.operation(operationId) else {
+            guard let operation = try await retryingBusy({ try store.operation(operationId) }) else {
                 throw DriverError("no failover operation \(operationId)")
             }
             let action = FailoverStateMachine.action(for: operation)
             if action == .finished { return operation }
             let step = operation.state
-            try store.recordStep(operationId, step: step, status: .started, detail: "\(action)", at: Date())
+            try await record(operationId, step: step, status: .started, detail: "\(action)")
             logger.info(
                 "failover \(operationId) \(operation.service): \(step.rawValue)",
                 metadata: ["failover.operation": "\(operationId)", "failover.step": "\(step.rawValue)"]
             )
+            let outcome: Result<String, any Error>
             do {
-                let detail = try await perform(action, operation)
-                let next = FailoverStateMachine.next(after: step, succeeded: true)
-                try store.recordStep(
-                    operationId,
-                    step: step,
-                    status: .succeeded,
-                    detail: detail,
-                    next: next,
-                    at: Date()
-                )
+                outcome = .success(try await perform(action, operation))
             } catch {
+                outcome = .failure(error)
+            }
+            switch outcome {
+            case .success(let detail):
+                let next = FailoverStateMachine.next(after: step, succeeded: true)
+                try await record(operationId, step: step, status: .succeeded, detail: detail, next: next)
+            case .failure(let error) where Task.isCancelled || error is CancellationError:
+                logger.notice("failover \(operationId) \(operation.service): \(step.rawValue) interrupted; resumable")
+                throw CancellationError()
+            case .failure(let error):
                 logger.error("failover \(operationId) \(operation.service): \(step.rawValue) failed: \(error)")
-                try store.recordStep(
+                try await record(
                     operationId,
                     step: step,
                     status: .failed,
                     detail: "\(error)",
                     next: .failed,
-                    error: "\(step.rawValue): \(error)",
-                    at: Date()
+                    error: "\(step.rawValue): \(error)"
                 )
+            }
+        }
+    }
+
+    /// Records a step by compare-and-set as this runner, retrying while the database is busy.
+    private func record(
+        _ operationId: Int64,
+        step: FailoverStep,
+        status: FailoverStepRecord.Status,
+        detail: String,
+        next: FailoverStep? = nil,
+        error: String? = nil
+    ) async throws {
+        try await retryingBusy {
+            try store.recordStep(
+                operationId,
+                step: step,
+                status: status,
+                detail: detail,
+                next: next,
+                error: error,
+                runner: runner,
+                at: Date()
+            )
+        }
+    }
+
+    /// Runs a state write or read, trying again up to `busyAttempts` times while SQLite answers busy.
+    @discardableResult
+    func retryingBusy<T>(_ body: () throws -> T) async throws -> T {
+        var attempt = 1
+        while true {
+            do {
+                return try body()
+            } catch let error as StateError where error.isBusy && attempt < busyAttempts {
+                attempt += 1
+                logger.debug("state database busy; trying again (\(attempt)/\(busyAttempts))")
+                try? await Task.sleep(for: busyDelay)
             }
         }
     }
@@ -155,7 +254,7 @@ public struct FailoverCoordinator: Sendable {
             promoteContext.action = "promote"
             return try await DriverRunner.run(promote, context: promoteContext)
         case .reroute:
-            let state = try store.reroute(operation.id ?? 0, at: Date())
+            let state = try await retryingBusy { try store.reroute(operation.id ?? 0, at: Date()) }
             return "\(operation.service) now active in \(state.activeRegion) at epoch \(state.epoch)"
         case .verify(let region):
             guard let probe = failover.probes[region] else { return "no probe for \(region); not verified" }
@@ -173,5 +272,42 @@ public struct FailoverCoordinator: Sendable {
         case .finished:
             return ""
         }
+    }
+}
+
+/// Names the process running an operation (`host/pid/start/nonce`, `start` being the process's start time
+/// from /proc) and tells whether such a runner is gone.
+public enum RunnerIdentity {
+    public static func make() -> String {
+        let pid = getpid()
+        return "\(hostName)/\(pid)/\(startTime(of: pid) ?? "0")/\(UUID().uuidString.prefix(8).lowercased())"
+    }
+
+    /// Whether a claim by `holder`, last renewed at `lastSeen`, may be taken over: it was not renewed within
+    /// `lease`, or its process on this host no longer exists (or its pid now names another process, as after
+    /// a container restart where the controller is pid 1 again).
+    public static func isGone(_ holder: String, lastSeen: Date, lease: Duration, now: Date) -> Bool {
+        if now.timeIntervalSince(lastSeen) > lease.seconds { return true }
+        let parts = holder.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 4, parts[0] == hostName, let pid = pid_t(parts[1]) else { return false }
+        if kill(pid, 0) != 0 && errno == ESRCH { return true }
+        if let start = startTime(of: pid), start != parts[2] { return true }
+        return false
+    }
+
+    static let hostName: String = {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count) == 0 else { return "localhost" }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }()
+
+    /// The start time of process `pid` in clock ticks since boot (field 22 of /proc/PID/stat), if readable.
+    static func startTime(of pid: pid_t) -> String? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return nil }
+        // After "(comm)" come the fields from the 3rd on: the 22nd is at index 19.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.count > 19 ? String(fields[19]) : nil
     }
 }

@@ -14,9 +14,15 @@ struct ControllerFollower: Sendable {
         var description: String
     }
 
-    func snapshot(after version: Int, wait: Duration) async throws -> ControlSnapshot {
+    /// The long-poll URL: answered once the controller has a snapshot after `cursor`, or at once by a
+    /// controller of another boot.
+    func url(after cursor: SnapshotCursor, wait: Duration) -> URL? {
         let base = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
-        guard let url = URL(string: "\(base)/v1/snapshot?after=\(version)&wait=\(TimeSpanText.seconds(wait))") else {
+        return URL(string: "\(base)/v1/snapshot?\(cursor.query)&wait=\(TimeSpanText.seconds(wait))")
+    }
+
+    func snapshot(after cursor: SnapshotCursor, wait: Duration) async throws -> ControlSnapshot {
+        guard let url = url(after: cursor, wait: wait) else {
             throw Failure(description: "not a URL: \(baseURL)")
         }
         var request = URLRequest(url: url, timeoutInterval: wait.seconds + 10)

@@ -260,14 +260,18 @@ public final class ProxyServer: Service, Sendable {
     private func followController() async {
         guard let url = settings.controllerURL else { return }
         let follower = ControllerFollower(baseURL: url, token: settings.controllerToken ?? "")
-        var version = 0
+        var cursor = SnapshotCursor()
         var failing = false
         while !Task.isCancelled {
             do {
-                let snapshot = try await follower.snapshot(after: version, wait: .seconds(30))
+                let snapshot = try await follower.snapshot(after: cursor, wait: .seconds(30))
                 if failing { logger.info("controller reachable again at \(url)") }
                 failing = false
-                version = snapshot.version
+                let previousBoot = cursor.boot
+                cursor.advance(to: snapshot)
+                if let previousBoot, previousBoot != snapshot.boot {
+                    logger.info("controller restarted (boot \(snapshot.boot ?? "?")); taking its snapshot at once")
+                }
                 apply(snapshot)
             } catch {
                 if !failing {

@@ -1,7 +1,8 @@
 import Foundation
 
 /// What proxies follow: per service the active region and its epoch, and the zones drained now. The
-/// controller serves it at `/v1/snapshot`; `version` increases whenever the content changes.
+/// controller serves it at `/v1/snapshot`; `version` increases whenever the content changes, and `boot`
+/// names the controller process that numbered it: versions of different boots do not compare.
 public struct ControlSnapshot: Codable, Sendable, Equatable {
     public struct ServiceEntry: Codable, Sendable, Equatable {
         public var activeRegion: String
@@ -14,11 +15,14 @@ public struct ControlSnapshot: Codable, Sendable, Equatable {
     }
 
     public var version: Int
+    /// The controller process (boot) that numbered `version`; nil from a controller that predates boots.
+    public var boot: String?
     public var services: [String: ServiceEntry]
     public var drainedZones: [String]
 
-    public init(version: Int, services: [String: ServiceEntry], drainedZones: [String]) {
+    public init(version: Int, boot: String? = nil, services: [String: ServiceEntry], drainedZones: [String]) {
         self.version = version
+        self.boot = boot
         self.services = services
         self.drainedZones = drainedZones
     }
@@ -40,5 +44,37 @@ public struct ControlSnapshot: Codable, Sendable, Equatable {
     /// Equal content, whatever the version.
     public func sameContent(as other: ControlSnapshot) -> Bool {
         services == other.services && drainedZones == other.drainedZones
+    }
+}
+
+/// Where a follower of the controller's snapshots is: the boot and version of the last snapshot it took.
+/// A snapshot from another boot is always news, whatever its version: a restarted controller numbers anew.
+public struct SnapshotCursor: Sendable, Equatable {
+    public var boot: String?
+    public var version: Int
+
+    public init(boot: String? = nil, version: Int = 0) {
+        self.boot = boot
+        self.version = version
+    }
+
+    /// Moves to `snapshot`; returns whether it is news (another boot, or a later version of the same boot).
+    @discardableResult
+    public mutating func advance(to snapshot: ControlSnapshot) -> Bool {
+        let news = snapshot.boot != boot || snapshot.version > version
+        boot = snapshot.boot
+        version = snapshot.version
+        return news
+    }
+
+    private static let bootCharacters = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-"))
+
+    /// The query of the next long poll: `after=VERSION` and, once known, `boot=BOOT`.
+    public var query: String {
+        var query = "after=\(version)"
+        if let boot, let encoded = boot.addingPercentEncoding(withAllowedCharacters: Self.bootCharacters) {
+            query += "&boot=\(encoded)"
+        }
+        return query
     }
 }

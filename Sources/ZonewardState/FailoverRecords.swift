@@ -35,6 +35,9 @@ public struct FailoverOperation: Codable, Sendable, Equatable, FetchableRecord, 
     public var error: String?
     public var createdAt: Date
     public var updatedAt: Date
+    /// The process running the operation now (`host/pid/nonce`), and when it last said so; nil when none.
+    public var runner: String?
+    public var runnerSeenAt: Date?
 
     public init(
         id: Int64?,
@@ -50,7 +53,9 @@ public struct FailoverOperation: Codable, Sendable, Equatable, FetchableRecord, 
         reason: String,
         error: String?,
         createdAt: Date,
-        updatedAt: Date
+        updatedAt: Date,
+        runner: String? = nil,
+        runnerSeenAt: Date? = nil
     ) {
         self.id = id
         self.service = service
@@ -66,6 +71,8 @@ public struct FailoverOperation: Codable, Sendable, Equatable, FetchableRecord, 
         self.error = error
         self.createdAt = createdAt
         self.updatedAt = updatedAt
+        self.runner = runner
+        self.runnerSeenAt = runnerSeenAt
     }
 
     public mutating func didInsert(_ inserted: InsertionSuccess) {

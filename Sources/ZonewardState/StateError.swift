@@ -1,3 +1,5 @@
+import GRDB
+
 /// Everything that can go wrong reading or writing Zoneward's state.
 public enum StateError: Error, Sendable, CustomStringConvertible {
     /// The database could not be opened, migrated, read or written.
@@ -7,6 +9,8 @@ public enum StateError: Error, Sendable, CustomStringConvertible {
     /// A write carried an epoch older than the one stored: someone else decided since.
     case staleEpoch(service: String, expected: Int64, actual: Int64)
     case invalidArgument(String)
+    /// A compare-and-set found another state than expected, or another runner holds the operation.
+    case conflict(String)
 
     public var description: String {
         switch self {
@@ -16,8 +20,16 @@ public enum StateError: Error, Sendable, CustomStringConvertible {
             return "state database \(path): its folder does not exist (create it, or pass --db PATH / set ZONEWARD_DB)"
         case .staleEpoch(let service, let expected, let actual):
             return "service \(service): epoch is \(actual), not \(expected); another change happened first"
-        case .invalidArgument(let message):
+        case .invalidArgument(let message), .conflict(let message):
             return message
         }
+    }
+}
+
+extension StateError {
+    /// True when SQLite answered busy or locked: another connection held the lock; trying again may work.
+    public var isBusy: Bool {
+        guard case .database(_, let underlying) = self, let error = underlying as? DatabaseError else { return false }
+        return error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED
     }
 }

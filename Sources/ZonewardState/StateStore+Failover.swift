@@ -39,6 +39,12 @@ extension StateStore {
                 t.primaryKey(["service", "region"])
             }
         }
+        migrator.registerMigration("v3-failover-runner") { db in
+            try db.alter(table: "failoverOperation") { t in
+                t.add(column: "runner", .text)
+                t.add(column: "runnerSeenAt", .datetime)
+            }
+        }
     }
 
     /// Plans an operation, unless one for the same service is still running.
@@ -95,7 +101,50 @@ extension StateStore {
         }
     }
 
+    /// Claims an operation for `runner` (compare-and-set): refused with `StateError.conflict` while another
+    /// runner holds it, unless `canTakeOver(runner, lastSeen)` says that runner is gone. Renews the claim when
+    /// `runner` already holds it.
+    @discardableResult
+    public func claimOperation(
+        _ operationId: Int64,
+        runner: String,
+        at now: Date,
+        canTakeOver: @escaping @Sendable (_ holder: String, _ lastSeen: Date) -> Bool
+    ) throws(StateError) -> FailoverOperation {
+        try write { db in
+            guard var operation = try FailoverOperation.fetchOne(db, key: operationId) else {
+                throw StateError.invalidArgument("no failover operation \(operationId)")
+            }
+            if let holder = operation.runner, holder != runner,
+                !canTakeOver(holder, operation.runnerSeenAt ?? .distantPast)
+            {
+                let ago = Int(now.timeIntervalSince(operation.runnerSeenAt ?? now))
+                throw StateError.conflict(
+                    "operation \(operationId) is being run by \(holder) (seen \(ago) s ago); "
+                        + "wait for it, or stop that process first"
+                )
+            }
+            operation.runner = runner
+            operation.runnerSeenAt = now
+            try operation.update(db)
+            return operation
+        }
+    }
+
+    /// Gives up `runner`'s claim on an operation; does nothing when it does not hold it.
+    public func releaseOperation(_ operationId: Int64, runner: String) throws(StateError) {
+        try write { db in
+            try db.execute(
+                sql: "UPDATE failoverOperation SET runner = NULL, runnerSeenAt = NULL WHERE id = ? AND runner = ?",
+                arguments: [operationId, runner]
+            )
+        }
+    }
+
     /// Records that `step` of an operation started or ended, and moves the operation to `next` when given.
+    ///
+    /// Compare-and-set: the operation must still be at `step` (and, when `runner` is given, claimed by it),
+    /// else nothing is written and `StateError.conflict` is thrown, so two runners cannot both move it on.
     public func recordStep(
         _ operationId: Int64,
         step: FailoverStep,
@@ -103,11 +152,26 @@ extension StateStore {
         detail: String,
         next: FailoverStep? = nil,
         error: String? = nil,
+        runner: String? = nil,
         at now: Date
     ) throws(StateError) {
         try write { db in
             guard var operation = try FailoverOperation.fetchOne(db, key: operationId) else {
                 throw StateError.invalidArgument("no failover operation \(operationId)")
+            }
+            guard operation.state == step else {
+                throw StateError.conflict(
+                    "operation \(operationId) is at \(operation.state.rawValue), not \(step.rawValue): "
+                        + "another runner moved it on"
+                )
+            }
+            if let runner {
+                guard operation.runner == runner else {
+                    throw StateError.conflict(
+                        "operation \(operationId) is now run by \(operation.runner ?? "nobody"), not \(runner)"
+                    )
+                }
+                operation.runnerSeenAt = now
             }
             var record = FailoverStepRecord(
                 id: nil,
@@ -122,7 +186,9 @@ extension StateStore {
                 operation.state = next
                 operation.updatedAt = now
                 if let error { operation.error = error }
-                try operation.update(db)
+            }
+            if next != nil || runner != nil { try operation.update(db) }
+            if let next {
                 if next.isFinal {
                     try Self.appendEvent(
                         db,

@@ -18,7 +18,7 @@ extension Zoneward {
                 Probes every region of every service with a failover block; fails over automatically when the \
                 primary is down, a standby is up, its lag is within maxLagSeconds and the cooldown has passed \
                 (mode: automatic); resumes operations a crash interrupted. Serves, with a bearer token \
-                (all but /healthz): GET /v1/status, GET /v1/snapshot?after=VERSION&wait=30s, POST /v1/failover, \
+                (all but /healthz): GET /v1/status, GET /v1/snapshot?after=VERSION&boot=BOOT&wait=30s, POST /v1/failover, \
                 GET /v1/operations[/ID], POST /v1/operations/ID/resume, POST /v1/drains.
 
                 Example:
@@ -60,12 +60,17 @@ extension Zoneward {
                 let runner = BackupRunner(store: store, configuration: configuration)
                 services.append(BackupScheduler(runner: runner, registry: registry, logger: logger))
             }
+            var groupConfiguration = ServiceGroupConfiguration(
+                services: services,
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+            // After the drain timeout, whatever still runs (a backup, a step) is cancelled; a cancelled step
+            // leaves its operation resumable.
+            groupConfiguration.maximumGracefulShutdownDuration = TimeSpan.parse(runtime.drainTimeout) ?? .seconds(20)
+            groupConfiguration.maximumCancellationDuration = .seconds(5)
             do {
-                try await ServiceGroup(
-                    services: services,
-                    gracefulShutdownSignals: [.sigterm, .sigint],
-                    logger: logger
-                ).run()
+                try await ServiceGroup(configuration: groupConfiguration).run()
             } catch {
                 printError("zoneward controller: \(error)")
                 try? await group.shutdownGracefully()

@@ -281,7 +281,7 @@ extension Zoneward.Failover {
                     reason: reason,
                     at: Date()
                 )
-                operation = try await coordinator.run(planned.id ?? 0)
+                operation = try await runRefusingConflicts(coordinator, planned.id ?? 0)
                 for step in try coordinator.store.steps(of: operation.id ?? 0) where step.status != .started {
                     print("  \(step.step.rawValue): \(step.status.rawValue) — \(step.detail)")
                 }
@@ -334,7 +334,7 @@ extension Zoneward.Failover {
                 Example:
                   zoneward failover resume 12 --db ./zoneward.db --config config/zoneward.yaml
 
-                Exit codes: 0 done, 4 the operation failed.
+                Exit codes: 0 done, 3 another process (the controller) runs the operation, 4 the operation failed.
                 """
         )
 
@@ -356,7 +356,7 @@ extension Zoneward.Failover {
                     printError("no failover operation \(id)")
                     throw ExitCode.badInput
                 }
-                try finish(try await coordinator.run(id))
+                try finish(try await runRefusingConflicts(coordinator, id))
             }
         }
     }
@@ -374,6 +374,12 @@ func planFailover(service: String, to: String, force: Bool, target: FailoverTarg
     case .local(let coordinator):
         guard let config = coordinator.configuration.service(named: service), config.failover != nil else {
             printError("service: \"\(service)\" has no failover block in the configuration")
+            throw ExitCode.badInput
+        }
+        guard config.regions.contains(to) else {
+            printError(
+                "--to: \"\(to)\" is not a region of \(service) (known: \(config.regions.joined(separator: ", ")))"
+            )
             throw ExitCode.badInput
         }
         return try await coordinator.plan(service: config, to: to, force: force)
@@ -404,6 +410,16 @@ func waitForOperation(_ id: Int64, client: APIClient) async throws -> FailoverOp
         printed = finished.count
         if report.operation.state.isFinal { return report.operation }
         try await Task.sleep(for: .milliseconds(200))
+    }
+}
+
+/// Runs an operation here (break glass); exits 3 when another process (the controller) runs it.
+func runRefusingConflicts(_ coordinator: FailoverCoordinator, _ id: Int64) async throws -> FailoverOperation {
+    do {
+        return try await coordinator.run(id)
+    } catch StateError.conflict(let message) {
+        printError("refused: \(message)")
+        throw ExitCode.guardRefused
     }
 }
 

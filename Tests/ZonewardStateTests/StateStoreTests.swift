@@ -104,3 +104,20 @@ import ZonewardState
         }
     }
 }
+
+@Suite struct SnapshotCursorTests {
+    @Test func anotherBootIsAlwaysNews() {
+        var cursor = SnapshotCursor()
+        #expect(cursor.query == "after=0")
+        func advance(_ version: Int, _ boot: String) -> Bool {
+            cursor.advance(to: ControlSnapshot(version: version, boot: boot, services: [:], drainedZones: []))
+        }
+        #expect(advance(900, "a"))
+        #expect(cursor.query == "after=900&boot=a")
+        #expect(!advance(900, "a"))
+        #expect(advance(901, "a"))
+        // A restarted controller may number lower; its snapshot is taken all the same.
+        #expect(advance(3, "b"))
+        #expect(cursor == SnapshotCursor(boot: "b", version: 3))
+    }
+}

@@ -1,0 +1,51 @@
+import Foundation
+import Logging
+import Prometheus
+import ServiceLifecycle
+import Testing
+import ZonewardBackup
+import ZonewardModel
+import ZonewardState
+
+@Suite struct BackupSchedulerTests {
+    /// Measured before: the scheduler never returned, so a controller with backup jobs ignored SIGTERM.
+    @Test func stopsOnGracefulShutdown() async throws {
+        var configuration = ZonewardConfiguration(zones: [ZoneConfiguration(name: "z", region: "r")])
+        configuration.backups = [
+            BackupJobConfiguration(
+                name: "app",
+                source: .sqlite("/nonexistent/app.db"),
+                schedule: "0 0 1 1 *",
+                targets: [.filesystem("/nonexistent/backups")],
+                keyFile: "/nonexistent/backup.key"
+            )
+        ]
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let scheduler = BackupScheduler(
+            runner: BackupRunner(store: try StateStore.inMemory(), configuration: configuration),
+            registry: PrometheusCollectorRegistry(),
+            logger: logger
+        )
+        let group = ServiceGroup(services: [scheduler], logger: logger)
+        let running = Task { try await group.run() }
+        try await Task.sleep(for: .milliseconds(200))
+        await group.triggerGracefulShutdown()
+        // Stopped well before its next 15 s sweep (bounded, so a scheduler that never stops fails, not hangs).
+        let stopped = await withTaskGroup(of: Bool.self) { race in
+            race.addTask {
+                _ = try? await running.value
+                return true
+            }
+            race.addTask {
+                try? await Task.sleep(for: .seconds(12))
+                return false
+            }
+            let first = await race.next() ?? false
+            running.cancel()
+            race.cancelAll()
+            return first
+        }
+        #expect(stopped)
+    }
+}
