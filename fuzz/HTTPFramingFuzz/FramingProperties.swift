@@ -248,6 +248,12 @@ enum FramingFuzz {
         guard case .success(let parsed) = result else { return }
         let response = parsed.head
         require((100...999).contains(response.status), "a status has three digits")
+        if response.status == 101 {
+            // Switching Protocols is relayed as it came (the client needs its Upgrade and Connection); the
+            // proxy itself decides whether the switch is allowed, and then the connection is a tunnel.
+            require(!parsed.rewritten && !parsed.closeClient && response.framing == .none, "101 is relayed as is")
+            return
+        }
         if response.framing == .untilClose {
             require(!response.keepAlive && parsed.closeClient, "a body until close closes both connections")
         }
