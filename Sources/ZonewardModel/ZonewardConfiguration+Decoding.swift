@@ -63,8 +63,12 @@ extension ZonewardConfiguration {
         }
 
         var admin = AdminConfiguration()
-        if let value = fields["admin"], let adminFields = reader.mapping(value, known: ["listen"]) {
+        if let value = fields["admin"], let adminFields = reader.mapping(value, known: ["listen", "probes"]) {
             admin.listen = adminFields["listen"].flatMap { hostPort($0, reader) } ?? admin.listen
+            admin.probes = adminFields["probes"].flatMap { hostPort($0, reader) }
+            if let probes = admin.probes, probes == admin.listen {
+                reader.report(value.child("probes"), "must differ from admin.listen (\(admin.listen))")
+            }
         }
         var controller: ControllerConfiguration?
         if let value = fields["controller"],

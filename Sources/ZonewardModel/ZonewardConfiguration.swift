@@ -309,11 +309,15 @@ public struct OutlierDetectionConfiguration: Sendable, Equatable {
 
 /// The admin listener: `/metrics`, `/admin/plan`, `/healthz`, `/readyz`.
 public struct AdminConfiguration: Sendable, Equatable {
-    /// Default `127.0.0.1:9901`.
+    /// Default `127.0.0.1:9901`: the whole admin surface stays inside the pod.
     public var listen: HostPort
+    /// A second listener for the kubelet's probes and Prometheus (`/healthz`, `/readyz`, `/metrics` only),
+    /// e.g. `0.0.0.0:9902`; nil for none. `/admin/plan` is never served here.
+    public var probes: HostPort?
 
-    public init(listen: HostPort = HostPort(host: "127.0.0.1", port: 9901)) {
+    public init(listen: HostPort = HostPort(host: "127.0.0.1", port: 9901), probes: HostPort? = nil) {
         self.listen = listen
+        self.probes = probes
     }
 }
 

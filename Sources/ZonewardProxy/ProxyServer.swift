@@ -86,13 +86,18 @@ public final class ProxyServer: Service, Sendable {
     public func run() async throws {
         let configuration = settings.configuration
         var listeners: [any Channel] = []
+        // Admin listeners stay open through the drain, so probes see the proxy turn not-ready.
+        var adminListeners: [any Channel] = []
         do {
             for service in configuration.services {
                 listeners.append(try await bind(service))
             }
-            listeners.append(try await bindAdmin(configuration.admin.listen))
+            adminListeners.append(try await bindAdmin(configuration.admin.listen, probesOnly: false))
+            if let probes = configuration.admin.probes {
+                adminListeners.append(try await bindAdmin(probes, probesOnly: true))
+            }
         } catch {
-            for listener in listeners { try? await listener.close() }
+            for listener in listeners + adminListeners { try? await listener.close() }
             throw error
         }
         prober.start(configuration)
@@ -113,15 +118,15 @@ public final class ProxyServer: Service, Sendable {
             try? await gracefulShutdown()
             tasks.cancelAll()
         }
-        await shutDown(listeners)
+        await shutDown(listeners, admin: adminListeners)
     }
 
     /// Stop accepting, let requests in flight finish (up to the drain timeout), then close the rest.
-    private func shutDown(_ listeners: [any Channel]) async {
+    private func shutDown(_ listeners: [any Channel], admin: [any Channel]) async {
         readiness.set(false)
         let inFlight = connections.count
         logger.info("shutting down: no new connections; draining \(inFlight) open connections")
-        for listener in listeners.dropLast() { try? await listener.close() }
+        for listener in listeners { try? await listener.close() }
         connections.quiesceAll()
         pools.closeIdle()
         let deadline = ContinuousClock.now + settings.timeouts.drain
@@ -132,7 +137,7 @@ public final class ProxyServer: Service, Sendable {
         if left > 0 { logger.warning("drain timeout: closing \(left) connections still open") }
         connections.closeAll()
         prober.stop()
-        if let admin = listeners.last { try? await admin.close() }
+        for listener in admin { try? await listener.close() }
         logger.info("zoneward proxy stopped")
     }
 
@@ -207,7 +212,7 @@ public final class ProxyServer: Service, Sendable {
         }
     }
 
-    private func bindAdmin(_ address: HostPort) async throws -> any Channel {
+    private func bindAdmin(_ address: HostPort, probesOnly: Bool) async throws -> any Channel {
         let table = self.table
         let readiness = self.readiness
         let bootstrap = ServerBootstrap(group: group)
@@ -215,13 +220,19 @@ public final class ProxyServer: Service, Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    try channel.pipeline.syncOperations.addHandler(AdminHandler(table: table, readiness: readiness))
+                    try channel.pipeline.syncOperations.addHandler(
+                        AdminHandler(table: table, readiness: readiness, probesOnly: probesOnly)
+                    )
                 }
             }
         do {
             return try await bootstrap.bind(host: address.host, port: address.port).get()
         } catch {
-            throw ProxyError.bindFailed(what: "admin listener", address: address, underlying: error)
+            throw ProxyError.bindFailed(
+                what: probesOnly ? "probes listener" : "admin listener",
+                address: address,
+                underlying: error
+            )
         }
     }
 

@@ -11,12 +11,15 @@ final class AdminHandler: ChannelInboundHandler {
 
     private let table: RoutingTable
     private let readiness: Readiness
+    /// The probes listener: `/healthz`, `/readyz` and `/metrics` only.
+    private let probesOnly: Bool
     private var path = "/"
     private var keepAlive = true
 
-    init(table: RoutingTable, readiness: Readiness) {
+    init(table: RoutingTable, readiness: Readiness, probesOnly: Bool = false) {
         self.table = table
         self.readiness = readiness
+        self.probesOnly = probesOnly
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -51,7 +54,7 @@ final class AdminHandler: ChannelInboundHandler {
         switch components?.path ?? uri {
         case "/metrics":
             return (.ok, "text/plain; version=0.0.4; charset=utf-8", table.metrics.registry.emitToString())
-        case "/admin/plan":
+        case "/admin/plan" where !probesOnly:
             let service = components?.queryItems?.first { $0.name == "service" }?.value
             do {
                 return (
