@@ -78,6 +78,9 @@ echo "cli: zone drain, undrain, list"
 run_zw 2 "drain without --for is a usage error" zone drain us-east-1a --reason test
 run_zw 2 "drain with a bad --for is refused" zone drain us-east-1a --for soon --reason test
 check "the message names --for" contains "$ERR" "--for"
+run_zw 2 "drain with a --for too long to hold is refused, not a crash" \
+    zone drain us-east-1a --for 99999999999999999999h --reason test
+check "the message names --for" contains "$ERR" "--for"
 run_zw 2 "drain of an unknown zone is refused with --config" \
     zone drain us-east-1z --for 30m --reason test --config config/zoneward.yaml
 check "the message lists the known zones" contains "$ERR" "known: us-east-1a"
