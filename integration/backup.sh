@@ -32,6 +32,7 @@ db.executemany("INSERT INTO events (payload) VALUES (?)", [(os.urandom(200),) fo
 db.commit()
 PY
 openssl rand -base64 32 >"$WORK/backup.key"
+chmod 600 "$WORK/backup.key"
 mkdir -p "$WORK/files/sub" "$WORK/big"
 head -c $((70 * 1024 * 1024)) /dev/urandom >"$WORK/big/blob"
 for i in 1 2 3; do head -c 100000 /dev/urandom >"$WORK/files/f$i"; done
@@ -80,6 +81,9 @@ YAML
 }
 write_config "$S3_PORT"
 export ZONEWARD_DB="$WORK/state.db"
+# Staging directories (plaintext in flight) go under $TMPDIR: a folder of our own, to look into.
+export TMPDIR="$WORK/tmp"
+mkdir -p "$TMPDIR"
 CONFIG=(--config "$WORK/zoneward.yaml")
 
 python3 - "$WORK/app.db" "$WORK/stop-writer" <<'PY' &
@@ -133,13 +137,39 @@ check "the error names the source" contains "$ERR" "$WORK/nope does not exist"
 
 run_zw 0 "a 70 MiB object goes to S3 in a multipart upload and verifies from S3" backup run --job big "${CONFIG[@]}"
 check "the run verified the S3-only backup" contains "$OUT" "verified"
+BIG_ID=$("$ZW" backup list --job big --format json "${CONFIG[@]}" | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['id'])")
+/usr/bin/time -f %M -o "$WORK/rss" "$ZW" backup verify "$BIG_ID" "${CONFIG[@]}" >/dev/null 2>&1
+RSS_KIB=$(tail -1 "$WORK/rss")
+check "verifying the 70 MiB S3-only backup streams it (peak RSS ${RSS_KIB} KiB < 100 MiB)" [ "$RSS_KIB" -lt 102400 ]
+
+echo "backup: child processes and keys"
+# A server that accepts connections and never answers: pg_dump would wait forever.
+python3 -c "
+import socket, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('127.0.0.1', $((BASE + 33)))); s.listen(8); held = []
+while True: held.append(s.accept()); time.sleep(0.1)
+" &
+PIDS+=($!)
+for i in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$((BASE + 33))") 2>/dev/null && break; sleep 0.1; done
+sed -e "s#port: $PG_PORT, user#port: $((BASE + 33)), user#" -e 's#^  - name: pg$#  - name: pg\n    timeout: 2s#' \
+    "$WORK/zoneward.yaml" >"$WORK/hang.yaml"
+run_zw 1 "a pg_dump that hangs is stopped at the job's timeout" backup run --job pg --config "$WORK/hang.yaml"
+check "the error names pg_dump and the timeout" contains "$ERR" "pg_dump did not finish within 2s and was stopped"
+check "no staging directory is left" bash -c "! ls -d '$TMPDIR'/zoneward-staging-* 2>/dev/null"
+chmod 644 "$WORK/backup.key"
+run_zw 2 "a key file others can read is refused" backup run --job files "${CONFIG[@]}"
+check "the error names the file and its mode" contains "$ERR" "the key file $WORK/backup.key has mode 644"
+chmod 600 "$WORK/backup.key"
 
 echo "backup: faults"
 "$ZW" backup run --job app "${CONFIG[@]}" >/dev/null 2>&1 &
 RUN=$!
-for i in $(seq 1 200); do ls "$WORK"/backups/app/*.partial >/dev/null 2>&1 && break; [ -n "$(ls /tmp/zoneward-backup-app-* 2>/dev/null)" ] && break; sleep 0.01; done
+for i in $(seq 1 500); do [ -e "$(ls -d "$TMPDIR"/zoneward-staging-backup-*/snapshot 2>/dev/null | head -1)" ] && break; sleep 0.01; done
 kill -9 "$RUN" 2>/dev/null
 wait "$RUN" 2>/dev/null
+check "the killed run left its private staging directory (mode 700)" bash -c \
+    "stat -c %a '$TMPDIR'/zoneward-staging-backup-* | grep -qx 700"
 COUNT_COMPLETED=$(sqlite3_count() { python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(\"SELECT COUNT(*) FROM backup WHERE job='app' AND state IN ('completed','verified')\").fetchone()[0])" "$ZONEWARD_DB"; }; sqlite3_count)
 check "kill -9 mid-run leaves no completed entry (completed: $COUNT_COMPLETED)" [ "$COUNT_COMPLETED" = 1 ]
 python3 - "$ZONEWARD_DB" <<'PY'
@@ -149,6 +179,15 @@ db.execute("UPDATE backup SET heartbeatAt = datetime('now', '-5 minutes') WHERE 
 PY
 run_zw 0 "the next run succeeds (the dead run is orphaned, its partial object removed)" backup run --job app "${CONFIG[@]}"
 check "no partial object is left" bash -c "! ls $WORK/backups/app/*.partial 2>/dev/null"
+check "the killed run's staging directory was removed at the next start" bash -c "! ls -d '$TMPDIR'/zoneward-staging-* 2>/dev/null"
+"$ZW" backup run --job big "${CONFIG[@]}" >/dev/null 2>&1 &
+RUN=$!
+for i in $(seq 1 500); do [ -e "$(ls -d "$TMPDIR"/zoneward-staging-backup-*/snapshot 2>/dev/null | head -1)" ] && break; sleep 0.01; done
+kill -TERM "$RUN"
+wait "$RUN"
+TERM_CODE=$?
+check "SIGTERM mid-run exits 143 (got $TERM_CODE)" [ "$TERM_CODE" = 143 ]
+check "and removes the staging directory on the way out" bash -c "! ls -d '$TMPDIR'/zoneward-staging-* 2>/dev/null"
 check "the dead run is marked failed (orphaned)" python3 -c "
 import sqlite3,sys; r=sqlite3.connect(sys.argv[1]).execute(\"SELECT COUNT(*) FROM backup WHERE state='failed' AND error LIKE 'orphaned%'\").fetchone()[0]; sys.exit(0 if r in (0,1) else 1)" "$ZONEWARD_DB"
 LATEST=$("$ZW" backup list --job app --format json "${CONFIG[@]}" | python3 -c "import json,sys; print([b for b in json.load(sys.stdin) if b['state']=='completed'][0]['id'])")
@@ -159,6 +198,7 @@ PY
 run_zw 1 "a flipped byte fails verification" backup verify "$LATEST" "${CONFIG[@]}"
 check "the error names the chunk" contains "$ERR" "chunk"
 openssl rand -base64 32 >"$WORK/backup.key"
+chmod 600 "$WORK/backup.key"
 run_zw 1 "a wrong key is refused" backup restore "$ID" --to "$WORK/wrong.db" "${CONFIG[@]}"
 check "the error says which key" contains "$ERR" "was encrypted with key"
 check "nothing was written with the wrong key" [ ! -e "$WORK/wrong.db" ]

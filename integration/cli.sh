@@ -21,6 +21,10 @@ run_zw 2 "a config with an unknown zone is refused" config check "$WORK/bad.yaml
 check "the error names the field and the known zones" contains "$ERR" \
     'services[0].endpoints[4].zone: unknown zone "us-east-1d" (known: us-east-1a, us-east-1b, us-west-2a)'
 check "every problem is listed" contains "$ERR" 'services[0].endpoints[5].zone'
+sed 's/interval: 2s/interval: 99999999999999999999h/' config/zoneward.yaml >"$WORK/long.yaml"
+run_zw 2 "a duration too long to hold is refused, not a crash" config check "$WORK/long.yaml"
+check "the error names the duration field" contains "$ERR" \
+    'services[0].healthCheck.interval: must be at most 36500d, got "99999999999999999999h"'
 run_zw 2 "a missing config file is refused" config check "$WORK/none.yaml"
 check "the error names the file" contains "$ERR" "$WORK/none.yaml: no such file"
 
@@ -63,6 +67,8 @@ bad_topology unknown-pair 'costs.pairs[0].from: unknown zone "x" (known: a)' \
     $'costs: {pairs: [{from: x, to: a, cost: 2}]}\nzones: [{name: a, region: r, demand: 5, capacity: 1}]'
 bad_topology no-zones "zones: at least one zone is needed" 'zones: []'
 bad_topology negative-alpha "overloadFactor: must be ≥ 0" $'overloadFactor: -1\nzones: [{name: a, region: r, demand: 5, capacity: 1}]'
+bad_topology huge-demand "zones[0].demand: must be ≤ 1000000000000, got 1e+308" \
+    'zones: [{name: a, region: r, demand: 1e308, capacity: 1}, {name: b, region: r, demand: 1e308, capacity: 1}]'
 bad_topology no-capacity "every zone has capacity 0" 'zones: [{name: a, region: r, demand: 5, capacity: 0}]'
 bad_topology not-yaml "not valid YAML or JSON" 'zones: [{name: a'
 run_zw 2 "plan refuses a missing file" plan --topology "$WORK/absent.yaml"
@@ -71,6 +77,9 @@ check "the message names the file" contains "$ERR" "absent.yaml: no such file"
 echo "cli: zone drain, undrain, list"
 run_zw 2 "drain without --for is a usage error" zone drain us-east-1a --reason test
 run_zw 2 "drain with a bad --for is refused" zone drain us-east-1a --for soon --reason test
+check "the message names --for" contains "$ERR" "--for"
+run_zw 2 "drain with a --for too long to hold is refused, not a crash" \
+    zone drain us-east-1a --for 99999999999999999999h --reason test
 check "the message names --for" contains "$ERR" "--for"
 run_zw 2 "drain of an unknown zone is refused with --config" \
     zone drain us-east-1z --for 30m --reason test --config config/zoneward.yaml

@@ -41,7 +41,8 @@ public struct PlanningProblem: Sendable, Equatable {
     public func bound(_ zone: Int) -> Double {
         let capacity = totalCapacity
         guard capacity > 0 else { return 0 }
-        return (1 + overloadFactor) * totalDemand * zones[zone].capacity / capacity
+        // The capacity share first: D · c_t would underflow for tiny inputs.
+        return (1 + overloadFactor) * totalDemand * (zones[zone].capacity / capacity)
     }
 }
 

@@ -62,9 +62,13 @@ extension ZonePlan {
         let capacity = problem.totalCapacity
         var maxLoadFactor = 0.0
         if demand > 0, capacity > 0 {
+            // load ÷ fair share as (share of demand) ÷ (share of capacity): two ratios of like quantities,
+            // so tiny or huge inputs neither underflow nor overflow. A capacity share that underflows to 0 has
+            // a bound of 0 and so no load.
             for t in 0..<n where problem.zones[t].capacity > 0 {
-                let fairShare = demand * problem.zones[t].capacity / capacity
-                maxLoadFactor = max(maxLoadFactor, load[t] / fairShare)
+                let capacityShare = problem.zones[t].capacity / capacity
+                guard capacityShare > 0 else { continue }
+                maxLoadFactor = max(maxLoadFactor, (load[t] / demand) / capacityShare)
             }
         }
         self.init(

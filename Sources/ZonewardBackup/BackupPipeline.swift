@@ -27,11 +27,7 @@ public enum BackupPipeline {
             throw BackupError.io("cannot read \(input)")
         }
         defer { try? reader.close() }
-        guard FileManager.default.createFile(atPath: output, contents: nil),
-            let writer = FileHandle(forWritingAtPath: output)
-        else {
-            throw BackupError.io("cannot create \(output)")
-        }
+        let writer = try createPrivateFile(output)
         defer { try? writer.close() }
         var sealer = ChunkSealer(key: key, chunkSize: chunkSize)
         var hasher = SHA256()
@@ -105,11 +101,7 @@ public enum BackupPipeline {
         let head = Array(try reader.read(upToCount: FramedEncryption.headerSize) ?? Data())
         let storedKey = try ChunkOpener.keyId(ofHeader: head)
         guard storedKey == key.id else { throw BackupError.wrongKey(expected: storedKey, actual: key.id) }
-        guard FileManager.default.createFile(atPath: output, contents: nil),
-            let writer = FileHandle(forWritingAtPath: output)
-        else {
-            throw BackupError.io("cannot create \(output)")
-        }
+        let writer = try createPrivateFile(output)
         var succeeded = false
         defer {
             try? writer.close()
@@ -146,6 +138,16 @@ public enum BackupPipeline {
         succeeded = true
         return PipelineResult(plainBytes: plain, storedBytes: stored, sha256: digest, keyId: key.id)
     }
+}
+
+/// Creates (or truncates) `path` for writing; a new file gets mode 0600, as backups and restored copies are
+/// for their owner only.
+func createPrivateFile(_ path: String) throws -> FileHandle {
+    let descriptor = open(path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0o600)
+    guard descriptor >= 0 else {
+        throw BackupError.io("cannot create \(path): \(String(cString: strerror(errno)))")
+    }
+    return FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
 }
 
 /// A bounded hand-off between the compressing thread and the sealing one.

@@ -26,10 +26,17 @@ public struct BackupManifest: Codable, Sendable, Equatable {
 public struct BackupRunner: Sendable {
     public let store: StateStore
     public let configuration: ZonewardConfiguration
+    /// Where private staging directories for plaintext in flight are made (and killed runs' ones swept).
+    public var stagingRoot: URL
 
-    public init(store: StateStore, configuration: ZonewardConfiguration) {
+    public init(
+        store: StateStore,
+        configuration: ZonewardConfiguration,
+        stagingRoot: URL = FileManager.default.temporaryDirectory
+    ) {
         self.store = store
         self.configuration = configuration
+        self.stagingRoot = stagingRoot
     }
 
     /// Takes one backup of `job`; the catalog shows it `completed` only when every object is written and
@@ -61,12 +68,13 @@ public struct BackupRunner: Sendable {
         }
         defer { heartbeat.cancel() }
         removePartialObjects(of: job)
-        let work = FileManager.default.temporaryDirectory.appendingPathComponent("zoneward-backup-\(id)")
-        var written: [String] = []
+        var written: [StoredObject] = []
         do {
-            try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
-            defer { try? FileManager.default.removeItem(at: work) }
-            let snapshot = work.appendingPathComponent("snapshot").path
+            // Plaintext lives only in a private directory, removed on every way out of this block; a killed
+            // run's directory is swept by the next one.
+            let staging = try StagingDirectory.create(in: stagingRoot, purpose: "backup")
+            defer { staging.remove() }
+            let snapshot = try staging.file("snapshot")
             var rowCounts: [String: Int] = [:]
             var entries: Int?
             let sourceDescription: String
@@ -76,8 +84,8 @@ public struct BackupRunner: Sendable {
                 rowCounts = try Self.snapshot(sqlite: path, to: snapshot)
                 sourceDescription = "sqlite:\(path)"
             case .directory(let path):
-                try await Self.tool(["tar", "-C", path, "-cf", snapshot, "."])
-                entries = try await Self.count(["tar", "-tf", snapshot])
+                try await Self.tool(["tar", "-C", path, "-cf", snapshot, "."], timeout: job.timeout)
+                entries = try await Self.count(["tar", "-tf", snapshot], timeout: job.timeout)
                 sourceDescription = "directory:\(path)"
             case .postgres(let pg):
                 var environment: [String: String] = [:]
@@ -89,9 +97,10 @@ public struct BackupRunner: Sendable {
                         "pg_dump", "-Fc", "-h", pg.host, "-p", String(pg.port), "-U", pg.user, "-d", pg.database,
                         "-f", snapshot,
                     ],
-                    environment: environment
+                    environment: environment,
+                    timeout: job.timeout
                 )
-                entries = try await Self.count(["pg_restore", "-l", snapshot])
+                entries = try await Self.count(["pg_restore", "-l", snapshot], timeout: job.timeout)
                 sourceDescription = "postgres:\(pg.user)@\(pg.host):\(pg.port)/\(pg.database)"
             }
             try store.heartbeat(id, at: Date())
@@ -105,9 +114,9 @@ public struct BackupRunner: Sendable {
             if let firstFolder {
                 try FileManager.default.createDirectory(at: firstFolder, withIntermediateDirectories: true)
                 staged = firstFolder.appendingPathComponent("\(id).zwb.partial").path
-                written.append(staged)
+                written.append(.file(path: staged))
             } else {
-                staged = work.appendingPathComponent("object.zwb").path
+                staged = staging.url.appendingPathComponent("object.zwb").path
             }
             let result = try BackupPipeline.encode(from: snapshot, to: staged, key: key, progress: progress)
             try store.heartbeat(id, at: Date())
@@ -119,7 +128,7 @@ public struct BackupRunner: Sendable {
                     let object = folder.appendingPathComponent("\(id).zwb").path
                     let partial = object + ".partial"
                     if !(index == 0 && firstFolder != nil) {
-                        written.append(partial)
+                        written.append(.file(path: partial))
                         try FileManager.default.copyItem(atPath: staged, toPath: partial)
                         if let handle = FileHandle(forWritingAtPath: partial) {
                             try handle.synchronize()
@@ -132,12 +141,12 @@ public struct BackupRunner: Sendable {
                         throw BackupError.checksumMismatch(expected: result.sha256, actual: onDisk)
                     }
                     try FileManager.default.moveItem(atPath: partial, toPath: object)
-                    written[written.count - 1] = object
+                    written[written.count - 1] = .file(path: object)
                     if index == 0 { staged = object }
                 case .s3(let s3):
                     let client = try Self.client(for: s3)
                     let key = Self.key(s3, job: job.name, id: id)
-                    written.append("s3://\(s3.bucket)/\(key)")
+                    written.append(.s3(bucket: s3.bucket, key: key))
                     // S3 checks each request's payload against its signed SHA-256; the size confirms the whole.
                     try await client.put(file: staged, key: key)
                     guard try await client.size(key: key) == Int(result.storedBytes) else {
@@ -163,18 +172,16 @@ public struct BackupRunner: Sendable {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
             let manifestData = try encoder.encode(manifest)
-            let manifestFile = work.appendingPathComponent("manifest.json")
+            let manifestFile = staging.url.appendingPathComponent("manifest.json")
             try manifestData.write(to: manifestFile, options: .atomic)
             for (object, target) in zip(written, job.targets) {
-                switch target {
-                case .filesystem:
-                    let path = object.replacingOccurrences(of: ".zwb", with: ".json")
+                switch (object.manifest, target) {
+                case (.file(let path), _):
                     try manifestData.write(to: URL(fileURLWithPath: path), options: .atomic)
-                case .s3(let s3):
-                    try await Self.client(for: s3).put(
-                        file: manifestFile.path,
-                        key: Self.key(s3, job: job.name, id: id).replacingOccurrences(of: ".zwb", with: ".json")
-                    )
+                case (.s3(_, let key), .s3(let s3)):
+                    try await Self.client(for: s3).put(file: manifestFile.path, key: key)
+                case (.s3, .filesystem):
+                    throw BackupError.io("internal: an S3 object for a filesystem target")
                 }
             }
             record.state = .completed
@@ -183,7 +190,7 @@ public struct BackupRunner: Sendable {
             record.storedBytes = result.storedBytes
             record.sha256 = result.sha256
             record.keyId = result.keyId
-            record.objects = String(decoding: try JSONEncoder().encode(written), as: UTF8.self)
+            record.objects = String(decoding: try JSONEncoder().encode(written.map(\.description)), as: UTF8.self)
             record.manifest = String(decoding: manifestData, as: UTF8.self)
             try store.updateBackup(record, at: Date())
             return record
@@ -205,12 +212,11 @@ public struct BackupRunner: Sendable {
         guard record.state == .completed || record.state == .verified else {
             throw BackupError.io("backup \(id) is \(record.state.rawValue), not completed")
         }
-        let work = FileManager.default.temporaryDirectory.appendingPathComponent("zoneward-verify-\(UUID())")
-        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: work) }
-        let restored = work.appendingPathComponent("restored.db").path
-        try await decode(record, to: restored, progress: progress)
-        try await Self.checkRestored(restored, manifest: record.manifest)
+        let staging = try StagingDirectory.create(in: stagingRoot, purpose: "verify")
+        defer { staging.remove() }
+        let restored = staging.url.appendingPathComponent("restored").path
+        try await decode(record, to: restored, staging: staging, progress: progress)
+        try await Self.checkRestored(restored, manifest: record.manifest, timeout: timeout(of: record))
         record.state = .verified
         try store.updateBackup(record, at: Date())
         return record
@@ -230,9 +236,13 @@ public struct BackupRunner: Sendable {
         }
         let temporary = destination + ".zoneward-restore"
         try? FileManager.default.removeItem(atPath: temporary)
+        InFlight.add(temporary)
+        defer { InFlight.remove(temporary) }
+        let staging = try StagingDirectory.create(in: stagingRoot, purpose: "restore")
+        defer { staging.remove() }
         do {
-            try await decode(record, to: temporary, progress: progress)
-            try await Self.checkRestored(temporary, manifest: record.manifest)
+            try await decode(record, to: temporary, staging: staging, progress: progress)
+            try await Self.checkRestored(temporary, manifest: record.manifest, timeout: timeout(of: record))
         } catch {
             try? FileManager.default.removeItem(atPath: temporary)
             throw error
@@ -267,25 +277,32 @@ public struct BackupRunner: Sendable {
     public func prune(_ job: BackupJobConfiguration) async throws -> [BackupRecord] {
         var removed: [BackupRecord] = []
         for (record, keptBy) in try pruneDecisions(job) where keptBy.isEmpty {
-            await removeObjects(record.objectPaths, job: job)
+            await removeObjects(record.objectPaths.map(StoredObject.init(recorded:)), job: job)
             try store.forgetBackup(record.id, reason: "no retention rule keeps it", at: Date())
             removed.append(record)
         }
         return removed
     }
 
+    /// The child-process timeout of the job that made `record`; 1h when the job is no longer configured.
+    private func timeout(of record: BackupRecord) -> Duration {
+        configuration.backupJob(named: record.job)?.timeout ?? .seconds(3600)
+    }
+
     private func decode(
         _ record: BackupRecord,
         to output: String,
+        staging: StagingDirectory,
         progress: (@Sendable (Int64) -> Void)? = nil
     ) async throws {
         guard let job = configuration.backupJob(named: record.job) else {
             throw BackupError.io("job \(record.job) is not in the configuration (its key file is needed)")
         }
         let key = try BackupKey.load(file: job.keyFile)
-        if let object = record.objectPaths.first(where: { FileManager.default.fileExists(atPath: $0) }) {
+        let objects = record.objectPaths.map(StoredObject.init(recorded:))
+        for case .file(let path) in objects where FileManager.default.fileExists(atPath: path) {
             try BackupPipeline.decode(
-                from: object,
+                from: path,
                 to: output,
                 key: key,
                 expectedSHA256: record.sha256,
@@ -293,13 +310,12 @@ public struct BackupRunner: Sendable {
             )
             return
         }
-        // No local copy: download one from S3.
-        for case .s3(let s3) in job.targets {
-            let prefix = "s3://\(s3.bucket)/"
-            guard let object = record.objectPaths.first(where: { $0.hasPrefix(prefix) }) else { continue }
-            let download = output + ".download"
+        // No local copy: download one from S3, streamed to disk.
+        for case .s3(let bucket, let objectKey) in objects {
+            guard let target = job.s3Target(bucket: bucket) else { continue }
+            let download = staging.url.appendingPathComponent("download.zwb").path
             defer { try? FileManager.default.removeItem(atPath: download) }
-            try await Self.client(for: s3).get(key: String(object.dropFirst(prefix.count)), to: download)
+            try await Self.client(for: target).get(key: objectKey, to: download)
             try BackupPipeline.decode(
                 from: download,
                 to: output,
@@ -315,17 +331,16 @@ public struct BackupRunner: Sendable {
     }
 
     /// Deletes stored objects and their manifests, local or in S3.
-    func removeObjects(_ objects: [String], job: BackupJobConfiguration) async {
+    func removeObjects(_ objects: [StoredObject], job: BackupJobConfiguration) async {
         for object in objects {
-            if object.hasPrefix("s3://") {
-                for case .s3(let s3) in job.targets where object.hasPrefix("s3://\(s3.bucket)/") {
-                    let key = String(object.dropFirst("s3://\(s3.bucket)/".count))
-                    try? await Self.client(for: s3).delete(key: key)
-                    try? await Self.client(for: s3).delete(key: key.replacingOccurrences(of: ".zwb", with: ".json"))
+            for stored in [object, object.manifest] {
+                switch stored {
+                case .file(let path):
+                    try? FileManager.default.removeItem(atPath: path)
+                case .s3(let bucket, let key):
+                    guard let target = job.s3Target(bucket: bucket) else { continue }
+                    try? await Self.client(for: target).delete(key: key)
                 }
-            } else {
-                try? FileManager.default.removeItem(atPath: object)
-                try? FileManager.default.removeItem(atPath: object.replacingOccurrences(of: ".zwb", with: ".json"))
             }
         }
     }
@@ -345,7 +360,8 @@ public struct BackupRunner: Sendable {
     }
 
     static func key(_ target: BackupJobConfiguration.S3Target, job: String, id: String) -> String {
-        let prefix = target.prefix.isEmpty ? "" : (target.prefix.hasSuffix("/") ? target.prefix : target.prefix + "/")
+        let trimmed = String(target.prefix.drop { $0 == "/" })
+        let prefix = trimmed.isEmpty ? "" : (trimmed.hasSuffix("/") ? trimmed : trimmed + "/")
         return "\(prefix)\(job)/\(id).zwb"
     }
 
@@ -386,23 +402,23 @@ public struct BackupRunner: Sendable {
     }
 
     /// Runs a tool, failing with its output when it exits non-zero.
-    static func tool(_ arguments: [String], environment: [String: String] = [:]) async throws {
-        let (status, output) = try await ProcessRunner.run(arguments, environment: environment)
+    static func tool(_ arguments: [String], environment: [String: String] = [:], timeout: Duration) async throws {
+        let (status, output) = try await ProcessRunner.run(arguments, environment: environment, timeout: timeout)
         guard status == 0 else { throw BackupError.io("\(arguments[0]) exited \(status): \(output.suffix(300))") }
     }
 
     /// Runs a tool and counts its output lines that are not comments.
-    static func count(_ arguments: [String]) async throws -> Int {
-        let (status, output) = try await ProcessRunner.run(arguments)
+    static func count(_ arguments: [String], timeout: Duration) async throws -> Int {
+        let (status, output) = try await ProcessRunner.run(arguments, timeout: timeout)
         guard status == 0 else { throw BackupError.io("\(arguments[0]) exited \(status): \(output.suffix(300))") }
         return output.split(separator: "\n").filter { !$0.hasPrefix(";") && !$0.isEmpty }.count
     }
 
-    static func checkRestored(_ path: String, manifest json: String) async throws {
+    static func checkRestored(_ path: String, manifest json: String, timeout: Duration) async throws {
         let manifest = try JSONDecoder().decode(BackupManifest.self, from: Data(json.utf8))
         if manifest.source.hasPrefix("directory:") || manifest.source.hasPrefix("postgres:") {
             let listing = manifest.source.hasPrefix("directory:") ? ["tar", "-tf", path] : ["pg_restore", "-l", path]
-            let found = try await count(listing)
+            let found = try await count(listing, timeout: timeout)
             guard found == manifest.entries else {
                 throw BackupError.io(
                     "the restored archive has \(found) entries; the manifest says \(manifest.entries ?? 0)"
@@ -445,5 +461,13 @@ public struct BackupRunner: Sendable {
             )
         )
         .replacingOccurrences(of: "Z", with: "")
+    }
+}
+
+extension BackupJobConfiguration {
+    /// The job's S3 target in `bucket`, if it has one.
+    func s3Target(bucket: String) -> S3Target? {
+        for case .s3(let target) in targets where target.bucket == bucket { return target }
+        return nil
     }
 }

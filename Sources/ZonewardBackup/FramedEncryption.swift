@@ -34,8 +34,13 @@ enum FramedEncryption {
         return bytes
     }
 
+    /// The most chunks one object may have: the nonce holds the index in 32 bits, and a nonce must never
+    /// repeat under one key and prefix.
+    static let maximumChunks = UInt64(UInt32.max) + 1
+
     static func nonce(prefix: [UInt8], index: UInt64) throws -> AES.GCM.Nonce {
-        try AES.GCM.Nonce(data: prefix + withUnsafeBytes(of: UInt32(truncatingIfNeeded: index).bigEndian, Array.init))
+        guard let counter = UInt32(exactly: index) else { throw BackupError.tooManyChunks }
+        return try AES.GCM.Nonce(data: prefix + withUnsafeBytes(of: counter.bigEndian, Array.init))
     }
 
     static func authenticatedData(header: [UInt8], index: UInt64, final: Bool) -> [UInt8] {
@@ -50,13 +55,14 @@ struct ChunkSealer {
     let noncePrefix: [UInt8]
     private(set) var index: UInt64 = 0
 
-    init(key: BackupKey, chunkSize: Int = FramedEncryption.defaultChunkSize) {
+    init(key: BackupKey, chunkSize: Int = FramedEncryption.defaultChunkSize, startingAt index: UInt64 = 0) {
         self.key = key
         noncePrefix = (0..<8).map { _ in UInt8.random(in: 0...255) }
         header = FramedEncryption.header(keyId: key.id, noncePrefix: noncePrefix, chunkSize: chunkSize)
+        self.index = index
     }
 
-    /// The frame of the next chunk.
+    /// The frame of the next chunk; throws `tooManyChunks` rather than let the nonce counter wrap.
     mutating func seal(_ plaintext: [UInt8], final: Bool) throws -> [UInt8] {
         let box = try AES.GCM.seal(
             plaintext,

@@ -71,10 +71,22 @@ public struct S3Client: Sendable {
         }
     }
 
-    /// Downloads `key` into a local file.
+    /// Downloads `key` into a local file, streamed to disk by URLSession: memory stays bounded whatever the
+    /// object's size. `path` is replaced only once the whole object arrived.
     public func get(key: String, to path: String) async throws {
-        let (_, data) = try await send("GET", key: key, body: Data())
-        try data.write(to: URL(fileURLWithPath: path))
+        _ = try await send("GET", key: key, body: Data()) { request in
+            let (downloaded, response) = try await URLSession.shared.download(for: request)
+            defer { try? FileManager.default.removeItem(at: downloaded) }
+            guard let http = response as? HTTPURLResponse else { throw BackupError.io("not an HTTP response") }
+            guard (200..<300).contains(http.statusCode) else {
+                // An error's body is a short XML document.
+                let body = (try? FileHandle(forReadingFrom: downloaded).read(upToCount: 4096)) ?? nil
+                throw S3Error.status(http.statusCode, String(decoding: body ?? Data(), as: UTF8.self))
+            }
+            try? FileManager.default.removeItem(atPath: path)
+            try FileManager.default.moveItem(at: downloaded, to: URL(fileURLWithPath: path))
+            return (http, Data())
+        }
     }
 
     /// The object's size, or nil when it does not exist.
@@ -106,13 +118,15 @@ public struct S3Client: Sendable {
         _ method: String,
         key: String,
         query: [String: String] = [:],
-        body: Data
+        body: Data,
+        transfer: ((URLRequest) async throws -> (HTTPURLResponse, Data))? = nil
     ) async throws -> (HTTPURLResponse, Data) {
         var delay = Duration.milliseconds(200)
         var lastError: any Error = BackupError.io("no attempt")
         for attempt in 1...attempts {
             do {
                 let request = try sign(method: method, key: key, query: query, body: body, date: Date())
+                if let transfer { return try await transfer(request) }
                 let (data, response) = try await URLSession.shared.data(for: request)
                 guard let http = response as? HTTPURLResponse else { throw BackupError.io("not an HTTP response") }
                 if (200..<300).contains(http.statusCode) { return (http, data) }
@@ -135,42 +149,38 @@ public struct S3Client: Sendable {
 
     /// Builds a request signed with AWS Signature Version 4.
     func sign(method: String, key: String, query: [String: String], body: Data, date: Date) throws -> URLRequest {
-        let path = "/" + ([bucket] + key.split(separator: "/").map(String.init)).map(Self.encode).joined(separator: "/")
-        let canonicalQuery = query.sorted { $0.key < $1.key }.map { "\(Self.encode($0.key))=\(Self.encode($0.value))" }
-            .joined(separator: "&")
+        let path = "/\(bucket)/\(key)"
+        let sortedQuery = query.sorted { $0.key < $1.key }
         // On the wire a valueless parameter is `?uploads`; in the canonical request it is `uploads=`.
-        let wireQuery = query.sorted { $0.key < $1.key }
-            .map { $0.value.isEmpty ? Self.encode($0.key) : "\(Self.encode($0.key))=\(Self.encode($0.value))" }
-            .joined(separator: "&")
-        guard let url = URL(string: endpoint + path + (wireQuery.isEmpty ? "" : "?" + wireQuery)),
+        let wireQuery = sortedQuery.map {
+            $0.value.isEmpty ? SigV4.encode($0.key) : "\(SigV4.encode($0.key))=\(SigV4.encode($0.value))"
+        }
+        .joined(separator: "&")
+        let wirePath = path.split(separator: "/", omittingEmptySubsequences: false)
+            .map { SigV4.encode(String($0)) }.joined(separator: "/")
+        guard let url = URL(string: endpoint + wirePath + (wireQuery.isEmpty ? "" : "?" + wireQuery)),
             let host = url.host
         else { throw BackupError.io("not a URL: \(endpoint)") }
-        let hostHeader = url.port.map { "\(host):\($0)" } ?? host
-        let amzDate = Self.amzDate(date)
-        let day = String(amzDate.prefix(8))
-        let payloadHash = Self.hex(SHA256.hash(data: body))
-        let canonicalHeaders = "host:\(hostHeader)\nx-amz-content-sha256:\(payloadHash)\nx-amz-date:\(amzDate)\n"
-        let signedHeaders = "host;x-amz-content-sha256;x-amz-date"
-        let canonicalRequest = [method, path, canonicalQuery, canonicalHeaders, signedHeaders, payloadHash]
-            .joined(separator: "\n")
-        let scope = "\(day)/\(region)/s3/aws4_request"
-        let stringToSign =
-            "AWS4-HMAC-SHA256\n\(amzDate)\n\(scope)\n\(Self.hex(SHA256.hash(data: Data(canonicalRequest.utf8))))"
-        var signingKey = SymmetricKey(data: Data("AWS4\(secretAccessKey)".utf8))
-        for part in [day, region, "s3", "aws4_request"] {
-            signingKey = SymmetricKey(
-                data: Data(HMAC<SHA256>.authenticationCode(for: Data(part.utf8), using: signingKey))
-            )
-        }
-        let signature = Self.hex(HMAC<SHA256>.authenticationCode(for: Data(stringToSign.utf8), using: signingKey))
+        let payloadHash = hexString(SHA256.hash(data: body))
+        let amzDate = SigV4.amzDate(date)
+        let signer = SigV4(accessKeyId: accessKeyId, secretAccessKey: secretAccessKey, region: region, service: "s3")
+        let signature = signer.sign(
+            method: method,
+            path: path,
+            query: sortedQuery.map { ($0.key, $0.value) },
+            headers: [
+                "host": url.port.map { "\(host):\($0)" } ?? host,
+                "x-amz-content-sha256": payloadHash,
+                "x-amz-date": amzDate,
+            ],
+            payloadHash: payloadHash,
+            date: date
+        )
         var request = URLRequest(url: url, timeoutInterval: 120)
         request.httpMethod = method
         request.setValue(payloadHash, forHTTPHeaderField: "x-amz-content-sha256")
         request.setValue(amzDate, forHTTPHeaderField: "x-amz-date")
-        request.setValue(
-            "AWS4-HMAC-SHA256 Credential=\(accessKeyId)/\(scope), SignedHeaders=\(signedHeaders), Signature=\(signature)",
-            forHTTPHeaderField: "Authorization"
-        )
+        request.setValue(signature.authorization, forHTTPHeaderField: "Authorization")
         if method != "GET" && method != "HEAD" && method != "DELETE" {
             // Not form data: URLSession would otherwise label a POST body application/x-www-form-urlencoded.
             request.setValue(
@@ -180,32 +190,6 @@ public struct S3Client: Sendable {
             request.httpBody = body
         }
         return request
-    }
-
-    static func encode(_ text: String) -> String {
-        let unreserved = CharacterSet(
-            charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
-        )
-        return text.addingPercentEncoding(withAllowedCharacters: unreserved) ?? text
-    }
-
-    static func amzDate(_ date: Date) -> String {
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = TimeZone(identifier: "UTC") ?? calendar.timeZone
-        let c = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second], from: date)
-        return String(
-            format: "%04d%02d%02dT%02d%02d%02dZ",
-            c.year ?? 0,
-            c.month ?? 0,
-            c.day ?? 0,
-            c.hour ?? 0,
-            c.minute ?? 0,
-            c.second ?? 0
-        )
-    }
-
-    static func hex(_ bytes: some Sequence<UInt8>) -> String {
-        hexString(bytes)
     }
 
     static func element(_ name: String, in data: Data) -> String? {

@@ -74,6 +74,9 @@ public struct BackupJobConfiguration: Sendable, Equatable {
     public var retention: [String: Int]
     /// When to test-restore after a run: `always`, `daily` (once a day), `never`. Default daily.
     public var verify: VerifyPolicy = .daily
+    /// The longest a child process of the job (`pg_dump`, `tar`, `pg_restore -l`) may run before it is
+    /// stopped and the run fails. Default 1h.
+    public var timeout: Duration = .seconds(3600)
 
     public enum VerifyPolicy: String, Sendable, CaseIterable {
         case always, daily, never
@@ -115,7 +118,7 @@ extension ZonewardConfiguration {
         guard let items = reader.sequence(value) else { return [] }
         var jobs: [BackupJobConfiguration] = []
         for item in items {
-            let known = ["name", "source", "schedule", "targets", "encryption", "retention", "verify"]
+            let known = ["name", "source", "schedule", "targets", "encryption", "retention", "verify", "timeout"]
             guard let fields = reader.mapping(item, known: known) else { continue }
             let name = reader.required(fields, "name", in: item).flatMap { reader.string($0) }
             var source: BackupJobConfiguration.Source?
@@ -130,7 +133,7 @@ extension ZonewardConfiguration {
                     let pgFields = reader.mapping(postgres, known: ["host", "port", "user", "database", "passwordEnv"])
                 {
                     let host = pgFields["host"].flatMap { reader.string($0) } ?? "127.0.0.1"
-                    let port = pgFields["port"].flatMap { reader.integer($0, minimum: 1) } ?? 5432
+                    let port = pgFields["port"].flatMap { reader.integer($0, minimum: 1, maximum: 65_535) } ?? 5432
                     let user = pgFields["user"].flatMap { reader.string($0) } ?? "postgres"
                     let database = reader.required(pgFields, "database", in: postgres).flatMap { reader.string($0) }
                     if let database {
@@ -205,6 +208,7 @@ extension ZonewardConfiguration {
                 for (rule, value) in retentionFields { retention[rule] = reader.integer(value) }
             }
             let verify = fields["verify"].flatMap { reader.choice($0, as: BackupJobConfiguration.VerifyPolicy.self) }
+            let timeout = fields["timeout"].flatMap { reader.duration($0, minimum: .seconds(1)) }
             if let name, jobs.contains(where: { $0.name == name }) {
                 reader.report(item.child("name"), "duplicate backup job \"\(name)\"")
             }
@@ -220,6 +224,7 @@ extension ZonewardConfiguration {
                     )
                 )
                 jobs[jobs.count - 1].verify = verify ?? .daily
+                if let timeout { jobs[jobs.count - 1].timeout = timeout }
             }
         }
         return jobs

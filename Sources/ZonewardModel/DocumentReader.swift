@@ -99,8 +99,14 @@ final class DocumentReader {
         return scalar.string
     }
 
-    /// A finite number no smaller than `minimum`.
-    func number(_ value: DocumentValue, minimum: Double = 0) -> Double? {
+    /// The largest number a field takes unless it says otherwise. Demands, capacities, weights and costs are
+    /// ratios or rates; bounding them keeps every sum and product the planner forms finite.
+    static let largestNumber = 1e12
+    /// The largest whole number a field takes unless it says otherwise; thresholds and counts stay far below it.
+    static let largestInteger = 1_000_000_000
+
+    /// A finite number from `minimum` to `maximum`.
+    func number(_ value: DocumentValue, minimum: Double = 0, maximum: Double = largestNumber) -> Double? {
         guard case .scalar = value.node, value.node.tag != .init(.str), let number = value.node.float else {
             report(value.path, "expected a number, got \(describe(value.node))")
             return nil
@@ -113,16 +119,28 @@ final class DocumentReader {
             report(value.path, "must be ≥ \(formatNumber(minimum)), got \(formatNumber(number))")
             return nil
         }
+        guard number <= maximum else {
+            report(value.path, "must be ≤ \(formatNumber(maximum)), got \(formatNumber(number))")
+            return nil
+        }
         return number
     }
 
-    func integer(_ value: DocumentValue, minimum: Int = 0) -> Int? {
-        guard case .scalar = value.node, value.node.tag != .init(.str), let number = value.node.int else {
+    /// A whole number from `minimum` to `maximum`.
+    func integer(_ value: DocumentValue, minimum: Int = 0, maximum: Int = largestInteger) -> Int? {
+        // YAML 1.1 sexagesimal integers (`1:30`) overflow-trap inside Yams when long; nobody means them here.
+        guard case .scalar(let scalar) = value.node, value.node.tag != .init(.str), !scalar.string.contains(":"),
+            let number = value.node.int
+        else {
             report(value.path, "expected a whole number, got \(describe(value.node))")
             return nil
         }
         guard number >= minimum else {
             report(value.path, "must be ≥ \(minimum), got \(number)")
+            return nil
+        }
+        guard number <= maximum else {
+            report(value.path, "must be ≤ \(maximum), got \(number)")
             return nil
         }
         return number
@@ -138,8 +156,11 @@ final class DocumentReader {
 
     func duration(_ value: DocumentValue, minimum: Duration = .zero) -> Duration? {
         guard let text = string(value) else { return nil }
-        guard let duration = TimeSpan.parse(text) else {
-            report(value.path, "expected a duration such as 500ms, 2s, 30m or 1h, got \"\(text)\"")
+        let duration: Duration
+        do {
+            duration = try TimeSpan.parseChecked(text)
+        } catch {
+            report(value.path, "\(error), got \"\(text)\"")
             return nil
         }
         guard duration >= minimum else {

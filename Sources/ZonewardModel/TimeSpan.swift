@@ -6,22 +6,48 @@ public enum TimeSpan {
         ("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86_400),
     ]
 
-    /// Parses `text` into a duration, or returns nil when it is not a sequence of `<number><unit>` parts.
+    /// The longest duration accepted: 100 years (36500d), far beyond any timeout, drain or cooldown and far
+    /// below what `Duration` can hold, so arithmetic on parsed durations cannot overflow.
+    public static let maximum: Duration = .seconds(36_500 * 86_400)
+
+    /// Why a text is not a duration.
+    public enum ParseError: Error, Sendable, Equatable, CustomStringConvertible {
+        /// Not a sequence of `<number><unit>` parts.
+        case malformed
+        /// Longer than `TimeSpan.maximum`.
+        case tooLong
+
+        public var description: String {
+            switch self {
+            case .malformed: "expected a duration such as 500ms, 2s, 30m or 1h"
+            case .tooLong: "must be at most \(TimeSpan.format(TimeSpan.maximum))"
+            }
+        }
+    }
+
+    /// Parses `text` into a duration, or returns nil when it is not a sequence of `<number><unit>` parts or
+    /// is longer than `maximum`.
     public static func parse(_ text: String) -> Duration? {
+        try? parseChecked(text)
+    }
+
+    /// Parses `text` into a duration, saying why it is refused: malformed, or longer than `maximum`.
+    public static func parseChecked(_ text: String) throws(ParseError) -> Duration {
         var rest = Substring(text.trimmingCharacters(in: .whitespaces))
-        guard !rest.isEmpty else { return nil }
+        guard !rest.isEmpty else { throw .malformed }
         var total = 0.0
         while !rest.isEmpty {
-            let number = rest.prefix { $0.isNumber || $0 == "." }
-            guard !number.isEmpty, let value = Double(number) else { return nil }
+            let number = rest.prefix { ("0"..."9").contains($0) || $0 == "." }
+            guard !number.isEmpty, let value = Double(number) else { throw .malformed }
             rest = rest.dropFirst(number.count)
             let unitText = rest.prefix { $0.isLetter }
             // "ms" must win over "m": match the whole run of letters.
-            guard let unit = units.first(where: { $0.suffix == unitText }) else { return nil }
+            guard let unit = units.first(where: { $0.suffix == unitText }) else { throw .malformed }
             rest = rest.dropFirst(unitText.count)
             total += value * unit.seconds
         }
-        guard total.isFinite else { return nil }
+        // Also refuses an infinite total (a number too long for a Double) before it reaches Int64.
+        guard total.isFinite, total <= maximum.seconds else { throw .tooLong }
         return .milliseconds(Int64((total * 1000).rounded()))
     }
 

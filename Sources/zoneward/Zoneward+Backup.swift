@@ -40,7 +40,8 @@ extension Zoneward.Backup {
                 Example:
                   zoneward backup run --job state --config config/zoneward.yaml --db ./zoneward.db
 
-                Exit codes: 0 every job succeeded, 1 a job failed, 2 bad input.
+                Exit codes: 0 every job succeeded, 1 a job failed, 2 bad input (e.g. a key file that is \
+                malformed or readable by group or others).
                 """
         )
 
@@ -48,6 +49,8 @@ extension Zoneward.Backup {
         @OptionGroup var options: BackupOptions
 
         func run() async throws {
+            let signals = removePlaintextOnSignals()
+            defer { for source in signals { source.cancel() } }
             let runner = try options.runner()
             var jobs = runner.configuration.backups
             if let job {
@@ -62,6 +65,7 @@ extension Zoneward.Backup {
                 throw ExitCode.badInput
             }
             var failed = false
+            var badInput = false
             for job in jobs {
                 let started = Date()
                 do {
@@ -90,8 +94,10 @@ extension Zoneward.Backup {
                 } catch {
                     printError("backup job \(job.name) failed: \(error)")
                     failed = true
+                    badInput = badInput || backupExitCode(error) == .badInput
                 }
             }
+            if badInput { throw ExitCode.badInput }
             if failed { throw ExitCode.failure }
         }
     }
@@ -146,6 +152,8 @@ extension Zoneward.Backup {
         }
 
         func run() async throws {
+            let signals = removePlaintextOnSignals()
+            defer { for source in signals { source.cancel() } }
             let runner = try options.runner()
             var target = id
             if latest {
@@ -165,7 +173,7 @@ extension Zoneward.Backup {
                 print("\(record.id): verified (checksum, integrity_check and row counts match the manifest)")
             } catch {
                 printError("\(target): verification failed: \(error)")
-                throw ExitCode.failure
+                throw backupExitCode(error)
             }
         }
     }
@@ -188,6 +196,8 @@ extension Zoneward.Backup {
         @OptionGroup var options: BackupOptions
 
         func run() async throws {
+            let signals = removePlaintextOnSignals()
+            defer { for source in signals { source.cancel() } }
             do {
                 let runner = try options.runner()
                 let progress = ProgressLine(label: "restore \(id)", total: try runner.store.backup(id)?.plainBytes)
@@ -196,7 +206,7 @@ extension Zoneward.Backup {
                 print("Restored \(id) to \(to).")
             } catch {
                 printError("restore of \(id) failed: \(error)")
-                throw ExitCode.failure
+                throw backupExitCode(error)
             }
         }
     }
@@ -306,5 +316,26 @@ final class ProgressLine: @unchecked Sendable {
 
     func end() {
         if enabled { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+}
+
+/// 2 for bad input (a key file that is missing, malformed or readable by others), else 1.
+func backupExitCode(_ error: any Error) -> ExitCode {
+    if case BackupError.key = error { return .badInput }
+    return .failure
+}
+
+/// On SIGINT, SIGTERM or SIGHUP, removes the plaintext in flight (staging directories, a restore's temporary
+/// file) and exits 128 + the signal, as a shell reports it; without this only the next run would remove it.
+func removePlaintextOnSignals() -> [any DispatchSourceSignal] {
+    [SIGINT, SIGTERM, SIGHUP].map { number in
+        signal(number, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+        source.setEventHandler {
+            InFlight.removeAll()
+            exit(128 + number)
+        }
+        source.resume()
+        return source
     }
 }

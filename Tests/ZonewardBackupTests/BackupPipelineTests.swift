@@ -135,6 +135,7 @@ import Testing
         #expect(throws: BackupError.self) { try BackupKey.load(file: path("bad.key")) }
         let raw = Data((0..<32).map { UInt8($0) }).base64EncodedString()
         try Data(raw.utf8).write(to: URL(fileURLWithPath: path("good.key")))
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path("good.key"))
         #expect(try BackupKey.load(file: path("good.key")).id == key.id)
     }
 }

@@ -25,6 +25,7 @@ import ZonewardState
         try database.close()
         let keyFile = directory.appendingPathComponent("backup.key").path
         try Data(Data((0..<32).map { UInt8($0) }).base64EncodedString().utf8).write(to: URL(fileURLWithPath: keyFile))
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: keyFile)
         job = BackupJobConfiguration(
             name: "app",
             source: .sqlite(source),
