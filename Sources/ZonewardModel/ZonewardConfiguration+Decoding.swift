@@ -261,8 +261,14 @@ extension ZonewardConfiguration {
             else { return nil }
             var port: PortSelector?
             if let portValue = entry["port"], case .scalar = portValue.node {
-                if portValue.node.tag != .init(.str), let number = portValue.node.int {
-                    guard (1...65_535).contains(number) else {
+                let text = portValue.node.scalar?.string ?? ""
+                let isNumber =
+                    portValue.node.tag != .init(.str) && !text.isEmpty && text.allSatisfy(\.isASCII)
+                    && text.allSatisfy(\.isNumber)
+                // Digits only: reader.integer, which refuses what would overflow (never Yams' own `int`).
+                if isNumber {
+                    guard let number = reader.integer(portValue, minimum: 1) else { return nil }
+                    guard number <= 65_535 else {
                         reader.report(portValue.path, "a port number is 1 to 65535, got \(number)")
                         return nil
                     }

@@ -228,3 +228,51 @@ import ZonewardModel
         }
     }
 }
+
+@Suite struct DiscoveryConfigurationTests {
+    func parse(_ discovery: String) throws(ConfigurationError) -> ZonewardConfiguration {
+        try ZonewardConfiguration.parse(
+            yaml: """
+                zones: [{name: a, region: r}]
+                services:
+                  - name: web
+                    listen: 127.0.0.1:8080
+                    discovery: \(discovery)
+                """
+        )
+    }
+
+    @Test func kubernetesWithAPortNameOrNumber() throws {
+        let named = try parse("{kubernetes: {namespace: shop, service: web, port: http}}")
+        #expect(
+            named.services[0].discovery == .kubernetes(.init(namespace: "shop", service: "web", port: .name("http")))
+        )
+        #expect(named.services[0].endpoints.isEmpty)
+        let numbered = try parse("{kubernetes: {service: web, port: 8080}}")
+        #expect(numbered.services[0].discovery == .kubernetes(.init(service: "web", port: .number(8080))))
+    }
+
+    @Test func badDiscoveryIsNamed() {
+        for (yaml, path) in [
+            ("{kubernetes: {service: web, port: 70000}}", "services[0].discovery.kubernetes.port"),
+            ("{kubernetes: {port: http}}", "services[0].discovery.kubernetes.service"),
+            ("{kubernetes: {service: web}, dns: {name: x, port: 1, zone: a}}", "services[0].discovery"),
+            ("{dns: [{name: web.internal, port: 80, zone: mars}]}", "services[0].discovery.dns[0].zone"),
+        ] {
+            do {
+                _ = try parse(yaml)
+                Issue.record("accepted \(yaml)")
+            } catch {
+                #expect(error.problems.contains { $0.path == path }, "\(yaml): \(error.problems)")
+            }
+        }
+    }
+
+    @Test func withoutEndpointsOrDiscoveryTheServiceIsRefused() {
+        #expect(throws: ConfigurationError.self) {
+            try ZonewardConfiguration.parse(
+                yaml: "zones: [{name: a, region: r}]\nservices: [{name: web, listen: 127.0.0.1:8080}]"
+            )
+        }
+    }
+}
