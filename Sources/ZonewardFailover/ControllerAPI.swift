@@ -158,6 +158,11 @@ public enum ControllerAPI {
         router.post("/v1/drains") { request, context in
             try controller.drain(try await decode(DrainRequest.self, request, context))
         }
+        router.post("/v1/reports") { request, context in
+            let report = try await decode(DemandReport.self, request, context)
+            try controller.record(report)
+            return Response(status: .noContent)
+        }
         return router
     }
 
@@ -385,6 +390,21 @@ extension ControllerService {
     func report(_ id: Int64) throws -> OperationReport {
         guard let operation = try store.operation(id) else { throw APIError(.notFound, "id: no operation \(id)") }
         return OperationReport(operation: operation, steps: try store.steps(of: id))
+    }
+
+    /// Records one proxy's demand report, after checking it names a known zone and sane rates.
+    func record(_ report: DemandReport) throws {
+        guard settings.configuration.zone(named: report.zone) != nil else {
+            let known = settings.configuration.zones.map(\.name).joined(separator: ", ")
+            throw APIError(.badRequest, "zone: unknown zone \"\(report.zone.prefix(64))\" (known: \(known))")
+        }
+        guard (1...253).contains(report.proxy.count) else {
+            throw APIError(.badRequest, "proxy: expected the proxy's name (1 to 253 characters)")
+        }
+        for (service, rate) in report.services where !(rate.isFinite && rate >= 0 && rate <= 1e9) {
+            throw APIError(.badRequest, "services.\(service.prefix(64)): expected a rate from 0 to 1e9, got \(rate)")
+        }
+        demand.record(report, at: Date())
     }
 
     /// Drains a zone for a bounded time.

@@ -38,6 +38,8 @@ public final class ControllerService: Service, Sendable {
     let logger: Logger
     let group: any EventLoopGroup
     let broadcaster = SnapshotBroadcaster(now: Date())
+    /// The proxies' demand reports, published in the snapshot.
+    let demand: DemandAggregator
     /// Why automatic failover did not fire, per service, to log only changes.
     private let holds = Mutex<[String: String]>([:])
     /// Operations running in this process.
@@ -50,6 +52,7 @@ public final class ControllerService: Service, Sendable {
         self.store = store
         self.group = group
         self.logger = logger
+        self.demand = DemandAggregator(window: settings.configuration.routing.demandWindow)
         self.coordinator = FailoverCoordinator(store: store, configuration: settings.configuration, logger: logger)
     }
 
@@ -219,7 +222,9 @@ public final class ControllerService: Service, Sendable {
     /// Watches the state database; publishes a new snapshot version whenever its content changes.
     private func followState() async {
         while !Task.isCancelled {
-            if let snapshot = try? ControlSnapshot.read(from: store, at: Date()) {
+            let now = Date()
+            if var snapshot = try? ControlSnapshot.read(from: store, at: now) {
+                snapshot.demand = demand.demand(at: now)
                 await broadcaster.publish(snapshot)
             }
             try? await Task.sleep(for: settings.pollInterval)

@@ -29,8 +29,18 @@ extension ZonewardConfiguration {
         let zoneNames = zones.map(\.name)
 
         var routing = RoutingConfiguration()
-        if let value = fields["routing"], let routingFields = reader.mapping(value, known: ["overloadFactor", "costs"])
+        if let value = fields["routing"],
+            let routingFields = reader.mapping(
+                value,
+                known: ["overloadFactor", "costs", "demandWindow", "replanThreshold"]
+            )
         {
+            if let window = routingFields["demandWindow"] {
+                routing.demandWindow = reader.duration(window, minimum: .seconds(1)) ?? routing.demandWindow
+            }
+            if let threshold = routingFields["replanThreshold"] {
+                routing.replanThreshold = reader.number(threshold) ?? routing.replanThreshold
+            }
             if let alpha = routingFields["overloadFactor"] {
                 routing.overloadFactor = reader.number(alpha) ?? routing.overloadFactor
             }

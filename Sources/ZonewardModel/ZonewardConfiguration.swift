@@ -68,6 +68,11 @@ public struct RoutingConfiguration: Sendable, Equatable {
     public var overloadFactor: Double
     /// The cost of each hop between zones.
     public var costs: CostConfiguration
+    /// Time constant of the measured demand's moving average. Default 30s.
+    public var demandWindow: Duration = .seconds(30)
+    /// Re-plan on measured demand only when a zone's demand moved more than this share since the plan in
+    /// force (topology and health changes re-plan at once). Default 0.1 (10%).
+    public var replanThreshold: Double = 0.1
 
     public init(overloadFactor: Double = 0.2, costs: CostConfiguration = .init()) {
         self.overloadFactor = overloadFactor

@@ -37,6 +37,17 @@ public final class ProxyMetrics: Sendable {
         )
     }
 
+    /// `zoneward_replans_total{reason}`: re-plans because the topology changed, or measured demand moved.
+    func replans(_ reason: String) -> Counter {
+        registry.makeCounter(
+            descriptor: describe(
+                "zoneward_replans_total",
+                "Re-plans by reason: topology (endpoints, health, drains, configuration) or demand."
+            ),
+            labels: [("reason", reason)]
+        )
+    }
+
     /// Sets `zoneward_discovery_state{service,state}`: 1 for the state discovery is in, 0 for the others.
     func setDiscoveryState(service: String, state: String) {
         for candidate in ["synced", "stale"] {

@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Foundation
 import Logging
 import NIOCore
@@ -64,6 +65,8 @@ public final class ProxyServer: Service, Sendable {
     private let connections = ConnectionRegistry()
     private let tcpConnections = TCPConnectionRegistry()
     private let pools: UpstreamPools
+    /// The client of the controller's API (snapshots and demand reports).
+    private let http: HTTPClient
     /// The configuration file's bytes at the last reload attempt: SIGHUP and the file watcher both see one
     /// edit, and it must be applied (or refused and counted) once.
     private let lastAttempt: Mutex<Data?>
@@ -80,6 +83,7 @@ public final class ProxyServer: Service, Sendable {
         )
         self.prober = HealthProber(table: table, group: group)
         self.pools = UpstreamPools(timeouts: settings.timeouts)
+        self.http = HTTPClient(eventLoopGroup: group)
         self.lastAttempt = Mutex(settings.configurationPath.flatMap { FileManager.default.contents(atPath: $0) })
     }
 
@@ -115,10 +119,12 @@ public final class ProxyServer: Service, Sendable {
             tasks.addTask { await self.watchConfigurationFile() }
             tasks.addTask { await self.reloadOnHangup() }
             tasks.addTask { await self.followDiscovery() }
+            tasks.addTask { await self.meterDemand() }
             try? await gracefulShutdown()
             tasks.cancelAll()
         }
         await shutDown(listeners, admin: adminListeners)
+        try? await http.shutdown()
     }
 
     /// Stop accepting, let requests in flight finish (up to the drain timeout), then close the rest.
@@ -259,6 +265,7 @@ public final class ProxyServer: Service, Sendable {
     func apply(_ snapshot: ControlSnapshot) {
         let changed = table.applyServiceStates(snapshot.services)
         table.setDrainedZones(Set(snapshot.drainedZones))
+        if let demand = snapshot.demand { table.applyMeasuredDemand(demand, at: Date()) }
         for (service, region) in changed {
             let closed = tcpConnections.closeOutside(service: service, activeRegion: region)
             if closed > 0 {
@@ -270,7 +277,7 @@ public final class ProxyServer: Service, Sendable {
     /// Follows the controller by long poll; keeps the last good snapshot while it is unreachable.
     private func followController() async {
         guard let url = settings.controllerURL else { return }
-        let follower = ControllerFollower(baseURL: url, token: settings.controllerToken ?? "")
+        let follower = ControllerFollower(baseURL: url, token: settings.controllerToken ?? "", client: http)
         var cursor = SnapshotCursor()
         var failing = false
         while !Task.isCancelled {
@@ -290,6 +297,54 @@ public final class ProxyServer: Service, Sendable {
                 }
                 failing = true
                 try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    /// Measures the demand that starts at this proxy: once a second, each service's new requests feed a
+    /// moving average over `routing.demandWindow`. With a controller, the rates are reported to it every
+    /// 5 s (a sixth of the window when that is shorter) and the fleet's demand comes back in the snapshot;
+    /// without one, they are this zone's measured demand, and the other zones keep their configured (or
+    /// equal) demand.
+    private func meterDemand() async {
+        let window = settings.configuration.routing.demandWindow
+        let reporter = settings.controllerURL.map {
+            ControllerFollower(baseURL: $0, token: settings.controllerToken ?? "", client: http)
+        }
+        let proxy = "\(ProcessInfo.processInfo.hostName):\(settings.configuration.admin.listen.port)"
+        var rates: [String: DemandRate] = [:]
+        var seen: [String: Int] = [:]
+        var tick = ContinuousClock.now
+        var reported = tick
+        var failing = false
+        let reportEvery = min(.seconds(5), window / 6)
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(1))
+            // Shutting down: start no request (URLSession on Linux may never answer one begun cancelled).
+            if Task.isCancelled { return }
+            let now = ContinuousClock.now
+            for (service, counter) in table.demandCounters {
+                let total = counter.total
+                rates[service, default: DemandRate(window: window)].add(
+                    count: total - (seen[service] ?? 0),
+                    over: now - tick
+                )
+                seen[service] = total
+            }
+            tick = now
+            let own = rates.mapValues(\.rate)
+            guard let reporter else {
+                table.applyMeasuredDemand(own.mapValues { [settings.sourceZone: $0] }, at: Date())
+                continue
+            }
+            guard now - reported >= reportEvery else { continue }
+            reported = now
+            do {
+                try await reporter.report(DemandReport(proxy: proxy, zone: settings.sourceZone, services: own))
+                failing = false
+            } catch {
+                if !failing { logger.warning("cannot report demand to the controller: \(error)") }
+                failing = true
             }
         }
     }

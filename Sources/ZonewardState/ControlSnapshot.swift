@@ -19,12 +19,22 @@ public struct ControlSnapshot: Codable, Sendable, Equatable {
     public var boot: String?
     public var services: [String: ServiceEntry]
     public var drainedZones: [String]
+    /// The fleet's measured demand, requests (TCP: connections) per second by service and source zone, from
+    /// the proxies' reports; nil from a controller without reports.
+    public var demand: [String: [String: Double]]?
 
-    public init(version: Int, boot: String? = nil, services: [String: ServiceEntry], drainedZones: [String]) {
+    public init(
+        version: Int,
+        boot: String? = nil,
+        services: [String: ServiceEntry],
+        drainedZones: [String],
+        demand: [String: [String: Double]]? = nil
+    ) {
         self.version = version
         self.boot = boot
         self.services = services
         self.drainedZones = drainedZones
+        self.demand = demand
     }
 
     /// The content of the state database at `now`, at version 0.
@@ -43,7 +53,7 @@ public struct ControlSnapshot: Codable, Sendable, Equatable {
 
     /// Equal content, whatever the version.
     public func sameContent(as other: ControlSnapshot) -> Bool {
-        services == other.services && drainedZones == other.drainedZones
+        services == other.services && drainedZones == other.drainedZones && demand == other.demand
     }
 }
 
@@ -76,5 +86,21 @@ public struct SnapshotCursor: Sendable, Equatable {
             query += "&boot=\(encoded)"
         }
         return query
+    }
+}
+
+/// The body of `POST /v1/reports`: one proxy's measured demand, requests (TCP: new connections) per second
+/// that start in its zone, per service, smoothed over `window`.
+public struct DemandReport: Codable, Sendable, Equatable {
+    /// The reporting proxy (its pod or host name): a later report from the same proxy replaces its last.
+    public var proxy: String
+    public var zone: String
+    /// Rate per service.
+    public var services: [String: Double]
+
+    public init(proxy: String, zone: String, services: [String: Double]) {
+        self.proxy = proxy
+        self.zone = zone
+        self.services = services
     }
 }

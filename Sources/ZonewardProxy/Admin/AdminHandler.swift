@@ -59,7 +59,12 @@ final class AdminHandler: ChannelInboundHandler {
             do {
                 return (
                     .ok, "application/json",
-                    try PlanDocument.render(table.snapshot, service: service, discovery: table.discoveryStatus)
+                    try PlanDocument.render(
+                        table.snapshot,
+                        service: service,
+                        discovery: table.discoveryStatus,
+                        demandMeasuredAt: table.demandMeasuredAt
+                    )
                 )
             } catch {
                 return (.notFound, "text/plain; charset=utf-8", "\(error)\n")
@@ -121,6 +126,10 @@ enum PlanDocument {
         var endpoints: [EndpointStatus]
         /// Where discovered endpoints stand; absent for a service with only declared endpoints.
         var discovery: DiscoveryStatus?
+        /// The demand the plan was made for, per zone: rate and source (measured, configured, equal).
+        var demand: [String: ZoneDemand]
+        /// When the measured demand was last updated; absent while nothing was measured.
+        var demandMeasuredAt: Date?
     }
 
     struct Document: Encodable {
@@ -139,7 +148,8 @@ enum PlanDocument {
     static func render(
         _ snapshot: RoutingSnapshot,
         service: String?,
-        discovery: [String: DiscoveryStatus] = [:]
+        discovery: [String: DiscoveryStatus] = [:],
+        demandMeasuredAt: Date? = nil
     ) throws -> String {
         var services: [String: ServicePlan] = [:]
         for routes in snapshot.services {
@@ -166,7 +176,9 @@ enum PlanDocument {
                         outstanding: endpoint.outstandingRequests
                     )
                 },
-                discovery: discovery[routes.service.name]
+                discovery: discovery[routes.service.name],
+                demand: routes.demand,
+                demandMeasuredAt: routes.demand.values.contains { $0.source == .measured } ? demandMeasuredAt : nil
             )
         }
         let encoder = JSONEncoder()

@@ -266,6 +266,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         generation += 1
         pool.countRequest()
+        routes.demandCounter.count.wrappingAdd(1, ordering: .relaxed)
         if routes.condition == .panic { routes.metrics.panicRequests.increment() }
         exchange = Exchange(
             generation: generation,

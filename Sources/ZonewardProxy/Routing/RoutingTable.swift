@@ -52,6 +52,13 @@ public final class RoutingTable: Sendable {
         var epochs: [String: Int64] = [:]
         /// Endpoints found by discovery, per service, beside the declared ones.
         var discovered: [String: [EndpointConfiguration]] = [:]
+        /// Measured demand by service and zone (requests per second), and when it was measured.
+        var measured: [String: [String: Double]] = [:]
+        var measuredAt: Date?
+        /// The demand each service's plan in force was made for.
+        var demandInForce: [String: [String: ZoneDemand]] = [:]
+        /// Request counters per service, kept across snapshots and reloads.
+        var counters: [String: DemandCounter] = [:]
         var version = 0
 
         /// A service's endpoints: declared, then discovered.
@@ -99,6 +106,43 @@ public final class RoutingTable: Sendable {
             state.endpoints = Self.endpoints(of: state, reusing: state.endpoints)
             let keys = Set(state.endpoints.keys)
             state.health = state.health.filter { keys.contains($0.key) }
+            return true
+        }
+    }
+
+    /// The request counter of every service, for the demand meter.
+    public var demandCounters: [String: DemandCounter] { state.withLock { $0.counters } }
+
+    /// When the demand in force was measured; nil while plans use configured or equal demand.
+    public var demandMeasuredAt: Date? { state.withLock { $0.measuredAt } }
+
+    /// Applies measured demand (requests per second by service and zone). A service re-plans only when a
+    /// zone's demand moved more than `routing.replanThreshold` from the demand its plan in force was made
+    /// for; smaller moves are kept for the next re-plan, so plans do not flap on noise.
+    public func applyMeasuredDemand(_ demand: [String: [String: Double]], at now: Date) {
+        update("", kind: "demand") { state in
+            var moves: [String] = []
+            let zones = state.configuration.zones.map(\.name)
+            for service in state.configuration.services {
+                let rates = demand[service.name] ?? [:]
+                state.measured[service.name] = rates
+                let candidate = DemandResolution.resolve(zones: zones, measured: rates, configured: service.demand)
+                let moved = DemandResolution.moved(
+                    from: state.demandInForce[service.name] ?? [:],
+                    to: candidate,
+                    threshold: state.configuration.routing.replanThreshold
+                )
+                if !moved.isEmpty {
+                    let detail = moved.map { zone in
+                        let before = state.demandInForce[service.name]?[zone]?.rate ?? 0
+                        return "\(zone) \(formatRate(before)) → \(formatRate(candidate[zone]?.rate ?? 0))"
+                    }
+                    moves.append("\(service.name) (\(detail.joined(separator: ", ")))")
+                }
+            }
+            state.measuredAt = now
+            guard !moves.isEmpty else { return false }
+            logger.info("re-planned on measured demand: \(moves.joined(separator: "; "))")
             return true
         }
     }
@@ -262,8 +306,9 @@ public final class RoutingTable: Sendable {
         }
     }
 
-    /// Runs `change` on the state; when it returns true, re-plans and publishes a new snapshot.
-    private func update(_ reason: String, _ change: (inout State) -> Bool) {
+    /// Runs `change` on the state; when it returns true, re-plans and publishes a new snapshot, counted in
+    /// `zoneward_replans_total{reason=kind}` (`topology`: endpoints, health, drains, configuration; `demand`).
+    private func update(_ reason: String, kind: String = "topology", _ change: (inout State) -> Bool) {
         let snapshot: RoutingSnapshot? = state.withLock { state in
             guard change(&state) else { return nil }
             return Self.plan(&state, sourceZone: sourceZone, metrics: metrics, now: .now)
@@ -272,6 +317,7 @@ public final class RoutingTable: Sendable {
         current.withLock { $0 = snapshot }
         published.wrappingAdd(1, ordering: .releasing)
         metrics.publish(snapshot)
+        metrics.replans(kind).increment()
         if !reason.isEmpty { logger.info("re-planned: \(reason)") }
         for routes in snapshot.services {
             logger.debug(
@@ -320,6 +366,7 @@ public final class RoutingTable: Sendable {
         var ejected: Set<String> = []
         for detector in state.outliers.values { ejected.formUnion(detector.ejected(at: now)) }
         let zoneIndex = Dictionary(uniqueKeysWithValues: configuration.zones.enumerated().map { ($1.name, $0) })
+        let zoneNames = configuration.zones.map(\.name)
         let source = zoneIndex[sourceZone] ?? 0
         var services: [ServiceRoutes] = []
         for service in configuration.services {
@@ -341,10 +388,20 @@ public final class RoutingTable: Sendable {
             }
             let eligible = allowed.filter { !unhealthy.contains($0.key) && !ejected.contains($0.key) }
             var capacity = eligible.reduce(into: [String: Double]()) { $0[$1.zone, default: 0] += $1.weight }
+            let demand = DemandResolution.resolve(
+                zones: zoneNames,
+                measured: state.measured[service.name] ?? [:],
+                configured: service.demand
+            )
+            state.demandInForce[service.name] = demand
+            let rates = demand.mapValues(\.rate)
+            let counter = state.counters[service.name] ?? DemandCounter()
+            state.counters[service.name] = counter
             var problem = PlanningProblem(
                 configuration: configuration,
                 service: service,
                 capacity: capacity,
+                demand: rates,
                 drainedZones: state.drainedZones,
                 activeRegion: active
             )
@@ -363,6 +420,7 @@ public final class RoutingTable: Sendable {
                     configuration: configuration,
                     service: service,
                     capacity: capacity,
+                    demand: rates,
                     drainedZones: state.drainedZones,
                     activeRegion: active
                 )
@@ -379,6 +437,8 @@ public final class RoutingTable: Sendable {
                     sourceZone: source,
                     eligible: grouped(chosen),
                     allEndpoints: all,
+                    demand: demand,
+                    demandCounter: counter,
                     metrics: metrics.serviceMetrics(
                         service: service.name,
                         sourceZone: sourceZone,
@@ -397,6 +457,11 @@ public final class RoutingTable: Sendable {
             drainedZones: state.drainedZones
         )
     }
+}
+
+/// A rate for a log line: three significant digits.
+func formatRate(_ rate: Double) -> String {
+    rate >= 100 ? String(Int(rate.rounded())) : String(format: "%.3g", rate)
 }
 
 /// Where a service's endpoint discovery stands.

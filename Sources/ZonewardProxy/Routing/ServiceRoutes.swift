@@ -35,6 +35,10 @@ public final class ServiceRoutes: Sendable {
     public let allEndpoints: [UpstreamEndpoint]
     /// Endpoint keys that are eligible now.
     public let eligibleKeys: Set<String>
+    /// The demand this plan was made for, per zone, with where it came from.
+    public let demand: [String: ZoneDemand]
+    /// Counts the requests that start here (the demand meter reads it).
+    let demandCounter: DemandCounter
     let metrics: ServiceMetrics
     /// Index of each zone by name, for metrics.
     let zoneIndex: [String: Int]
@@ -48,8 +52,12 @@ public final class ServiceRoutes: Sendable {
         sourceZone: Int,
         eligible: [[UpstreamEndpoint]],
         allEndpoints: [UpstreamEndpoint],
+        demand: [String: ZoneDemand] = [:],
+        demandCounter: DemandCounter = DemandCounter(),
         metrics: ServiceMetrics
     ) {
+        self.demand = demand
+        self.demandCounter = demandCounter
         self.metrics = metrics
         zoneIndex = Dictionary(uniqueKeysWithValues: problem.zones.enumerated().map { ($1.name, $0) })
         self.service = service

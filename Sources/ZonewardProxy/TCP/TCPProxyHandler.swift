@@ -24,6 +24,8 @@ final class TCPProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
+        // Demand of a TCP service: new connections.
+        table.snapshot.routes(for: serviceName)?.demandCounter.count.wrappingAdd(1, ordering: .relaxed)
         connect(context: context)
         context.fireChannelActive()
     }
