@@ -212,4 +212,8 @@ check "measured demand crosses zones less than Envoy ($MEASURED_CROSS < $ENVOY_C
     python3 -c "exit(0 if $MEASURED_CROSS < $ENVOY_CROSS else 1)"
 check "no request failed through the re-plans" contains "$(tail -1 "$WORK/report.txt")" "failed: 0"
 check "the demand in /admin/plan says where it came from" contains "$RESULT" '"source": "measured"'
+run_zw 0 "zoneward plan --from-controller plans for the measured demand" plan --from-controller "http://127.0.0.1:$API" \
+    --token-file "$WORK/token" --config "$WORK/zoneward-a.yaml" --service web
+check "and says where each zone's demand came from" contains "$OUT" "Demand source per zone: a measured, b measured, c measured"
+run_zw 2 "plan with neither --topology nor --from-controller is refused" plan
 finish

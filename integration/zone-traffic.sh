@@ -65,7 +65,8 @@ write_config() { # zone listen-port admin-port
         echo "  - {name: z-a, region: r1}"
         echo "  - {name: z-b, region: r1}"
         echo "  - {name: z-c, region: r2}"
-        echo "routing: {overloadFactor: 0.2, costs: {crossZone: 1, crossRegion: 10}}"
+        # The plan's fidelity is measured against a fixed plan: demand pinned to the configured one.
+        echo "routing: {overloadFactor: 0.2, costs: {crossZone: 1, crossRegion: 10}, measuredDemand: false}"
         echo "services:"
         echo "  - name: web"
         echo "    listen: 127.0.0.1:$listen"

@@ -40,10 +40,13 @@ public struct DNSDiscovery: Sendable, Equatable {
     public var name: String
     public var port: Int
     public var zone: String
+    /// The DNS server to ask (UDP); default the first `nameserver` of /etc/resolv.conf.
+    public var resolver: HostPort?
 
-    public init(name: String, port: Int, zone: String) {
+    public init(name: String, port: Int, zone: String, resolver: HostPort? = nil) {
         self.name = name
         self.port = port
         self.zone = zone
+        self.resolver = resolver
     }
 }

@@ -32,9 +32,12 @@ extension ZonewardConfiguration {
         if let value = fields["routing"],
             let routingFields = reader.mapping(
                 value,
-                known: ["overloadFactor", "costs", "demandWindow", "replanThreshold"]
+                known: ["overloadFactor", "costs", "demandWindow", "replanThreshold", "measuredDemand"]
             )
         {
+            if let measured = routingFields["measuredDemand"] {
+                routing.measuredDemand = reader.bool(measured) ?? routing.measuredDemand
+            }
             if let window = routingFields["demandWindow"] {
                 routing.demandWindow = reader.duration(window, minimum: .seconds(1)) ?? routing.demandWindow
             }
@@ -297,7 +300,8 @@ extension ZonewardConfiguration {
         if case .mapping = dns.node { items = [dns] } else { items = reader.sequence(dns) ?? [] }
         var entries: [DNSDiscovery] = []
         for item in items {
-            guard let entry = reader.mapping(item, known: ["name", "port", "zone"]) else { continue }
+            guard let entry = reader.mapping(item, known: ["name", "port", "zone", "resolver"]) else { continue }
+            let resolver = entry["resolver"].flatMap { hostPort($0, reader) }
             let name = reader.required(entry, "name", in: item).flatMap { reader.string($0) }
             let port = reader.required(entry, "port", in: item).flatMap { reader.integer($0, minimum: 1) }
             if let port, port > 65_535, let portValue = entry["port"] {
@@ -315,7 +319,7 @@ extension ZonewardConfiguration {
                 }
             }
             if let name, let port, port <= 65_535, let zone {
-                entries.append(DNSDiscovery(name: name, port: port, zone: zone))
+                entries.append(DNSDiscovery(name: name, port: port, zone: zone, resolver: resolver))
             }
         }
         return entries.isEmpty ? nil : .dns(entries)

@@ -73,6 +73,9 @@ public struct RoutingConfiguration: Sendable, Equatable {
     /// Re-plan on measured demand only when a zone's demand moved more than this share since the plan in
     /// force (topology and health changes re-plan at once). Default 0.1 (10%).
     public var replanThreshold: Double = 0.1
+    /// Plan with measured demand (default true); false pins plans to the configured demand (demand is still
+    /// measured and reported).
+    public var measuredDemand = true
 
     public init(overloadFactor: Double = 0.2, costs: CostConfiguration = .init()) {
         self.overloadFactor = overloadFactor

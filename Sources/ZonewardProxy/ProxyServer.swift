@@ -352,6 +352,33 @@ public final class ProxyServer: Service, Sendable {
     /// Follows the endpoints of every service discovered from Kubernetes: one watcher per service, one
     /// client for all. An error keeps the last known endpoints (static stability) and marks them stale.
     private func followDiscovery() async {
+        await withDiscardingTaskGroup { tasks in
+            tasks.addTask { await self.followKubernetes() }
+            tasks.addTask { await self.followDNS() }
+        }
+    }
+
+    /// One DNS watcher per service discovered from DNS names.
+    private func followDNS() async {
+        let system = DNSResolver.systemServer()
+        await withDiscardingTaskGroup { tasks in
+            for service in settings.configuration.services {
+                guard case .dns(let entries) = service.discovery else { continue }
+                var resolved: [(entry: DNSDiscovery, resolver: DNSResolver)] = []
+                for entry in entries {
+                    guard let server = entry.resolver ?? system else {
+                        logger.error("DNS discovery of \(service.name): no resolver given and none in /etc/resolv.conf")
+                        continue
+                    }
+                    resolved.append((entry, DNSResolver(server: server, group: group)))
+                }
+                let watcher = DNSWatcher(service: service.name, entries: resolved, logger: logger)
+                tasks.addTask { await watcher.run { update in self.apply(update) } }
+            }
+        }
+    }
+
+    private func followKubernetes() async {
         let configuration = settings.configuration
         let watched: [(String, KubernetesDiscovery)] = configuration.services.compactMap { service in
             if case .kubernetes(let discovery) = service.discovery { return (service.name, discovery) }

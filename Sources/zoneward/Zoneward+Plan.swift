@@ -2,10 +2,12 @@ import ArgumentParser
 import Foundation
 import ZonePlanner
 import ZonewardModel
+import ZonewardProxy
+import ZonewardState
 
 extension Zoneward {
     /// `zoneward plan`: the optimal routing plan of a topology file.
-    struct Plan: ParsableCommand {
+    struct Plan: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Print the optimal zone routing plan for a topology file.",
             discussion: """
@@ -19,39 +21,118 @@ extension Zoneward {
                   zones:
                     - {name: us-east-1a, region: us-east-1, demand: 120, capacity: 100}
 
-                Example:
-                  zoneward plan --topology config/topology.yaml --format json
+                Or plan one service of a configuration for the demand the fleet measures now: the controller's
+                snapshot gives each zone's measured rate; a zone without one falls back to the configured demand,
+                then to equal demand, and the table says which (capacity: the declared endpoints' weights).
 
-                Exit codes: 0 printed a plan, 2 bad input (the message names the field).
+                Examples:
+                  zoneward plan --topology config/topology.yaml --format json
+                  zoneward plan --from-controller http://127.0.0.1:9900 --token-file controller.token \\
+                      --config config/zoneward.yaml --service web
+
+                Exit codes: 0 printed a plan, 1 the controller could not be read, 2 bad input (the message names
+                the field or argument).
                 """
         )
 
         @Option(help: ArgumentHelp("Topology file, YAML or JSON.", valueName: "file"))
-        var topology: String
+        var topology: String?
+
+        @Option(help: ArgumentHelp("Controller to read the measured demand from.", valueName: "url"))
+        var fromController: String?
+
+        @Option(help: ArgumentHelp("File holding the controller's bearer token.", valueName: "file"))
+        var tokenFile: String?
+
+        @Option(help: ArgumentHelp("Configuration file (with --from-controller).", valueName: "file"))
+        var config: String?
+
+        @Option(help: "The service to plan (with --from-controller); default the configuration's first.")
+        var service: String?
 
         @Option(help: "Output format: table for people, json for scripts.")
         var format: OutputFormat = .table
 
-        func run() throws {
-            let topology: PlanTopology
-            do {
-                topology = try PlanTopology.load(file: self.topology)
-            } catch {
-                printError(error.description)
-                throw ExitCode.badInput
+        func validate() throws {
+            switch (topology, fromController) {
+            case (nil, nil): throw ValidationError("give --topology FILE, or --from-controller URL with --config FILE")
+            case (.some, .some): throw ValidationError("--topology and --from-controller: give one, not both")
+            case (nil, .some):
+                guard config != nil else {
+                    throw ValidationError("--config: --from-controller needs the configuration")
+                }
+                guard tokenFile != nil else { throw ValidationError("--token-file: the controller needs its token") }
+            case (.some, nil): break
             }
-            let problem = PlanningProblem(topology: topology)
+        }
+
+        func run() async throws {
+            let problem: PlanningProblem
+            var sources: [String: DemandSource] = [:]
+            if let topologyFile = topology {
+                do {
+                    problem = PlanningProblem(topology: try PlanTopology.load(file: topologyFile))
+                } catch {
+                    printError(error.description)
+                    throw ExitCode.badInput
+                }
+            } else {
+                (problem, sources) = try await measuredProblem()
+            }
             let plan = ZonePlanner.plan(problem)
             let envoy = EnvoyBaseline.plan(problem)
             switch format {
             case .json:
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys]
-                let data = try encoder.encode(PlanReport(plan: plan, envoy: envoy))
+                var data = try encoder.encode(PlanReport(plan: plan, envoy: envoy))
+                if !sources.isEmpty, var object = try JSONSerialization.jsonObject(with: data) as? [String: Any] {
+                    object["demandSources"] = sources.mapValues(\.rawValue)
+                    data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+                }
                 print(String(decoding: data, as: UTF8.self))
             case .table:
                 print(PlanTable.render(problem: problem, plan: plan, envoy: envoy))
+                if !sources.isEmpty {
+                    let described = problem.zones.map { "\($0.name) \(sources[$0.name]?.rawValue ?? "?")" }
+                    print("Demand source per zone: \(described.joined(separator: ", "))")
+                }
             }
+        }
+
+        /// The planning problem of `--service` for the demand in the controller's snapshot now.
+        private func measuredProblem() async throws -> (PlanningProblem, [String: DemandSource]) {
+            guard let url = fromController, let config, let tokenFile else { throw ExitCode.badInput }
+            let configuration = try loadConfiguration(config)
+            let candidate = service.map { configuration.service(named: $0) } ?? configuration.services.first
+            guard let chosen = candidate else {
+                let known = configuration.services.map(\.name).joined(separator: ", ")
+                printError("--service: unknown service \"\(service ?? "")\" (known: \(known))")
+                throw ExitCode.badInput
+            }
+            let client = APIClient(baseURL: url, token: try readToken(tokenFile))
+            let (_, snapshot) = try await client.request(
+                "GET",
+                "/v1/snapshot?after=0",
+                as: ControlSnapshot.self
+            )
+            guard let snapshot else {
+                printError("controller \(url): no snapshot in its answer")
+                throw ExitCode.failure
+            }
+            let demand = DemandResolution.resolve(
+                zones: configuration.zones.map(\.name),
+                measured: snapshot.demand?[chosen.name] ?? [:],
+                configured: chosen.demand
+            )
+            let problem = PlanningProblem(
+                configuration: configuration,
+                service: chosen,
+                demand: demand.mapValues(\.rate),
+                drainedZones: Set(snapshot.drainedZones),
+                activeRegion: snapshot.services[chosen.name]?.activeRegion
+            )
+            return (problem, demand.mapValues(\.source))
         }
     }
 }

@@ -44,11 +44,11 @@ public struct ZoneDemand: Sendable, Equatable, Encodable {
 }
 
 /// Combines measured demand with its fallbacks, and decides when it moved enough to re-plan.
-enum DemandResolution {
+public enum DemandResolution {
     /// Per zone: measured when a zone has reports; else the configured demand, scaled so that configured
     /// and measured zones compare (by the ratio of measured to configured over the zones that have both);
     /// else equal demand (the mean of the measured rates, or 1 when nothing is measured).
-    static func resolve(
+    public static func resolve(
         zones: [String],
         measured: [String: Double],
         configured: [String: Double]?

@@ -121,6 +121,7 @@ public final class RoutingTable: Sendable {
     /// for; smaller moves are kept for the next re-plan, so plans do not flap on noise.
     public func applyMeasuredDemand(_ demand: [String: [String: Double]], at now: Date) {
         update("", kind: "demand") { state in
+            guard state.configuration.routing.measuredDemand else { return false }
             var moves: [String] = []
             let zones = state.configuration.zones.map(\.name)
             for service in state.configuration.services {
