@@ -215,5 +215,6 @@ check "the demand in /admin/plan says where it came from" contains "$RESULT" '"s
 run_zw 0 "zoneward plan --from-controller plans for the measured demand" plan --from-controller "http://127.0.0.1:$API" \
     --token-file "$WORK/token" --config "$WORK/zoneward-a.yaml" --service web
 check "and says where each zone's demand came from" contains "$OUT" "Demand source per zone: a measured, b measured, c measured"
+check "and how old it is" contains "$OUT" "Measured demand as of"
 run_zw 2 "plan with neither --topology nor --from-controller is refused" plan
 finish

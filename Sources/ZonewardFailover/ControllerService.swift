@@ -225,6 +225,7 @@ public final class ControllerService: Service, Sendable {
             let now = Date()
             if var snapshot = try? ControlSnapshot.read(from: store, at: now) {
                 snapshot.demand = demand.demand(at: now)
+                snapshot.demandAt = demand.newestReport(at: now)
                 await broadcaster.publish(snapshot)
             }
             try? await Task.sleep(for: settings.pollInterval)

@@ -40,6 +40,12 @@ public final class DemandAggregator: Sendable {
         return demand.mapValues { $0.mapValues(Self.rounded) }
     }
 
+    /// When the newest report that still counts arrived; nil when none counts.
+    public func newestReport(at now: Date) -> Date? {
+        let cutoff = now.addingTimeInterval(-Double(lifetime.components.seconds))
+        return reports.withLock { reports in reports.values.map(\.at).filter { $0 >= cutoff }.max() }
+    }
+
     static func rounded(_ value: Double) -> Double {
         guard value > 0 else { return 0 }
         let scale = pow(10, 2 - floor(log10(value)))

@@ -44,7 +44,9 @@ struct ControllerFollower: Sendable {
         guard response.status == .ok else {
             throw Failure(description: "GET /v1/snapshot answered \(response.status.code)")
         }
-        return try JSONDecoder().decode(ControlSnapshot.self, from: body)
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return try decoder.decode(ControlSnapshot.self, from: body)
     }
 
     /// Sends this proxy's demand report (`POST /v1/reports`).

@@ -22,6 +22,9 @@ public struct ControlSnapshot: Codable, Sendable, Equatable {
     /// The fleet's measured demand, requests (TCP: connections) per second by service and source zone, from
     /// the proxies' reports; nil from a controller without reports.
     public var demand: [String: [String: Double]]?
+    /// When the newest report behind `demand` arrived, as of the snapshot's last change (it is not content:
+    /// a new report alone does not make a new version).
+    public var demandAt: Date?
 
     public init(
         version: Int,

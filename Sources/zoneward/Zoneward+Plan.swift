@@ -69,6 +69,7 @@ extension Zoneward {
         func run() async throws {
             let problem: PlanningProblem
             var sources: [String: DemandSource] = [:]
+            var measuredAt: Date?
             if let topologyFile = topology {
                 do {
                     problem = PlanningProblem(topology: try PlanTopology.load(file: topologyFile))
@@ -77,7 +78,7 @@ extension Zoneward {
                     throw ExitCode.badInput
                 }
             } else {
-                (problem, sources) = try await measuredProblem()
+                (problem, sources, measuredAt) = try await measuredProblem()
             }
             let plan = ZonePlanner.plan(problem)
             let envoy = EnvoyBaseline.plan(problem)
@@ -88,6 +89,7 @@ extension Zoneward {
                 var data = try encoder.encode(PlanReport(plan: plan, envoy: envoy))
                 if !sources.isEmpty, var object = try JSONSerialization.jsonObject(with: data) as? [String: Any] {
                     object["demandSources"] = sources.mapValues(\.rawValue)
+                    if let measuredAt { object["demandMeasuredAt"] = iso8601(measuredAt) }
                     data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
                 }
                 print(String(decoding: data, as: UTF8.self))
@@ -96,12 +98,16 @@ extension Zoneward {
                 if !sources.isEmpty {
                     let described = problem.zones.map { "\($0.name) \(sources[$0.name]?.rawValue ?? "?")" }
                     print("Demand source per zone: \(described.joined(separator: ", "))")
+                    if let measuredAt {
+                        let age = Int(Date().timeIntervalSince(measuredAt).rounded())
+                        print("Measured demand as of \(iso8601(measuredAt)) (\(age) s ago)")
+                    }
                 }
             }
         }
 
         /// The planning problem of `--service` for the demand in the controller's snapshot now.
-        private func measuredProblem() async throws -> (PlanningProblem, [String: DemandSource]) {
+        private func measuredProblem() async throws -> (PlanningProblem, [String: DemandSource], Date?) {
             guard let url = fromController, let config, let tokenFile else { throw ExitCode.badInput }
             let configuration = try loadConfiguration(config)
             let candidate = service.map { configuration.service(named: $0) } ?? configuration.services.first
@@ -132,7 +138,7 @@ extension Zoneward {
                 drainedZones: Set(snapshot.drainedZones),
                 activeRegion: snapshot.services[chosen.name]?.activeRegion
             )
-            return (problem, demand.mapValues(\.source))
+            return (problem, demand.mapValues(\.source), snapshot.demandAt)
         }
     }
 }

@@ -79,53 +79,24 @@ public final class KubernetesClient: Sendable {
         }
     }
 
-    /// Watches `path` from `resourceVersion`: each line of the chunked answer is one event. The stream ends
-    /// when the server ends the watch (its `timeoutSeconds`), and throws when the connection breaks.
+    /// Watches `path` from `resourceVersion`: each line of the chunked answer is one event. The sequence
+    /// ends when the server ends the watch (its `timeoutSeconds`), and throws when the connection breaks.
+    /// It pulls the body as it is consumed, so a slow consumer holds the stream back instead of letting
+    /// events pile up in memory: the queue is bounded by one chunk and one line (at most 16 MiB).
     public func watch<Object: Codable & Sendable>(
         _ path: String,
         query: [(String, String)],
         from resourceVersion: String,
         timeoutSeconds: Int = 290,
         as type: Object.Type = Object.self
-    ) async throws(DiscoveryError) -> AsyncThrowingStream<Kubernetes.WatchEvent<Object>, any Error> {
+    ) async throws(DiscoveryError) -> WatchEvents<Object> {
         let parameters =
             query + [
                 ("watch", "true"), ("resourceVersion", resourceVersion), ("allowWatchBookmarks", "true"),
                 ("timeoutSeconds", String(timeoutSeconds)),
             ]
         let response = try await execute(path, query: parameters, timeout: .seconds(Int64(timeoutSeconds) + 30))
-        let decoder = self.decoder
-        return AsyncThrowingStream { continuation in
-            let task = Task {
-                var pending = ByteBuffer()
-                do {
-                    for try await var chunk in response.body {
-                        pending.writeBuffer(&chunk)
-                        while let newline = pending.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) {
-                            let length = newline - pending.readerIndex
-                            let line = pending.readData(length: length) ?? Data()
-                            pending.moveReaderIndex(forwardBy: 1)
-                            guard !line.isEmpty else { continue }
-                            do {
-                                continuation.yield(try decoder.decode(Kubernetes.WatchEvent<Object>.self, from: line))
-                            } catch {
-                                throw DiscoveryError.decoding("watch event on \(path): \(error)")
-                            }
-                        }
-                        // A single event larger than this is not an EndpointSlice: refuse to buffer without end.
-                        if pending.readableBytes > 16 * 1024 * 1024 {
-                            throw DiscoveryError.decoding("watch event on \(path) over 16 MiB")
-                        }
-                    }
-                    continuation.finish()
-                } catch let error as DiscoveryError {
-                    continuation.finish(throwing: error)
-                } catch {
-                    continuation.finish(throwing: DiscoveryError.transport("watch on \(path) broke: \(error)"))
-                }
-            }
-            continuation.onTermination = { _ in task.cancel() }
-        }
+        return WatchEvents(body: response.body, path: path)
     }
 
     private func execute(
@@ -160,5 +131,55 @@ public final class KubernetesClient: Sendable {
             )
         }
         return response
+    }
+}
+
+/// The events of one watch, decoded line by line as the consumer asks for them.
+public struct WatchEvents<Object: Codable & Sendable>: AsyncSequence {
+    public typealias Element = Kubernetes.WatchEvent<Object>
+
+    let body: HTTPClientResponse.Body
+    let path: String
+
+    /// The longest event line accepted.
+    static var maximumLine: Int { 16 * 1024 * 1024 }
+
+    public func makeAsyncIterator() -> Iterator {
+        Iterator(chunks: body.makeAsyncIterator(), path: path)
+    }
+
+    public struct Iterator: AsyncIteratorProtocol {
+        var chunks: HTTPClientResponse.Body.AsyncIterator
+        let path: String
+        var pending = ByteBuffer()
+        let decoder = JSONDecoder()
+
+        public mutating func next() async throws -> Element? {
+            while true {
+                if let newline = pending.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) {
+                    let line = pending.readData(length: newline - pending.readerIndex) ?? Data()
+                    pending.moveReaderIndex(forwardBy: 1)
+                    guard !line.isEmpty else { continue }
+                    do {
+                        return try decoder.decode(Element.self, from: line)
+                    } catch {
+                        throw DiscoveryError.decoding("watch event on \(path): \(error)")
+                    }
+                }
+                // A single event larger than this is not an EndpointSlice: refuse to buffer without end.
+                guard pending.readableBytes <= WatchEvents.maximumLine else {
+                    throw DiscoveryError.decoding("watch event on \(path) over 16 MiB")
+                }
+                let chunk: ByteBuffer?
+                do {
+                    chunk = try await chunks.next()
+                } catch {
+                    throw DiscoveryError.transport("watch on \(path) broke: \(error)")
+                }
+                guard var chunk else { return nil }
+                pending.discardReadBytes()
+                pending.writeBuffer(&chunk)
+            }
+        }
     }
 }

@@ -388,46 +388,43 @@ public final class RoutingTable: Sendable {
                     && (service.routing != .activeRegion || regionOf[endpoint.zone] == active)
             }
             let eligible = allowed.filter { !unhealthy.contains($0.key) && !ejected.contains($0.key) }
-            var capacity = eligible.reduce(into: [String: Double]()) { $0[$1.zone, default: 0] += $1.weight }
             let demand = DemandResolution.resolve(
                 zones: zoneNames,
                 measured: state.measured[service.name] ?? [:],
                 configured: service.demand
             )
             state.demandInForce[service.name] = demand
-            let rates = demand.mapValues(\.rate)
             let counter = state.counters[service.name] ?? DemandCounter()
             state.counters[service.name] = counter
-            var problem = PlanningProblem(
-                configuration: configuration,
-                service: service,
-                capacity: capacity,
-                demand: rates,
-                drainedZones: state.drainedZones,
-                activeRegion: active
-            )
+            let drainedZones = state.drainedZones
+            /// The problem of routing this service's demand to `endpoints` (their weights are the capacity).
+            func problemFor(_ endpoints: [UpstreamEndpoint]) -> PlanningProblem {
+                PlanningProblem(
+                    configuration: configuration,
+                    service: service,
+                    capacity: endpoints.reduce(into: [String: Double]()) { $0[$1.zone, default: 0] += $1.weight },
+                    demand: demand.mapValues(\.rate),
+                    drainedZones: drainedZones,
+                    activeRegion: active
+                )
+            }
             var chosen = eligible
-            var condition: RoutingCondition
-            if problem.totalCapacity > 0 {
-                let plan = ZonePlanner.plan(problem)
-                let drainsMatter = all.contains { state.drainedZones.contains($0.zone) }
-                condition = drainsMatter ? .draining : (plan.state == .spilling ? .spilling : .local)
-            } else {
+            var problem = problemFor(eligible)
+            let panic = problem.totalCapacity <= 0
+            if panic {
                 // Panic: no healthy capacity where routing allows. Route to every endpoint routing allows,
                 // healthy or not, rather than drop traffic; with none there, requests get 503 no-capacity.
                 chosen = allowed
-                capacity = chosen.reduce(into: [String: Double]()) { $0[$1.zone, default: 0] += $1.weight }
-                problem = PlanningProblem(
-                    configuration: configuration,
-                    service: service,
-                    capacity: capacity,
-                    demand: rates,
-                    drainedZones: state.drainedZones,
-                    activeRegion: active
-                )
-                condition = chosen.isEmpty ? .unavailable : .panic
+                problem = problemFor(allowed)
             }
             let plan = ZonePlanner.plan(problem)
+            let condition: RoutingCondition
+            if panic {
+                condition = chosen.isEmpty ? .unavailable : .panic
+            } else {
+                let drainsMatter = all.contains { drainedZones.contains($0.zone) }
+                condition = drainsMatter ? .draining : (plan.state == .spilling ? .spilling : .local)
+            }
             services.append(
                 ServiceRoutes(
                     service: service,
