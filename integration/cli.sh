@@ -115,4 +115,11 @@ check "the other database is separate" contains "$OUT" "No zone is drained."
 run_zw 1 "a database in a missing folder is a clear error" zone list --db "$WORK/missing/state.db"
 check "the message says the folder is missing" contains "$ERR" "its folder does not exist"
 
+echo "cli: token files"
+echo "secret" >"$WORK/open-token"
+chmod 644 "$WORK/open-token"
+run_zw 2 "a token file readable by others is refused" failover status --controller http://127.0.0.1:9 \
+    --token-file "$WORK/open-token"
+check "the message names the file and its mode" contains "$ERR" "$WORK/open-token has mode 0644"
+
 finish

@@ -56,6 +56,7 @@ check "the standby streams from the primary" bash -c \
     "psql -h 127.0.0.1 -p $PORT_A -U postgres -Atc 'SELECT count(*) FROM pg_stat_replication' | grep -qx 1"
 
 echo "secret-$RANDOM$RANDOM" >"$WORK/token"
+chmod 600 "$WORK/token"   # token files readable by others are refused
 export ZONEWARD_PGDATA_ra="$A" ZONEWARD_PGDATA_rb="$B" ZONEWARD_PGPORT_ra=$PORT_A ZONEWARD_PGPORT_rb=$PORT_B
 SCRIPTS="$ROOT/runbooks/scripts"
 cat >"$WORK/zoneward.yaml" <<YAML
@@ -127,6 +128,7 @@ check "the plan lists the steps" contains "$OUT" "planned → fencing → promot
 run_zw 2 "an unknown service is refused" \
     failover plan nosuch --to rb --controller "http://127.0.0.1:$API" --token-file "$WORK/token"
 echo "wrong" >"$WORK/bad-token"
+chmod 600 "$WORK/bad-token"
 run_zw 2 "a wrong token is refused" failover status --controller "http://127.0.0.1:$API" --token-file "$WORK/bad-token"
 
 echo "failover-postgres: writer through the proxy, then kill the primary"

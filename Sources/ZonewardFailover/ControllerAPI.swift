@@ -114,7 +114,13 @@ public enum ControllerAPI {
     static func router(for controller: ControllerService) -> Router<ControllerRequestContext> {
         let router = Router(context: ControllerRequestContext.self)
         router.add(middleware: ErrorMiddleware())
-        router.add(middleware: BearerTokenMiddleware(token: controller.settings.token, open: ["/healthz", "/metrics"]))
+        router.add(
+            middleware: BearerTokenMiddleware(
+                token: controller.settings.token,
+                scoped: controller.settings.scopedTokens,
+                open: ["/healthz", "/metrics"]
+            )
+        )
         router.add(middleware: BodyLimitMiddleware(limit: maxBodyBytes))
         router.get("/healthz") { _, _ in
             text("ok\n", contentType: "text/plain")
@@ -318,9 +324,18 @@ struct ErrorMiddleware: RouterMiddleware {
 /// request that announced a body is answered `Connection: close`, so its client stops sending it.
 struct BearerTokenMiddleware: RouterMiddleware {
     typealias Context = ControllerRequestContext
+    /// The token that may do everything.
     let token: String
+    /// Tokens that may do part.
+    var scoped: [TokenScope: String] = [:]
     /// Paths served without a token.
     let open: Set<String>
+
+    /// What a request needs: reports need `report`; other writes need `operate`; reads need `read`.
+    static func scope(of request: Request) -> TokenScope {
+        if request.method == .get || request.method == .head { return .read }
+        return request.uri.path == "/v1/reports" ? .report : .operate
+    }
 
     func handle(
         _ request: Request,
@@ -328,9 +343,21 @@ struct BearerTokenMiddleware: RouterMiddleware {
         next: (Request, Context) async throws -> Response
     ) async throws -> Response {
         if open.contains(request.uri.path) { return try await next(request, context) }
-        guard let authorization = request.headers[.authorization], authorization.hasPrefix("Bearer "),
-            constantTimeEqual(String(authorization.dropFirst(7)), token)
-        else {
+        let needed = Self.scope(of: request)
+        let presented = request.headers[.authorization].flatMap {
+            $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : nil
+        }
+        if let presented, !constantTimeEqual(presented, token),
+            scoped.values.contains(where: { constantTimeEqual(presented, $0) }), !allows(presented, needed)
+        {
+            var response = ControllerAPI.errorResponse(
+                .forbidden,
+                "this token may not \(needed == .report ? "report demand" : "operate"); use a token with that scope"
+            )
+            if request.hasBody { response.headers[.connection] = "close" }
+            return response
+        }
+        guard let presented, allows(presented, needed) else {
             var response = ControllerAPI.errorResponse(.unauthorized, "missing or wrong bearer token")
             response.headers[.wwwAuthenticate] = "Bearer"
             if request.hasBody { response.headers[.connection] = "close" }
@@ -338,6 +365,27 @@ struct BearerTokenMiddleware: RouterMiddleware {
         }
         return try await next(request, context)
     }
+
+    /// Whether `presented` may make a request that needs `needed`: the full token always; a scoped one when
+    /// its scope covers the need (`report` and `operate` include `read`).
+    func allows(_ presented: String, _ needed: TokenScope) -> Bool {
+        if constantTimeEqual(presented, token) { return true }
+        var granted = false
+        for (scope, value) in scoped where constantTimeEqual(presented, value) {
+            granted = granted || scope == needed || needed == .read
+        }
+        return granted
+    }
+}
+
+/// What a controller token may do.
+public enum TokenScope: String, Sendable, CaseIterable {
+    /// Snapshots, status, operations: what dashboards and followers need.
+    case read
+    /// `read`, and demand reports: what a proxy needs (a compromised node cannot fail anything over).
+    case report
+    /// `read`, and failovers, drains and resumes: what an operator needs.
+    case operate
 }
 
 /// Refuses a request whose declared `Content-Length` is over the limit before reading its body; bodies

@@ -12,8 +12,11 @@ public final class ControllerService: Service, Sendable {
     public struct Settings: Sendable {
         public var configuration: ZonewardConfiguration
         public var listen: HostPort
-        /// The bearer token every request but `/healthz` must carry.
+        /// The bearer token every request but `/healthz` must carry: it may do everything.
         public var token: String
+        /// Tokens that may do only part: `read` (snapshots, status, operations), `report` (read, and demand
+        /// reports: what a proxy needs), `operate` (read, and failovers, drains, resumes).
+        public var scopedTokens: [TokenScope: String] = [:]
         /// How often the state database is looked at for changes (drains and failovers made by the CLI).
         public var pollInterval: Duration
         /// Prometheus text for `/metrics` (backup metrics), when there is any.

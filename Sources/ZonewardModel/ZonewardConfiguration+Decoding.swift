@@ -85,11 +85,16 @@ extension ZonewardConfiguration {
         }
         var controller: ControllerConfiguration?
         if let value = fields["controller"],
-            let controllerFields = reader.mapping(value, known: ["listen", "tokenFile"])
+            let controllerFields = reader.mapping(value, known: ["listen", "tokenFile", "tokens"])
         {
             var decoded = ControllerConfiguration()
             decoded.listen = controllerFields["listen"].flatMap { hostPort($0, reader) } ?? decoded.listen
             decoded.tokenFile = controllerFields["tokenFile"].flatMap { reader.string($0) }
+            if let tokens = controllerFields["tokens"],
+                let files = reader.mapping(tokens, known: ["read", "report", "operate"])
+            {
+                for (scope, file) in files { decoded.tokens[scope] = reader.string(file) }
+            }
             controller = decoded
         }
         var configuration = ZonewardConfiguration(

@@ -333,8 +333,10 @@ public struct AdminConfiguration: Sendable, Equatable {
 public struct ControllerConfiguration: Sendable, Equatable {
     /// Default `127.0.0.1:9900`.
     public var listen: HostPort
-    /// File holding the bearer token; nil means the token comes from the command line.
+    /// File holding the bearer token that may do everything; nil means the token comes from the command line.
     public var tokenFile: String?
+    /// Files holding tokens that may do part, by scope: `read`, `report` (for proxies), `operate`.
+    public var tokens: [String: String] = [:]
 
     public init(listen: HostPort = HostPort(host: "127.0.0.1", port: 9900), tokenFile: String? = nil) {
         self.listen = listen

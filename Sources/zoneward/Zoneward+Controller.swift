@@ -95,17 +95,41 @@ func controllerSettings(
         }
         address = parsed
     }
-    guard let path = tokenFile ?? configuration.controller?.tokenFile else {
-        printError("--token-file: the controller needs a bearer token file (or controller.tokenFile in the config)")
+    var scoped: [TokenScope: String] = [:]
+    for (name, file) in configuration.controller?.tokens ?? [:] {
+        guard let scope = TokenScope(rawValue: name) else { continue }
+        scoped[scope] = try readToken(file)
+    }
+    let path = tokenFile ?? configuration.controller?.tokenFile
+    guard path != nil || scoped[.operate] != nil else {
+        printError(
+            "--token-file: the controller needs a bearer token file (or controller.tokenFile, or "
+                + "controller.tokens.operate in the config)"
+        )
         throw ExitCode.badInput
     }
-    return ControllerService.Settings(configuration: configuration, listen: address, token: try readToken(path))
+    // Without a full token only the scoped ones work: the full one is then a secret nobody holds.
+    let token = try path.map(readToken) ?? "unset-\(UUID().uuidString)-\(UUID().uuidString)"
+    var settings = ControllerService.Settings(configuration: configuration, listen: address, token: token)
+    settings.scopedTokens = scoped
+    return settings
 }
 
-/// Reads a bearer token file, refusing an empty one.
+/// Reads a bearer token file, refusing an empty one and one that group or others may read.
 func readToken(_ path: String) throws -> String {
     guard let data = FileManager.default.contents(atPath: path) else {
         printError("--token-file: cannot read \(path)")
+        throw ExitCode.badInput
+    }
+    // A symlink (a mounted Kubernetes secret) is judged by its target's mode.
+    let resolved = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+    if let mode = (try? FileManager.default.attributesOfItem(atPath: resolved))?[.posixPermissions] as? Int,
+        mode & 0o077 != 0
+    {
+        printError(
+            "--token-file: \(path) has mode \(String(format: "%04o", mode)), readable by others; "
+                + "make it private (chmod 600 \(path))"
+        )
         throw ExitCode.badInput
     }
     let token = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)

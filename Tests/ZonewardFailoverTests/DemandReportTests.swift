@@ -71,3 +71,45 @@ import ZonewardState
         }
     }
 }
+
+@Suite struct ScopedTokenTests {
+    func makeScopedController() throws -> ControllerService {
+        let base = try makeController()
+        var settings = base.settings
+        settings.scopedTokens = [.read: "reader", .report: "proxy", .operate: "operator"]
+        return ControllerService(settings: settings, store: base.store, group: base.group, logger: base.logger)
+    }
+
+    /// A proxy's token reads snapshots and reports demand, and cannot fail anything over or drain.
+    @Test func eachScopeMayDoItsPartOnly() async throws {
+        let app = try makeScopedController().makeApplication()
+        @Sendable func bearer(_ token: String) -> HTTPFields { [.authorization: "Bearer \(token)"] }
+        let report = jsonBody(#"{"proxy": "p1", "zone": "za", "services": {"orders": 1}}"#)
+        let drain = jsonBody(#"{"zone": "za", "duration": "1m", "reason": "test"}"#)
+        try await app.test(.router) { client in
+            for token in ["reader", "proxy", "operator", "secret"] {
+                try await client.execute(uri: "/v1/snapshot?after=0", method: .get, headers: bearer(token)) {
+                    #expect($0.status == .ok, "\(token) reads")
+                }
+            }
+            for (token, status) in [
+                ("proxy", HTTPResponse.Status.noContent), ("reader", .forbidden), ("operator", .forbidden),
+            ] {
+                try await client.execute(uri: "/v1/reports", method: .post, headers: bearer(token), body: report) {
+                    #expect($0.status == status, "\(token) reports")
+                }
+            }
+            for (token, status) in [
+                ("proxy", HTTPResponse.Status.forbidden), ("reader", .forbidden), ("operator", .created),
+            ] {
+                try await client.execute(uri: "/v1/drains", method: .post, headers: bearer(token), body: drain) {
+                    #expect($0.status == status, "\(token) drains")
+                    if status == .forbidden { #expect(errorMessage($0).contains("may not operate")) }
+                }
+            }
+            try await client.execute(uri: "/v1/snapshot?after=0", method: .get, headers: bearer("nobody")) {
+                #expect($0.status == .unauthorized)
+            }
+        }
+    }
+}
