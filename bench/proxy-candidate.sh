@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The Zoneward candidate for ../shared/bench/proxy-bench.sh:
-#   CANDIDATE_CMD=bench/proxy-candidate.sh bash ../shared/bench/proxy-bench.sh
+# The Zoneward candidate of a side-by-side proxy benchmark (a harness that runs wrk against HAProxy, nginx
+# and a candidate started by CANDIDATE_CMD=bench/proxy-candidate.sh).
 # Given CANDIDATE_PORT, BACKENDS (host:port,…) and PROXY_WORKERS, writes a one-zone configuration and
 # execs the release-built `zoneward proxy` in the foreground. Build first: swift build -c release.
 set -euo pipefail
