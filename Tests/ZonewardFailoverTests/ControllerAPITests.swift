@@ -15,25 +15,8 @@ func makeController(
     token: String = "secret",
     listen: HostPort = HostPort(host: "127.0.0.1", port: 0)
 ) throws -> ControllerService {
-    let configuration = try ZonewardConfiguration.parse(
-        yaml: """
-            zones:
-              - {name: za, region: ra}
-              - {name: zb, region: rb}
-            services:
-              - name: orders
-                listen: 127.0.0.1:1
-                protocol: tcp
-                routing: activeRegion
-                regions: [ra, rb]
-                endpoints:
-                  - {address: 127.0.0.1:2, zone: za}
-                  - {address: 127.0.0.1:3, zone: zb}
-                failover: {mode: manual}
-            """
-    )
-    var logger = Logger(label: "test")
-    logger.logLevel = .critical
+    let configuration = try ordersConfiguration()
+    let logger = quietLogger
     return ControllerService(
         settings: .init(configuration: configuration, listen: listen, token: token),
         store: try StateStore.inMemory(),
