@@ -85,7 +85,7 @@ extension ZonewardConfiguration {
         }
         var controller: ControllerConfiguration?
         if let value = fields["controller"],
-            let controllerFields = reader.mapping(value, known: ["listen", "tokenFile", "tokens"])
+            let controllerFields = reader.mapping(value, known: ["listen", "tokenFile", "tokens", "advertise", "ha"])
         {
             var decoded = ControllerConfiguration()
             decoded.listen = controllerFields["listen"].flatMap { hostPort($0, reader) } ?? decoded.listen
@@ -94,6 +94,16 @@ extension ZonewardConfiguration {
                 let files = reader.mapping(tokens, known: ["read", "report", "operate"])
             {
                 for (scope, file) in files { decoded.tokens[scope] = reader.string(file) }
+            }
+            if let advertise = controllerFields["advertise"], let url = reader.string(advertise) {
+                if let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme ?? ""), parsed.host != nil {
+                    decoded.advertise = url.hasSuffix("/") ? String(url.dropLast()) : url
+                } else {
+                    reader.report(advertise.path, "expected an http:// or https:// URL, got \"\(url)\"")
+                }
+            }
+            if let ha = controllerFields["ha"] {
+                decoded.ha = decodeControllerHA(ha, reader)
             }
             controller = decoded
         }
@@ -105,6 +115,15 @@ extension ZonewardConfiguration {
             controller: controller
         )
         if let backups = fields["backups"] { configuration.backups = decodeBackups(backups, reader) }
+        if let ha = controller?.ha {
+            let jobs = configuration.backups.map(\.name)
+            if !jobs.contains(ha.stateJob) {
+                reader.report(
+                    "controller.ha.state.job",
+                    "no backup job named \"\(ha.stateJob)\" (known: \(jobs.isEmpty ? "none" : jobs.joined(separator: ", ")))"
+                )
+            }
+        }
         configuration.timeouts = timeouts
         return configuration
     }
@@ -612,4 +631,104 @@ func orderedUnique(_ items: [String]) -> [String] {
     var seen: [String] = []
     for item in items where !seen.contains(item) { seen.append(item) }
     return seen
+}
+
+/// Decodes `controller.ha`: exactly one of `etcd` and `kubernetes`, and `state.job`.
+func decodeControllerHA(_ value: DocumentValue, _ reader: DocumentReader) -> ControllerHAConfiguration? {
+    guard let fields = reader.mapping(value, known: ["etcd", "kubernetes", "state", "safetyMargin"]) else { return nil }
+    var election: ControllerHAConfiguration.Election?
+    switch (fields["etcd"], fields["kubernetes"]) {
+    case (.some, .some):
+        reader.report(value.path, "set one of etcd and kubernetes, not both")
+    case (nil, nil):
+        reader.report(value.path, "set one of etcd (endpoints) and kubernetes (lease) to elect a leader")
+    case (.some(let etcd), nil):
+        if let etcdFields = reader.mapping(
+            etcd,
+            known: ["endpoints", "prefix", "caFile", "certFile", "keyFile", "ttl"]
+        ) {
+            var decoded = ControllerHAConfiguration.EtcdElection(endpoints: [])
+            if let endpoints = reader.required(etcdFields, "endpoints", in: etcd), let list = reader.sequence(endpoints)
+            {
+                for item in list {
+                    guard let url = reader.string(item) else { continue }
+                    guard let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme ?? ""),
+                        parsed.host != nil
+                    else {
+                        reader.report(
+                            item.path,
+                            "expected an etcd client URL such as http://127.0.0.1:2379, got \"\(url)\""
+                        )
+                        continue
+                    }
+                    decoded.endpoints.append(url.hasSuffix("/") ? String(url.dropLast()) : url)
+                }
+                if list.isEmpty { reader.report(endpoints.path, "expected at least one etcd endpoint") }
+            }
+            if let prefix = etcdFields["prefix"], let text = reader.string(prefix) {
+                if text.isEmpty || !text.hasPrefix("/") {
+                    reader.report(
+                        prefix.path,
+                        "expected a key prefix starting with /, e.g. /zoneward/, got \"\(text)\""
+                    )
+                } else {
+                    decoded.prefix = text.hasSuffix("/") ? text : text + "/"
+                }
+            }
+            decoded.caFile = etcdFields["caFile"].flatMap { reader.string($0) }
+            decoded.certFile = etcdFields["certFile"].flatMap { reader.string($0) }
+            decoded.keyFile = etcdFields["keyFile"].flatMap { reader.string($0) }
+            if (decoded.certFile == nil) != (decoded.keyFile == nil) {
+                reader.report(etcd.path, "certFile and keyFile go together: set both or neither")
+            }
+            if let ttl = etcdFields["ttl"] {
+                decoded.ttl = reader.duration(ttl, minimum: .seconds(2)) ?? decoded.ttl
+            }
+            election = .etcd(decoded)
+        }
+    case (nil, .some(let kubernetes)):
+        if let kubeFields = reader.mapping(
+            kubernetes,
+            known: ["namespace", "lease", "leaseDuration", "renewDeadline", "retryPeriod", "kubeconfig"]
+        ) {
+            var decoded = ControllerHAConfiguration.KubernetesLeaseElection()
+            decoded.namespace = kubeFields["namespace"].flatMap { reader.string($0) }
+            if let lease = kubeFields["lease"] { decoded.lease = reader.string(lease) ?? decoded.lease }
+            decoded.kubeconfig = kubeFields["kubeconfig"].flatMap { reader.string($0) }
+            if let field = kubeFields["leaseDuration"] {
+                decoded.leaseDuration = reader.duration(field, minimum: .seconds(1)) ?? decoded.leaseDuration
+            }
+            if let field = kubeFields["renewDeadline"] {
+                decoded.renewDeadline = reader.duration(field, minimum: .seconds(1)) ?? decoded.renewDeadline
+            }
+            if let field = kubeFields["retryPeriod"] {
+                decoded.retryPeriod = reader.duration(field, minimum: .milliseconds(100)) ?? decoded.retryPeriod
+            }
+            if decoded.renewDeadline >= decoded.leaseDuration {
+                reader.report(kubernetes.child("renewDeadline"), "must be shorter than leaseDuration")
+            }
+            if decoded.retryPeriod >= decoded.renewDeadline {
+                reader.report(kubernetes.child("retryPeriod"), "must be shorter than renewDeadline")
+            }
+            election = .kubernetes(decoded)
+        }
+    }
+    var stateJob: String?
+    var keep = 20
+    if let state = reader.required(fields, "state", in: value),
+        let stateFields = reader.mapping(state, known: ["job", "keep"])
+    {
+        stateJob = reader.required(stateFields, "job", in: state).flatMap { reader.string($0) }
+        if let field = stateFields["keep"] { keep = reader.integer(field, minimum: 2, maximum: 10_000) ?? keep }
+    }
+    guard let election, let stateJob else { return nil }
+    var ha = ControllerHAConfiguration(election: election, stateJob: stateJob)
+    ha.keep = keep
+    if let margin = fields["safetyMargin"] {
+        ha.safetyMargin = reader.duration(margin, minimum: .milliseconds(100)) ?? ha.safetyMargin
+    }
+    if case .etcd(let etcd) = election, ha.safetyMargin * 2 >= etcd.ttl {
+        reader.report(value.child("safetyMargin"), "must be less than half of etcd.ttl")
+    }
+    return ha
 }

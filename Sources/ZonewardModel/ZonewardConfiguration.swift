@@ -337,6 +337,11 @@ public struct ControllerConfiguration: Sendable, Equatable {
     public var tokenFile: String?
     /// Files holding tokens that may do part, by scope: `read`, `report` (for proxies), `operate`.
     public var tokens: [String: String] = [:]
+    /// The URL peers, proxies and the CLI reach this replica at (`advertise`); nil means `http://<listen>`.
+    /// `zoneward controller --advertise` (e.g. from the pod IP) overrides it.
+    public var advertise: String?
+    /// Leader election and state shipping; nil runs one replica whose state is its local database.
+    public var ha: ControllerHAConfiguration?
 
     public init(listen: HostPort = HostPort(host: "127.0.0.1", port: 9900), tokenFile: String? = nil) {
         self.listen = listen
