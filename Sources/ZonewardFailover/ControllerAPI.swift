@@ -122,6 +122,7 @@ public enum ControllerAPI {
             )
         )
         router.add(middleware: BodyLimitMiddleware(limit: maxBodyBytes))
+        router.add(middleware: LeadershipMiddleware(controller: controller))
         router.get("/healthz") { _, _ in
             text("ok\n", contentType: "text/plain")
         }
@@ -158,11 +159,12 @@ public enum ControllerAPI {
         router.post("/v1/operations/:id/resume") { _, context in
             let id = try operationId(context)
             let report = try controller.report(id)
+            _ = try controller.gate.term()
             controller.launch(id)
             return try json(report, status: .accepted)
         }
         router.post("/v1/drains") { request, context in
-            try controller.drain(try await decode(DrainRequest.self, request, context))
+            try await controller.drain(try await decode(DrainRequest.self, request, context))
         }
         router.post("/v1/reports") { request, context in
             let report = try await decode(DemandReport.self, request, context)
@@ -310,6 +312,17 @@ struct ErrorMiddleware: RouterMiddleware {
             )
         } catch let error as HTTPResponseError {
             return ControllerAPI.errorResponse(error.status, "\(error.status.reasonPhrase)")
+        } catch let error as NotLeaderError {
+            var response = ControllerAPI.errorResponse(
+                .serviceUnavailable,
+                "\(error); nothing was changed here, try again (or the leader)"
+            )
+            response.headers[.retryAfter] = "1"
+            return response
+        } catch let error as StateShippingError {
+            var response = ControllerAPI.errorResponse(.serviceUnavailable, "\(error)")
+            response.headers[.retryAfter] = "1"
+            return response
         } catch StateError.invalidArgument(let message), StateError.conflict(let message) {
             return ControllerAPI.errorResponse(.conflict, message)
         } catch let error as StateError {
@@ -456,7 +469,7 @@ extension ControllerService {
     }
 
     /// Drains a zone for a bounded time.
-    func drain(_ request: DrainRequest) throws -> Response {
+    func drain(_ request: DrainRequest) async throws -> Response {
         guard settings.configuration.zone(named: request.zone) != nil else {
             let known = settings.configuration.zones.map(\.name).joined(separator: ", ")
             throw APIError(.badRequest, "zone: unknown zone \"\(request.zone.prefix(64))\" (known: \(known))")
@@ -470,6 +483,7 @@ extension ControllerService {
             throw APIError(.badRequest, "duration: expected a positive duration such as 30m")
         }
         let now = Date()
+        _ = try gate.term()
         let drain = try store.drainZone(
             request.zone,
             until: now.addingTimeInterval(length.seconds),
@@ -477,6 +491,7 @@ extension ControllerService {
             actor: request.actor ?? "api",
             at: now
         )
+        try await durable()
         return try ControllerAPI.json(drain, status: .created)
     }
 
@@ -500,6 +515,7 @@ extension ControllerService {
         if plan.refused { return try ControllerAPI.json(plan, status: .conflict) }
         if request.dryRun ?? false { return try ControllerAPI.json(plan) }
         let (active, epoch) = try coordinator.activeRegion(of: service)
+        _ = try gate.term()
         let operation = try store.planOperation(
             service: service.name,
             kind: plan.kind == "failover" ? .failover : .switchover,
@@ -512,6 +528,7 @@ extension ControllerService {
             at: Date()
         )
         guard let id = operation.id else { throw APIError(.internalServerError, "operation without id") }
+        try await durable()
         launch(id)
         var started = plan
         started.operation = id

@@ -21,6 +21,10 @@ public final class ControllerService: Service, Sendable {
         public var pollInterval: Duration
         /// Prometheus text for `/metrics` (backup metrics), when there is any.
         public var metrics: (@Sendable () -> String)?
+        /// How often a leader with a state replica checks the database for changes to ship.
+        public var shipInterval: Duration = .milliseconds(200)
+        /// How often a follower looks for a newer shipped copy.
+        public var warmInterval: Duration = .seconds(1)
 
         public init(
             configuration: ZonewardConfiguration,
@@ -47,16 +51,66 @@ public final class ControllerService: Service, Sendable {
     private let holds = Mutex<[String: String]>([:])
     /// Operations running in this process.
     private let running = Mutex<Set<Int64>>([])
-    /// Operations the API started or resumed, run inside `run()` so that shutdown cancels them.
-    private let launches = AsyncStream.makeStream(of: Int64.self)
+    /// Operations the API started or resumed, run by the leader's duties so that losing leadership or
+    /// shutting down cancels them.
+    private let launches = AsyncStream.makeStream(of: Int64.self, bufferingPolicy: .bufferingNewest(256))
+    /// Whether this replica may act, and with which term.
+    public let gate: LeadershipGate
+    /// How leadership is won; nil for a single replica.
+    let election: (any LeaderElection)?
+    /// Where the state follows the leader; nil keeps it in the local database only.
+    let replica: (any StateReplica)?
+    /// API writes wait here until their copy is durable.
+    let shipping = StateShipping()
+    /// The copy of the state this replica holds, and when it was last confirmed the newest (followers).
+    let warm = Mutex<WarmCopy>(WarmCopy())
 
-    public init(settings: Settings, store: StateStore, group: any EventLoopGroup, logger: Logger) {
+    struct WarmCopy {
+        var held: ShippedState?
+        var confirmedAt: ContinuousClock.Instant?
+    }
+
+    /// A single replica: always the leader, state in its local database.
+    public convenience init(settings: Settings, store: StateStore, group: any EventLoopGroup, logger: Logger) {
+        self.init(
+            settings: settings,
+            store: store,
+            group: group,
+            logger: logger,
+            gate: nil,
+            election: nil,
+            replica: nil
+        )
+    }
+
+    /// A replica of an elected controller when `election` is given: it acts only while `gate` says it leads,
+    /// ships its state to `replica` after each change, and keeps a warm copy from there while it follows.
+    public init(
+        settings: Settings,
+        store: StateStore,
+        group: any EventLoopGroup,
+        logger: Logger,
+        gate: LeadershipGate?,
+        election: (any LeaderElection)?,
+        replica: (any StateReplica)?
+    ) {
         self.settings = settings
         self.store = store
         self.group = group
         self.logger = logger
+        let runner = RunnerIdentity.make()
+        let gate = gate ?? .single(me: LeaderRecord(id: runner, url: "http://\(settings.listen)"))
+        self.gate = gate
+        self.election = election
+        self.replica = replica
         self.demand = DemandAggregator(window: settings.configuration.routing.demandWindow)
-        self.coordinator = FailoverCoordinator(store: store, configuration: settings.configuration, logger: logger)
+        self.coordinator = FailoverCoordinator(
+            store: store,
+            configuration: settings.configuration,
+            logger: logger,
+            runner: runner,
+            gate: gate
+        )
     }
 
     public func run() async throws {
@@ -71,7 +125,19 @@ public final class ControllerService: Service, Sendable {
             await onServerRunning(channel)
         }
         try await withThrowingDiscardingTaskGroup { tasks in
-            tasks.addTask { await self.runBackground() }
+            tasks.addTask { await self.followState() }
+            if let election {
+                tasks.addTask {
+                    do {
+                        try await election.run(gate: self.gate)
+                    } catch is CancellationError {
+                    } catch {
+                        logger.critical("leader election stopped: \(error)")
+                        self.gate.follow(leader: nil)
+                    }
+                }
+            }
+            tasks.addTask { await self.followRoles() }
             tasks.addTask {
                 // Long polls end at once on shutdown, so the server's drain does not wait out their `wait`.
                 try? await gracefulShutdown()
@@ -83,26 +149,171 @@ public final class ControllerService: Service, Sendable {
         logger.info("zoneward controller stopped")
     }
 
-    /// Resumes interrupted operations, follows the state database and probes regions until cancelled.
-    private func runBackground() async {
+    /// Leads while the gate says so, follows otherwise; each change of role cancels the other's work.
+    private func followRoles() async {
+        if gate.isSingle {
+            await leaderDuties(term: 0, sequence: ShipSequence())
+            return
+        }
+        var current: Task<Void, Never>?
+        for await role in gate.roles() {
+            current?.cancel()
+            await current?.value
+            switch role {
+            case .leader(let term):
+                logger.notice("leading the controller at term \(term)")
+                current = Task { await self.lead(term: term) }
+            case .follower(let leader):
+                logger.info("following \(leader.map { "\($0.id) at \($0.url)" } ?? "no known leader")")
+                await shipping.close(NotLeaderError(leader: leader))
+                current = Task { await self.keepWarm() }
+            }
+        }
+        current?.cancel()
+        await current?.value
+    }
+
+    /// The leader of `term`: restores the newest shipped state, then acts while the gate stays valid. When the
+    /// gate lapses (no renewal in time) everything stops, drivers killed, until it is granted again.
+    private func lead(term: Int64) async {
+        var restored = replica == nil
+        let sequence = ShipSequence()
+        while !Task.isCancelled {
+            guard gate.isLeader else {
+                try? await Task.sleep(for: .milliseconds(50))
+                continue
+            }
+            if !restored {
+                do {
+                    try await restoreNewest()
+                    restored = true
+                } catch is CancellationError {
+                    return
+                } catch {
+                    logger.error("cannot restore the newest state copy before acting: \(error); trying again")
+                    try? await Task.sleep(for: .milliseconds(500))
+                    continue
+                }
+            }
+            await shipping.close(nil)
+            let duties = Task { await self.leaderDuties(term: term, sequence: sequence) }
+            // The watchdog: stop acting the moment the gate lapses, even if the election has not noticed.
+            while !Task.isCancelled, gate.isLeader {
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+            duties.cancel()
+            await duties.value
+            if !Task.isCancelled {
+                logger.warning("leadership of term \(term) lapsed (no renewal in time); stopped acting")
+                await shipping.close(NotLeaderError(leader: nil))
+            }
+        }
+    }
+
+    /// Restores the newest shipped copy into the local database, unless this replica holds it already.
+    func restoreNewest() async throws {
+        guard let replica else { return }
+        guard let newest = try await replica.newest() else {
+            logger.notice("no shipped state yet; starting from the local database")
+            warm.withLock { $0.confirmedAt = .now }
+            return
+        }
+        if warm.withLock({ $0.held }) != newest {
+            try await replica.restore(newest, into: store)
+            logger.info("restored state copy \(newest)")
+        }
+        warm.withLock {
+            $0.held = newest
+            $0.confirmedAt = .now
+        }
+    }
+
+    /// A follower: restores each newer shipped copy into the local database, so reads are answered from a
+    /// warm copy and a takeover starts close to the newest state.
+    private func keepWarm() async {
+        guard replica != nil else { return }
+        while !Task.isCancelled {
+            do {
+                try await restoreNewest()
+            } catch is CancellationError {
+                return
+            } catch {
+                logger.warning("cannot refresh the warm state copy: \(error)")
+            }
+            try? await Task.sleep(for: settings.warmInterval)
+        }
+    }
+
+    /// Seconds since this replica last confirmed its copy is the newest; nil while it leads or is alone.
+    var stateAge: Double? {
+        guard !gate.isSingle, !gate.isLeader else { return nil }
+        return warm.withLock { warm in warm.confirmedAt.map { (ContinuousClock.now - $0).seconds } }
+    }
+
+    /// Returns once a copy of the state holding every change committed before the call is durable on the
+    /// targets (at once without a replica); throws when this replica stops leading or the ship fails.
+    func durable() async throws {
+        guard replica != nil else { return }
+        do {
+            try await shipping.durable()
+        } catch let error as NotLeaderError {
+            throw error
+        } catch {
+            throw StateShippingError(underlying: error)
+        }
+    }
+
+    /// Resumes interrupted operations, ships the state, and probes regions until cancelled.
+    private func leaderDuties(term: Int64, sequence: ShipSequence) async {
         await withDiscardingTaskGroup { tasks in
-            // An operation interrupted by a crash is resumed first.
+            // An operation interrupted by a crash or by a lost leader is resumed first.
             for operation in (try? store.unfinishedOperations()) ?? [] {
                 if let id = operation.id {
                     logger.info("resuming failover \(id) of \(operation.service) at \(operation.state.rawValue)")
                     tasks.addTask { await self.execute(id) }
                 }
             }
-            tasks.addTask { await self.followState() }
+            if replica != nil {
+                tasks.addTask { await self.shipLoop(term: term, sequence: sequence) }
+            }
             for service in settings.configuration.services {
                 guard let failover = service.failover else { continue }
                 for (region, probe) in failover.probes {
                     tasks.addTask { await self.probeLoop(service: service, region: region, probe: probe) }
                 }
             }
-            // Ends when this task is cancelled (shutdown); the operations then stop resumable.
+            // Ends when this task is cancelled (shutdown, lost leadership); the operations then stop resumable.
             for await id in launches.stream {
                 tasks.addTask { await self.execute(id) }
+            }
+        }
+    }
+
+    /// Ships the database whenever it changed or an API write waits, at most one ship at a time.
+    private func shipLoop(term: Int64, sequence: ShipSequence) async {
+        guard let replica else { return }
+        var shippedVersion: Int64?
+        while !Task.isCancelled {
+            await shipping.waitForRequest(timeout: settings.shipInterval)
+            if Task.isCancelled { return }
+            let (generation, waited) = await shipping.begin()
+            let version = try? store.changeCounter()
+            guard waited || version != shippedVersion || version == nil else { continue }
+            let number = sequence.next()
+            do {
+                _ = try gate.term()
+                let copy = try await replica.ship(store, term: term, sequence: number)
+                _ = try gate.term()
+                shippedVersion = version
+                warm.withLock {
+                    $0.held = copy
+                    $0.confirmedAt = .now
+                }
+                await shipping.end(generation, error: nil)
+            } catch {
+                if !(error is CancellationError) { logger.error("cannot ship the state: \(error)") }
+                await shipping.end(generation, error: error)
+                try? await Task.sleep(for: .milliseconds(200))
             }
         }
     }
@@ -143,6 +354,7 @@ public final class ControllerService: Service, Sendable {
                 lag = try? await RegionProbe.lag(source, region: region, timeout: probe.timeout + .seconds(2))
             }
             do {
+                _ = try gate.term()
                 try store.recordRegionHealth(
                     service: service.name,
                     region: region,
@@ -185,6 +397,7 @@ public final class ControllerService: Service, Sendable {
                 hold(service.name, refused.map { "\($0.name): \($0.detail)" }.joined(separator: "; "))
                 return
             }
+            _ = try gate.term()
             let operation = try store.planOperation(
                 service: service.name,
                 kind: .failover,
@@ -211,6 +424,7 @@ public final class ControllerService: Service, Sendable {
         }
         guard changed else { return }
         logger.warning("automatic failover of \(service) held: \(reason)")
+        guard gate.isLeader else { return }
         try? store.recordEvent(
             kind: "failover.held",
             subject: service,

@@ -26,6 +26,9 @@ public enum DriverRunner {
         public var epoch: Int64
         public var operation: Int64
         public var action: String
+        /// The term of the controller leader that calls; a driver that keeps the highest term it has seen can
+        /// refuse a call from an older one (a deposed leader). 0 for a single controller.
+        public var term: Int64 = 0
     }
 
     /// Runs `driver`; returns a short description of what happened, or throws.
@@ -35,7 +38,7 @@ public enum DriverRunner {
             let environment = [
                 "ZONEWARD_SERVICE": context.service, "ZONEWARD_FROM": context.from, "ZONEWARD_TO": context.to,
                 "ZONEWARD_EPOCH": String(context.epoch), "ZONEWARD_OPERATION": String(context.operation),
-                "ZONEWARD_ACTION": context.action,
+                "ZONEWARD_ACTION": context.action, "ZONEWARD_TERM": String(context.term),
             ]
             let (status, output) = try await runCommand(arguments, environment: environment, timeout: driver.timeout)
             guard status == 0 else {

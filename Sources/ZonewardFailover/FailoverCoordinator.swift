@@ -22,17 +22,22 @@ public struct FailoverCoordinator: Sendable {
     /// How often, and how far apart, a write that found the database busy is tried again.
     public var busyAttempts = 40
     public var busyDelay: Duration = .milliseconds(250)
+    /// Whether this process may act, and with which term: asked before every state write and driver call.
+    /// A single replica's gate always answers term 0.
+    public let gate: LeadershipGate
 
     public init(
         store: StateStore,
         configuration: ZonewardConfiguration,
         logger: Logger,
-        runner: String = RunnerIdentity.make()
+        runner: String = RunnerIdentity.make(),
+        gate: LeadershipGate? = nil
     ) {
         self.store = store
         self.configuration = configuration
         self.logger = logger
         self.runner = runner
+        self.gate = gate ?? .single(me: LeaderRecord(id: runner, url: ""))
     }
 
     /// The active region and epoch of a service: from the state, else its primary at epoch 0.
@@ -102,9 +107,13 @@ public struct FailoverCoordinator: Sendable {
     @discardableResult
     public func run(_ operationId: Int64) async throws -> FailoverOperation {
         let lease = self.lease
+        // With an election, leadership is the claim: the leader of the current term takes over an operation an
+        // earlier leader held (that one can no longer act: its gate expired before this term began).
+        let elected = !gate.isSingle
+        _ = try gate.term()
         try await retryingBusy {
             try store.claimOperation(operationId, runner: runner, at: Date()) { holder, lastSeen in
-                RunnerIdentity.isGone(holder, lastSeen: lastSeen, lease: lease, now: Date())
+                elected || RunnerIdentity.isGone(holder, lastSeen: lastSeen, lease: lease, now: Date())
             }
         }
         return try await withThrowingTaskGroup(of: Void.self) { group in
@@ -130,6 +139,7 @@ public struct FailoverCoordinator: Sendable {
             try? await Task.sleep(for: heartbeat)
             if Task.isCancelled { return }
             do {
+                _ = try gate.term()
                 try store.claimOperation(operationId, runner: runner, at: Date()) { _, _ in false }
             } catch {
                 logger.warning("failover \(operationId): cannot renew the claim: \(error)")
@@ -160,9 +170,9 @@ public struct FailoverCoordinator: Sendable {
             case .success(let detail):
                 let next = FailoverStateMachine.next(after: step, succeeded: true)
                 try await record(operationId, step: step, status: .succeeded, detail: detail, next: next)
-            case .failure(let error) where Task.isCancelled || error is CancellationError:
+            case .failure(let error) where Task.isCancelled || error is CancellationError || error is NotLeaderError:
                 logger.notice("failover \(operationId) \(operation.service): \(step.rawValue) interrupted; resumable")
-                throw CancellationError()
+                throw error is NotLeaderError ? error : CancellationError()
             case .failure(let error):
                 logger.error("failover \(operationId) \(operation.service): \(step.rawValue) failed: \(error)")
                 try await record(
@@ -187,7 +197,8 @@ public struct FailoverCoordinator: Sendable {
         error: String? = nil
     ) async throws {
         try await retryingBusy {
-            try store.recordStep(
+            _ = try gate.term()
+            return try store.recordStep(
                 operationId,
                 step: step,
                 status: status,
@@ -220,13 +231,15 @@ public struct FailoverCoordinator: Sendable {
             throw DriverError("service \(operation.service) is no longer in the configuration")
         }
         let failover = service.failover ?? FailoverConfiguration()
+        let term = try gate.term()
         let context = DriverRunner.Context(
             service: operation.service,
             from: operation.fromRegion,
             to: operation.toRegion,
-            epoch: operation.epochBefore + 1,
+            epoch: LeadershipGate.epoch(after: operation.epochBefore, term: term),
             operation: operation.id ?? 0,
-            action: ""
+            action: "",
+            term: term
         )
         switch action {
         case .checkGuards:
@@ -247,14 +260,24 @@ public struct FailoverCoordinator: Sendable {
             guard let fence = failover.fence else { return "no fence driver; proxies are fenced by the epoch" }
             var fenceContext = context
             fenceContext.action = "fence"
+            _ = try gate.term()
             return try await DriverRunner.run(fence, context: fenceContext)
         case .promote:
             guard let promote = failover.promote else { return "no promote driver" }
             var promoteContext = context
             promoteContext.action = "promote"
+            _ = try gate.term()
             return try await DriverRunner.run(promote, context: promoteContext)
         case .reroute:
-            let state = try await retryingBusy { try store.reroute(operation.id ?? 0, at: Date()) }
+            let state = try await retryingBusy {
+                let term = try gate.term()
+                return try store.reroute(
+                    operation.id ?? 0,
+                    epoch: LeadershipGate.epoch(after: operation.epochBefore, term: term),
+                    term: term,
+                    at: Date()
+                )
+            }
             return "\(operation.service) now active in \(state.activeRegion) at epoch \(state.epoch)"
         case .verify(let region):
             guard let probe = failover.probes[region] else { return "no probe for \(region); not verified" }

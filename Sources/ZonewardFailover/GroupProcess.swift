@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -26,19 +27,44 @@ enum GroupProcess {
     /// The most output kept, from the end.
     static let maxOutputBytes = 64 * 1024
 
+    /// Runs the program; when the calling task is cancelled (a leader that lost its lease), the whole group is
+    /// killed at once and this throws `CancellationError`.
     static func run(_ arguments: [String], environment: [String: String], timeout: Duration) async throws -> Outcome {
-        try await withCheckedThrowingContinuation { continuation in
-            let thread = Thread {
-                continuation.resume(
-                    with: Result { try runBlocking(arguments, environment: environment, timeout: timeout) }
-                )
+        let cancelled = CancelFlag()
+        let outcome = try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                let thread = Thread {
+                    continuation.resume(
+                        with: Result {
+                            try runBlocking(arguments, environment: environment, timeout: timeout, cancelled: cancelled)
+                        }
+                    )
+                }
+                thread.start()
             }
-            thread.start()
+        } onCancel: {
+            cancelled.set()
         }
+        if cancelled.isSet { throw CancellationError() }
+        return outcome
     }
 
-    static func runBlocking(_ arguments: [String], environment: [String: String], timeout: Duration) throws -> Outcome {
+    /// Set once by a cancelled task; read by the thread that waits for the program.
+    final class CancelFlag: Sendable {
+        private let flag = Mutex(false)
+        func set() { flag.withLock { $0 = true } }
+        var isSet: Bool { flag.withLock { $0 } }
+    }
+
+    static func runBlocking(
+        _ arguments: [String],
+        environment: [String: String],
+        timeout: Duration,
+        cancelled: CancelFlag = CancelFlag()
+    ) throws -> Outcome {
         guard let program = arguments.first else { throw DriverError("empty command") }
+        // Cancelled before the thread got to run (a busy machine): start nothing.
+        if cancelled.isSet { throw CancellationError() }
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else {
             throw DriverError("cannot run \(program): pipe: \(String(cString: strerror(errno)))")
@@ -107,7 +133,7 @@ enum GroupProcess {
                     exitedAt = clock.now
                 }
             }
-            if status == nil, !timedOut, clock.now >= deadline {
+            if status == nil, !timedOut, clock.now >= deadline || cancelled.isSet {
                 timedOut = true
                 kill(-pid, SIGKILL)
             }

@@ -206,20 +206,28 @@ extension StateStore {
         }
     }
 
-    /// The rerouting step, idempotent: moves the service to the operation's target region at
-    /// `epochBefore + 1`, exactly once. Run again after a crash, it finds the move made and changes nothing.
-    /// Fails when someone else changed the primary since the operation was planned.
+    /// The rerouting step, idempotent: moves the service to the operation's target region at `epoch` (default
+    /// `epochBefore + 1`; a leader of a later term passes a greater one, derived from its term), exactly once.
+    /// Run again after a crash, even by another leader, it finds the move made and changes nothing. Fails when
+    /// someone else changed the primary since the operation was planned.
     @discardableResult
-    public func reroute(_ operationId: Int64, at now: Date) throws(StateError) -> ServiceState {
+    public func reroute(
+        _ operationId: Int64,
+        epoch: Int64? = nil,
+        term: Int64 = 0,
+        at now: Date
+    ) throws(StateError) -> ServiceState {
         try write { db in
             guard var operation = try FailoverOperation.fetchOne(db, key: operationId) else {
                 throw StateError.invalidArgument("no failover operation \(operationId)")
             }
             let current = try ServiceState.fetchOne(db, key: operation.service)
-            let target = operation.epochBefore + 1
-            if let current, current.epoch == target, current.activeRegion == operation.toRegion {
+            if let current, let after = operation.epochAfter, current.epoch == after,
+                current.activeRegion == operation.toRegion
+            {
                 return current
             }
+            let target = max(epoch ?? operation.epochBefore + 1, operation.epochBefore + 1)
             guard (current?.epoch ?? 0) == operation.epochBefore else {
                 throw StateError.staleEpoch(
                     service: operation.service,
@@ -245,7 +253,7 @@ extension StateStore {
                 subject: operation.service,
                 detail: [
                     "from": current?.activeRegion ?? operation.fromRegion, "to": operation.toRegion,
-                    "epoch": String(target), "operation": String(operationId),
+                    "epoch": String(target), "operation": String(operationId), "term": String(term),
                 ]
             )
             return next

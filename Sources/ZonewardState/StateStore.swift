@@ -50,6 +50,19 @@ public struct StateStore: Sendable {
 
     public var path: String { writer.path }
 
+    /// A number that changes whenever anything is committed to the database, by this process or another
+    /// (SQLite's `data_version` and this connection's total changes): the state shipper ships when it moves.
+    public func changeCounter() throws(StateError) -> Int64 {
+        do {
+            return try writer.writeWithoutTransaction { db in
+                let version = try Int64.fetchOne(db, sql: "PRAGMA data_version") ?? 0
+                return (version << 32) &+ Int64(db.totalChangesCount)
+            }
+        } catch {
+            throw StateError.database(path: writer.path, underlying: error)
+        }
+    }
+
     private static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1") { db in

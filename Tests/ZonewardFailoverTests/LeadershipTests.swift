@@ -1,0 +1,240 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import NIOPosix
+import Synchronization
+import Testing
+import ZonewardModel
+import ZonewardState
+
+@testable import ZonewardFailover
+
+/// A clock the test moves by hand.
+final class ManualClock: Sendable {
+    private let instant = Mutex(ContinuousClock.now)
+    var now: ContinuousClock.Instant { instant.withLock { $0 } }
+    func advance(_ duration: Duration) { instant.withLock { $0 = $0.advanced(by: duration) } }
+}
+
+/// An election the test drives by calling the gate itself.
+struct ManualElection: LeaderElection {
+    func run(gate: LeadershipGate) async throws {
+        try await Task.sleep(for: .seconds(3600))
+    }
+}
+
+let me = LeaderRecord(id: "me", url: "http://127.0.0.1:1")
+let other = LeaderRecord(id: "other", url: "http://10.0.0.2:9900")
+
+func makeReplica(gate: LeadershipGate, store: StateStore? = nil) throws -> ControllerService {
+    ControllerService(
+        settings: .init(
+            configuration: try ordersConfiguration(),
+            listen: HostPort(host: "127.0.0.1", port: 0),
+            token: "secret"
+        ),
+        store: try store ?? StateStore.inMemory(),
+        group: MultiThreadedEventLoopGroup.singleton,
+        logger: quietLogger,
+        gate: gate,
+        election: ManualElection(),
+        replica: nil
+    )
+}
+
+@Suite struct LeadershipGateTests {
+    @Test func aGrantLastsUntilItsDeadlineAndNotAfter() throws {
+        let clock = ManualClock()
+        let gate = LeadershipGate(me: me, now: { clock.now })
+        #expect(throws: NotLeaderError.self) { try gate.term() }
+        gate.grant(term: 7, until: clock.now + .seconds(4))
+        #expect(try gate.term() == 7)
+        clock.advance(.milliseconds(3999))
+        #expect(try gate.term() == 7)
+        clock.advance(.milliseconds(1))
+        // The election has not noticed anything, yet the gate no longer lets this replica act.
+        #expect(throws: NotLeaderError.self) { try gate.term() }
+        #expect(gate.role == .leader(term: 7))
+    }
+
+    @Test func termsNeverGoBack() throws {
+        let clock = ManualClock()
+        let gate = LeadershipGate(me: me, now: { clock.now })
+        #expect(gate.grant(term: 9, until: clock.now + .seconds(5)))
+        #expect(!gate.grant(term: 8, until: clock.now + .seconds(5)))
+        #expect(try gate.term() == 9)
+    }
+
+    @Test func followingNamesTheLeaderAndStopsActingAtOnce() throws {
+        let clock = ManualClock()
+        let gate = LeadershipGate(me: me, now: { clock.now })
+        gate.grant(term: 3, until: clock.now + .seconds(5))
+        gate.follow(leader: other)
+        #expect(gate.leader == other)
+        do {
+            _ = try gate.term()
+            Issue.record("a follower got a term")
+        } catch {
+            #expect(error.leader == other)
+        }
+    }
+
+    @Test func rolesAreStreamedAsTheyChange() async throws {
+        let gate = LeadershipGate(me: me)
+        var roles = gate.roles().makeAsyncIterator()
+        #expect(await roles.next() == .follower(leader: nil))
+        gate.grant(term: 2, until: .now + .seconds(5))
+        gate.grant(term: 2, until: .now + .seconds(6))  // a renewal is no change of role
+        gate.follow(leader: other)
+        #expect(await roles.next() == .leader(term: 2))
+        #expect(await roles.next() == .follower(leader: other))
+    }
+
+    @Test func epochsOfALaterTermAreGreaterThanAnyOfAnEarlierOne() {
+        #expect(LeadershipGate.epoch(after: 4, term: 0) == 5)
+        let first = LeadershipGate.epoch(after: 0, term: 10)
+        #expect(first == 10 << 20)
+        // However many changes term 10 made, term 11 starts above them.
+        let late = LeadershipGate.epoch(after: (11 << 20) - 2, term: 10)
+        #expect(LeadershipGate.epoch(after: late, term: 11) > late)
+        #expect(LeadershipGate.epoch(after: 0, term: 11) > (11 << 20) - 1 - 1)
+        #expect(LeadershipGate.epoch(after: 5, term: -1) == 6)
+    }
+}
+
+@Suite struct LeadershipAPITests {
+    @Test func aFollowerRedirectsWritesToTheLeaderWithPathAndQuery() async throws {
+        let gate = LeadershipGate(me: me)
+        gate.follow(leader: other)
+        let app = try makeReplica(gate: gate).makeApplication()
+        try await app.test(.router) { client in
+            let body = jsonBody(#"{"zone": "za", "duration": "10m", "reason": "test"}"#)
+            try await client.execute(uri: "/v1/drains?x=1", method: .post, headers: authorized, body: body) {
+                #expect($0.status == .temporaryRedirect)
+                #expect($0.headers[.location] == "http://10.0.0.2:9900/v1/drains?x=1")
+            }
+        }
+    }
+
+    @Test func aFollowerAnswersReadsMarkedWithTheLeader() async throws {
+        let gate = LeadershipGate(me: me)
+        gate.follow(leader: other)
+        let app = try makeReplica(gate: gate).makeApplication()
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/v1/status", method: .get, headers: authorized) {
+                #expect($0.status == .ok)
+                #expect($0.headers[LeadershipMiddleware.leaderHeader] == other.url)
+            }
+        }
+    }
+
+    @Test func withNoLeaderKnownWritesGet503AndChangeNothing() async throws {
+        let gate = LeadershipGate(me: me)
+        let store = try StateStore.inMemory()
+        let app = try makeReplica(gate: gate, store: store).makeApplication()
+        try await app.test(.router) { client in
+            let body = jsonBody(#"{"zone": "za", "duration": "10m", "reason": "test"}"#)
+            try await client.execute(uri: "/v1/drains", method: .post, headers: authorized, body: body) {
+                #expect($0.status == .serviceUnavailable)
+                #expect($0.headers[.retryAfter] == "1")
+            }
+        }
+        #expect(try store.activeDrains(at: Date()).isEmpty)
+    }
+
+    /// A leader whose lease could expire at the store any moment must not write, even before the election
+    /// notices: the drain is refused and the database unchanged.
+    @Test func aLeaderPastItsDeadlineRefusesWrites() async throws {
+        let clock = ManualClock()
+        let gate = LeadershipGate(me: me, now: { clock.now })
+        gate.grant(term: 4, until: clock.now + .seconds(4))
+        let store = try StateStore.inMemory()
+        let app = try makeReplica(gate: gate, store: store).makeApplication()
+        try await app.test(.router) { client in
+            let body = jsonBody(#"{"zone": "za", "duration": "10m", "reason": "test"}"#)
+            try await client.execute(uri: "/v1/drains", method: .post, headers: authorized, body: body) {
+                #expect($0.status == .created)
+            }
+            clock.advance(.seconds(4))
+            let second = jsonBody(#"{"zone": "zb", "duration": "10m", "reason": "test"}"#)
+            try await client.execute(uri: "/v1/drains", method: .post, headers: authorized, body: second) {
+                #expect($0.status == .serviceUnavailable)
+            }
+        }
+        #expect(try store.activeDrains(at: Date()).map(\.zone) == ["za"])
+    }
+}
+
+@Suite struct TermFencingTests {
+    /// The epoch a leader issues comes from its term, so a later leader's epochs are always greater.
+    @Test func aLeadersRerouteUsesAnEpochDerivedFromItsTerm() async throws {
+        let store = try StateStore.inMemory()
+        let gate = LeadershipGate(me: me)
+        gate.grant(term: 12, until: .now + .seconds(60))
+        let coordinator = FailoverCoordinator(
+            store: store,
+            configuration: try ordersConfiguration(),
+            logger: quietLogger,
+            gate: gate
+        )
+        let id = try planSwitchover(store)
+        let operation = try await coordinator.run(id)
+        #expect(operation.state == .done)
+        #expect(try store.serviceState("orders")?.epoch == 12 << 20)
+        let event = try store.events(kindPrefix: "service.active-region-changed").first
+        #expect(event?.detail.contains(#""term":"12""#) == true)
+    }
+
+    /// A replica that does not lead cannot run an operation: nothing is recorded.
+    @Test func aFollowerCannotRunAnOperation() async throws {
+        let store = try StateStore.inMemory()
+        let gate = LeadershipGate(me: me)
+        gate.follow(leader: other)
+        let coordinator = FailoverCoordinator(
+            store: store,
+            configuration: try ordersConfiguration(),
+            logger: quietLogger,
+            gate: gate
+        )
+        let id = try planSwitchover(store)
+        await #expect(throws: NotLeaderError.self) { try await coordinator.run(id) }
+        #expect(try store.steps(of: id).isEmpty)
+    }
+
+    /// A new leader takes over an operation its predecessor claimed, without waiting out the claim's lease.
+    @Test func aNewLeaderTakesOverTheClaimOfAnEarlierOne() async throws {
+        let store = try StateStore.inMemory()
+        let id = try planSwitchover(store)
+        try store.claimOperation(id, runner: "elsewhere/1/1/abcd", at: Date()) { _, _ in false }
+        let gate = LeadershipGate(me: me)
+        gate.grant(term: 2, until: .now + .seconds(60))
+        let coordinator = FailoverCoordinator(
+            store: store,
+            configuration: try ordersConfiguration(),
+            logger: quietLogger,
+            gate: gate
+        )
+        #expect(try await coordinator.run(id).state == .done)
+    }
+
+    /// Losing leadership kills a running driver's whole process group at once.
+    @Test func cancellingADriverKillsItsGroupAtOnce() async throws {
+        let marker = FileManager.default.temporaryDirectory.appendingPathComponent("zw-cancel-\(UUID().uuidString)")
+        let started = ContinuousClock.now
+        let task = Task {
+            try await GroupProcess.run(
+                ["sh", "-c", "sleep 0.5; touch \(marker.path); sleep 30"],
+                environment: [:],
+                timeout: .seconds(60)
+            )
+        }
+        try await Task.sleep(for: .milliseconds(100))
+        task.cancel()
+        await #expect(throws: CancellationError.self) { try await task.value }
+        // Well before the 30 s the program would take (the whole suite in parallel can delay threads).
+        #expect(ContinuousClock.now - started < .seconds(25))
+        try await Task.sleep(for: .seconds(1))
+        #expect(!FileManager.default.fileExists(atPath: marker.path))
+    }
+}
