@@ -129,6 +129,7 @@ public enum ControllerAPI {
         router.get("/metrics") { _, _ in
             text(controller.settings.metrics?() ?? "", contentType: "text/plain; version=0.0.4; charset=utf-8")
         }
+        LeadershipReport.addRoute(to: router, controller: controller)
         router.get("/v1/status") { _, _ in
             try json(
                 StatusReport.build(

@@ -68,6 +68,9 @@ public final class ControllerService: Service, Sendable {
     struct WarmCopy {
         var held: ShippedState?
         var confirmedAt: ContinuousClock.Instant?
+        /// When this replica last started and stopped acting as leader (wall clock, for drills and status).
+        var actingSince: Date?
+        var stoppedActingAt: Date?
     }
 
     /// A single replica: always the leader, state in its local database.
@@ -196,11 +199,14 @@ public final class ControllerService: Service, Sendable {
                 }
             }
             await shipping.close(nil)
+            warm.withLock { $0.actingSince = Date() }
             let duties = Task { await self.leaderDuties(term: term, sequence: sequence) }
             // The watchdog: stop acting the moment the gate lapses, even if the election has not noticed.
             while !Task.isCancelled, gate.isLeader {
                 try? await Task.sleep(for: .milliseconds(20))
             }
+            // Recorded before the duties are cancelled: no write is attempted after this instant.
+            warm.withLock { $0.stoppedActingAt = Date() }
             duties.cancel()
             await duties.value
             if !Task.isCancelled {

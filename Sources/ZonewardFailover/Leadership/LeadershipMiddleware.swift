@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import ZonewardState
 
 /// Sends writes to the leader and marks reads answered from a follower's warm copy.
 ///
@@ -66,5 +67,48 @@ struct StateShippingError: Error, CustomStringConvertible {
     var description: String {
         "the change could not be made durable on the state targets (\(underlying)); it is not acknowledged, "
             + "try again"
+    }
+}
+
+/// `GET /v1/leadership`: who this replica is, whether it leads, and with which term.
+public struct LeadershipReport: Codable, Sendable, Equatable {
+    /// This replica.
+    public var me: LeaderRecord
+    /// `leader`, `follower` or `single` (no election).
+    public var role: String
+    /// The term it leads with, while it may act.
+    public var term: Int64?
+    /// The leader as known.
+    public var leader: LeaderRecord?
+    /// Seconds since a follower last confirmed its warm copy is the newest.
+    public var stateAge: Double?
+    /// The newest shipped copy this replica holds.
+    public var stateCopy: ShippedState?
+    /// Wall-clock times (RFC 3339) this replica last started and stopped acting as leader.
+    public var actingSince: Date?
+    public var stoppedActingAt: Date?
+
+    static func addRoute(to router: Router<ControllerRequestContext>, controller: ControllerService) {
+        router.get("/v1/leadership") { _, _ in
+            try ControllerAPI.json(controller.leadershipReport())
+        }
+    }
+}
+
+extension ControllerService {
+    func leadershipReport() -> LeadershipReport {
+        let term = try? gate.term()
+        let role = gate.isSingle ? "single" : (term != nil ? "leader" : "follower")
+        let (copy, times) = warm.withLock { ($0.held, ($0.actingSince, $0.stoppedActingAt)) }
+        return LeadershipReport(
+            me: gate.me,
+            role: role,
+            term: term,
+            leader: gate.leader,
+            stateAge: stateAge,
+            stateCopy: copy,
+            actingSince: times.0,
+            stoppedActingAt: times.1
+        )
     }
 }
