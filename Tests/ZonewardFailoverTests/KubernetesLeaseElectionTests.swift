@@ -151,6 +151,21 @@ struct KubernetesLeaseElectionTests {
         _ = await runA.result
     }
 
+    /// A Lease with fields of the wrong types or out of range is taken over, never trapped on.
+    @Test func oddLeaseFieldsDoNotTrap() async throws {
+        let double = try await KubernetesAPIDouble()
+        defer { double.stop() }
+        let spec = #"{"holderIdentity": 5, "leaseTransitions": 9223372036854775807, "leaseDurationSeconds": -3}"#
+        #expect(await double.overwriteLease(namespace: "zw", name: "zoneward-test", spec: spec))
+        let a = try election(double)
+        let gateA = LeadershipGate(me: recordA)
+        let runA = Task { try await a.run(gate: gateA) }
+        #expect(await eventually(within: .seconds(3)) { gateA.isLeader })
+        #expect(term(gateA) == .max)
+        runA.cancel()
+        _ = await runA.result
+    }
+
     @Test func fencedWritesNeedTheHolderAndItsTerm() async throws {
         let double = try await KubernetesAPIDouble()
         defer { double.stop() }
@@ -242,6 +257,23 @@ struct KubernetesLeaseElectionTests {
         } catch {
             #expect(error.description.contains("kubernetes.lease"))
         }
+    }
+
+    /// With no store reachable an election keeps trying, never leads, and returns when cancelled.
+    @Test func anUnreachableEtcdIsRetriedNotThrown() async throws {
+        let closed = try freeLoopbackPort()
+        var configuration = ControllerHAConfiguration.EtcdElection(endpoints: ["http://127.0.0.1:\(closed)"])
+        configuration.ttl = .seconds(2)
+        let election = try EtcdElection(configuration, safetyMargin: .milliseconds(500), logger: quietLogger)
+        let gate = LeadershipGate(me: LeaderRecord(id: "a", url: "http://127.0.0.1:1"))
+        let run = Task { try await election.run(gate: gate) }
+        try await Task.sleep(for: .seconds(1))
+        #expect(!gate.isLeader)
+        run.cancel()
+        let started = ContinuousClock.now
+        let result = await run.result
+        #expect((try? result.get()) != nil)
+        #expect(ContinuousClock.now - started < .seconds(2))
     }
 
     @Test func microTimeHasMicroseconds() {

@@ -52,6 +52,9 @@ public struct EtcdElection: LeaderElection {
                 throw .configuration("etcd.endpoints: \"\(endpoint)\" is not an http:// or https:// URL")
             }
         }
+        guard configuration.ttl <= TimeSpan.maximum else {
+            throw .configuration("etcd.ttl: must be at most \(TimeSpan.format(TimeSpan.maximum))")
+        }
         guard configuration.ttl >= .seconds(1) else {
             throw .configuration("etcd.ttl: \(configuration.ttl) is below etcd's minimum of 1s")
         }
@@ -301,12 +304,14 @@ public struct EtcdElection: LeaderElection {
     }
 
     private func watchKey(createRevision: Int64, revision: Int64) async -> FollowOutcome? {
-        var from = revision + 1
+        var from = revision.saturatingSuccessor
         while !Task.isCancelled {
             do {
                 for try await events in gateway.watch(leaderKey, from: from) {
                     for event in events {
-                        if let modRevision = event.kv?.modRevision, modRevision >= from { from = modRevision + 1 }
+                        if let modRevision = event.kv?.modRevision, modRevision >= from {
+                            from = modRevision.saturatingSuccessor
+                        }
                         switch event.type {
                         case .delete: return .gone
                         case .put:
@@ -399,4 +404,9 @@ enum FencedName {
         }
         guard !reserved.contains(name) else { throw .invalidName("\"\(name)\" is reserved") }
     }
+}
+
+extension Int64 {
+    /// `self + 1`, or `self` at the maximum: stores' numbers are input, and input must not trap.
+    var saturatingSuccessor: Int64 { self == .max ? .max : self + 1 }
 }

@@ -74,6 +74,13 @@ public struct KubernetesLeaseElection: LeaderElection {
                 throw .configuration("kubernetes.namespace: \"\(namespace.prefix(80))\" is not a valid namespace")
             }
         }
+        let durations = [
+            ("leaseDuration", configuration.leaseDuration), ("renewDeadline", configuration.renewDeadline),
+            ("retryPeriod", configuration.retryPeriod),
+        ]
+        for (field, duration) in durations where duration > TimeSpan.maximum {
+            throw .configuration("kubernetes.\(field): must be at most \(TimeSpan.format(TimeSpan.maximum))")
+        }
         guard configuration.retryPeriod > .zero else {
             throw .configuration("kubernetes.retryPeriod: must be positive")
         }
@@ -155,7 +162,7 @@ public struct KubernetesLeaseElection: LeaderElection {
         let observedAt = now()
         let stamp = Self.microTime(wallClock())
         guard let current else {
-            let transitions = observation.highestTransitions.map { $0 + 1 } ?? 0
+            let transitions = observation.highestTransitions.map { $0.saturatingSuccessor } ?? 0
             let spec: JSONValue = [
                 "holderIdentity": .string(me.id), "leaseDurationSeconds": .integer(leaseDurationSeconds),
                 "acquireTime": .string(stamp), "renewTime": .string(stamp), "leaseTransitions": .integer(transitions),
@@ -203,7 +210,7 @@ public struct KubernetesLeaseElection: LeaderElection {
         }
         let ours = holder == me.id
         // Taking it over from anyone else, or from nobody, is a transition; the term only grows.
-        let term = ours ? transitions : max(transitions, observation.highestTransitions ?? 0) + 1
+        let term = ours ? transitions : max(transitions, observation.highestTransitions ?? 0).saturatingSuccessor
         var updated = current
         var newSpec = spec
         newSpec["holderIdentity"] = .string(me.id)
