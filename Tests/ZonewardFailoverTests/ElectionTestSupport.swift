@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import Testing
+import ZonewardModel
 
 @testable import ZonewardFailover
 
@@ -95,6 +96,26 @@ func httpOK(_ url: String, method: HTTPMethod = .GET, body: String? = nil) async
     return (200..<300).contains(response.status.code)
 }
 
+/// `NAME-cert.pem` and `NAME-key.pem` in `directory`: self-signed for 127.0.0.1, usable by a server and a client.
+func makeSelfSignedCertificate(in directory: URL, name: String) throws -> (certificate: String, key: String) {
+    let certificate = directory.appendingPathComponent("\(name)-cert.pem").path
+    let key = directory.appendingPathComponent("\(name)-key.pem").path
+    let openssl = Process()
+    openssl.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+    openssl.arguments = [
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=kubernetes",
+        "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        "-addext", "extendedKeyUsage=serverAuth,clientAuth",
+        "-keyout", key, "-out", certificate,
+    ]
+    openssl.standardOutput = FileHandle.nullDevice
+    openssl.standardError = FileHandle.nullDevice
+    try openssl.run()
+    openssl.waitUntilExit()
+    guard openssl.terminationStatus == 0 else { throw TestProcessError("openssl could not make a certificate") }
+    return (certificate, key)
+}
+
 /// A single-member etcd on loopback ports, with its data in a temporary directory.
 final class EtcdServer: Sendable {
     static let binary = "/usr/bin/etcd"
@@ -104,28 +125,44 @@ final class EtcdServer: Sendable {
     let url: String
     let directory: URL
 
-    init() async throws {
+    /// With `tls`, clients must use https and present a certificate: `certificate`/`key` (self-signed, also
+    /// the CA etcd trusts) serve both ends.
+    let certificate: String?
+    let key: String?
+
+    init(tls: Bool = false) async throws {
         directory = try makeTemporaryDirectory("etcd")
         let client = try freeLoopbackPort()
         let peer = try freeLoopbackPort()
-        url = "http://127.0.0.1:\(client)"
-        process = try TestProcess(
-            Self.binary,
-            [
-                "--name", "test", "--data-dir", directory.appendingPathComponent("data").path,
-                "--listen-client-urls", url, "--advertise-client-urls", url,
-                "--listen-peer-urls", "http://127.0.0.1:\(peer)",
-                "--initial-advertise-peer-urls", "http://127.0.0.1:\(peer)",
-                "--initial-cluster", "test=http://127.0.0.1:\(peer)",
-                // Short ticks: leases of 1 s are allowed (the minimum TTL is 1.5 election ticks' worth).
-                "--heartbeat-interval", "50", "--election-timeout", "500", "--log-level", "warn",
-            ],
-            directory: directory,
-            log: "etcd.log"
-        )
-        let url = url
+        url = "\(tls ? "https" : "http")://127.0.0.1:\(client)"
+        var arguments = [
+            "--name", "test", "--data-dir", directory.appendingPathComponent("data").path,
+            "--listen-client-urls", url, "--advertise-client-urls", url,
+            "--listen-peer-urls", "http://127.0.0.1:\(peer)",
+            "--initial-advertise-peer-urls", "http://127.0.0.1:\(peer)",
+            "--initial-cluster", "test=http://127.0.0.1:\(peer)",
+            // Short ticks: leases of 1 s are allowed (the minimum TTL is 1.5 election ticks' worth).
+            "--heartbeat-interval", "50", "--election-timeout", "500", "--log-level", "warn",
+        ]
+        if tls {
+            let (certificate, key) = try makeSelfSignedCertificate(in: directory, name: "etcd")
+            self.certificate = certificate
+            self.key = key
+            arguments += [
+                "--cert-file", certificate, "--key-file", key, "--client-cert-auth", "--trusted-ca-file", certificate,
+            ]
+        } else {
+            certificate = nil
+            key = nil
+        }
+        process = try TestProcess(Self.binary, arguments, directory: directory, log: "etcd.log")
+        var configuration = ControllerHAConfiguration.EtcdElection(endpoints: [url])
+        configuration.caFile = certificate
+        configuration.certFile = certificate
+        configuration.keyFile = key
+        let gateway = EtcdGateway(endpoints: [url], tls: try EtcdElection.tls(configuration))
         let ready = await eventually(within: .seconds(15)) {
-            await httpOK("\(url)/v3/kv/range", method: .POST, body: #"{"key":"eA=="}"#)
+            (try? await gateway.range("x", timeout: .seconds(1))) != nil
         }
         guard ready else {
             let log = process.log
@@ -160,19 +197,7 @@ final class KubernetesAPIDouble: Sendable {
         let api = try freeLoopbackPort()
         let controlPort = try freeLoopbackPort()
         control = "http://127.0.0.1:\(controlPort)"
-        let openssl = Process()
-        openssl.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-        openssl.arguments = [
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=kubernetes",
-            "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-            "-keyout", directory.appendingPathComponent("api-key.pem").path,
-            "-out", directory.appendingPathComponent("api-cert.pem").path,
-        ]
-        openssl.standardOutput = FileHandle.nullDevice
-        openssl.standardError = FileHandle.nullDevice
-        try openssl.run()
-        openssl.waitUntilExit()
-        guard openssl.terminationStatus == 0 else { throw TestProcessError("openssl could not make a certificate") }
+        _ = try makeSelfSignedCertificate(in: directory, name: "api")
         try "t1\n".write(to: directory.appendingPathComponent("token"), atomically: true, encoding: .utf8)
         kubeconfig = directory.appendingPathComponent("kubeconfig").path
         try """

@@ -144,6 +144,36 @@ struct EtcdElectionTests {
         _ = await (runA.result, runB.result)
     }
 
+    /// Over TLS with a client certificate (etcd started with --client-cert-auth): caFile, certFile, keyFile.
+    @Test func tlsWithAClientCertificate() async throws {
+        let etcd = try await EtcdServer(tls: true)
+        defer { etcd.stop() }
+        var configuration = configuration(etcd)
+        configuration.caFile = etcd.certificate
+        configuration.certFile = etcd.certificate
+        configuration.keyFile = etcd.key
+        let a = try EtcdElection(configuration, safetyMargin: .milliseconds(500), logger: quietLogger)
+        let gateA = LeadershipGate(me: recordA)
+        let runA = Task { try await a.run(gate: gateA) }
+        #expect(await eventually(within: .seconds(5)) { gateA.isLeader })
+        let termA = try #require(term(gateA))
+        #expect(try await a.fencedWrite(name: "newest-copy", value: "tls", term: termA))
+        #expect(try await a.read(name: "newest-copy") == "tls")
+        runA.cancel()
+        _ = await runA.result
+
+        // Without the client certificate etcd refuses the handshake: no leadership.
+        configuration.certFile = nil
+        configuration.keyFile = nil
+        let b = try EtcdElection(configuration, safetyMargin: .milliseconds(500), logger: quietLogger)
+        let gateB = LeadershipGate(me: recordB)
+        let runB = Task { try await b.run(gate: gateB) }
+        try await Task.sleep(for: .seconds(1))
+        #expect(!gateB.isLeader)
+        runB.cancel()
+        _ = await runB.result
+    }
+
     /// A follower whose key is deleted (by an operator, say) campaigns at once.
     @Test func aDeletedKeyIsTakenAtOnce() async throws {
         let etcd = try await EtcdServer()
