@@ -81,8 +81,13 @@ let package = Package(
             dependencies: [
                 "ZonewardModel",
                 "ZonewardState",
+                "ZonewardDiscovery",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -147,7 +152,10 @@ let package = Package(
         .testTarget(
             name: "ZonewardFailoverTests",
             dependencies: [
-                "ZonewardFailover", "ZonewardState", "ZonewardModel",
+                "ZonewardFailover", "ZonewardState", "ZonewardModel", "ZonewardDiscovery",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -7,6 +7,10 @@ It speaks the real wire format for what Zoneward uses:
        one JSON event per line (ADDED, MODIFIED, DELETED, BOOKMARK), replaying what happened after RV; an RV
        older than the compaction point gets an ERROR event carrying a 410 Expired Status, as a real server does;
 - GET  /api/v1/nodes/NAME: a Node with its topology.kubernetes.io/zone label;
+- GET/PUT /apis/coordination.k8s.io/v1/namespaces/NS/leases/NAME and POST .../leases: Leases for leader
+       election, with optimistic concurrency as the real server: a PUT whose metadata.resourceVersion is not the
+       stored one gets 409 Conflict, a POST of an existing Lease 409 AlreadyExists, a GET or PUT of an absent
+       one 404 NotFound (each with a Status object); every write bumps the shared resourceVersion;
 - every request needs "Authorization: Bearer TOKEN" with the current token, else 401 with a Status object.
 TLS with a certificate from --cert/--key (the client verifies it against the CA in its kubeconfig).
 
@@ -16,7 +20,9 @@ A plain-HTTP control port lets the test script change the world:
 - POST /token   {"token": "..."}: the valid token from now on (the old one gets 401);
 - POST /drop:   end every open watch stream abruptly (a disconnect mid-stream);
 - POST /compact: forget the event history (the next resume from an old RV gets 410);
-- GET  /state:  the current slices and counters, for the test's checks.
+- POST /lease   {"namespace", "name", "spec"[, "annotations"]}: another writer's Lease (created or replaced, new
+  resourceVersion), so a client's next PUT with the old version gets 409;
+- GET  /state:  the current slices, leases and counters, for the test's checks.
 
 Usage: python3 k8s_api_double.py --port P --control-port C --cert CERT --key KEY --token T --nodes node-a=zone-a,...
 """
@@ -38,8 +44,29 @@ STATE = {
     "events": [],  # (rv, namespace, service, type, object)
     "drop_generation": 0,
     "nodes": {},
-    "requests": {"list": 0, "watch": 0, "unauthorized": 0, "gone": 0},
+    "leases": {},  # (namespace, name) -> object
+    "requests": {"list": 0, "watch": 0, "unauthorized": 0, "gone": 0, "lease_conflicts": 0},
 }
+
+LEASES = ["apis", "coordination.k8s.io", "v1", "namespaces"]
+
+
+def store_lease(namespace: str, name: str, obj: dict) -> dict:
+    """Call with LOCK held: stores the Lease under a new resourceVersion (no watch event: Leases are not watched)."""
+    STATE["rv"] += 1
+    obj = json.loads(json.dumps(obj))
+    obj["apiVersion"] = "coordination.k8s.io/v1"
+    obj["kind"] = "Lease"
+    meta = obj.setdefault("metadata", {})
+    meta["name"] = name
+    meta["namespace"] = namespace
+    meta["resourceVersion"] = str(STATE["rv"])
+    previous = STATE["leases"].get((namespace, name))
+    meta.setdefault("uid", (previous or {}).get("metadata", {}).get("uid") or f"lease-{STATE['rv']}")
+    meta.setdefault("creationTimestamp", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    obj.setdefault("spec", {})
+    STATE["leases"][(namespace, name)] = obj
+    return obj
 
 
 def status(code: int, reason: str, message: str) -> dict:
@@ -90,6 +117,14 @@ class API(BaseHTTPRequestHandler):
             self.send_json(401, status(401, "Unauthorized", "Unauthorized"))
             return
         parts = url.path.strip("/").split("/")
+        if len(parts) == 7 and parts[:4] == LEASES and parts[5] == "leases":
+            with LOCK:
+                lease = STATE["leases"].get((parts[4], parts[6]))
+            if lease is None:
+                self.send_json(404, status(404, "NotFound", f'leases.coordination.k8s.io "{parts[6]}" not found'))
+            else:
+                self.send_json(200, lease)
+            return
         if len(parts) == 4 and parts[:3] == ["api", "v1", "nodes"]:
             zone = STATE["nodes"].get(parts[3])
             if zone is None:
@@ -114,6 +149,75 @@ class API(BaseHTTPRequestHandler):
             body = {"kind": "EndpointSliceList", "apiVersion": "discovery.k8s.io/v1",
                     "metadata": {"resourceVersion": str(STATE["rv"])}, "items": items}
         self.send_json(200, body)
+
+    def authorized(self) -> bool:
+        with LOCK:
+            token = STATE["token"]
+        if self.headers.get("Authorization") != f"Bearer {token}":
+            with LOCK:
+                STATE["requests"]["unauthorized"] += 1
+            self.send_json(401, status(401, "Unauthorized", "Unauthorized"))
+            return False
+        return True
+
+    def read_object(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            obj = json.loads(self.rfile.read(length) or b"null")
+        except ValueError:
+            obj = None
+        if not isinstance(obj, dict):
+            self.send_json(400, status(400, "BadRequest", "the body is not a JSON object"))
+            return None
+        return obj
+
+    def do_POST(self) -> None:
+        if not self.authorized():
+            return
+        parts = urlparse(self.path).path.strip("/").split("/")
+        if len(parts) != 6 or parts[:4] != LEASES or parts[5] != "leases":
+            self.send_json(405, status(405, "MethodNotAllowed", "the server does not allow this method"))
+            return
+        obj = self.read_object()
+        if obj is None:
+            return
+        name = obj.get("metadata", {}).get("name")
+        if not name:
+            self.send_json(422, status(422, "Invalid", "metadata.name: Required value"))
+            return
+        with LOCK:
+            if (parts[4], name) in STATE["leases"]:
+                STATE["requests"]["lease_conflicts"] += 1
+                answer = (409, status(409, "AlreadyExists", f'leases.coordination.k8s.io "{name}" already exists'))
+            else:
+                obj.setdefault("metadata", {}).pop("resourceVersion", None)
+                answer = (201, store_lease(parts[4], name, obj))
+        self.send_json(*answer)
+
+    def do_PUT(self) -> None:
+        if not self.authorized():
+            return
+        parts = urlparse(self.path).path.strip("/").split("/")
+        if len(parts) != 7 or parts[:4] != LEASES or parts[5] != "leases":
+            self.send_json(405, status(405, "MethodNotAllowed", "the server does not allow this method"))
+            return
+        obj = self.read_object()
+        if obj is None:
+            return
+        name = parts[6]
+        with LOCK:
+            current = STATE["leases"].get((parts[4], name))
+            wanted = obj.get("metadata", {}).get("resourceVersion")
+            if current is None:
+                answer = (404, status(404, "NotFound", f'leases.coordination.k8s.io "{name}" not found'))
+            elif wanted and wanted != current["metadata"]["resourceVersion"]:
+                STATE["requests"]["lease_conflicts"] += 1
+                answer = (409, status(409, "Conflict", f'Operation cannot be fulfilled on leases.coordination.k8s.io '
+                                      f'"{name}": the object has been modified; please apply your changes to the '
+                                      f'latest version and try again'))
+            else:
+                answer = (200, store_lease(parts[4], name, obj))
+        self.send_json(*answer)
 
     def chunk(self, line: dict) -> None:
         data = (json.dumps(line) + "\n").encode()
@@ -186,7 +290,8 @@ class Control(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         with LOCK:
             slices = [obj for obj in STATE["slices"].values()]
-            self.reply({"rv": STATE["rv"], "slices": slices, "requests": STATE["requests"]})
+            leases = [obj for obj in STATE["leases"].values()]
+            self.reply({"rv": STATE["rv"], "slices": slices, "leases": leases, "requests": STATE["requests"]})
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -216,6 +321,9 @@ class Control(BaseHTTPRequestHandler):
                         old["metadata"] = old_meta
                         if json.dumps(old, sort_keys=True) != json.dumps(obj, sort_keys=True):
                             record("MODIFIED", obj)
+            elif self.path == "/lease":
+                obj = {"metadata": {"annotations": body.get("annotations", {})}, "spec": body.get("spec", {})}
+                store_lease(body["namespace"], body["name"], obj)
             elif self.path == "/token":
                 STATE["token"] = body["token"]
             elif self.path == "/drop":

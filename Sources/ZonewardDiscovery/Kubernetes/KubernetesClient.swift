@@ -12,11 +12,38 @@ import NIOSSL
 public final class KubernetesClient: Sendable {
     public let configuration: KubernetesClientConfiguration
     private let http: HTTPClient
+    /// Set when the client is the process-wide shared one: TLS goes with each request, nothing to shut down.
+    private let requestTLS: TLSConfiguration?
+    private let ownsClient: Bool
     private let decoder = JSONDecoder()
 
     public init(configuration: KubernetesClientConfiguration, eventLoopGroup: any EventLoopGroup) throws(DiscoveryError)
     {
         self.configuration = configuration
+        let tls = try Self.tlsConfiguration(configuration)
+        http = HTTPClient(
+            eventLoopGroup: eventLoopGroup,
+            configuration: HTTPClient.Configuration(
+                tlsConfiguration: tls,
+                timeout: .init(connect: .seconds(5))
+            )
+        )
+        requestTLS = nil
+        ownsClient = true
+    }
+
+    /// A client on AsyncHTTPClient's shared client, with its TLS settings sent with each request: nothing to
+    /// shut down, so it suits short-lived users (a leader election's fenced reads and writes).
+    public init(sharingConnectionsWith configuration: KubernetesClientConfiguration) throws(DiscoveryError) {
+        self.configuration = configuration
+        requestTLS = try Self.tlsConfiguration(configuration)
+        http = HTTPClient.shared
+        ownsClient = false
+    }
+
+    private static func tlsConfiguration(
+        _ configuration: KubernetesClientConfiguration
+    ) throws(DiscoveryError) -> TLSConfiguration {
         var tls = TLSConfiguration.makeClientConfiguration()
         do {
             switch configuration.certificateAuthority {
@@ -32,13 +59,7 @@ public final class KubernetesClient: Sendable {
             throw .configuration("cannot load the API server's TLS material: \(error)")
         }
         if configuration.insecureSkipTLSVerify { tls.certificateVerification = .none }
-        http = HTTPClient(
-            eventLoopGroup: eventLoopGroup,
-            configuration: HTTPClient.Configuration(
-                tlsConfiguration: tls,
-                timeout: .init(connect: .seconds(5))
-            )
-        )
+        return tls
     }
 
     private static func certificates(_ pem: KubernetesClientConfiguration.PEM) throws -> [NIOSSLCertificate] {
@@ -56,6 +77,7 @@ public final class KubernetesClient: Sendable {
     }
 
     public func shutdown() async {
+        guard ownsClient else { return }
         try? await http.shutdown()
     }
 
@@ -74,6 +96,46 @@ public final class KubernetesClient: Sendable {
         }
         do {
             return try decoder.decode(Object.self, from: body.readData(length: body.readableBytes) ?? Data())
+        } catch {
+            throw .decoding("\(path): \(error)")
+        }
+    }
+
+    /// Sends `method` to `path` with `body` as JSON (none when nil) and decodes the JSON answer; any 2xx status
+    /// is success, others throw `.status` with the API server's Status reason (e.g. 409 Conflict, 404 NotFound).
+    public func send<Body: Encodable, Object: Decodable>(
+        _ method: HTTPMethod,
+        _ path: String,
+        body: Body?,
+        query: [(String, String)] = [],
+        timeout: Duration = .seconds(30),
+        as type: Object.Type = Object.self
+    ) async throws(DiscoveryError) -> Object {
+        var encoded: Data?
+        if let body {
+            do {
+                encoded = try JSONEncoder().encode(body)
+            } catch {
+                throw .decoding("encoding the body for \(path): \(error)")
+            }
+        }
+        let (seconds, attoseconds) = timeout.components
+        let nanoseconds = max(0, min(seconds, 86_400)) * 1_000_000_000 + max(0, attoseconds) / 1_000_000_000
+        let response = try await execute(
+            path,
+            query: query,
+            timeout: .nanoseconds(nanoseconds),
+            method: method,
+            body: encoded
+        )
+        var bytes: ByteBuffer
+        do {
+            bytes = try await response.body.collect(upTo: 64 * 1024 * 1024)
+        } catch {
+            throw .transport("reading \(path): \(error)")
+        }
+        do {
+            return try decoder.decode(Object.self, from: bytes.readData(length: bytes.readableBytes) ?? Data())
         } catch {
             throw .decoding("\(path): \(error)")
         }
@@ -102,7 +164,9 @@ public final class KubernetesClient: Sendable {
     private func execute(
         _ path: String,
         query: [(String, String)],
-        timeout: TimeAmount
+        timeout: TimeAmount,
+        method: HTTPMethod = .GET,
+        body: Data? = nil
     ) async throws(DiscoveryError) -> HTTPClientResponse {
         var components = URLComponents()
         components.percentEncodedPath = path
@@ -110,6 +174,12 @@ public final class KubernetesClient: Sendable {
         // `+` is a space to some servers' query parsers; the API server's label selectors never need one.
         let target = configuration.server + (components.string ?? path)
         var request = HTTPClientRequest(url: target)
+        request.method = method
+        request.tlsConfiguration = requestTLS
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(data: body))
+        }
         request.headers.add(name: "Accept", value: "application/json")
         request.headers.add(name: "User-Agent", value: "zoneward")
         if let token = try configuration.currentToken() {
@@ -121,7 +191,9 @@ public final class KubernetesClient: Sendable {
         } catch {
             throw .transport("\(path): \(error)")
         }
-        guard response.status == .ok else {
+        // A GET must answer 200 (as it always had to); a write may answer 201 Created as well.
+        let succeeded = method == .GET ? response.status == .ok : (200..<300).contains(response.status.code)
+        guard succeeded else {
             let body = try? await response.body.collect(upTo: 1024 * 1024)
             let status = body.flatMap { try? decoder.decode(Kubernetes.Status.self, from: Data(buffer: $0)) }
             throw .status(

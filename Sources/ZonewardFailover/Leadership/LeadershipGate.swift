@@ -156,6 +156,44 @@ public protocol LeaderElection: Sendable {
     /// On cancellation a leader resigns (deletes its key or releases its Lease) so the next one need not wait
     /// out the TTL. Errors talking to the store are retried, never thrown, except configuration errors.
     func run(gate: LeadershipGate) async throws
+
+    /// Writes `value` under `name` in the election's store only while `term` still holds leadership there,
+    /// checked by the store itself in the same transaction: returns false when refused (a newer term leads).
+    func fencedWrite(name: String, value: String, term: Int64) async throws -> Bool
+
+    /// The value last written under `name` by `fencedWrite`, or nil.
+    func read(name: String) async throws -> String?
+}
+
+extension LeaderElection {
+    public func fencedWrite(name: String, value: String, term: Int64) async throws -> Bool {
+        throw ElectionError.unsupported("\(Self.self) has no fenced store")
+    }
+
+    public func read(name: String) async throws -> String? {
+        throw ElectionError.unsupported("\(Self.self) has no fenced store")
+    }
+}
+
+/// Why an election cannot do what it was asked.
+public enum ElectionError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// `controller.ha` cannot be used as given; the message names the field.
+    case configuration(String)
+    /// The store could not be reached or answered with an error.
+    case store(String)
+    /// A name that cannot be stored (fenced writes).
+    case invalidName(String)
+    /// This election has no such operation.
+    case unsupported(String)
+
+    public var description: String {
+        switch self {
+        case .configuration(let message): "controller.ha: \(message)"
+        case .store(let message): "election store: \(message)"
+        case .invalidName(let message): "invalid fenced name: \(message)"
+        case .unsupported(let message): message
+        }
+    }
 }
 
 extension LeadershipGate {

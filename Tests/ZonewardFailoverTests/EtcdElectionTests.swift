@@ -1,0 +1,199 @@
+import Foundation
+import Logging
+import Testing
+import ZonewardModel
+
+@testable import ZonewardFailover
+
+/// Against a real etcd (/usr/bin/etcd; CI installs etcd-server) started by each test on loopback.
+@Suite(
+    .serialized,
+    .enabled(if: EtcdServer.available, "no etcd at /usr/bin/etcd: install etcd-server to run the etcd election tests")
+)
+struct EtcdElectionTests {
+    let recordA = LeaderRecord(id: "a/1/x", url: "http://127.0.0.1:9901")
+    let recordB = LeaderRecord(id: "b/2/y", url: "http://127.0.0.1:9902")
+
+    func configuration(_ etcd: EtcdServer, endpoints: [String]? = nil) -> ControllerHAConfiguration.EtcdElection {
+        var configuration = ControllerHAConfiguration.EtcdElection(endpoints: endpoints ?? [etcd.url])
+        configuration.prefix = "/test/"
+        configuration.ttl = .seconds(2)
+        return configuration
+    }
+
+    func term(_ gate: LeadershipGate) -> Int64? { try? gate.term() }
+
+    @Test func oneOfTwoCandidatesWinsAndTheOtherLearnsTheLeader() async throws {
+        let etcd = try await EtcdServer()
+        defer { etcd.stop() }
+        let a = try EtcdElection(configuration(etcd), safetyMargin: .milliseconds(500), logger: quietLogger)
+        // B's first endpoint refuses connections: it must move on to the next.
+        let dead = "http://127.0.0.1:\(try freeLoopbackPort())"
+        let b = try EtcdElection(
+            configuration(etcd, endpoints: [dead, etcd.url]),
+            safetyMargin: .milliseconds(500),
+            logger: quietLogger
+        )
+        let gateA = LeadershipGate(me: recordA)
+        let gateB = LeadershipGate(me: recordB)
+        let runA = Task { try await a.run(gate: gateA) }
+        #expect(await eventually(within: .seconds(5)) { gateA.isLeader })
+        let runB = Task { try await b.run(gate: gateB) }
+        #expect(await eventually(within: .seconds(5)) { gateB.role == .follower(leader: recordA) })
+        #expect(!gateB.isLeader)
+        #expect(gateB.leader == recordA)
+
+        // The term is the leader key's create revision, and leadership outlasts several TTLs of renewals.
+        let stored = try await a.gateway.range(a.leaderKey, timeout: .seconds(2)).kv
+        #expect(stored?.createRevision == term(gateA))
+        #expect(try stored.map { try JSONDecoder().decode(LeaderRecord.self, from: $0.value) } == recordA)
+        try await Task.sleep(for: .seconds(3))
+        #expect(gateA.isLeader)
+        #expect(!gateB.isLeader)
+
+        runB.cancel()
+        runA.cancel()
+        _ = await (runA.result, runB.result)
+    }
+
+    @Test func aResigningLeaderIsReplacedAtOnce() async throws {
+        let etcd = try await EtcdServer()
+        defer { etcd.stop() }
+        let a = try EtcdElection(configuration(etcd), safetyMargin: .milliseconds(500), logger: quietLogger)
+        let b = try EtcdElection(configuration(etcd), safetyMargin: .milliseconds(500), logger: quietLogger)
+        let gateA = LeadershipGate(me: recordA)
+        let gateB = LeadershipGate(me: recordB)
+        let runA = Task { try await a.run(gate: gateA) }
+        #expect(await eventually(within: .seconds(5)) { gateA.isLeader })
+        let runB = Task { try await b.run(gate: gateB) }
+        #expect(await eventually(within: .seconds(5)) { gateB.leader == recordA })
+        let termA = try #require(term(gateA))
+
+        let resigned = ContinuousClock.now
+        runA.cancel()
+        _ = await runA.result
+        #expect(!gateA.isLeader)
+        #expect(await eventually(within: .seconds(2)) { gateB.isLeader })
+        let takeover = ContinuousClock.now - resigned
+        #expect(takeover < .seconds(1), "took \(takeover)")
+        #expect(try #require(term(gateB)) > termA)
+
+        runB.cancel()
+        _ = await runB.result
+    }
+
+    /// A leader cut off from etcd (no keep-alives, no revoke: as if killed or partitioned) stops acting
+    /// before its lease can expire, and the follower takes over within TTL + 1 s. Writes fenced with the old
+    /// term are then refused by etcd itself.
+    @Test func aLeaderThatStopsRenewingIsReplacedAfterTheTTLAndFencedOff() async throws {
+        let etcd = try await EtcdServer()
+        defer { etcd.stop() }
+        let faultsA = ElectionFaults()
+        let a = try EtcdElection(
+            configuration(etcd),
+            safetyMargin: .milliseconds(500),
+            logger: quietLogger,
+            faults: faultsA
+        )
+        let b = try EtcdElection(configuration(etcd), safetyMargin: .milliseconds(500), logger: quietLogger)
+        let gateA = LeadershipGate(me: recordA)
+        let gateB = LeadershipGate(me: recordB)
+        let runA = Task { try await a.run(gate: gateA) }
+        #expect(await eventually(within: .seconds(5)) { gateA.isLeader })
+        let runB = Task { try await b.run(gate: gateB) }
+        #expect(await eventually(within: .seconds(5)) { gateB.leader == recordA })
+        let termA = try #require(term(gateA))
+        #expect(try await a.fencedWrite(name: "newest-copy", value: "copy-1", term: termA))
+        #expect(try await b.read(name: "newest-copy") == "copy-1")
+
+        let cut = ContinuousClock.now
+        faultsA.partitioned = true
+        var aStopped: ContinuousClock.Instant?
+        var bStarted: ContinuousClock.Instant?
+        while ContinuousClock.now - cut < .seconds(5), bStarted == nil {
+            if aStopped == nil, !gateA.isLeader { aStopped = .now }
+            if gateB.isLeader { bStarted = .now }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        let stopped = try #require(aStopped, "the cut-off leader never stopped acting")
+        let started = try #require(bStarted, "the follower never took over")
+        #expect(stopped < started, "A stopped \(stopped - cut) after the cut, B started \(started - cut)")
+        #expect(started - cut <= .seconds(3), "took over \(started - cut) after the cut (TTL 2 s)")
+        #expect(
+            stopped - cut <= .milliseconds(1600),
+            "A acted for \(stopped - cut) after its last renewal could be sent"
+        )
+        let termB = try #require(term(gateB))
+        #expect(termB > termA)
+
+        // The old term's write is refused by the store; the new term's goes through.
+        #expect(try await !b.fencedWrite(name: "newest-copy", value: "stale", term: termA))
+        #expect(try await b.fencedWrite(name: "newest-copy", value: "copy-2", term: termB))
+        #expect(try await b.read(name: "newest-copy") == "copy-2")
+        #expect(try await !b.fencedWrite(name: "newest-copy", value: "none", term: 0))
+        await #expect(throws: ElectionError.self) { try await b.fencedWrite(name: "../x", value: "v", term: termB) }
+        #expect(try await b.read(name: "never-written") == nil)
+
+        // Reconnected, A learns it lost and follows B.
+        faultsA.partitioned = false
+        #expect(await eventually(within: .seconds(3)) { gateA.leader == recordB })
+        #expect(!gateA.isLeader)
+
+        runA.cancel()
+        runB.cancel()
+        _ = await (runA.result, runB.result)
+    }
+
+    /// Over TLS with a client certificate (etcd started with --client-cert-auth): caFile, certFile, keyFile.
+    @Test func tlsWithAClientCertificate() async throws {
+        let etcd = try await EtcdServer(tls: true)
+        defer { etcd.stop() }
+        var configuration = configuration(etcd)
+        configuration.caFile = etcd.certificate
+        configuration.certFile = etcd.certificate
+        configuration.keyFile = etcd.key
+        let a = try EtcdElection(configuration, safetyMargin: .milliseconds(500), logger: quietLogger)
+        let gateA = LeadershipGate(me: recordA)
+        let runA = Task { try await a.run(gate: gateA) }
+        #expect(await eventually(within: .seconds(5)) { gateA.isLeader })
+        let termA = try #require(term(gateA))
+        #expect(try await a.fencedWrite(name: "newest-copy", value: "tls", term: termA))
+        #expect(try await a.read(name: "newest-copy") == "tls")
+        runA.cancel()
+        _ = await runA.result
+
+        // Without the client certificate etcd refuses the handshake: no leadership.
+        configuration.certFile = nil
+        configuration.keyFile = nil
+        let b = try EtcdElection(configuration, safetyMargin: .milliseconds(500), logger: quietLogger)
+        let gateB = LeadershipGate(me: recordB)
+        let runB = Task { try await b.run(gate: gateB) }
+        try await Task.sleep(for: .seconds(1))
+        #expect(!gateB.isLeader)
+        runB.cancel()
+        _ = await runB.result
+    }
+
+    /// A follower whose key is deleted (by an operator, say) campaigns at once.
+    @Test func aDeletedKeyIsTakenAtOnce() async throws {
+        let etcd = try await EtcdServer()
+        defer { etcd.stop() }
+        var a = try EtcdElection(configuration(etcd), safetyMargin: .milliseconds(500), logger: quietLogger)
+        a.resignsOnCancel = false
+        let b = try EtcdElection(configuration(etcd), safetyMargin: .milliseconds(500), logger: quietLogger)
+        let gateA = LeadershipGate(me: recordA)
+        let gateB = LeadershipGate(me: recordB)
+        let runA = Task { try await a.run(gate: gateA) }
+        #expect(await eventually(within: .seconds(5)) { gateA.isLeader })
+        let runB = Task { try await b.run(gate: gateB) }
+        #expect(await eventually(within: .seconds(5)) { gateB.leader == recordA })
+        runA.cancel()
+        _ = await runA.result
+        let deleted = ContinuousClock.now
+        try await b.gateway.delete(b.leaderKey, timeout: .seconds(2))
+        #expect(await eventually(within: .seconds(2)) { gateB.isLeader })
+        #expect(ContinuousClock.now - deleted < .seconds(1))
+        runB.cancel()
+        _ = await runB.result
+    }
+}
