@@ -114,7 +114,7 @@ public struct BackupStateReplica: StateReplica {
             id: String(copy.name.dropLast(StoredObject.objectExtension.count)),
             job: job.name,
             source: "sqlite:\(store.path) (controller state, term \(term), #\(sequence))",
-            createdAt: Date().formatted(.iso8601),
+            createdAt: BackupManifest.timestamp(Date()),
             plainBytes: result.plainBytes,
             storedBytes: result.storedBytes,
             sha256: result.sha256,
