@@ -15,12 +15,14 @@ public struct PipelineResult: Sendable, Equatable {
 /// The backup pipeline, streaming in bounded memory: source bytes → gzip → AES-256-GCM framed chunks →
 /// stored object, with the SHA-256 of what is stored; and back.
 public enum BackupPipeline {
-    /// Compresses and encrypts `input` into `output` (created, fsynced), a block at a time.
+    /// Compresses and encrypts `input` into `output` (created, fsynced unless `synchronize` is false: a
+    /// scratch file that is copied elsewhere and synced there), a block at a time.
     public static func encode(
         from input: String,
         to output: String,
         key: BackupKey,
         chunkSize: Int = 1 << 20,
+        synchronize: Bool = true,
         progress: (@Sendable (Int64) -> Void)? = nil
     ) throws -> PipelineResult {
         guard let reader = FileHandle(forReadingAtPath: input) else {
@@ -77,7 +79,7 @@ public enum BackupPipeline {
             throw error
         }
         let plain = queue.plainBytes
-        try writer.synchronize()
+        if synchronize { try writer.synchronize() }
         let digest = hexString(hasher.finalize())
         return PipelineResult(plainBytes: plain, storedBytes: stored, sha256: digest, keyId: key.id)
     }

@@ -20,6 +20,18 @@ public struct BackupManifest: Codable, Sendable, Equatable {
     public var rowCounts: [String: Int]
     /// For directory sources: entries in the archive; for PostgreSQL: entries in the dump's table of contents.
     public var entries: Int?
+
+    /// `createdAt` as written: ISO 8601 in UTC with milliseconds, so backups taken in the same second
+    /// still order by time when found on a target.
+    public static func timestamp(_ date: Date) -> String {
+        date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+    }
+
+    /// `createdAt` read back, with or without fractional seconds; nil when it is neither.
+    public var created: Date? {
+        (try? Date(createdAt, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true)))
+            ?? (try? Date(createdAt, strategy: .iso8601))
+    }
 }
 
 /// Runs, verifies and restores backups: snapshot → pipeline → every target → catalog.
@@ -28,15 +40,19 @@ public struct BackupRunner: Sendable {
     public let configuration: ZonewardConfiguration
     /// Where private staging directories for plaintext in flight are made (and killed runs' ones swept).
     public var stagingRoot: URL
+    /// Where `run` records its progress (begin, heartbeats, completed or failed); default `store`.
+    public var catalog: any BackupCatalogSink
 
     public init(
         store: StateStore,
         configuration: ZonewardConfiguration,
-        stagingRoot: URL = FileManager.default.temporaryDirectory
+        stagingRoot: URL = FileManager.default.temporaryDirectory,
+        catalog: (any BackupCatalogSink)? = nil
     ) {
         self.store = store
         self.configuration = configuration
         self.stagingRoot = stagingRoot
+        self.catalog = catalog ?? store
     }
 
     /// Takes one backup of `job`; the catalog shows it `completed` only when every object is written and
@@ -58,12 +74,12 @@ public struct BackupRunner: Sendable {
         let now = Date()
         let id = "\(job.name)-\(Self.stamp(now))-\(UInt16.random(in: 0...UInt16.max))"
         var record = BackupRecord(id: id, job: job.name, startedAt: now)
-        try store.beginBackup(record, at: now)
+        try await catalog.begin(record, at: now)
         // The lease: a heartbeat every 10 s while this process works, so a run that stops beating died.
-        let heartbeat = Task { [store] in
+        let heartbeat = Task { [catalog] in
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(10))
-                try? store.heartbeat(id, at: Date())
+                try? await catalog.heartbeat(id, at: Date())
             }
         }
         defer { heartbeat.cancel() }
@@ -103,7 +119,7 @@ public struct BackupRunner: Sendable {
                 entries = try await Self.count(["pg_restore", "-l", snapshot], timeout: job.timeout)
                 sourceDescription = "postgres:\(pg.user)@\(pg.host):\(pg.port)/\(pg.database)"
             }
-            try store.heartbeat(id, at: Date())
+            try await catalog.heartbeat(id, at: Date())
             // Encode once, straight into the first directory target's partial object when there is one (no
             // extra copy), else into a staging file; every other target gets an identical copy, one checksum.
             var firstFolder: URL?
@@ -119,7 +135,7 @@ public struct BackupRunner: Sendable {
                 staged = staging.url.appendingPathComponent("object.zwb").path
             }
             let result = try BackupPipeline.encode(from: snapshot, to: staged, key: key, progress: progress)
-            try store.heartbeat(id, at: Date())
+            try await catalog.heartbeat(id, at: Date())
             for (index, target) in job.targets.enumerated() {
                 switch target {
                 case .filesystem(let directory):
@@ -153,13 +169,13 @@ public struct BackupRunner: Sendable {
                         throw BackupError.io("S3 object \(key) does not have the size written")
                     }
                 }
-                try store.heartbeat(id, at: Date())
+                try await catalog.heartbeat(id, at: Date())
             }
             let manifest = BackupManifest(
                 id: id,
                 job: job.name,
                 source: sourceDescription,
-                createdAt: now.formatted(.iso8601),
+                createdAt: BackupManifest.timestamp(now),
                 plainBytes: result.plainBytes,
                 storedBytes: result.storedBytes,
                 sha256: result.sha256,
@@ -192,14 +208,14 @@ public struct BackupRunner: Sendable {
             record.keyId = result.keyId
             record.objects = String(decoding: try JSONEncoder().encode(written.map(\.description)), as: UTF8.self)
             record.manifest = String(decoding: manifestData, as: UTF8.self)
-            try store.updateBackup(record, at: Date())
+            try await catalog.complete(record, at: Date())
             return record
         } catch {
             await removeObjects(written, job: job)
             record.state = .failed
             record.finishedAt = Date()
             record.error = "\(error)"
-            try? store.updateBackup(record, at: Date())
+            try? await catalog.fail(record, at: Date())
             throw error
         }
     }
@@ -231,6 +247,17 @@ public struct BackupRunner: Sendable {
         progress: (@Sendable (Int64) -> Void)? = nil
     ) async throws {
         guard let record = try store.backup(id) else { throw BackupError.io("no backup \(id) in the catalog") }
+        try await restore(record: record, to: destination, force: force, progress: progress)
+    }
+
+    /// Restores the backup `record` describes (from the catalog, or made from a manifest found on a target)
+    /// to `destination`, as `restore(_:to:force:progress:)` does.
+    public func restore(
+        record: BackupRecord,
+        to destination: String,
+        force: Bool,
+        progress: (@Sendable (Int64) -> Void)? = nil
+    ) async throws {
         if FileManager.default.fileExists(atPath: destination) && !force {
             throw BackupError.io("\(destination) exists; pass --force to replace it")
         }

@@ -6,7 +6,7 @@ import FoundationNetworking
 #endif
 
 /// A small S3-compatible client over URLSession with AWS Signature Version 4, path-style addressing:
-/// PUT (single, or multipart above 64 MiB in 16 MiB parts), GET to a file, HEAD, DELETE; retries with
+/// PUT (single, or multipart above 64 MiB in 16 MiB parts), GET to a file, HEAD, DELETE, ListObjectsV2; retries with
 /// backoff on network errors and 5xx. Every request carries the SHA-256 of its payload, which S3 checks,
 /// so an object that was stored is an object that arrived intact.
 public struct S3Client: Sendable {
@@ -103,6 +103,74 @@ public struct S3Client: Sendable {
         _ = try await send("DELETE", key: key, body: Data())
     }
 
+    /// One object in a listing.
+    public struct ListedObject: Sendable, Equatable {
+        public var key: String
+        public var size: Int
+    }
+
+    /// Every object whose key starts with `prefix` (ListObjectsV2, following continuation tokens until the
+    /// listing is complete), in S3's order: by key.
+    public func list(prefix: String, pageSize: Int = 1000) async throws -> [ListedObject] {
+        var objects: [ListedObject] = []
+        var token: String?
+        repeat {
+            var query = ["list-type": "2", "prefix": prefix, "max-keys": String(pageSize)]
+            if let token { query["continuation-token"] = token }
+            let (_, body) = try await send("GET", key: "", query: query, body: Data())
+            let page = try Self.parseListing(body)
+            objects += page.objects
+            token = page.nextToken
+        } while token != nil
+        return objects
+    }
+
+    /// Reads one ListObjectsV2 result page: its objects, and the token of the next page when it is truncated.
+    static func parseListing(_ data: Data) throws -> (objects: [ListedObject], nextToken: String?) {
+        let text = String(decoding: data, as: UTF8.self)
+        guard text.contains("<ListBucketResult") else {
+            throw BackupError.io("S3 answered a listing with something else: \(text.prefix(300))")
+        }
+        var objects: [ListedObject] = []
+        for part in text.components(separatedBy: "<Contents>").dropFirst() {
+            let entry = Data(part.utf8)
+            guard let key = element("Key", in: entry) else { continue }
+            objects.append(ListedObject(key: unescapeXML(key), size: Int(element("Size", in: entry) ?? "") ?? 0))
+        }
+        let truncated = element("IsTruncated", in: data) == "true"
+        let token = element("NextContinuationToken", in: data).map(unescapeXML)
+        if truncated && token == nil {
+            throw BackupError.io("S3 said the listing is truncated but gave no continuation token")
+        }
+        return (objects, truncated ? token : nil)
+    }
+
+    /// Undoes XML's escapes in element text: the five named entities and numeric references.
+    static func unescapeXML(_ text: String) -> String {
+        guard text.contains("&") else { return text }
+        var result = ""
+        var rest = Substring(text)
+        while let amp = rest.firstIndex(of: "&") {
+            result += rest[..<amp]
+            guard let semicolon = rest[amp...].firstIndex(of: ";") else { break }
+            let entity = rest[rest.index(after: amp)..<semicolon]
+            let named = ["amp": "&", "lt": "<", "gt": ">", "quot": "\"", "apos": "'"]
+            if let value = named[String(entity)] {
+                result += value
+            } else if entity.hasPrefix("#x"), let code = UInt32(entity.dropFirst(2), radix: 16),
+                let scalar = Unicode.Scalar(code)
+            {
+                result.unicodeScalars.append(scalar)
+            } else if entity.hasPrefix("#"), let code = UInt32(entity.dropFirst()), let scalar = Unicode.Scalar(code) {
+                result.unicodeScalars.append(scalar)
+            } else {
+                result += rest[amp...semicolon]
+            }
+            rest = rest[rest.index(after: semicolon)...]
+        }
+        return result + rest
+    }
+
     enum S3Error: Error, CustomStringConvertible {
         case status(Int, String)
 
@@ -149,7 +217,8 @@ public struct S3Client: Sendable {
 
     /// Builds a request signed with AWS Signature Version 4.
     func sign(method: String, key: String, query: [String: String], body: Data, date: Date) throws -> URLRequest {
-        let path = "/\(bucket)/\(key)"
+        // The bucket itself (a listing) is `/bucket`; an object is `/bucket/key`.
+        let path = key.isEmpty ? "/\(bucket)" : "/\(bucket)/\(key)"
         let sortedQuery = query.sorted { $0.key < $1.key }
         // On the wire a valueless parameter is `?uploads`; in the canonical request it is `uploads=`.
         let wireQuery = sortedQuery.map {

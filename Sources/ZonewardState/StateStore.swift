@@ -5,7 +5,7 @@ import GRDB
 ///
 /// One `DatabasePool` (WAL) per file per process; every write is one transaction that keeps the invariants.
 public struct StateStore: Sendable {
-    private let writer: any DatabaseWriter
+    let writer: any DatabaseWriter
 
     /// Wraps an open database and brings its schema up to date.
     public init(_ writer: any DatabaseWriter) throws(StateError) {

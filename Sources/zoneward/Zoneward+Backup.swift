@@ -15,7 +15,7 @@ extension Zoneward {
                 a temporary name and renamed, with a JSON manifest beside it. The catalog (the state database) \
                 lists it only once every object is written and its checksum confirmed.
                 """,
-            subcommands: [Run.self, List.self, Status.self, Verify.self, Restore.self, Prune.self]
+            subcommands: [Run.self, List.self, Status.self, Verify.self, Restore.self, ShipState.self, Prune.self]
         )
     }
 }
@@ -29,6 +29,28 @@ struct BackupOptions: ParsableArguments {
 
     func runner() throws -> BackupRunner {
         BackupRunner(store: try openStore(database.db), configuration: try loadConfiguration(config))
+    }
+
+    /// A runner for reading the catalog that never creates the database: when the file does not exist (lost
+    /// with its controller), the catalog is an empty one in memory and the backups are found on the targets.
+    func readingRunner() throws -> (runner: BackupRunner, databaseExists: Bool) {
+        let configuration = try loadConfiguration(config)
+        guard FileManager.default.fileExists(atPath: database.db) else {
+            return (BackupRunner(store: try StateStore.inMemory(), configuration: configuration), false)
+        }
+        return (BackupRunner(store: try openStore(database.db), configuration: configuration), true)
+    }
+
+    /// The jobs `--job` names (all when nil), or a clear bad-input error.
+    func jobs(_ name: String?, in configuration: ZonewardConfiguration) throws -> [BackupJobConfiguration] {
+        guard let name else { return configuration.backups }
+        guard let job = configuration.backupJob(named: name) else {
+            printError(
+                "--job: unknown job \"\(name)\" (known: \(configuration.backups.map(\.name).joined(separator: ", ")))"
+            )
+            throw ExitCode.badInput
+        }
+        return [job]
     }
 }
 
@@ -104,26 +126,69 @@ extension Zoneward.Backup {
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "List the backups in the catalog, newest first.",
+            abstract: "List the backups in the catalog, newest first; or those on the targets.",
             discussion: """
-                Example:
+                When the catalog has no entry (the state database is new or its file is gone) or with \
+                --from-target, the backups are found by the manifests beside the objects on each job's \
+                targets (directory listings, S3 ListObjectsV2); the location column says where. With --state, \
+                the shipped copies of the controller's state (<job>/state/) are listed instead, newest first.
+
+                Examples:
                   zoneward backup list --format json --config config/zoneward.yaml
+                  zoneward backup list --from-target --job state --config config/zoneward.yaml
+                  zoneward backup list --state --config config/zoneward.yaml
                 """
         )
 
         @Option(help: "Only this job.") var job: String?
         @Option(help: "Output format: table for people, json for scripts.") var format: OutputFormat = .table
+        @Flag(help: "List the manifests on the jobs' targets, not the catalog.") var fromTarget = false
+        @Flag(help: "List the shipped controller state copies (controller.ha.state.job, or --job).") var state = false
         @OptionGroup var options: BackupOptions
 
         func run() async throws {
-            let records = try options.runner().store.backups(job: job)
+            let (runner, databaseExists) = try options.readingRunner()
+            if state {
+                let replica = try stateReplica(job: job, configuration: runner.configuration)
+                let copies = try await listStateCopies(replica)
+                if format == .json { return try printJSON(copies.reversed()) }
+                var rows = [["name", "term", "sequence"]]
+                for copy in copies.reversed() { rows.append([copy.name, String(copy.term), String(copy.sequence)]) }
+                print(TextTable.render(rows))
+                return
+            }
+            let jobs = try options.jobs(job, in: runner.configuration)
+            var records = try runner.store.backups(job: job)
+            var locations: [String: String] = [:]
+            if fromTarget || records.isEmpty {
+                if !fromTarget {
+                    printError(
+                        databaseExists
+                            ? "the catalog has no backups\(job.map { " of \($0)" } ?? ""): listing the targets"
+                            : "the state database \(options.database.db) does not exist: listing the targets"
+                    )
+                }
+                records = []
+                for job in jobs {
+                    do {
+                        for backup in try await runner.targetBackups(of: job) {
+                            records.append(backup.record)
+                            locations[backup.manifest.id] = backup.objects.map(\.description).joined(separator: " ")
+                        }
+                    } catch {
+                        printError("backup job \(job.name): \(error)")
+                        throw backupExitCode(error)
+                    }
+                }
+                records.sort { ($0.startedAt, $0.id) > ($1.startedAt, $1.id) }
+            }
             if format == .json { return try printJSON(records) }
-            var rows = [["id", "job", "state", "started", "bytes", "stored", "error"]]
+            var rows = [["id", "job", "state", "started", "bytes", "stored", locations.isEmpty ? "error" : "location"]]
             for record in records {
                 rows.append([
-                    record.id, record.job, record.state.rawValue, iso8601(record.startedAt),
-                    record.plainBytes.map(String.init) ?? "-", record.storedBytes.map(String.init) ?? "-",
-                    record.error ?? "",
+                    record.id, record.job, locations.isEmpty ? record.state.rawValue : "on target",
+                    iso8601(record.startedAt), record.plainBytes.map(String.init) ?? "-",
+                    record.storedBytes.map(String.init) ?? "-", locations[record.id] ?? record.error ?? "",
                 ])
             }
             print(TextTable.render(rows))
@@ -180,35 +245,209 @@ extension Zoneward.Backup {
 
     struct Restore: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Restore a backup to a file, atomically.",
+            abstract: "Restore a backup to a file, atomically; from the catalog or from the targets alone.",
             discussion: """
-                Never replaces an existing file without --force; writes a temporary file, checks it, then \
-                renames it into place and removes stale -wal/-shm files.
+                Never replaces an existing file without --force; writes a temporary file, checks it (checksum, \
+                decryption, integrity_check, row counts), then renames it into place and removes stale \
+                -wal/-shm files.
 
-                Example:
+                The backup is looked up in the catalog (the state database) first; when the catalog has no \
+                entry for it (or the database file is gone), or with --from-target, it is found by the \
+                manifest beside its object on the job's targets. --latest takes the newest complete backup of \
+                --job.
+
+                --state restores the newest shipped copy of the controller's state (<job>/state/ of \
+                controller.ha.state.job, or of --job), or the copy named by the argument, into --to: for an \
+                operator whose controller cluster lost everything.
+
+                Examples:
                   zoneward backup restore state-20261129T101500-4711 --to ./restored.db --config config/zoneward.yaml
+                  zoneward backup restore --latest --job state --from-target --to ./zoneward.db --config config/zoneward.yaml
+                  zoneward backup restore --state --to ./zoneward.db --config config/zoneward.yaml
+
+                Exit codes: 0 restored, 1 not found or the backup is bad (nothing written), 2 bad input.
                 """
         )
 
-        @Argument(help: "The backup's id.") var id: String
+        @Argument(
+            help: "The backup's id (with --state: the copy's name, e.g. t00000000000000000003-s000000000042.zwb)."
+        )
+        var id: String?
         @Option(help: ArgumentHelp("Where to restore.", valueName: "path")) var to: String
         @Flag(help: "Replace an existing file.") var force = false
+        @Flag(help: "The newest complete backup of --job.") var latest = false
+        @Option(help: "The job whose backup to restore (required with --latest).") var job: String?
+        @Flag(help: "Find the backup by the manifests on the job's targets, not in the catalog.") var fromTarget = false
+        @Flag(help: "Restore a shipped controller state copy (<job>/state/), the newest unless named.") var state =
+            false
         @OptionGroup var options: BackupOptions
+
+        func validate() throws {
+            if state && latest { throw ValidationError("--state restores the newest copy already; drop --latest") }
+            if !state && (id == nil) == !latest {
+                throw ValidationError("give a backup ID or --latest (with --job), or --state")
+            }
+            if latest && job == nil { throw ValidationError("--latest: give --job too (whose newest backup)") }
+        }
 
         func run() async throws {
             let signals = removePlaintextOnSignals()
             defer { for source in signals { source.cancel() } }
+            let (runner, _) = try options.readingRunner()
+            if state { return try await restoreState(runner.configuration) }
+            let jobs = try options.jobs(job, in: runner.configuration)
+            let label = id ?? "the newest backup of \(job ?? "")"
             do {
-                let runner = try options.runner()
-                let progress = ProgressLine(label: "restore \(id)", total: try runner.store.backup(id)?.plainBytes)
-                try await runner.restore(id, to: to, force: force) { progress.update($0) }
+                var record: BackupRecord?
+                if !fromTarget {
+                    if let id {
+                        record = try runner.store.backup(id)
+                    } else {
+                        record = try runner.store.backups(job: job).first {
+                            $0.state == .completed || $0.state == .verified
+                        }
+                    }
+                }
+                if record == nil {
+                    if !fromTarget { printError("\(label) is not in the catalog: looking on the targets") }
+                    for job in jobs where record == nil {
+                        let found = try await runner.targetBackups(of: job)
+                        record = (id.map { id in found.first { $0.manifest.id == id } } ?? found.first)?.record
+                    }
+                }
+                guard let record else {
+                    printError("restore of \(label) failed: no such backup in the catalog or on the targets")
+                    throw ExitCode.failure
+                }
+                let progress = ProgressLine(label: "restore \(record.id)", total: record.plainBytes)
+                try await runner.restore(record: record, to: to, force: force) { progress.update($0) }
                 progress.end()
-                print("Restored \(id) to \(to).")
+                print("Restored \(record.id) to \(to).")
+            } catch let exit as ExitCode {
+                throw exit
             } catch {
-                printError("restore of \(id) failed: \(error)")
+                printError("restore of \(label) failed: \(error)")
                 throw backupExitCode(error)
             }
         }
+
+        func restoreState(_ configuration: ZonewardConfiguration) async throws {
+            let replica = try stateReplica(job: job, configuration: configuration)
+            do {
+                let copy: ShippedState?
+                if let id {
+                    guard let named = BackupStateReplica.parse(name: id) else {
+                        printError("argument: \"\(id)\" is not a state copy's name (t<term:20>-s<sequence:12>.zwb)")
+                        throw ExitCode.badInput
+                    }
+                    copy = named
+                } else {
+                    copy = try await replica.newest()
+                }
+                guard let copy else {
+                    printError("no shipped state copy under \(replica.job.name)/state/ on the targets")
+                    throw ExitCode.failure
+                }
+                try await replica.restore(copy, toFile: to, force: force)
+                print("Restored state copy \(copy) to \(to).")
+            } catch let exit as ExitCode {
+                throw exit
+            } catch {
+                printError("restore of the controller state failed: \(error)")
+                throw backupExitCode(error)
+            }
+        }
+    }
+
+    struct ShipState: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "ship-state",
+            abstract: "Ship a copy of a state database to the state job's targets, as the leader does.",
+            discussion: """
+                Copies --db with SQLite's online backup API, encodes it as backups are (gzip, AES-256-GCM, \
+                SHA-256) and writes it to every target of controller.ha.state.job (or --job) under \
+                <job>/state/t<term>-s<sequence>.zwb with its manifest; prunes beyond controller.ha.state.keep. \
+                Use it to seed the shipped state from a single controller's database before turning on HA. \
+                A leader's copies (term ≥ 1) supersede it with the default --term 0.
+
+                Example:
+                  zoneward backup ship-state --db ./zoneward.db --config config/zoneward.yaml
+                """
+        )
+
+        @Option(help: "The job whose targets and key hold the state; default controller.ha.state.job.")
+        var job: String?
+        @Option(help: "The term the copy is made in.") var term: Int64 = 0
+        @Option(help: "The copy's number in its term; default one past the newest copy of the same term.")
+        var sequence: Int64?
+        @OptionGroup var options: BackupOptions
+
+        func validate() throws {
+            if term < 0 { throw ValidationError("--term: must not be negative, got \(term)") }
+            if let sequence, sequence < 0 { throw ValidationError("--sequence: must not be negative, got \(sequence)") }
+        }
+
+        func run() async throws {
+            let signals = removePlaintextOnSignals()
+            defer { for source in signals { source.cancel() } }
+            let configuration = try loadConfiguration(options.config)
+            guard FileManager.default.fileExists(atPath: options.database.db) else {
+                printError("--db: \(options.database.db) does not exist")
+                throw ExitCode.badInput
+            }
+            let replica = try stateReplica(job: job, configuration: configuration)
+            let store = try openStore(options.database.db)
+            do {
+                var number = sequence
+                if number == nil {
+                    let newest = try await replica.newest()
+                    number = newest.map { $0.term == term ? $0.sequence + 1 : 0 } ?? 0
+                }
+                let started = ContinuousClock.now
+                let copy = try await replica.ship(store, term: term, sequence: number ?? 0)
+                let elapsed = ContinuousClock.now - started
+                let milliseconds =
+                    Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000
+                print(
+                    "Shipped \(copy) to \(replica.job.targets.count) target(s) in "
+                        + String(format: "%.1f", milliseconds) + " ms."
+                )
+            } catch {
+                printError("shipping \(options.database.db) failed: \(error)")
+                throw backupExitCode(error)
+            }
+        }
+    }
+}
+
+/// The state replica of `--job`, else of `controller.ha.state.job`; bad input names the missing piece.
+func stateReplica(job: String?, configuration: ZonewardConfiguration) throws -> BackupStateReplica {
+    guard let name = job ?? configuration.controller?.ha?.stateJob else {
+        printError("--job: give the state job, or set controller.ha.state.job in the configuration")
+        throw ExitCode.badInput
+    }
+    guard let found = configuration.backupJob(named: name) else {
+        printError(
+            "\(job == nil ? "controller.ha.state.job" : "--job"): unknown job \"\(name)\" "
+                + "(known: \(configuration.backups.map(\.name).joined(separator: ", ")))"
+        )
+        throw ExitCode.badInput
+    }
+    do {
+        return try BackupStateReplica(job: found, keep: configuration.controller?.ha?.keep ?? 20)
+    } catch {
+        printError("state job \(name): \(error)")
+        throw backupExitCode(error)
+    }
+}
+
+/// Every complete shipped copy, oldest first; a failure is printed and exits 1.
+func listStateCopies(_ replica: BackupStateReplica) async throws -> [ShippedState] {
+    do {
+        return try await replica.copies()
+    } catch {
+        printError("\(error)")
+        throw ExitCode.failure
     }
 }
 

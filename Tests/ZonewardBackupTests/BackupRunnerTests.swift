@@ -115,4 +115,60 @@ import ZonewardState
         _ = try await runner.run(job)
         #expect(try await runner.prune(job).isEmpty)
     }
+
+    @Test func theTargetsAloneListAndRestoreABackup() async throws {
+        let record = try await runner.run(job)
+        let second = try await runner.run(job)
+        // A runner whose catalog lost everything (a new, empty database).
+        let bare = BackupRunner(store: try StateStore.inMemory(), configuration: runner.configuration)
+        var found = try await bare.targetBackups(of: job)
+        #expect(found.map(\.manifest.id) == [second.id, record.id], "newest first, even within one second")
+        found.removeFirst()
+        #expect(Set(found[0].objects.map(\.description)) == Set(record.objectPaths))
+        #expect(found[0].record.sha256 == record.sha256)
+        // Leftovers are not backups: a partial object, a manifest without its object.
+        let folder = directory.appendingPathComponent("a").appendingPathComponent("app")
+        try Data("x".utf8).write(to: folder.appendingPathComponent("app-x.zwb.partial"))
+        try Data(record.manifest.utf8).write(to: folder.appendingPathComponent("app-orphan.json"))
+        #expect(try await bare.targetBackups(of: job).count == 2)
+        let restored = directory.appendingPathComponent("from-target.db").path
+        try await bare.restore(record: found[0].record, to: restored, force: false)
+        let count = try await DatabaseQueue(path: restored).read {
+            try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM items")
+        }
+        #expect(count == 2000)
+    }
+
+    @Test func runRecordsThroughItsCatalogSink() async throws {
+        let sink = RecordingSink()
+        var recorded = runner
+        recorded.catalog = sink
+        let record = try await recorded.run(job)
+        #expect(
+            sink.calls == [
+                "begin \(record.id)", "heartbeat \(record.id)", "heartbeat \(record.id)",
+                "heartbeat \(record.id)", "heartbeat \(record.id)", "complete \(record.id)",
+            ]
+        )
+        #expect(try store.backups().isEmpty, "nothing written to the store when another sink is given")
+        var broken = job
+        broken.targets = [.filesystem("/proc/zoneward-cannot-write-here")]
+        await #expect(throws: (any Error).self) { try await recorded.run(broken) }
+        #expect(sink.calls.last?.hasPrefix("fail ") == true)
+    }
+}
+
+/// A catalog sink that remembers the calls it got.
+final class RecordingSink: BackupCatalogSink, @unchecked Sendable {
+    private let lock = NSLock()
+    private var recorded: [String] = []
+
+    var calls: [String] { lock.withLock { recorded } }
+
+    private func note(_ call: String) { lock.withLock { recorded.append(call) } }
+
+    func begin(_ record: BackupRecord, at time: Date) async throws { note("begin \(record.id)") }
+    func heartbeat(_ id: String, at time: Date) async throws { note("heartbeat \(id)") }
+    func complete(_ record: BackupRecord, at time: Date) async throws { note("complete \(record.id)") }
+    func fail(_ record: BackupRecord, at time: Date) async throws { note("fail \(record.id)") }
 }
