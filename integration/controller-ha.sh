@@ -43,7 +43,7 @@ teardown_net() {
 stop_all() {
     local pid
     for pid in "${CPIDS[@]}" "${EPIDS[@]}"; do
-        [ "$pid" != 0 ] && kill -9 "$pid" 2>/dev/null
+        [ "$pid" != 0 ] && { kill -9 "$pid" && wait "$pid"; } 2>/dev/null
     done
     teardown_net
     cleanup
@@ -152,10 +152,12 @@ leader() {
     return 1
 }
 acting_since_ms() { # index
-    leadership "$1" | python3 -c '
-import json, sys, datetime
-d = json.load(sys.stdin).get("actingSince")
-print(int(datetime.datetime.fromisoformat(d.replace("Z", "+00:00")).timestamp() * 1000) if d else "")' 2>/dev/null
+    leadership "$1" | python3 -c 'import json, sys; print(json.load(sys.stdin).get("actingSinceMillis") or "")' 2>/dev/null
+}
+kill_controller() { # index: kill -9, quietly (no job-control notice)
+    local pid=${CPIDS[$(($1 - 1))]}
+    CPIDS[$(($1 - 1))]=0
+    { kill -9 "$pid" && wait "$pid"; } 2>/dev/null
 }
 api() { # method url-path [body]: to the leader, following a 307 like any client
     local n
@@ -199,9 +201,8 @@ for trial in $(seq 1 "$TRIALS"); do
     if [ "$code" = 202 ] && [ -n "$op" ]; then ACKED+=("$op"); else
         fail "trial $trial: the switchover to $region was not acknowledged ($code ${answer%$'\n'*})"; fi
     sleep "$(python3 -c "import random; print(round(random.uniform(0, 2.5), 2))")"
-    kill -9 "${CPIDS[$((old - 1))]}"
+    kill_controller "$old"
     killed_at=$(date +%s%3N)
-    CPIDS[$((old - 1))]=0
     new=""
     for _ in $(seq 1 150); do new=$(leader "$old") && break; sleep 0.05; done
     if [ -z "$new" ]; then fail "trial $trial: no new leader within 7.5 s of the kill"; start_controller "$old"; continue; fi
@@ -228,10 +229,7 @@ old=$(leader)
 ip -n "${NS[$((old - 1))]}" link set "zwc$old" down
 new=""
 for _ in $(seq 1 200); do new=$(leader "$old") && break; sleep 0.05; done
-stopped=$(leadership "$old" | python3 -c '
-import json, sys, datetime
-d = json.load(sys.stdin).get("stoppedActingAt")
-print(int(datetime.datetime.fromisoformat(d.replace("Z", "+00:00")).timestamp() * 1000) if d else "")' 2>/dev/null)
+stopped=$(leadership "$old" | python3 -c 'import json, sys; print(json.load(sys.stdin).get("stoppedActingAtMillis") or "")' 2>/dev/null)
 since=$(acting_since_ms "${new:-0}")
 check "partitioned c$old stopped acting (${stopped:-never}) before c${new:-none} began (${since:-never})" \
     test -n "$stopped" -a -n "$since" -a "${stopped:-0}" -lt "${since:-0}"
@@ -247,8 +245,7 @@ op=$(echo "${answer%$'\n'*}" | python3 -c 'import json,sys; print(json.load(sys.
 [ -n "$op" ] && ACKED+=("$op")
 sleep 0.3
 old=$(leader)
-kill -9 "${CPIDS[$((old - 1))]}"
-CPIDS[$((old - 1))]=0
+kill_controller "$old"
 rm -f "$WORK/c$old/state.db" "$WORK/c$old/state.db-wal" "$WORK/c$old/state.db-shm"
 start_controller "$old"
 new=""

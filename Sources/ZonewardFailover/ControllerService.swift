@@ -219,7 +219,19 @@ public final class ControllerService: Service, Sendable {
     /// Restores the newest shipped copy into the local database, unless this replica holds it already.
     func restoreNewest() async throws {
         guard let replica else { return }
-        guard let newest = try await replica.newest() else {
+        // The newest copy a leader recorded in the election store (fenced by its term): the targets must hold
+        // it or a newer one, else they are not yet showing everything and nothing is restored from them.
+        let recorded = try? await election?.read(name: "state")
+        let newest = try await replica.newest()
+        if let recorded, !recorded.isEmpty, (newest?.name ?? "") < recorded {
+            throw StateShippingError(
+                underlying: DriverError(
+                    "the targets' newest copy \(newest?.name ?? "none") is older than \(recorded), the last one a "
+                        + "leader recorded"
+                )
+            )
+        }
+        guard let newest else {
             logger.notice("no shipped state yet; starting from the local database")
             warm.withLock { $0.confirmedAt = .now }
             return
@@ -309,6 +321,10 @@ public final class ControllerService: Service, Sendable {
             do {
                 _ = try gate.term()
                 let copy = try await replica.ship(store, term: term, sequence: number)
+                // The store itself refuses the record of a copy from a deposed leader's term.
+                if let election, try await !election.fencedWrite(name: "state", value: copy.name, term: term) {
+                    throw NotLeaderError(leader: nil)
+                }
                 _ = try gate.term()
                 shippedVersion = version
                 warm.withLock {

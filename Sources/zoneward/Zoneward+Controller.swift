@@ -43,6 +43,15 @@ extension Zoneward {
         @Option(help: ArgumentHelp("File holding the bearer token; default controller.tokenFile.", valueName: "file"))
         var tokenFile: String?
 
+        @Option(
+            help: ArgumentHelp(
+                "The URL peers, proxies and the CLI reach this replica at, recorded with its leadership; default "
+                    + "controller.advertise, else http://<listen>. In Kubernetes: http://$(POD_IP):9900.",
+                valueName: "url"
+            )
+        )
+        var advertise: String?
+
         @OptionGroup var runtime: RuntimeOptions
 
         func run() async throws {
@@ -53,9 +62,24 @@ extension Zoneward {
             let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
             let registry = PrometheusCollectorRegistry()
             settings.metrics = { registry.emitToString() }
-            let controller = ControllerService(settings: settings, store: store, group: group, logger: logger)
+            let ha = try highAvailability(configuration, settings: settings, advertise: advertise, logger: logger)
+            let controller = ControllerService(
+                settings: settings,
+                store: store,
+                group: group,
+                logger: logger,
+                gate: ha?.gate,
+                election: ha?.election,
+                replica: ha?.replica
+            )
             var services: [any Service] = [controller]
-            if !configuration.backups.isEmpty {
+            if ha != nil, !configuration.backups.isEmpty {
+                // Every replica would run them: with an election, backups run from the CronJob
+                // (`backup run --controller`), which records them through the leader.
+                logger.notice(
+                    "controller.ha is set: backup jobs are not scheduled here; run them with `zoneward backup run --controller`"
+                )
+            } else if !configuration.backups.isEmpty {
                 // The controller runs the backup jobs on their schedules.
                 let runner = BackupRunner(store: store, configuration: configuration)
                 services.append(BackupScheduler(runner: runner, registry: registry, logger: logger))
@@ -79,6 +103,42 @@ extension Zoneward {
             try await group.shutdownGracefully()
         }
     }
+}
+
+/// The election, gate and state replica of `controller.ha`, or nil for a single replica.
+func highAvailability(
+    _ configuration: ZonewardConfiguration,
+    settings: ControllerService.Settings,
+    advertise: String?,
+    logger: Logger
+) throws -> (gate: LeadershipGate, election: any LeaderElection, replica: any StateReplica)? {
+    guard let ha = configuration.controller?.ha else {
+        if advertise != nil { logger.notice("--advertise matters only with controller.ha; ignored") }
+        return nil
+    }
+    var url = advertise ?? configuration.controller?.advertise ?? "http://\(settings.listen)"
+    if let flag = advertise {
+        guard let parsed = URL(string: flag), ["http", "https"].contains(parsed.scheme ?? ""), parsed.host != nil else {
+            printError("--advertise: expected an http:// or https:// URL such as http://10.0.3.7:9900, got \"\(flag)\"")
+            throw ExitCode.badInput
+        }
+        url = flag.hasSuffix("/") ? String(flag.dropLast()) : flag
+    }
+    if ["0.0.0.0", "::", "[::]"].contains(where: { url.contains("//\($0):") }) {
+        printError(
+            "--advertise: controller.listen is \(settings.listen), which peers cannot reach; give the URL they can "
+                + "(--advertise http://POD_IP:PORT or controller.advertise)"
+        )
+        throw ExitCode.badInput
+    }
+    guard let job = configuration.backups.first(where: { $0.name == ha.stateJob }) else {
+        printError("controller.ha.state.job: no backup job named \"\(ha.stateJob)\"")
+        throw ExitCode.badInput
+    }
+    let gate = LeadershipGate(me: LeaderRecord(id: RunnerIdentity.make(), url: url))
+    let election = try makeElection(ha, logger: logger)
+    let replica = try BackupStateReplica(job: job, keep: ha.keep)
+    return (gate, election, replica)
 }
 
 /// The controller's listener and token from the flags or the configuration.

@@ -87,6 +87,9 @@ public struct LeadershipReport: Codable, Sendable, Equatable {
     /// Wall-clock times (RFC 3339) this replica last started and stopped acting as leader.
     public var actingSince: Date?
     public var stoppedActingAt: Date?
+    /// The same in milliseconds since 1970, for drills that compare replicas.
+    public var actingSinceMillis: Int64?
+    public var stoppedActingAtMillis: Int64?
 
     static func addRoute(to router: Router<ControllerRequestContext>, controller: ControllerService) {
         router.get("/v1/leadership") { _, _ in
@@ -108,7 +111,9 @@ extension ControllerService {
             stateAge: stateAge,
             stateCopy: copy,
             actingSince: times.0,
-            stoppedActingAt: times.1
+            stoppedActingAt: times.1,
+            actingSinceMillis: times.0.map { Int64($0.timeIntervalSince1970 * 1000) },
+            stoppedActingAtMillis: times.1.map { Int64($0.timeIntervalSince1970 * 1000) }
         )
     }
 }
