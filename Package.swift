@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "zoneward", targets: ["zoneward"]),
         .library(name: "ZonewardModel", targets: ["ZonewardModel"]),
         .library(name: "ZonePlanner", targets: ["ZonePlanner"]),
+        .library(name: "ZonewardAPI", targets: ["ZonewardAPI"]),
         .library(name: "ZonewardState", targets: ["ZonewardState"]),
         .library(name: "ZonewardDiscovery", targets: ["ZonewardDiscovery"]),
         .library(name: "ZonewardProxy", targets: ["ZonewardProxy"]),
@@ -35,8 +36,21 @@ let package = Package(
         ),
         .target(name: "ZonePlanner", dependencies: ["ZonewardModel"]),
         .target(
+            name: "ZonewardAPI",
+            dependencies: [
+                "ZonewardModel",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .target(
             name: "ZonewardState",
             dependencies: [
+                "ZonewardAPI",
                 "ZonewardModel",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
@@ -57,6 +71,7 @@ let package = Package(
         .target(
             name: "ZonewardProxy",
             dependencies: [
+                "ZonewardAPI",
                 "ZonewardModel",
                 "ZonewardDiscovery",
                 "ZonePlanner",
@@ -78,6 +93,7 @@ let package = Package(
         .target(
             name: "ZonewardFailover",
             dependencies: [
+                "ZonewardAPI",
                 "ZonewardModel",
                 "ZonewardState",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -92,6 +108,7 @@ let package = Package(
             name: "ZonewardBackup",
             dependencies: [
                 "CZlib",
+                "ZonewardAPI",
                 "ZonewardModel",
                 "ZonewardState",
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -104,6 +121,7 @@ let package = Package(
         .executableTarget(
             name: "zoneward",
             dependencies: [
+                "ZonewardAPI",
                 "ZonewardModel",
                 "ZonePlanner",
                 "ZonewardState",
@@ -133,6 +151,7 @@ let package = Package(
         .testTarget(
             name: "ZonewardProxyTests",
             dependencies: [
+                "ZonewardAPI",
                 "ZonewardProxy",
                 "ZonewardState",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -145,7 +164,7 @@ let package = Package(
         .testTarget(
             name: "ZonewardFailoverTests",
             dependencies: [
-                "ZonewardFailover", "ZonewardState", "ZonewardModel",
+                "ZonewardAPI", "ZonewardFailover", "ZonewardState", "ZonewardModel",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -157,7 +176,8 @@ let package = Package(
         .testTarget(
             name: "ZonewardBackupTests",
             dependencies: [
-                "ZonewardBackup", "ZonewardState", "ZonewardModel", .product(name: "GRDB", package: "GRDB.swift"),
+                "ZonewardAPI", "ZonewardBackup", "ZonewardState", "ZonewardModel",
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -165,7 +185,19 @@ let package = Package(
         ),
         .testTarget(
             name: "ZonewardStateTests",
-            dependencies: ["ZonewardState", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: ["ZonewardAPI", "ZonewardState", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
+        .testTarget(
+            name: "ZonewardAPITests",
+            dependencies: [
+                "ZonewardAPI", "ZonewardFailover", "ZonewardState", "ZonewardModel",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]
