@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "zoneward", targets: ["zoneward"]),
         .library(name: "ZonewardModel", targets: ["ZonewardModel"]),
         .library(name: "ZonePlanner", targets: ["ZonePlanner"]),
+        .library(name: "ZonewardAPI", targets: ["ZonewardAPI"]),
         .library(name: "ZonewardState", targets: ["ZonewardState"]),
         .library(name: "ZonewardDiscovery", targets: ["ZonewardDiscovery"]),
         .library(name: "ZonewardProxy", targets: ["ZonewardProxy"]),
@@ -36,8 +37,21 @@ let package = Package(
         ),
         .target(name: "ZonePlanner", dependencies: ["ZonewardModel"]),
         .target(
+            name: "ZonewardAPI",
+            dependencies: [
+                "ZonewardModel",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .target(
             name: "ZonewardState",
             dependencies: [
+                "ZonewardAPI",
                 "ZonewardModel",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
@@ -58,6 +72,7 @@ let package = Package(
         .target(
             name: "ZonewardProxy",
             dependencies: [
+                "ZonewardAPI",
                 "ZonewardModel",
                 "ZonewardDiscovery",
                 "ZonePlanner",
@@ -79,6 +94,7 @@ let package = Package(
         .target(
             name: "ZonewardFailover",
             dependencies: [
+                "ZonewardAPI",
                 "ZonewardModel",
                 "ZonewardState",
                 "ZonewardDiscovery",
@@ -99,6 +115,7 @@ let package = Package(
             name: "ZonewardBackup",
             dependencies: [
                 "CZlib",
+                "ZonewardAPI",
                 "ZonewardModel",
                 "ZonewardState",
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -111,6 +128,7 @@ let package = Package(
         .executableTarget(
             name: "zoneward",
             dependencies: [
+                "ZonewardAPI",
                 "ZonewardModel",
                 "ZonePlanner",
                 "ZonewardState",
@@ -140,6 +158,7 @@ let package = Package(
         .testTarget(
             name: "ZonewardProxyTests",
             dependencies: [
+                "ZonewardAPI",
                 "ZonewardProxy",
                 "ZonewardState",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -152,7 +171,7 @@ let package = Package(
         .testTarget(
             name: "ZonewardFailoverTests",
             dependencies: [
-                "ZonewardFailover", "ZonewardState", "ZonewardModel", "ZonewardDiscovery",
+                "ZonewardAPI", "ZonewardFailover", "ZonewardState", "ZonewardModel", "ZonewardDiscovery",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -168,7 +187,8 @@ let package = Package(
         .testTarget(
             name: "ZonewardBackupTests",
             dependencies: [
-                "ZonewardBackup", "ZonewardState", "ZonewardModel", .product(name: "GRDB", package: "GRDB.swift"),
+                "ZonewardAPI", "ZonewardBackup", "ZonewardState", "ZonewardModel",
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -176,7 +196,19 @@ let package = Package(
         ),
         .testTarget(
             name: "ZonewardStateTests",
-            dependencies: ["ZonewardState", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: ["ZonewardAPI", "ZonewardState", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
+        .testTarget(
+            name: "ZonewardAPITests",
+            dependencies: [
+                "ZonewardAPI", "ZonewardFailover", "ZonewardState", "ZonewardModel",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

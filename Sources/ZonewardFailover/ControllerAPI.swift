@@ -1,80 +1,9 @@
 import Foundation
 import Hummingbird
 import NIOCore
+import ZonewardAPI
 import ZonewardModel
 import ZonewardState
-
-/// The body of `POST /v1/failover`.
-public struct FailoverRequest: Codable, Sendable {
-    public var service: String
-    public var to: String
-    public var force: Bool?
-    public var dryRun: Bool?
-    public var actor: String?
-    public var reason: String?
-
-    public init(service: String, to: String, force: Bool, dryRun: Bool, actor: String, reason: String?) {
-        self.service = service
-        self.to = to
-        self.force = force
-        self.dryRun = dryRun
-        self.actor = actor
-        self.reason = reason
-    }
-}
-
-/// The answer to `POST /v1/failover`: the guards, the steps, and the operation when one was started.
-public struct FailoverPlan: Codable, Sendable {
-    public var service: String
-    public var kind: String
-    public var from: String
-    public var to: String
-    public var guards: [GuardResult]
-    public var steps: [String]
-    public var operation: Int64?
-    public var refused: Bool
-
-    public init(
-        service: String,
-        kind: String,
-        from: String,
-        to: String,
-        guards: [GuardResult],
-        steps: [String],
-        operation: Int64?,
-        refused: Bool
-    ) {
-        self.service = service
-        self.kind = kind
-        self.from = from
-        self.to = to
-        self.guards = guards
-        self.steps = steps
-        self.operation = operation
-        self.refused = refused
-    }
-}
-
-/// The body of `POST /v1/drains`.
-public struct DrainRequest: Codable, Sendable {
-    public var zone: String
-    public var duration: String
-    public var reason: String
-    public var actor: String?
-
-    public init(zone: String, duration: String, reason: String, actor: String? = nil) {
-        self.zone = zone
-        self.duration = duration
-        self.reason = reason
-        self.actor = actor
-    }
-}
-
-/// An operation with its steps, as `GET /v1/operations/ID` returns it.
-public struct OperationReport: Codable, Sendable {
-    public var operation: FailoverOperation
-    public var steps: [FailoverStepRecord]
-}
 
 /// A refusal the API answers with its status and `{"error": message}`; the message names the field.
 struct APIError: Error, Sendable {
@@ -172,6 +101,7 @@ public enum ControllerAPI {
             try controller.record(report)
             return Response(status: .noContent)
         }
+        addBackupRoutes(to: router, for: controller)
         return router
     }
 
@@ -214,10 +144,17 @@ public enum ControllerAPI {
             throw APIError(.contentTooLarge, "body: larger than \(maxBodyBytes) bytes")
         }
         do {
-            return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
+            return try requestDecoder.decode(T.self, from: Data(buffer.readableBytesView))
         } catch let error as DecodingError {
             throw APIError(.badRequest, "body: invalid JSON: \(describe(error))")
         }
+    }
+
+    /// The JSON decoder of request bodies: dates as RFC 3339 strings, like the answers.
+    static var requestDecoder: JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return decoder
     }
 
     static func describe(_ error: DecodingError) -> String {
@@ -345,10 +282,13 @@ struct BearerTokenMiddleware: RouterMiddleware {
     /// Paths served without a token.
     let open: Set<String>
 
-    /// What a request needs: reports need `report`; other writes need `operate`; reads need `read`.
+    /// What a request needs: reports need `report`; backup catalog writes need `backup`; other writes need
+    /// `operate`; reads need `read`.
     static func scope(of request: Request) -> TokenScope {
         if request.method == .get || request.method == .head { return .read }
-        return request.uri.path == "/v1/reports" ? .report : .operate
+        if request.uri.path == "/v1/reports" { return .report }
+        if request.uri.path == "/v1/backups" || request.uri.path.hasPrefix("/v1/backups/") { return .backup }
+        return .operate
     }
 
     func handle(
@@ -366,7 +306,7 @@ struct BearerTokenMiddleware: RouterMiddleware {
         {
             var response = ControllerAPI.errorResponse(
                 .forbidden,
-                "this token may not \(needed == .report ? "report demand" : "operate"); use a token with that scope"
+                "this token may not \(needed.action); use a token with that scope"
             )
             if request.hasBody { response.headers[.connection] = "close" }
             return response
@@ -400,6 +340,19 @@ public enum TokenScope: String, Sendable, CaseIterable {
     case report
     /// `read`, and failovers, drains and resumes: what an operator needs.
     case operate
+    /// `read`, and the backup catalog's writes (begin, heartbeat, complete, fail): what a backup run needs
+    /// (it cannot fail anything over or drain).
+    case backup
+
+    /// What the scope allows beyond reading, for refusals.
+    var action: String {
+        switch self {
+        case .read: "read"
+        case .report: "report demand"
+        case .operate: "operate"
+        case .backup: "write the backup catalog"
+        }
+    }
 }
 
 /// Refuses a request whose declared `Content-Length` is over the limit before reading its body; bodies

@@ -1,22 +1,7 @@
 import Foundation
+import ZonewardAPI
 import ZonewardModel
 import ZonewardState
-
-/// One guard's verdict.
-public struct GuardResult: Sendable, Equatable, Codable {
-    public var name: String
-    public var passed: Bool
-    public var detail: String
-    /// True when `--force` made this guard pass although it failed.
-    public var overridden: Bool
-
-    public init(name: String, passed: Bool, detail: String, overridden: Bool = false) {
-        self.name = name
-        self.passed = passed
-        self.detail = detail
-        self.overridden = overridden
-    }
-}
 
 /// The guards of a change of primary, pure: evaluated from the configuration, the observed region
 /// health and lag, and the time of the last change. Only the lag guard yields to `--force`.

@@ -91,7 +91,7 @@ extension ZonewardConfiguration {
             decoded.listen = controllerFields["listen"].flatMap { hostPort($0, reader) } ?? decoded.listen
             decoded.tokenFile = controllerFields["tokenFile"].flatMap { reader.string($0) }
             if let tokens = controllerFields["tokens"],
-                let files = reader.mapping(tokens, known: ["read", "report", "operate"])
+                let files = reader.mapping(tokens, known: ["read", "report", "operate", "backup"])
             {
                 for (scope, file) in files { decoded.tokens[scope] = reader.string(file) }
             }

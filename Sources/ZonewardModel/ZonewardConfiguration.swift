@@ -335,7 +335,8 @@ public struct ControllerConfiguration: Sendable, Equatable {
     public var listen: HostPort
     /// File holding the bearer token that may do everything; nil means the token comes from the command line.
     public var tokenFile: String?
-    /// Files holding tokens that may do part, by scope: `read`, `report` (for proxies), `operate`.
+    /// Files holding tokens that may do part, by scope: `read`, `report` (for proxies), `operate`, `backup`
+    /// (for backup runs).
     public var tokens: [String: String] = [:]
     /// The URL peers, proxies and the CLI reach this replica at (`advertise`); nil means `http://<listen>`.
     /// `zoneward controller --advertise` (e.g. from the pod IP) overrides it.

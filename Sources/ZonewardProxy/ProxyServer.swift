@@ -7,6 +7,7 @@ import NIOSSL
 import ServiceLifecycle
 import Synchronization
 import UnixSignals
+import ZonewardAPI
 import ZonewardDiscovery
 import ZonewardModel
 import ZonewardState
@@ -24,7 +25,7 @@ public final class ProxyServer: Service, Sendable {
         public var sourceZone: String
         /// The state database to read zone drains and active regions from; nil to ignore it.
         public var statePath: String?
-        /// The controller to follow (routing snapshots by long poll) and its bearer token.
+        /// The controllers to follow (routing snapshots by long poll), comma-separated, and their bearer token.
         public var controllerURL: String?
         public var controllerToken: String?
         public var timeouts: ProxyTimeouts
@@ -65,8 +66,10 @@ public final class ProxyServer: Service, Sendable {
     private let connections = ConnectionRegistry()
     private let tcpConnections = TCPConnectionRegistry()
     private let pools: UpstreamPools
-    /// The client of the controller's API (snapshots and demand reports).
+    /// The HTTP client of the controller's API, shut down with the proxy.
     private let http: HTTPClient
+    /// The client of the controllers' API (snapshots and demand reports); nil without `controllerURL`.
+    private let controller: ControllerClient?
     /// The configuration file's bytes at the last reload attempt: SIGHUP and the file watcher both see one
     /// edit, and it must be applied (or refused and counted) once.
     private let lastAttempt: Mutex<Data?>
@@ -83,7 +86,11 @@ public final class ProxyServer: Service, Sendable {
         )
         self.prober = HealthProber(table: table, group: group)
         self.pools = UpstreamPools(timeouts: settings.timeouts)
-        self.http = HTTPClient(eventLoopGroup: group)
+        let http = ControllerClient.makeHTTPClient(eventLoopGroup: group)
+        self.http = http
+        self.controller = settings.controllerURL.flatMap {
+            try? ControllerClient(list: $0, token: settings.controllerToken ?? "", http: http)
+        }
         self.lastAttempt = Mutex(settings.configurationPath.flatMap { FileManager.default.contents(atPath: $0) })
     }
 
@@ -276,14 +283,19 @@ public final class ProxyServer: Service, Sendable {
 
     /// Follows the controller by long poll; keeps the last good snapshot while it is unreachable.
     private func followController() async {
-        guard let url = settings.controllerURL else { return }
-        let follower = ControllerFollower(baseURL: url, token: settings.controllerToken ?? "", client: http)
+        guard let controller else {
+            if let list = settings.controllerURL {
+                logger.error("not following a controller: not a comma-separated list of controller URLs: \(list)")
+            }
+            return
+        }
         var cursor = SnapshotCursor()
         var failing = false
         while !Task.isCancelled {
             do {
-                let snapshot = try await follower.snapshot(after: cursor, wait: .seconds(30))
-                if failing { logger.info("controller reachable again at \(url)") }
+                let answer = try await controller.snapshot(after: cursor, wait: .seconds(30))
+                let snapshot = answer.value
+                if failing { logger.info("controller reachable again at \(answer.url)") }
                 failing = false
                 let previousBoot = cursor.boot
                 cursor.advance(to: snapshot)
@@ -308,9 +320,7 @@ public final class ProxyServer: Service, Sendable {
     /// equal) demand.
     private func meterDemand() async {
         let window = settings.configuration.routing.demandWindow
-        let reporter = settings.controllerURL.map {
-            ControllerFollower(baseURL: $0, token: settings.controllerToken ?? "", client: http)
-        }
+        let reporter = controller
         let proxy = "\(ProcessInfo.processInfo.hostName):\(settings.configuration.admin.listen.port)"
         var rates: [String: DemandRate] = [:]
         var seen: [String: Int] = [:]

@@ -1,25 +1,9 @@
 import Foundation
 import GRDB
+import ZonewardAPI
 
-/// A zone whose capacity is set to 0 for every service until it expires or is undrained.
-public struct ZoneDrain: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+extension ZoneDrain: FetchableRecord, PersistableRecord {
     public static let databaseTableName = "zoneDrain"
-
-    public var zone: String
-    public var reason: String
-    public var actor: String
-    public var createdAt: Date
-    public var expiresAt: Date
-
-    public init(zone: String, reason: String, actor: String, createdAt: Date, expiresAt: Date) {
-        self.zone = zone
-        self.reason = reason
-        self.actor = actor
-        self.createdAt = createdAt
-        self.expiresAt = expiresAt
-    }
-
-    public func isActive(at now: Date) -> Bool { expiresAt > now }
 }
 
 /// Which region serves a service now, and the epoch that orders every change of it.

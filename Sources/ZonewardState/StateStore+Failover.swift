@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import ZonewardAPI
 
 extension StateStore {
     static func registerFailoverMigrations(_ migrator: inout DatabaseMigrator) {

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import ZonewardAPI
 
 /// Zoneward's observed and decided state in SQLite: zone drains, active regions and epochs, the event log.
 ///

@@ -1,13 +1,10 @@
 import ArgumentParser
 import Foundation
 import Logging
+import ZonewardAPI
 import ZonewardFailover
 import ZonewardModel
 import ZonewardState
-
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 extension Zoneward {
     /// `zoneward failover …`: region failover and switchover.
@@ -16,8 +13,10 @@ extension Zoneward {
             abstract: "Show, plan and execute region failover and switchover.",
             discussion: """
                 Talks to the controller (--controller URL --token-file FILE, or env ZONEWARD_CONTROLLER and \
-                ZONEWARD_TOKEN_FILE); when the controller is down, --db PATH --config FILE works on the state \
-                database directly (break glass).
+                ZONEWARD_TOKEN_FILE). With controller replicas (HA), give them all, separated by commas: \
+                --controller http://c1:9900,http://c2:9900,http://c3:9900; reads go to whichever answers, and \
+                changes are sent on to the leader. When no controller answers, --db PATH --config FILE works on \
+                the state database directly (break glass).
 
                 Exit codes: 0 done, 2 usage or bad input, 3 a guard refused, 4 the operation failed.
                 """,
@@ -28,7 +27,12 @@ extension Zoneward {
 
 /// Where failover commands act: the controller's API, or the state database directly.
 struct FailoverTarget: ParsableArguments {
-    @Option(help: ArgumentHelp("The controller's URL; env ZONEWARD_CONTROLLER.", valueName: "url"))
+    @Option(
+        help: ArgumentHelp(
+            "The controller's URL, or the URLs of its replicas separated by commas; env ZONEWARD_CONTROLLER.",
+            valueName: "urls"
+        )
+    )
     var controller: String?
 
     @Option(help: ArgumentHelp("The controller's bearer token file; env ZONEWARD_TOKEN_FILE.", valueName: "file"))
@@ -41,7 +45,7 @@ struct FailoverTarget: ParsableArguments {
     var config: String?
 
     enum Mode {
-        case remote(APIClient)
+        case remote(ControllerClient)
         case local(FailoverCoordinator)
     }
 
@@ -52,7 +56,8 @@ struct FailoverTarget: ParsableArguments {
                 printError("--token-file: the controller needs its bearer token (or set ZONEWARD_TOKEN_FILE)")
                 throw ExitCode.badInput
             }
-            return .remote(APIClient(baseURL: url, token: try readToken(tokenPath)))
+            let token = try readToken(tokenPath)
+            return .remote(try controllerClient(url, token: token))
         }
         guard let db, let config else {
             printError(
@@ -64,58 +69,6 @@ struct FailoverTarget: ParsableArguments {
         var logger = Logger(label: "zoneward")
         logger.logLevel = .warning
         return .local(FailoverCoordinator(store: try openStore(db), configuration: configuration, logger: logger))
-    }
-}
-
-/// A small client of the controller's API.
-struct APIClient {
-    let baseURL: String
-    let token: String
-
-    func request<T: Decodable>(
-        _ method: String,
-        _ path: String,
-        body: (some Encodable)? = Optional<String>.none,
-        as type: T.Type
-    ) async throws -> (Int, T?) {
-        let base = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
-        guard let url = URL(string: base + path) else {
-            printError("--controller: not a URL: \(baseURL)")
-            throw ExitCode.badInput
-        }
-        var request = URLRequest(url: url, timeoutInterval: 60)
-        request.httpMethod = method
-        request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
-        if let body {
-            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-            request.httpBody = try JSONEncoder().encode(body)
-        }
-        let data: Data
-        let response: URLResponse
-        do {
-            (data, response) = try await URLSession.shared.data(for: request)
-        } catch {
-            printError(
-                "controller \(baseURL) unreachable: \(error.localizedDescription) (use --db and --config to act on the state directly)"
-            )
-            throw ExitCode.failure
-        }
-        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
-        if status == 401 {
-            printError("controller refused the token (401)")
-            throw ExitCode.badInput
-        }
-        if status >= 400, status != 409, let message = try? JSONDecoder().decode([String: String].self, from: data) {
-            printError("controller: \(message["error"] ?? "HTTP \(status)")")
-            throw status < 500 ? ExitCode.badInput : ExitCode.failure
-        }
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .custom { decoder in
-            let container = try decoder.singleValueContainer()
-            if let seconds = try? container.decode(Double.self) { return Date(timeIntervalSinceReferenceDate: seconds) }
-            return try Date(container.decode(String.self), strategy: .iso8601)
-        }
-        return (status, try? decoder.decode(T.self, from: data))
     }
 }
 
@@ -144,10 +97,9 @@ extension Zoneward.Failover {
             let report: StatusReport
             switch try target.resolve() {
             case .remote(let client):
-                guard let fetched = try await client.request("GET", "/v1/status", as: StatusReport.self).1 else {
-                    throw ExitCode.failure
+                report = try await callController { () async throws(ControllerClientError) in
+                    try await client.status().value
                 }
-                report = fetched
             case .local(let coordinator):
                 report = try StatusReport.build(
                     configuration: coordinator.configuration,
@@ -256,14 +208,11 @@ extension Zoneward.Failover {
                     actor: actor,
                     reason: reason
                 )
-                let (status, started) = try await client.request(
-                    "POST",
-                    "/v1/failover",
-                    body: request,
-                    as: FailoverPlan.self
-                )
-                guard status == 202, let id = started?.operation else {
-                    if let started { printPlan(started) }
+                let started = try await callController { () async throws(ControllerClientError) in
+                    try await client.failover(request)
+                }
+                guard !started.refused, let id = started.operation else {
+                    printPlan(started)
                     throw ExitCode.guardRefused
                 }
                 operation = try await waitForOperation(id, client: client)
@@ -307,9 +256,9 @@ extension Zoneward.Failover {
             let operations: [FailoverOperation]
             switch try target.resolve() {
             case .remote(let client):
-                operations =
-                    try await client.request("GET", "/v1/operations?limit=\(limit)", as: [FailoverOperation].self).1
-                    ?? []
+                operations = try await callController { () async throws(ControllerClientError) in
+                    try await client.operations(limit: limit)
+                }
             case .local(let coordinator):
                 operations = try coordinator.store.operations(limit: limit)
             }
@@ -344,12 +293,9 @@ extension Zoneward.Failover {
         func run() async throws {
             switch try target.resolve() {
             case .remote(let client):
-                _ = try await client.request(
-                    "POST",
-                    "/v1/operations/\(id)/resume",
-                    body: [String: String](),
-                    as: OperationReport.self
-                )
+                _ = try await callController { () async throws(ControllerClientError) in
+                    try await client.resume(id)
+                }
                 try finish(try await waitForOperation(id, client: client))
             case .local(let coordinator):
                 guard try coordinator.store.operation(id) != nil else {
@@ -367,10 +313,9 @@ func planFailover(service: String, to: String, force: Bool, target: FailoverTarg
     switch try target.resolve() {
     case .remote(let client):
         let request = FailoverRequest(service: service, to: to, force: force, dryRun: true, actor: "cli", reason: nil)
-        guard let plan = try await client.request("POST", "/v1/failover", body: request, as: FailoverPlan.self).1 else {
-            throw ExitCode.failure
+        return try await callController { () async throws(ControllerClientError) in
+            try await client.failover(request)
         }
-        return plan
     case .local(let coordinator):
         guard let config = coordinator.configuration.service(named: service), config.failover != nil else {
             printError("service: \"\(service)\" has no failover block in the configuration")
@@ -397,11 +342,11 @@ func printPlan(_ plan: FailoverPlan) {
 }
 
 /// Polls an operation until it is final, printing each step as it completes.
-func waitForOperation(_ id: Int64, client: APIClient) async throws -> FailoverOperation {
+func waitForOperation(_ id: Int64, client: ControllerClient) async throws -> FailoverOperation {
     var printed = 0
     while true {
-        guard let report = try await client.request("GET", "/v1/operations/\(id)", as: OperationReport.self).1 else {
-            throw ExitCode.failure
+        let report = try await callController { () async throws(ControllerClientError) in
+            try await client.operation(id)
         }
         let finished = report.steps.filter { $0.status != .started }
         for step in finished.dropFirst(printed) {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ZonePlanner
+import ZonewardAPI
 import ZonewardModel
 import ZonewardProxy
 import ZonewardState
@@ -38,7 +39,12 @@ extension Zoneward {
         @Option(help: ArgumentHelp("Topology file, YAML or JSON.", valueName: "file"))
         var topology: String?
 
-        @Option(help: ArgumentHelp("Controller to read the measured demand from.", valueName: "url"))
+        @Option(
+            help: ArgumentHelp(
+                "Controller to read the measured demand from: one URL, or its replicas' URLs separated by commas.",
+                valueName: "urls"
+            )
+        )
         var fromController: String?
 
         @Option(help: ArgumentHelp("File holding the controller's bearer token.", valueName: "file"))
@@ -116,15 +122,9 @@ extension Zoneward {
                 printError("--service: unknown service \"\(service ?? "")\" (known: \(known))")
                 throw ExitCode.badInput
             }
-            let client = APIClient(baseURL: url, token: try readToken(tokenFile))
-            let (_, snapshot) = try await client.request(
-                "GET",
-                "/v1/snapshot?after=0",
-                as: ControlSnapshot.self
-            )
-            guard let snapshot else {
-                printError("controller \(url): no snapshot in its answer")
-                throw ExitCode.failure
+            let client = try controllerClient(url, token: try readToken(tokenFile), option: "--from-controller")
+            let snapshot = try await callController { () async throws(ControllerClientError) in
+                try await client.snapshot().value
             }
             let demand = DemandResolution.resolve(
                 zones: configuration.zones.map(\.name),

@@ -43,7 +43,13 @@ extension Zoneward {
         )
         var db: String?
 
-        @Option(help: ArgumentHelp("Controller to follow for active regions, epochs and drains.", valueName: "url"))
+        @Option(
+            help: ArgumentHelp(
+                "Controllers to follow for active regions, epochs and drains: one URL, or the HA replicas' URLs "
+                    + "separated by commas (http://c1:9900,http://c2:9900); the next is asked when one is down.",
+                valueName: "urls"
+            )
+        )
         var controller: String?
 
         @Option(help: ArgumentHelp("File holding the controller's bearer token.", valueName: "file"))
@@ -58,6 +64,7 @@ extension Zoneward {
                 printError("--token-file: following a controller needs its bearer token")
                 throw ExitCode.badInput
             }
+            if let controller { _ = try controllerURLs(controller) }
             let environment = ProcessInfo.processInfo.environment
             var zone = zone ?? environment["ZONEWARD_ZONE"]
             if zone == nil, let node = environment["NODE_NAME"], !node.isEmpty {

@@ -378,17 +378,3 @@ import ZonewardState
         #expect(routes.pick(&random) == nil)
     }
 }
-
-@Suite struct ControllerFollowerTests {
-    @Test func theLongPollNamesTheBootOfItsVersion() {
-        let follower = ControllerFollower(baseURL: "http://127.0.0.1:9900/", token: "t")
-        #expect(
-            follower.url(after: SnapshotCursor(), wait: .seconds(30))?.absoluteString
-                == "http://127.0.0.1:9900/v1/snapshot?after=0&wait=30s"
-        )
-        #expect(
-            follower.url(after: SnapshotCursor(boot: "1b2c-3d", version: 42), wait: .seconds(30))?.absoluteString
-                == "http://127.0.0.1:9900/v1/snapshot?after=42&boot=1b2c-3d&wait=30s"
-        )
-    }
-}

@@ -1,53 +1,9 @@
 import Foundation
+import ZonewardAPI
 import ZonewardModel
 import ZonewardState
 
-/// `zoneward failover status` and `/v1/status`: per service the active region, epoch, region health,
-/// lag, last operation, and why automatic failover would or would not fire now.
-public struct StatusReport: Codable, Sendable {
-    public struct Region: Codable, Sendable {
-        public var region: String
-        public var up: Bool?
-        public var lagSeconds: Double?
-        public var detail: String
-        public var observedAt: String?
-    }
-
-    public struct Operation: Codable, Sendable {
-        public var id: Int64
-        public var kind: String
-        public var from: String
-        public var to: String
-        public var state: String
-        public var forced: Bool
-        public var error: String?
-        public var updatedAt: String
-
-        init(_ operation: FailoverOperation) {
-            id = operation.id ?? 0
-            kind = operation.kind.rawValue
-            from = operation.fromRegion
-            to = operation.toRegion
-            state = operation.state.rawValue
-            forced = operation.forced
-            error = operation.error
-            updatedAt = operation.updatedAt.formatted(.iso8601)
-        }
-    }
-
-    public struct Service: Codable, Sendable {
-        public var name: String
-        public var activeRegion: String
-        public var epoch: Int64
-        public var mode: String
-        public var regions: [Region]
-        public var lastOperation: Operation?
-        /// Whether automatic failover would fire now, and why or why not.
-        public var automaticFailover: String
-    }
-
-    public var services: [Service]
-
+extension StatusReport {
     /// Builds the report from the configuration and the state database, without probing anything.
     public static func build(configuration: ZonewardConfiguration, store: StateStore, now: Date) throws -> StatusReport
     {
