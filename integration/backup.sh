@@ -3,7 +3,9 @@
 # writes backed up to a directory and to S3 (moto's server on loopback), listed, verified, restored;
 # kill -9 mid-run leaves no entry and its partial object is cleaned by the next run; a corrupted object
 # fails verification naming the chunk; a wrong key is refused with nothing written; S3 unreachable fails
-# clearly and leaves the catalog unchanged; retention prunes.
+# clearly and leaves the catalog unchanged; retention prunes. With the state database file deleted, its
+# backup is listed and restored from the targets alone (S3 alone too); the controller's state is shipped
+# to S3 and a directory, pruned to keep, and restored from S3 alone; a tampered copy is refused.
 source "$(dirname "$0")/lib/common.sh"
 
 if ! python3 -c "import moto.server, flask" 2>/dev/null; then
@@ -219,4 +221,91 @@ echo "backup: retention"
 run_zw 0 "prune --dry-run lists what would go and why" backup prune --dry-run --job app "${CONFIG[@]}"
 echo "$OUT" | sed 's/^/    /'
 check "the newest verified backup is kept" contains "$OUT" "newest verified"
+
+echo "backup: the targets alone (the state database file lost)"
+state_config() { # file, then the targets' YAML lines
+    local file=$1
+    shift
+    {
+        printf 'zones: [{name: z1, region: r1}]\ncontroller:\n  ha:\n    kubernetes: {}\n    state: {job: state, keep: 3}\n'
+        printf 'backups:\n  - name: state\n    source: {sqlite: %s}\n    schedule: "17 * * * *"\n' "$ZONEWARD_DB"
+        printf '    encryption: {keyFile: %s}\n    targets:\n' "$WORK/backup.key"
+        printf '      - %s\n' "$@"
+    } >"$file"
+}
+S3_TARGET="{s3: {endpoint: \"http://127.0.0.1:$S3_PORT\", bucket: zoneward-dr, region: us-west-2, prefix: zoneward}}"
+state_config "$WORK/state.yaml" "{filesystem: $WORK/backups}" "$S3_TARGET"
+state_config "$WORK/state-s3.yaml" "$S3_TARGET"
+STATE=(--config "$WORK/state.yaml")
+STATE_S3=(--config "$WORK/state-s3.yaml")
+count_backups() { python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('SELECT COUNT(*) FROM backup').fetchone()[0])" "$1"; }
+run_zw 0 "a backup of the state database itself (a directory and S3)" backup run --job state "${STATE[@]}"
+STATE_ID=$(echo "$OUT" | head -1 | cut -d: -f1)
+CATALOG_BEFORE=$(count_backups "$ZONEWARD_DB")
+rm -f "$ZONEWARD_DB" "$ZONEWARD_DB-wal" "$ZONEWARD_DB-shm"
+run_zw 0 "with the database file gone, backup list reads the manifests on the targets" \
+    backup list --job state --format json "${STATE[@]}"
+check "it finds the backup ($STATE_ID)" contains "$OUT" "\"id\" : \"$STATE_ID\""
+check "and says it listed the targets" contains "$ERR" "does not exist: listing the targets"
+check "listing did not create the database file" [ ! -e "$ZONEWARD_DB" ]
+run_zw 0 "backup restore --latest --job state from the targets alone" \
+    backup restore --latest --job state --to "$ZONEWARD_DB" "${STATE[@]}"
+check "the restored catalog holds the backups it had ($CATALOG_BEFORE)" \
+    [ "$(count_backups "$ZONEWARD_DB")" = "$CATALOG_BEFORE" ]
+run_zw 0 "backup list --from-target lists the targets even with a catalog" \
+    backup list --from-target --job state "${STATE[@]}"
+check "with the object's locations (directory and S3)" \
+    contains "$OUT" "s3://zoneward-dr/zoneward/state/$STATE_ID.zwb"
+run_zw 0 "restore by id from S3 alone (ListObjectsV2, no directory target)" \
+    backup restore "$STATE_ID" --from-target --to "$WORK/state-from-s3.db" "${STATE_S3[@]}"
+check "the copy from S3 passes integrity_check and has the catalog" \
+    [ "$(count_backups "$WORK/state-from-s3.db")" = "$CATALOG_BEFORE" ]
+run_zw 1 "an id on no target is a clear failure" backup restore state-nope --to "$WORK/nope.db" "${STATE[@]}"
+check "the error says where it looked" contains "$ERR" "no such backup in the catalog or on the targets"
+check "and nothing was written" [ ! -e "$WORK/nope.db" ]
+
+echo "backup: shipped controller state (S3 on moto and a directory)"
+for i in 1 2 3 4; do
+    run_zw 0 "ship-state #$i (term 1)" backup ship-state --term 1 --db "$ZONEWARD_DB" "${STATE[@]}"
+    echo "    $OUT"
+done
+run_zw 0 "ship-state in term 2 (a new leader)" backup ship-state --term 2 --db "$ZONEWARD_DB" "${STATE[@]}"
+echo "    $OUT"
+NEWEST=t00000000000000000002-s000000000000.zwb
+run_zw 0 "backup list --state, from S3 alone" backup list --state --format json "${STATE_S3[@]}"
+check "S3 keeps 3 copies (keep: 3), newest first, term 2 before term 1" python3 -c "
+import json, sys
+names = [c['name'] for c in json.loads(sys.argv[1])]
+assert names == ['$NEWEST', 't00000000000000000001-s000000000003.zwb', 't00000000000000000001-s000000000002.zwb'], names
+" "$OUT"
+check "the directory keeps 3 copies with their manifests" \
+    [ "$(ls "$WORK/backups/state/state" | grep -c '\.zwb$')-$(ls "$WORK/backups/state/state" | grep -c '\.json$')" = 3-3 ]
+run_zw 0 "backup restore --state from S3 alone" backup restore --state --to "$WORK/state-shipped.db" "${STATE_S3[@]}"
+check "it restored the newest copy" contains "$OUT" "$NEWEST"
+check "the restored state equals the live database, table by table" python3 -c "
+import sqlite3, sys
+def rows(path):
+    db = sqlite3.connect(path)
+    tables = [r[0] for r in db.execute(\"SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY name\")]
+    return {t: db.execute(f'SELECT * FROM \"{t}\" ORDER BY 1').fetchall() for t in tables}
+assert rows(sys.argv[1]) == rows(sys.argv[2])
+" "$ZONEWARD_DB" "$WORK/state-shipped.db"
+python3 - "$S3_PORT" "zoneward/state/state/$NEWEST" <<'PY'
+import boto3, sys
+s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{sys.argv[1]}", region_name="us-west-2",
+                  aws_access_key_id="testing", aws_secret_access_key="testing")
+data = bytearray(s3.get_object(Bucket="zoneward-dr", Key=sys.argv[2])["Body"].read())
+data[len(data) // 2] ^= 0x01
+s3.put_object(Bucket="zoneward-dr", Key=sys.argv[2], Body=bytes(data))
+PY
+run_zw 1 "a tampered copy on S3 is refused" backup restore --state --to "$WORK/state-tampered.db" "${STATE_S3[@]}"
+check "the error says so and that nothing changed" contains "$ERR" "could not be restored from any target"
+check "nothing was written" [ ! -e "$WORK/state-tampered.db" ]
+run_zw 0 "with the directory target too, the good copy there is used" \
+    backup restore --state --to "$WORK/state-tampered.db" "${STATE[@]}"
+check "no staging directory is left" bash -c "! ls -d '$TMPDIR'/zoneward-staging-* 2>/dev/null"
+for i in 1 2; do
+    run_zw 0 "a ship to S3 alone (moto), for its time" backup ship-state --term 3 --db "$ZONEWARD_DB" "${STATE_S3[@]}"
+    echo "    $OUT ($(stat -c %s "$ZONEWARD_DB") bytes of SQLite)"
+done
 finish
