@@ -155,15 +155,22 @@ public struct BackupStateReplica: StateReplica {
         return copy
     }
 
+    /// The newest complete copy on any target that answers (a target emptied or restored from an older
+    /// snapshot cannot hide a newer copy another one holds); throws only when no target answers.
     public func newest() async throws -> ShippedState? {
         var failures: [String] = []
+        var answered = false
+        var best: ShippedState?
         for location in locations {
             do {
-                return try await Self.listing(location).complete.max()
+                let newest = try await Self.listing(location).complete.max()
+                answered = true
+                if let newest, best.map({ $0 < newest }) ?? true { best = newest }
             } catch {
                 failures.append("\(location): \(error)")
             }
         }
+        if answered { return best }
         throw BackupError.io(
             "no target of backup job \(job.name) answered a listing of its state copies: "
                 + failures.joined(separator: "; ")
