@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import NIOPosix
+import ServiceLifecycle
 import Synchronization
 import Testing
 import ZonewardModel
@@ -236,5 +237,101 @@ func makeReplica(gate: LeadershipGate, store: StateStore? = nil) throws -> Contr
         #expect(ContinuousClock.now - started < .seconds(25))
         try await Task.sleep(for: .seconds(1))
         #expect(!FileManager.default.fileExists(atPath: marker.path))
+    }
+}
+
+/// An election the test drives through the gate; its fenced store is a dictionary.
+final class RecordingElection: LeaderElection, Sendable {
+    let records = Mutex<[String: String]>([:])
+    func run(gate: LeadershipGate) async throws { try await Task.sleep(for: .seconds(3600)) }
+    func fencedWrite(name: String, value: String, term: Int64) async throws -> Bool {
+        records.withLock { $0[name] = value }
+        return true
+    }
+    func read(name: String) async throws -> String? { records.withLock { $0[name] } }
+}
+
+/// A state replica that remembers what each ship saw in the database; it can be told to fail.
+final class RecordingReplica: StateReplica, Sendable {
+    struct Ship: Sendable {
+        var term: Int64
+        var sequence: Int64
+        var drainedZones: [String]
+    }
+    let ships = Mutex<[Ship]>([])
+    let failing = Mutex(false)
+
+    func ship(_ store: StateStore, term: Int64, sequence: Int64) async throws -> ShippedState {
+        if failing.withLock({ $0 }) { throw DriverError("the target refused the copy") }
+        let zones = try store.activeDrains(at: Date()).map(\.zone)
+        ships.withLock { $0.append(Ship(term: term, sequence: sequence, drainedZones: zones)) }
+        return ShippedState(term: term, sequence: sequence, name: "t\(term)-s\(sequence)")
+    }
+    func newest() async throws -> ShippedState? { nil }
+    func restore(_ copy: ShippedState, into store: StateStore) async throws {}
+}
+
+@Suite struct StateShippingTests {
+    func running(
+        _ replica: RecordingReplica,
+        election: RecordingElection = RecordingElection(),
+        _ body: (ControllerService) async throws -> Void
+    ) async throws {
+        let gate = LeadershipGate(me: me)
+        gate.grant(term: 5, until: .now + .seconds(600))
+        let controller = ControllerService(
+            settings: .init(
+                configuration: try ordersConfiguration(),
+                listen: HostPort(host: "127.0.0.1", port: 0),
+                token: "secret"
+            ),
+            store: try StateStore.inMemory(),
+            group: MultiThreadedEventLoopGroup.singleton,
+            logger: quietLogger,
+            gate: gate,
+            election: election,
+            replica: replica
+        )
+        let group = ServiceGroup(services: [controller], logger: quietLogger)
+        let running = Task { try await group.run() }
+        defer { running.cancel() }
+        try await body(controller)
+        await group.triggerGracefulShutdown()
+        try await running.value
+    }
+
+    /// An API write is answered only once a copy made after its commit is durable, and the election store
+    /// records that copy under the leader's term.
+    @Test func aDrainIsAcknowledgedOnlyOnceAShippedCopyHoldsIt() async throws {
+        let replica = RecordingReplica()
+        let election = RecordingElection()
+        try await running(replica, election: election) { controller in
+            try await controller.makeApplication().test(.router) { client in
+                let body = jsonBody(#"{"zone": "zb", "duration": "10m", "reason": "test"}"#)
+                try await client.execute(uri: "/v1/drains", method: .post, headers: authorized, body: body) {
+                    #expect($0.status == .created)
+                }
+            }
+            let ships = replica.ships.withLock { $0 }
+            #expect(ships.contains { $0.drainedZones == ["zb"] && $0.term == 5 })
+            #expect(ships.map(\.sequence) == Array(1...Int64(ships.count)))
+            let recorded = election.records.withLock { $0["state"] }
+            #expect(recorded == "t5-s\(ships.count)")
+        }
+    }
+
+    /// A write whose copy cannot be made durable is not acknowledged.
+    @Test func aWriteThatCannotBeShippedIsNotAcknowledged() async throws {
+        let replica = RecordingReplica()
+        replica.failing.withLock { $0 = true }
+        try await running(replica) { controller in
+            try await controller.makeApplication().test(.router) { client in
+                let body = jsonBody(#"{"zone": "zb", "duration": "10m", "reason": "test"}"#)
+                try await client.execute(uri: "/v1/drains", method: .post, headers: authorized, body: body) {
+                    #expect($0.status == .serviceUnavailable)
+                    #expect(errorMessage($0).contains("not acknowledged"))
+                }
+            }
+        }
     }
 }
