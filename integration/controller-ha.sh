@@ -114,6 +114,12 @@ backups:
     schedule: "0 3 * * *"
     targets: [{filesystem: $WORK/state-target}]
     encryption: {keyFile: $WORK/state.key}
+  - name: app
+    source: {sqlite: $WORK/app.db}
+    schedule: "0 4 * * *"
+    targets: [{filesystem: $WORK/backups}]
+    encryption: {keyFile: $WORK/state.key}
+    verify: always
 controller:
   listen: 0.0.0.0:$API
   tokenFile: $WORK/token
@@ -243,7 +249,14 @@ check "with its link back, c$old rejoins as a follower" test "$rejoined" = yes
 answer=$(api POST /v1/failover "{\"service\":\"orders\",\"to\":\"$region\",\"actor\":\"drill\",\"reason\":\"volume loss\"}")
 op=$(echo "${answer%$'\n'*}" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("operation") or "")' 2>/dev/null)
 [ -n "$op" ] && ACKED+=("$op")
-sleep 0.3
+# A backup run by a job with no state volume records itself through the API (followed to the leader).
+python3 -c "import sqlite3; c = sqlite3.connect('$WORK/app.db'); c.execute('CREATE TABLE t (n)'); c.executemany('INSERT INTO t VALUES (?)', [(i,) for i in range(500)]); c.commit()"
+backup_out=$("$ZW" backup run --job app --config "$WORK/c1.yaml" --controller "$(url_of 1),$(url_of 2),$(url_of 3)" \
+    --token-file "$WORK/token" 2>&1)
+backup_id=$(echo "$backup_out" | sed -n 's/^\(app-[^:]*\): completed.*/\1/p' | head -1)
+listing=$(api GET "/v1/backups?job=app" | head -1)
+check "backup run --controller records the backup through the leader (${backup_id:-none: $backup_out})" \
+    contains "$listing" "\"${backup_id:-none}\""
 old=$(leader)
 kill_controller "$old"
 rm -f "$WORK/c$old/state.db" "$WORK/c$old/state.db-wal" "$WORK/c$old/state.db-shm"
@@ -257,6 +270,10 @@ for _ in $(seq 1 300); do
     sleep 0.1
 done
 check "after c$old lost its volume, c${new:-none} leads and operation $op is done ($state)" test "$state" = done
+backups=$(api GET "/v1/backups?job=app" | head -1)
+check "the new leader still knows backup $backup_id, verified" python3 -c "
+import json, sys
+sys.exit(0 if any(b['id'] == '$backup_id' and b['state'] == 'verified' for b in json.loads(sys.argv[1])) else 1)" "$backups"
 
 # --- acknowledged writes: every acknowledged operation is known to the leader, and ended
 ops_json=$(api GET "/v1/operations?limit=1000" | head -1)
@@ -265,7 +282,11 @@ for id in "${ACKED[@]}"; do
     echo "$ops_json" | python3 -c "import json,sys; sys.exit(0 if any(o['id']==$id and o['state'] in ('done','failed') for o in json.load(sys.stdin)) else 1)" ||
         { lost=$((lost + 1)); echo "    acknowledged operation $id is missing or unfinished"; }
 done
-echo "acknowledged writes lost: $lost (of ${#ACKED[@]})"
+if [ -n "${backup_id:-}" ]; then
+    api GET "/v1/backups?job=app" | head -1 | grep -q "\"$backup_id\"" ||
+        { lost=$((lost + 1)); echo "    acknowledged backup $backup_id is missing"; }
+fi
+echo "acknowledged writes lost: $lost (of $(( ${#ACKED[@]} + 1 )): ${#ACKED[@]} operations and a backup record)"
 check "no acknowledged write was lost" test "$lost" = 0
 
 # --- the safety audit

@@ -24,23 +24,27 @@ extension ControllerAPI {
             try json(try controller.backupRecord(try backupId(context)))
         }
         router.post("/v1/backups") { request, context in
-            try controller.beginBackup(try await decode(BackupBegin.self, request, context))
+            try await controller.beginBackup(try await decode(BackupBegin.self, request, context))
         }
         router.post("/v1/backups/:id/heartbeat") { _, context in
             let record = try controller.backupRecord(try backupId(context))
             try requireRunning(record)
+            _ = try controller.gate.term()
             try controller.store.heartbeat(record.id, at: Date())
             return Response(status: .noContent)
         }
         router.post("/v1/backups/:id/complete") { request, context in
             let id = try backupId(context)
             let completion = try await decode(BackupCompletion.self, request, context)
-            return try json(try controller.completeBackup(id, completion))
+            return try json(try await controller.completeBackup(id, completion))
+        }
+        router.post("/v1/backups/:id/verified") { _, context in
+            try json(try await controller.markVerified(try backupId(context)))
         }
         router.post("/v1/backups/:id/fail") { request, context in
             let id = try backupId(context)
             let failure = try await decode(BackupFailure.self, request, context)
-            return try json(try controller.failBackup(id, failure))
+            return try json(try await controller.failBackup(id, failure))
         }
     }
 
@@ -81,7 +85,7 @@ extension ControllerService {
 
     /// Records a run as started (201), after checking its id and that its job is configured; 409 when a
     /// live run of the job or a backup of that id exists.
-    func beginBackup(_ begin: BackupBegin) throws -> Response {
+    func beginBackup(_ begin: BackupBegin) async throws -> Response {
         let id = try ControllerAPI.backupName(begin.id, field: "id")
         let job = try ControllerAPI.backupName(begin.job, field: "job")
         guard settings.configuration.backupJob(named: job) != nil else {
@@ -98,13 +102,15 @@ extension ControllerService {
             throw APIError(.badRequest, "startedAt: expected a time within a day of the controller's clock")
         }
         let record = BackupRecord(id: id, job: job, startedAt: startedAt)
+        _ = try gate.term()
         let orphaned = try store.beginBackup(record, at: now)
+        try await durable()
         return try ControllerAPI.json(BackupStarted(backup: record, orphaned: orphaned), status: .created)
     }
 
     /// Records a run as completed. A run marked failed (orphaned: its heartbeats stopped for a while) may
     /// still complete, as it may in the database directly; a completed or verified one may not change.
-    func completeBackup(_ id: String, _ completion: BackupCompletion) throws -> BackupRecord {
+    func completeBackup(_ id: String, _ completion: BackupCompletion) async throws -> BackupRecord {
         var record = try backupRecord(id)
         try requireUnfinished(record)
         guard completion.plainBytes >= 0 else { throw APIError(.badRequest, "plainBytes: expected 0 or more") }
@@ -132,12 +138,27 @@ extension ControllerService {
         record.keyId = completion.keyId
         record.objects = completion.objects
         record.manifest = completion.manifest
+        _ = try gate.term()
         try store.updateBackup(record, at: Date())
+        try await durable()
+        return record
+    }
+
+    /// Records that a completed backup passed verification (restored to a scratch file and checked).
+    func markVerified(_ id: String) async throws -> BackupRecord {
+        var record = try backupRecord(id)
+        guard record.state == .completed || record.state == .verified else {
+            throw APIError(.conflict, "id: backup \(record.id) is \(record.state.rawValue), not completed")
+        }
+        record.state = .verified
+        _ = try gate.term()
+        try store.updateBackup(record, at: Date())
+        try await durable()
         return record
     }
 
     /// Records a run as failed, with its error.
-    func failBackup(_ id: String, _ failure: BackupFailure) throws -> BackupRecord {
+    func failBackup(_ id: String, _ failure: BackupFailure) async throws -> BackupRecord {
         var record = try backupRecord(id)
         try requireUnfinished(record)
         let error = failure.error.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -145,7 +166,9 @@ extension ControllerService {
         record.state = .failed
         record.finishedAt = Date()
         record.error = String(error.prefix(ControllerAPI.maxBackupError))
+        _ = try gate.term()
         try store.updateBackup(record, at: Date())
+        try await durable()
         return record
     }
 

@@ -59,21 +59,38 @@ extension Zoneward.Backup {
         static let configuration = CommandConfiguration(
             abstract: "Take a backup of every job, or of one; what the CronJob runs.",
             discussion: """
-                Example:
-                  zoneward backup run --job state --config config/zoneward.yaml --db ./zoneward.db
+                With --controller (the controller's URL, or its replicas' separated by commas) the catalog \
+                entries are recorded through the controller's API (a token with the backup scope), so the \
+                job needs no access to the state database: what a Kubernetes CronJob with no volume runs.
 
-                Exit codes: 0 every job succeeded, 1 a job failed, 2 bad input (e.g. a key file that is \
-                malformed or readable by group or others).
+                Examples:
+                  zoneward backup run --job state --config config/zoneward.yaml --db ./zoneward.db
+                  zoneward backup run --config /etc/zoneward/zoneward.yaml \\
+                      --controller http://zoneward-controller:9900 --token-file /var/run/zoneward/backup.token
+
+                Exit codes: 0 every job succeeded, 1 a job failed (or no controller answered), 2 bad input \
+                (e.g. a key file that is malformed or readable by group or others).
                 """
         )
 
         @Option(help: "Only this job.") var job: String?
         @OptionGroup var options: BackupOptions
 
+        @Option(
+            help: ArgumentHelp(
+                "Record the catalog through the controller at this URL (or these, comma-separated) instead of --db.",
+                valueName: "urls"
+            )
+        )
+        var controller: String?
+
+        @Option(help: ArgumentHelp("The bearer token file for --controller (backup scope).", valueName: "file"))
+        var tokenFile: String?
+
         func run() async throws {
             let signals = removePlaintextOnSignals()
             defer { for source in signals { source.cancel() } }
-            let runner = try options.runner()
+            let runner = try makeRunner()
             var jobs = runner.configuration.backups
             if let job {
                 guard let found = runner.configuration.backupJob(named: job) else {
@@ -104,13 +121,16 @@ extension Zoneward.Backup {
                         "\(record.id): completed, \(record.plainBytes ?? 0) bytes → \(record.storedBytes ?? 0) stored "
                             + "in \(String(format: "%.1f", seconds)) s, sha256 \(record.sha256 ?? "")"
                     )
-                    let lastVerified = try runner.store.backups(job: job.name).first { $0.state == .verified }
+                    let lastVerified = try await verifiedBefore(job: job.name, runner: runner)
                     let due =
                         job.verify == .always
                         || (job.verify == .daily
                             && (lastVerified.map { Date().timeIntervalSince($0.startedAt) > 86_400 } ?? true))
                     if due {
                         _ = try await runner.verify(record.id)
+                        if let sink = runner.catalog as? RemoteCatalogSink {
+                            _ = try await sink.client.markBackupVerified(record.id)
+                        }
                         print("\(record.id): verified")
                     }
                 } catch {
@@ -121,6 +141,33 @@ extension Zoneward.Backup {
             }
             if badInput { throw ExitCode.badInput }
             if failed { throw ExitCode.failure }
+        }
+
+        /// A runner recording to the state database, or through the controller with --controller.
+        func makeRunner() throws -> BackupRunner {
+            guard let controller else {
+                if tokenFile != nil { printError("--token-file: goes with --controller; ignored") }
+                return try options.runner()
+            }
+            guard let tokenFile else {
+                printError("--token-file: --controller needs the controller's bearer token (backup scope)")
+                throw ExitCode.badInput
+            }
+            let client = try controllerClient(controller, token: try readToken(tokenFile))
+            let mirror = try StateStore.inMemory()
+            return BackupRunner(
+                store: mirror,
+                configuration: try loadConfiguration(options.config),
+                catalog: RemoteCatalogSink(client: client, mirror: mirror)
+            )
+        }
+
+        /// The newest verified backup of `job`, from the catalog where it is kept.
+        func verifiedBefore(job: String, runner: BackupRunner) async throws -> BackupRecord? {
+            if let sink = runner.catalog as? RemoteCatalogSink {
+                return try await sink.client.backups(job: job, limit: 200).value.first { $0.state == .verified }
+            }
+            return try runner.store.backups(job: job).first { $0.state == .verified }
         }
     }
 
