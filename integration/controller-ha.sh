@@ -295,12 +295,14 @@ import re, sys
 drivers, proxy = sys.argv[1], sys.argv[2]
 problems = []
 by_term = {}
+terms_of_op = {}
 for line in open(drivers):
     parts = line.split()
     if len(parts) != 6:
         continue
     _, term, epoch, op, action, who = parts
     by_term.setdefault(term, set()).add(who)
+    terms_of_op.setdefault(op, set()).add(term)
 for term, who in by_term.items():
     if len(who) > 1:
         problems.append(f"term {term} drove by {sorted(who)}")
@@ -308,7 +310,10 @@ applied = [int(m.group(1)) for m in re.finditer(r"active region of orders: .* \(
 for a, b in zip(applied, applied[1:]):
     if b <= a:
         problems.append(f"the proxy applied epoch {b} after {a}")
-print(f"    audit: {len(by_term)} terms drove drivers; the proxy applied {len(applied)} epochs, last {applied[-1] if applied else None}")
+resumed = sorted(op for op, terms in terms_of_op.items() if len(terms) > 1)
+print(f"    audit: {len(by_term)} terms drove drivers; {len(resumed)} operation(s) killed mid-failover were "
+      f"finished by the next leader ({', '.join(resumed) or 'none'}); the proxy applied {len(applied)} epochs, "
+      f"last {applied[-1] if applied else None}")
 for p in problems:
     print("    " + p)
 sys.exit(1 if problems or not applied else 0)
