@@ -441,11 +441,11 @@ public final class ControllerClient: Sendable {
             }
         }
         if let error = error as? NIOConnectionError {
-            if let first = error.connectionErrors.first { return "cannot connect: \(first.error)" }
+            if let first = error.connectionErrors.first { return "cannot connect: \(describe(first.error))" }
             if let dns = error.dnsAAAAError ?? error.dnsAError { return "cannot resolve \(error.host): \(dns)" }
             return "cannot connect to \(error.host):\(error.port)"
         }
-        if let error = error as? IOError { return "cannot connect: \(error.description)" }
+        if let error = error as? IOError { return String(cString: strerror(error.errnoCode)).lowercased() }
         return "\(error)"
     }
 
