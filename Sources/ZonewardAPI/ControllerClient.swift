@@ -207,6 +207,12 @@ public final class ControllerClient: Sendable {
     /// when a guard refused (409). A dry run changes nothing.
     public func failover(_ request: FailoverRequest) async throws(ControllerClientError) -> FailoverPlan {
         let answer = try await write("/v1/failover", body: request, accepting: [409])
+        if answer.status == 409,
+            (try? Self.decoder.decode(FailoverPlan.self, from: Data(answer.body.readableBytesView))) == nil
+        {
+            // Not a guard's refusal but a conflict in the state (another operation runs): its message.
+            throw ControllerClientError(.refused, url: answer.url, status: 409, message: Self.message(answer))
+        }
         return try decode(FailoverPlan.self, answer)
     }
 
