@@ -339,7 +339,11 @@ public final class ControllerClient: Sendable {
                 guard case .answered(let answer) = outcome else {
                     if case .lost(let reason) = outcome {
                         // It may have been received: asking another controller could do it twice.
-                        throw ControllerClientError(.unreachable, url: target.url, message: reason)
+                        throw ControllerClientError(
+                            .unreachable,
+                            url: target.url,
+                            message: "\(reason); it may have been received: check before sending it again"
+                        )
                     }
                     if case .notSent(let reason) = outcome { failures.append("\(target.url): \(reason)") }
                     memory.withLockedValue { if $0.leader == target.base { $0.leader = nil } }
