@@ -207,6 +207,12 @@ public final class ControllerClient: Sendable {
     /// when a guard refused (409). A dry run changes nothing.
     public func failover(_ request: FailoverRequest) async throws(ControllerClientError) -> FailoverPlan {
         let answer = try await write("/v1/failover", body: request, accepting: [409])
+        if answer.status == 409,
+            (try? Self.decoder.decode(FailoverPlan.self, from: Data(answer.body.readableBytesView))) == nil
+        {
+            // Not a guard's refusal but a conflict in the state (another operation runs): its message.
+            throw ControllerClientError(.refused, url: answer.url, status: 409, message: Self.message(answer))
+        }
         return try decode(FailoverPlan.self, answer)
     }
 
@@ -333,7 +339,11 @@ public final class ControllerClient: Sendable {
                 guard case .answered(let answer) = outcome else {
                     if case .lost(let reason) = outcome {
                         // It may have been received: asking another controller could do it twice.
-                        throw ControllerClientError(.unreachable, url: target.url, message: reason)
+                        throw ControllerClientError(
+                            .unreachable,
+                            url: target.url,
+                            message: "\(reason); it may have been received: check before sending it again"
+                        )
                     }
                     if case .notSent(let reason) = outcome { failures.append("\(target.url): \(reason)") }
                     memory.withLockedValue { if $0.leader == target.base { $0.leader = nil } }
@@ -441,11 +451,11 @@ public final class ControllerClient: Sendable {
             }
         }
         if let error = error as? NIOConnectionError {
-            if let first = error.connectionErrors.first { return "cannot connect: \(first.error)" }
+            if let first = error.connectionErrors.first { return "cannot connect: \(describe(first.error))" }
             if let dns = error.dnsAAAAError ?? error.dnsAError { return "cannot resolve \(error.host): \(dns)" }
             return "cannot connect to \(error.host):\(error.port)"
         }
-        if let error = error as? IOError { return "cannot connect: \(error.description)" }
+        if let error = error as? IOError { return String(cString: strerror(error.errnoCode)).lowercased() }
         return "\(error)"
     }
 

@@ -28,7 +28,8 @@ func controllerClient(
 }
 
 /// Runs a call of the controller's API, turning its failure into a message and an exit code: 2 for a
-/// refused token or bad input (4xx), 1 when no controller answered or one failed (5xx).
+/// refused token or bad input (4xx), 3 for a conflict (409: refused in the state it is in), 1 when no
+/// controller answered or one failed (5xx).
 func callController<T>(_ call: () async throws(ControllerClientError) -> T) async throws -> T {
     do {
         return try await call()
@@ -45,7 +46,11 @@ func callController<T>(_ call: () async throws(ControllerClientError) -> T) asyn
             throw ExitCode.badInput
         case .refused:
             printError("controller: \(error.message) (HTTP \(error.status ?? 0) from \(error.url))")
-            throw (error.status ?? 500) < 500 ? ExitCode.badInput : ExitCode.failure
+            switch error.status ?? 500 {
+            case 409: throw ExitCode.guardRefused
+            case ..<500: throw ExitCode.badInput
+            default: throw ExitCode.failure
+            }
         case .invalidAnswer:
             printError(error.description)
             throw ExitCode.failure

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ZonePlanner
+import ZonewardAPI
 import ZonewardModel
 import ZonewardState
 
@@ -26,7 +27,7 @@ struct ActorOptions: ParsableArguments {
 
 extension Zoneward.Zone {
     /// `zoneward zone drain ZONE --for 30m --reason TEXT`.
-    struct Drain: ParsableCommand {
+    struct Drain: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Send a zone's traffic elsewhere for a while.",
             discussion: """
@@ -34,8 +35,14 @@ extension Zoneward.Zone {
                 that would leave a service with no capacity in a region it serves from (exit 3), unless --force.
                 Draining a zone that is already drained replaces its expiry and reason.
 
-                Example:
+                With --controller URL --token-file FILE, the controller drains it (in its state database, which \
+                the proxies following it see); give its replicas' URLs separated by commas when it runs with \
+                HA. The capacity guard (with --config) then judges by the controller's drains and active regions.
+
+                Examples:
                   zoneward zone drain us-east-1a --for 30m --reason "AZ impairment" --config config/zoneward.yaml
+                  zoneward zone drain us-east-1a --for 30m --reason "AZ impairment" --config config/zoneward.yaml \
+                      --controller http://c1:9900,http://c2:9900 --token-file operator.token
 
                 Exit codes: 0 drained, 2 bad input, 3 refused by the capacity guard.
                 """
@@ -56,10 +63,24 @@ extension Zoneward.Zone {
         @Flag(help: "Drain even when a service would be left with no capacity in a region it serves from.")
         var force = false
 
+        @Option(
+            help: ArgumentHelp(
+                "Drain through the controller instead of --db: its URL, or its replicas' URLs separated by commas.",
+                valueName: "urls"
+            )
+        )
+        var controller: String?
+
+        @Option(help: ArgumentHelp("The controller's bearer token file (with --controller).", valueName: "file"))
+        var tokenFile: String?
+
         @OptionGroup var database: DatabaseOptions
         @OptionGroup var actor: ActorOptions
 
         func validate() throws {
+            if controller != nil, tokenFile == nil {
+                throw ValidationError("--token-file: the controller needs its bearer token")
+            }
             guard let length = TimeSpan.parse(duration), length > .zero else {
                 throw ValidationError("--for: expected a positive duration such as 30m, 2h or 1d, got \"\(duration)\"")
             }
@@ -68,7 +89,7 @@ extension Zoneward.Zone {
             }
         }
 
-        func run() throws {
+        func run() async throws {
             let now = Date()
             let length = TimeSpan.parse(duration) ?? .zero
             let configuration = try config.map(loadConfiguration)
@@ -78,37 +99,73 @@ extension Zoneward.Zone {
                 )
                 throw ExitCode.badInput
             }
+            if let controller, let tokenFile {
+                let client = try controllerClient(controller, token: try readToken(tokenFile))
+                if let configuration {
+                    let snapshot = try await callController { () async throws(ControllerClientError) in
+                        try await client.snapshot().value
+                    }
+                    try guardCapacity(
+                        configuration,
+                        drained: Set(snapshot.drainedZones),
+                        active: snapshot.services.mapValues(\.activeRegion)
+                    )
+                }
+                let request = DrainRequest(
+                    zone: zone,
+                    duration: duration,
+                    reason: reason + (force ? " [forced]" : ""),
+                    actor: actor.actor
+                )
+                let drain = try await callController { () async throws(ControllerClientError) in
+                    try await client.drain(request)
+                }
+                print("Drained \(zone) until \(iso8601(drain.expiresAt)) (\(TimeSpan.format(length))).")
+                return
+            }
             let store = try openStore(database.db)
             try store.sweepExpiredDrains(at: now)
             if let configuration {
-                let drained = Set(try store.activeDrains(at: now).map(\.zone))
-                let active = Dictionary(
-                    uniqueKeysWithValues: try store.serviceStates().map { ($0.service, $0.activeRegion) }
+                try guardCapacity(
+                    configuration,
+                    drained: Set(try store.activeDrains(at: now).map(\.zone)),
+                    active: Dictionary(
+                        uniqueKeysWithValues: try store.serviceStates().map { ($0.service, $0.activeRegion) }
+                    )
                 )
-                let impacts = DrainImpact.assess(
-                    draining: zone,
-                    configuration: configuration,
-                    drainedZones: drained,
-                    activeRegions: active
-                )
-                print(Self.render(impacts))
-                let unsafe = impacts.filter(\.isUnsafe)
-                if !unsafe.isEmpty && !force {
-                    for impact in unsafe {
-                        printError(
-                            "refused: service \(impact.service) would have no capacity left in "
-                                + impact.regionsLeftEmpty.joined(separator: ", ")
-                        )
-                    }
-                    printError("Nothing was changed. Use --force to drain anyway.")
-                    throw ExitCode.guardRefused
-                }
             }
             let expiresAt = now.addingTimeInterval(length.seconds)
             var reason = reason
             if force { reason += " [forced]" }
             try store.drainZone(zone, until: expiresAt, reason: reason, actor: actor.actor, at: now)
             print("Drained \(zone) until \(iso8601(expiresAt)) (\(TimeSpan.format(length))).")
+        }
+
+        /// Prints each service's cross-zone share before and after; exit 3 when the drain would leave a
+        /// service without capacity in a region it serves from, unless --force.
+        func guardCapacity(
+            _ configuration: ZonewardConfiguration,
+            drained: Set<String>,
+            active: [String: String]
+        ) throws {
+            let impacts = DrainImpact.assess(
+                draining: zone,
+                configuration: configuration,
+                drainedZones: drained,
+                activeRegions: active
+            )
+            print(Self.render(impacts))
+            let unsafe = impacts.filter(\.isUnsafe)
+            guard unsafe.isEmpty || force else {
+                for impact in unsafe {
+                    printError(
+                        "refused: service \(impact.service) would have no capacity left in "
+                            + impact.regionsLeftEmpty.joined(separator: ", ")
+                    )
+                }
+                printError("Nothing was changed. Use --force to drain anyway.")
+                throw ExitCode.guardRefused
+            }
         }
 
         static func render(_ impacts: [DrainImpact]) -> String {

@@ -283,3 +283,31 @@ func makeFollower(
         }
     }
 }
+
+@Suite struct ConflictTests {
+    /// A 409 that is not a guard's plan (another operation runs) is an error with the server's message.
+    @Test func aConflictWithoutAPlanIsAnError() async throws {
+        let router = Router()
+        router.post("/v1/failover") { request, _ in
+            _ = try await request.body.collect(upTo: 1 << 16)
+            return Response(
+                status: .conflict,
+                headers: [.contentType: "application/json"],
+                body: .init(byteBuffer: ByteBuffer(string: #"{"error": "operation 3 of orders is running"}"#))
+            )
+        }
+        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        try await app.test(.live) { server in
+            let client = try ControllerClient(urls: ["http://127.0.0.1:\(server.port!)"], token: "t")
+            await #expect {
+                _ = try await client.failover(
+                    FailoverRequest(service: "orders", to: "rb", force: false, dryRun: false, actor: "t", reason: nil)
+                )
+            } throws: { error in
+                guard let error = error as? ControllerClientError else { return false }
+                return error.kind == .refused && error.status == 409
+                    && error.message == "operation 3 of orders is running"
+            }
+        }
+    }
+}
