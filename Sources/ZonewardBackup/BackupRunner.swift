@@ -34,6 +34,41 @@ public struct BackupManifest: Codable, Sendable, Equatable {
     }
 }
 
+extension BackupManifest {
+    /// The manifest of an object the backup pipeline encoded at `created`.
+    public init(
+        id: String,
+        job: String,
+        source: String,
+        created: Date,
+        encoded result: PipelineResult,
+        rowCounts: [String: Int],
+        entries: Int?
+    ) {
+        self.init(
+            id: id,
+            job: job,
+            source: source,
+            createdAt: Self.timestamp(created),
+            plainBytes: result.plainBytes,
+            storedBytes: result.storedBytes,
+            sha256: result.sha256,
+            keyId: result.keyId,
+            compression: "gzip",
+            encryption: "AES-256-GCM, 1 MiB framed chunks",
+            rowCounts: rowCounts,
+            entries: entries
+        )
+    }
+
+    /// The manifest as stored beside its object: pretty, sorted JSON.
+    public func encoded() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        return try encoder.encode(self)
+    }
+}
+
 /// Runs, verifies and restores backups: snapshot → pipeline → every target → catalog.
 public struct BackupRunner: Sendable {
     public let store: StateStore
@@ -175,19 +210,12 @@ public struct BackupRunner: Sendable {
                 id: id,
                 job: job.name,
                 source: sourceDescription,
-                createdAt: BackupManifest.timestamp(now),
-                plainBytes: result.plainBytes,
-                storedBytes: result.storedBytes,
-                sha256: result.sha256,
-                keyId: result.keyId,
-                compression: "gzip",
-                encryption: "AES-256-GCM, 1 MiB framed chunks",
+                created: now,
+                encoded: result,
                 rowCounts: rowCounts,
                 entries: entries
             )
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
-            let manifestData = try encoder.encode(manifest)
+            let manifestData = try manifest.encoded()
             let manifestFile = staging.url.appendingPathComponent("manifest.json")
             try manifestData.write(to: manifestFile, options: .atomic)
             for (object, target) in zip(written, job.targets) {

@@ -114,19 +114,12 @@ public struct BackupStateReplica: StateReplica {
             id: String(copy.name.dropLast(StoredObject.objectExtension.count)),
             job: job.name,
             source: "sqlite:\(store.path) (controller state, term \(term), #\(sequence))",
-            createdAt: BackupManifest.timestamp(Date()),
-            plainBytes: result.plainBytes,
-            storedBytes: result.storedBytes,
-            sha256: result.sha256,
-            keyId: result.keyId,
-            compression: "gzip",
-            encryption: "AES-256-GCM, 1 MiB framed chunks",
+            created: Date(),
+            encoded: result,
             rowCounts: rowCounts,
             entries: nil
         )
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
-        let manifestData = try encoder.encode(manifest)
+        let manifestData = try manifest.encoded()
         let manifestFile = staging.url.appendingPathComponent(Self.manifestName(copy.name)).path
         try manifestData.write(to: URL(fileURLWithPath: manifestFile))
         let objectData = try Data(contentsOf: URL(fileURLWithPath: object))

@@ -221,22 +221,38 @@ func makeReplica(gate: LeadershipGate, store: StateStore? = nil) throws -> Contr
 
     /// Losing leadership kills a running driver's whole process group at once.
     @Test func cancellingADriverKillsItsGroupAtOnce() async throws {
-        let marker = FileManager.default.temporaryDirectory.appendingPathComponent("zw-cancel-\(UUID().uuidString)")
-        let started = ContinuousClock.now
+        let pidFile = FileManager.default.temporaryDirectory.appendingPathComponent("zw-cancel-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: pidFile) }
         let task = Task {
             try await GroupProcess.run(
-                ["sh", "-c", "sleep 0.5; touch \(marker.path); sleep 30"],
+                ["sh", "-c", "sleep 30 & echo $! > \(pidFile.path); wait"],
                 environment: [:],
                 timeout: .seconds(60)
             )
         }
-        try await Task.sleep(for: .milliseconds(100))
+        // The grandchild `sleep 30` is running once its pid is written.
+        var grandchild: pid_t?
+        for _ in 0..<500 where grandchild == nil {
+            try await Task.sleep(for: .milliseconds(20))
+            let text = (try? String(contentsOf: pidFile, encoding: .utf8))?.trimmingCharacters(
+                in: .whitespacesAndNewlines
+            )
+            grandchild = text.flatMap { pid_t($0) }
+        }
+        let pid = try #require(grandchild)
+        let cancelled = ContinuousClock.now
         task.cancel()
         await #expect(throws: CancellationError.self) { try await task.value }
-        // Well before the 30 s the program would take (the whole suite in parallel can delay threads).
-        #expect(ContinuousClock.now - started < .seconds(25))
-        try await Task.sleep(for: .seconds(1))
-        #expect(!FileManager.default.fileExists(atPath: marker.path))
+        // Well before the 30 s the program would take (the whole suite in parallel can delay tasks).
+        #expect(ContinuousClock.now - cancelled < .seconds(10))
+        // The whole group went, the grandchild too (gone, or a zombie nobody reaped yet).
+        func alive() -> Bool {
+            guard kill(pid, 0) == 0 else { return false }
+            let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+            return !(stat.split(separator: ")").last?.trimmingCharacters(in: .whitespaces).hasPrefix("Z") ?? true)
+        }
+        for _ in 0..<100 where alive() { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(!alive())
     }
 }
 
