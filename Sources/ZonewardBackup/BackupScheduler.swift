@@ -11,11 +11,15 @@ public final class BackupScheduler: Service, Sendable {
     let runner: BackupRunner
     let registry: PrometheusCollectorRegistry
     let logger: Logger
+    /// False for a replica of an elected controller: jobs run from the CronJob (`backup run --controller`)
+    /// and this only keeps the metrics, read from the replica's copy of the catalog (it writes nothing).
+    let runsJobs: Bool
 
-    public init(runner: BackupRunner, registry: PrometheusCollectorRegistry, logger: Logger) {
+    public init(runner: BackupRunner, registry: PrometheusCollectorRegistry, logger: Logger, runsJobs: Bool = true) {
         self.runner = runner
         self.registry = registry
         self.logger = logger
+        self.runsJobs = runsJobs
     }
 
     /// Runs until graceful shutdown (SIGTERM): the wait between sweeps and a backup in progress are cancelled
@@ -25,6 +29,13 @@ public final class BackupScheduler: Service, Sendable {
     }
 
     private func schedule() async {
+        guard runsJobs else {
+            while !Task.isCancelled {
+                publishMetrics()
+                try? await Task.sleep(for: .seconds(15))
+            }
+            return
+        }
         let schedules = runner.configuration.backups.compactMap { job in CronSchedule(job.schedule).map { (job, $0) } }
         guard !schedules.isEmpty else { return }
         logger.info(
@@ -34,6 +45,8 @@ public final class BackupScheduler: Service, Sendable {
         publishMetrics()
         while !Task.isCancelled {
             let now = Date()
+            // The catalog may change from outside (`backup run --controller`, the CLI): keep the gauges current.
+            publishMetrics()
             if let swept = try? runner.store.sweepOrphanedBackups(staleAfter: 45, at: now), !swept.isEmpty {
                 logger.warning("backups orphaned (their process died): \(swept.map(\.id).joined(separator: ", "))")
             }

@@ -56,7 +56,10 @@ public enum ControllerAPI {
             text("ok\n", contentType: "text/plain")
         }
         router.get("/metrics") { _, _ in
-            text(controller.settings.metrics?() ?? "", contentType: "text/plain; version=0.0.4; charset=utf-8")
+            text(
+                (controller.settings.metrics?() ?? "") + controller.controllerMetrics(),
+                contentType: "text/plain; version=0.0.4; charset=utf-8"
+            )
         }
         LeadershipReport.addRoute(to: router, controller: controller)
         router.get("/v1/status") { _, _ in

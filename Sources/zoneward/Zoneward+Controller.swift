@@ -73,16 +73,18 @@ extension Zoneward {
                 replica: ha?.replica
             )
             var services: [any Service] = [controller]
-            if ha != nil, !configuration.backups.isEmpty {
-                // Every replica would run them: with an election, backups run from the CronJob
-                // (`backup run --controller`), which records them through the leader.
-                logger.notice(
-                    "controller.ha is set: backup jobs are not scheduled here; run them with `zoneward backup run --controller`"
-                )
-            } else if !configuration.backups.isEmpty {
-                // The controller runs the backup jobs on their schedules.
+            if !configuration.backups.isEmpty {
+                // With an election every replica would run the jobs: they run from the CronJob
+                // (`backup run --controller`) instead, and each replica only publishes the catalog's metrics.
                 let runner = BackupRunner(store: store, configuration: configuration)
-                services.append(BackupScheduler(runner: runner, registry: registry, logger: logger))
+                if ha != nil {
+                    logger.notice(
+                        "controller.ha is set: backup jobs are not scheduled here; run them with `zoneward backup run --controller`"
+                    )
+                }
+                services.append(
+                    BackupScheduler(runner: runner, registry: registry, logger: logger, runsJobs: ha == nil)
+                )
             }
             var groupConfiguration = ServiceGroupConfiguration(
                 services: services,
