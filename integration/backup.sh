@@ -126,8 +126,22 @@ echo "backup: directory and PostgreSQL sources"
 run_zw 0 "a directory backup" backup run --job files "${CONFIG[@]}"
 FILES_ID=$("$ZW" backup list --job files --format json "${CONFIG[@]}" | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['id'])")
 run_zw 0 "the directory backup verifies (archive entries match the manifest)" backup verify "$FILES_ID" "${CONFIG[@]}"
-run_zw 0 "and restores as a tar archive" backup restore "$FILES_ID" --to "$WORK/files.tar" "${CONFIG[@]}"
+run_zw 0 "it restores into a directory" backup restore "$FILES_ID" --to "$WORK/files-restored" "${CONFIG[@]}"
+check "the directory holds the same files" diff -r "$WORK/files" "$WORK/files-restored"
+run_zw 1 "a directory that is not empty is not written into without --force" \
+    backup restore "$FILES_ID" --to "$WORK/files-restored" "${CONFIG[@]}"
+check "the error says so" contains "$ERR" "is not empty"
+run_zw 0 "with --archive it restores as a tar archive" backup restore "$FILES_ID" --archive --to "$WORK/files.tar" "${CONFIG[@]}"
 check "the archive holds the files" bash -c "tar -xOf '$WORK/files.tar' ./sub/note.txt | grep -qx hello"
+# A directory holding a link that points out of it: extracting could write outside --to through it.
+ln -s /etc "$WORK/files/escape"
+run_zw 0 "a directory with a link pointing outside backs up" backup run --job files "${CONFIG[@]}"
+LINK_ID=$("$ZW" backup list --job files --format json "${CONFIG[@]}" | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['id'])")
+run_zw 1 "its restore into a directory is refused" backup restore "$LINK_ID" --to "$WORK/files-link" "${CONFIG[@]}"
+check "the error names the link and nothing was extracted" bash -c \
+    "[[ \"\$1\" == *'symbolic link target \"/etc\"'* ]] && [ ! -e '$WORK/files-link/f1' ]" _ "$ERR"
+run_zw 0 "the same backup restores with --archive" backup restore "$LINK_ID" --archive --to "$WORK/files-link.tar" "${CONFIG[@]}"
+rm "$WORK/files/escape"
 run_zw 0 "a pg_dump backup" backup run --job pg "${CONFIG[@]}"
 PG_ID=$("$ZW" backup list --job pg --format json "${CONFIG[@]}" | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['id'])")
 run_zw 0 "the pg_dump backup verifies (table of contents matches)" backup verify "$PG_ID" "${CONFIG[@]}"

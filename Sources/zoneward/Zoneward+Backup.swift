@@ -296,7 +296,9 @@ extension Zoneward.Backup {
             discussion: """
                 Never replaces an existing file without --force; writes a temporary file, checks it (checksum, \
                 decryption, integrity_check, row counts), then renames it into place and removes stale \
-                -wal/-shm files.
+                -wal/-shm files. A directory backup is extracted into the directory --to (absent or empty, \
+                else --force), refusing any entry that would land outside it (absolute names, .., links \
+                pointing out); --archive writes the tar file instead.
 
                 The backup is looked up in the catalog (the state database) first; when the catalog has no \
                 entry for it (or the database file is gone), or with --from-target, it is found by the \
@@ -327,6 +329,10 @@ extension Zoneward.Backup {
         @Flag(help: "Find the backup by the manifests on the job's targets, not in the catalog.") var fromTarget = false
         @Flag(help: "Restore a shipped controller state copy (<job>/state/), the newest unless named.") var state =
             false
+        @Flag(
+            help: "A directory backup: write its tar archive to --to instead of extracting it into the directory --to."
+        )
+        var archive = false
         @OptionGroup var options: BackupOptions
 
         func validate() throws {
@@ -367,6 +373,28 @@ extension Zoneward.Backup {
                     throw ExitCode.failure
                 }
                 let progress = ProgressLine(label: "restore \(record.id)", total: record.plainBytes)
+                if case .directory = runner.configuration.backupJob(named: record.job)?.source, !archive {
+                    // The archive goes to a private folder beside the destination, then is checked and extracted.
+                    let parent = URL(fileURLWithPath: to).deletingLastPathComponent()
+                    let scratch = parent.appendingPathComponent(".zoneward-restore-\(UUID().uuidString.prefix(8))")
+                    try FileManager.default.createDirectory(
+                        at: scratch,
+                        withIntermediateDirectories: true,
+                        attributes: [.posixPermissions: 0o700]
+                    )
+                    defer { try? FileManager.default.removeItem(at: scratch) }
+                    let tar = scratch.appendingPathComponent("archive.tar").path
+                    try await runner.restore(record: record, to: tar, force: false) { progress.update($0) }
+                    progress.end()
+                    do {
+                        try ArchiveExtraction.extract(tar, into: to, force: force)
+                    } catch let refused as ArchiveExtraction.Refused {
+                        printError("restore of \(record.id): \(refused)")
+                        throw ExitCode.failure
+                    }
+                    print("Restored \(record.id) into the directory \(to).")
+                    return
+                }
                 try await runner.restore(record: record, to: to, force: force) { progress.update($0) }
                 progress.end()
                 print("Restored \(record.id) to \(to).")
