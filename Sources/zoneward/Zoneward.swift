@@ -22,7 +22,8 @@ struct Zoneward: AsyncParsableCommand {
             """,
         version: version,
         subcommands: [
-            Run.self, Proxy.self, Controller.self, Failover.self, Backup.self, Plan.self, Config.self, Zone.self,
+            Run.self, Proxy.self, Controller.self, Failover.self, Backup.self, Plan.self, Cost.self, Config.self,
+            Zone.self,
         ]
     )
 
