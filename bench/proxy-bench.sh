@@ -1,0 +1,253 @@
+#!/usr/bin/env bash
+# Side-by-side HTTP/1.1 reverse-proxy benchmark on loopback.
+#
+# Starts BACKENDS small nginx servers (each answers every request with the same BODY_BYTES body), then in
+# front of all of them: HAProxy (mode http, keep-alive to the backends), nginx as a reverse proxy (upstream
+# keepalive) and the release-built Zoneward proxy (through bench/proxy-candidate.sh). wrk then loads each
+# target in turn (the first backend directly, then each proxy), ROUNDS times in a rotating order, and the
+# medians are printed: requests/s, p50 and p99 latency, and the ratios to HAProxy and to the direct run.
+#
+#   swift build -c release && bash bench/proxy-bench.sh
+#   PIN=split bash bench/proxy-bench.sh          # wrk + backends on CPU 1, every proxy on CPU 0
+#   BASELINE_BIN=/tmp/zoneward-before bash bench/proxy-bench.sh   # also an older binary, as "baseline"
+#
+# Knobs (defaults in brackets): DURATION [10] seconds per run, WARMUP [2] seconds per target first,
+# ROUNDS [3], CONNECTIONS [64], THREADS [1] wrk threads, BODY_BYTES [64], BACKENDS [3],
+# PIN [none] (split: pin as above; PROXY_CPUS / LOAD_CPUS override the CPU lists),
+# WORKERS [CPUs the proxies may use] threads of each proxy, TARGETS [direct haproxy nginx zoneward
+# (baseline)], ZONEWARD_BIN [.build/release/zoneward], BASE_PORT [19400], KEEP_WORK [0] (1: keep logs).
+#
+# Everything runs from a temporary directory; every process started is stopped by its pid (each in its own
+# process group, so a wrapper's child goes too) on exit, also on failure or Ctrl-C.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+ROUNDS=${ROUNDS:-3}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-1}
+BODY_BYTES=${BODY_BYTES:-64}
+BACKENDS=${BACKENDS:-3}
+PIN=${PIN:-none}
+BASE_PORT=${BASE_PORT:-19400}
+ZONEWARD_BIN=${ZONEWARD_BIN:-$ROOT/.build/release/zoneward}
+BASELINE_BIN=${BASELINE_BIN:-}
+KEEP_WORK=${KEEP_WORK:-0}
+HOST=127.0.0.1
+PATH=$PATH:/usr/sbin:/sbin
+
+fail() {
+    echo "proxy-bench: $*" >&2
+    exit 1
+}
+for tool in nginx haproxy wrk setsid timeout awk curl; do
+    command -v "$tool" >/dev/null || fail "needs $tool (apt-get install -y nginx haproxy wrk curl)"
+done
+[ -x "$ZONEWARD_BIN" ] || fail "no Zoneward release binary at $ZONEWARD_BIN (swift build -c release)"
+[ -z "$BASELINE_BIN" ] || [ -x "$BASELINE_BIN" ] || fail "BASELINE_BIN=$BASELINE_BIN is not executable"
+
+# CPU placement.
+if [ "$PIN" = split ]; then
+    PROXY_CPUS=${PROXY_CPUS:-0}
+    LOAD_CPUS=${LOAD_CPUS:-1}
+fi
+PROXY_CPUS=${PROXY_CPUS:-}
+LOAD_CPUS=${LOAD_CPUS:-}
+proxy_pin=()
+load_pin=()
+[ -n "$PROXY_CPUS" ] && proxy_pin=(taskset -c "$PROXY_CPUS")
+[ -n "$LOAD_CPUS" ] && load_pin=(taskset -c "$LOAD_CPUS")
+if [ -z "${WORKERS:-}" ]; then
+    if [ -n "$PROXY_CPUS" ]; then
+        WORKERS=$(taskset -c "$PROXY_CPUS" nproc)
+    else
+        WORKERS=$(nproc)
+    fi
+fi
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/proxy-bench.XXXXXX") || fail "mktemp failed"
+STARTED=()
+stop_all() {
+    local pid
+    for pid in "${STARTED[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null; done
+    for _ in $(seq 50); do
+        local alive=0
+        for pid in "${STARTED[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        [ $alive = 0 ] && break
+        sleep 0.1
+    done
+    for pid in "${STARTED[@]}"; do kill -KILL -- "-$pid" 2>/dev/null; done
+    wait 2>/dev/null
+    if [ "$KEEP_WORK" = 1 ]; then echo "proxy-bench: logs kept in $WORK" >&2; else rm -rf "$WORK"; fi
+}
+trap stop_all EXIT
+trap 'exit 130' INT TERM
+
+# launch NAME COMMAND...: in the background, in a session of its own, output to $WORK/NAME.log.
+launch() {
+    local name=$1
+    shift
+    setsid "$@" >"$WORK/$name.log" 2>&1 </dev/null &
+    STARTED+=($!)
+    eval "PID_${name//-/_}=$!"
+}
+
+# ready NAME PORT: waits up to 15 s for a 200 on the port.
+ready() {
+    local name=$1 port=$2 pidvar="PID_${1//-/_}"
+    for _ in $(seq 150); do
+        [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$HOST:$port/" 2>/dev/null)" = 200 ] && return 0
+        kill -0 "${!pidvar}" 2>/dev/null || break
+        sleep 0.1
+    done
+    tail -20 "$WORK/$name.log" >&2
+    fail "$name did not answer 200 on port $port"
+}
+
+nginx_common() { # prefix directory
+    echo "pid $1/nginx.pid; error_log $1/error.log warn;"
+    echo "events { worker_connections 8192; }"
+}
+nginx_http_common() {
+    echo "access_log off; keepalive_timeout 120s; keepalive_requests 100000000;"
+    echo "client_body_temp_path $1; proxy_temp_path $1; fastcgi_temp_path $1; uwsgi_temp_path $1; scgi_temp_path $1;"
+}
+
+# Backends: nginx returning a fixed body.
+body=$(head -c $((BODY_BYTES - 1)) /dev/zero | tr '\0' 'b')
+backend_list=()
+for ((i = 1; i <= BACKENDS; i++)); do
+    port=$((BASE_PORT + i))
+    dir="$WORK/backend$i"
+    mkdir -p "$dir"
+    {
+        echo "daemon off; master_process off; worker_processes 1;"
+        nginx_common "$dir"
+        echo "http { $(nginx_http_common "$dir")"
+        echo "  server { listen $HOST:$port; default_type text/plain; location / { return 200 \"$body\n\"; } } }"
+    } >"$dir/nginx.conf"
+    launch "backend$i" "${load_pin[@]}" nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf"
+    backend_list+=("$HOST:$port")
+done
+BACKEND_CSV=$(IFS=,; echo "${backend_list[*]}")
+
+declare -A PORT=([direct]=$((BASE_PORT + 1)) [haproxy]=$((BASE_PORT + 20)) [nginx]=$((BASE_PORT + 21))
+    [zoneward]=$((BASE_PORT + 22)) [baseline]=$((BASE_PORT + 23)))
+default_targets="direct haproxy nginx zoneward"
+[ -n "$BASELINE_BIN" ] && default_targets="$default_targets baseline"
+read -ra targets <<<"${TARGETS:-$default_targets}"
+wants() { [[ " ${targets[*]} " == *" $1 "* ]]; }
+
+if wants haproxy; then
+    {
+        echo "global"
+        echo "  nbthread $WORKERS"
+        echo "  maxconn 4096"
+        echo "defaults"
+        echo "  mode http"
+        echo "  option http-keep-alive"
+        echo "  timeout connect 5s"
+        echo "  timeout client 60s"
+        echo "  timeout server 60s"
+        echo "frontend bench"
+        echo "  bind $HOST:${PORT[haproxy]}"
+        echo "  default_backend backends"
+        echo "backend backends"
+        echo "  balance roundrobin"
+        echo "  http-reuse always"
+        for ((i = 0; i < BACKENDS; i++)); do echo "  server b$i ${backend_list[$i]}"; done
+    } >"$WORK/haproxy.cfg"
+    haproxy -c -q -f "$WORK/haproxy.cfg" || fail "haproxy refused its configuration"
+    launch haproxy "${proxy_pin[@]}" haproxy -db -f "$WORK/haproxy.cfg"
+fi
+
+if wants nginx; then
+    dir="$WORK/nginx-proxy"
+    mkdir -p "$dir"
+    {
+        echo "daemon off; master_process on; worker_processes $WORKERS;"
+        nginx_common "$dir"
+        echo "http { $(nginx_http_common "$dir")"
+        echo "  upstream backends {"
+        for backend in "${backend_list[@]}"; do echo "    server $backend;"; done
+        echo "    keepalive 256; keepalive_requests 100000000; }"
+        echo "  server { listen $HOST:${PORT[nginx]}; location / {"
+        echo "    proxy_pass http://backends; proxy_http_version 1.1; proxy_set_header Connection \"\"; } } }"
+    } >"$dir/nginx.conf"
+    launch nginx "${proxy_pin[@]}" nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf"
+fi
+
+# zoneward_target NAME BINARY ADMIN_PORT
+zoneward_target() {
+    launch "$1" env ZONEWARD_RELEASE_BIN="$2" CANDIDATE_PORT="${PORT[$1]}" CANDIDATE_ADMIN_PORT="$3" \
+        BACKENDS="$BACKEND_CSV" PROXY_WORKERS="$WORKERS" TMPDIR="$WORK" \
+        "${proxy_pin[@]}" bash "$ROOT/bench/proxy-candidate.sh"
+}
+wants zoneward && zoneward_target zoneward "$ZONEWARD_BIN" $((BASE_PORT + 30))
+wants baseline && zoneward_target baseline "$BASELINE_BIN" $((BASE_PORT + 31))
+
+for ((i = 1; i <= BACKENDS; i++)); do ready "backend$i" $((BASE_PORT + i)); done
+for target in "${targets[@]}"; do
+    [ -n "${PORT[$target]:-}" ] || fail "unknown target $target"
+    [ "$target" = direct ] || ready "$target" "${PORT[$target]}"
+done
+
+# wrk_run TARGET SECONDS OUTPUT
+wrk_run() {
+    timeout -k 5 $(($2 + 30)) "${load_pin[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$2s" --latency \
+        "http://$HOST:${PORT[$1]}/" >"$3" 2>&1
+}
+# Latency as wrk prints it (850.00us, 1.20ms, 2.00s) in milliseconds.
+milliseconds() {
+    awk -v v="$1" 'BEGIN {
+        if (v ~ /us$/) { sub(/us$/, "", v); print v / 1000 }
+        else if (v ~ /ms$/) { sub(/ms$/, "", v); print v + 0 }
+        else if (v ~ /s$/) { sub(/s$/, "", v); print v * 1000 }
+        else print "nan" }'
+}
+
+echo "# proxy-bench: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); $(haproxy -v | head -1 | cut -d' ' -f1-3); $(nginx -v 2>&1)"
+echo "# ${DURATION}s x $ROUNDS rounds, wrk -t$THREADS -c$CONNECTIONS, body ${BODY_BYTES} B, $BACKENDS backends, $WORKERS proxy workers, pin: proxies ${PROXY_CPUS:-any}, wrk+backends ${LOAD_CPUS:-any}"
+for target in "${targets[@]}"; do
+    wrk_run "$target" "$WARMUP" "$WORK/warmup-$target.txt" || fail "warm-up of $target failed"
+done
+RESULTS="$WORK/results.csv"
+: >"$RESULTS"
+count=${#targets[@]}
+for ((round = 0; round < ROUNDS; round++)); do
+    for ((k = 0; k < count; k++)); do
+        target=${targets[$(((k + round) % count))]}
+        out="$WORK/run$round-$target.txt"
+        wrk_run "$target" "$DURATION" "$out" || fail "wrk against $target failed: $(tail -3 "$out")"
+        rps=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
+        p50=$(milliseconds "$(awk '$1 == "50%" { print $2 }' "$out")")
+        p99=$(milliseconds "$(awk '$1 == "99%" { print $2 }' "$out")")
+        errors=$(awk '/Non-2xx/ { n += $NF } /Socket errors/ { gsub(/,/, ""); n += $4 + $6 + $8 + $10 } END { print n + 0 }' "$out")
+        [ -n "$rps" ] || fail "no result from wrk against $target: $(cat "$out")"
+        echo "$target,$rps,$p50,$p99,$errors" >>"$RESULTS"
+        printf '#   round %d  %-9s %10s req/s  p50 %7s ms  p99 %7s ms  errors %s\n' \
+            $((round + 1)) "$target" "$rps" "$p50" "$p99" "$errors"
+        for pid in "${STARTED[@]}"; do kill -0 "$pid" 2>/dev/null || fail "a server (pid $pid) died during the run"; done
+    done
+done
+
+awk -F, -v order="${targets[*]}" '
+function median(list,   v, n, i, j, t) {
+    n = split(list, v, " ")
+    for (i = 2; i <= n; i++) { t = v[i]; for (j = i - 1; j >= 1 && v[j] > t; j--) v[j + 1] = v[j]; v[j + 1] = t }
+    return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+}
+{ rps[$1] = rps[$1] " " $2; p50[$1] = p50[$1] " " $3; p99[$1] = p99[$1] " " $4; errors[$1] += $5 }
+END {
+    n = split(order, names, " ")
+    for (i = 1; i <= n; i++) { t = names[i]; R[t] = median(rps[t]); P50[t] = median(p50[t]); P99[t] = median(p99[t]) }
+    printf "\n%-10s %10s %9s %9s %12s %12s %12s %7s\n", "target", "req/s", "p50 ms", "p99 ms", "rps/haproxy", "p99/haproxy", "rps/direct", "errors"
+    for (i = 1; i <= n; i++) {
+        t = names[i]
+        hr = ("haproxy" in R) ? sprintf("%.3f", R[t] / R["haproxy"]) : "-"
+        hp = ("haproxy" in P99 && P99["haproxy"] > 0) ? sprintf("%.3f", P99[t] / P99["haproxy"]) : "-"
+        dr = ("direct" in R) ? sprintf("%.3f", R[t] / R["direct"]) : "-"
+        printf "%-10s %10.0f %9.3f %9.3f %12s %12s %12s %7d\n", t, R[t], P50[t], P99[t], hr, hp, dr, errors[t]
+    }
+}' "$RESULTS"
