@@ -58,6 +58,7 @@ for index in 1 2 3; do
     for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$((BASE + 30 + index))/readyz" >/dev/null && break; sleep 0.1; done
 done
 check "controller and three proxies are ready" curl -sf "http://127.0.0.1:$((BASE + 33))/readyz" -o /dev/null
+PROXIES_STARTED=$(date +%s)
 
 # The plan the proxies should converge to: the optimal rows for the new mix 10/30/60.
 cat >"$WORK/target.json" <<JSON
@@ -217,4 +218,24 @@ run_zw 0 "zoneward plan --from-controller plans for the measured demand" plan --
 check "and says where each zone's demand came from" contains "$OUT" "Demand source per zone: a measured, b measured, c measured"
 check "and how old it is" contains "$OUT" "Measured demand as of"
 run_zw 2 "plan with neither --topology nor --from-controller is refused" plan
+
+# The bill of this run's traffic, and of the same traffic routed other ways, from the proxies' counters.
+for index in 1 2 3; do curl -s "http://127.0.0.1:$((BASE + 30 + index))/metrics" >"$WORK/metrics-$index.prom"; done
+ELAPSED=$(( $(date +%s) - PROXIES_STARTED ))
+COST=(cost --config "$WORK/zoneward-a.yaml" --metrics "$WORK/metrics-1.prom" --metrics "$WORK/metrics-2.prom"
+    --metrics "$WORK/metrics-3.prom" --window "${ELAPSED}s")
+run_zw 0 "zoneward cost prices the measured traffic" "${COST[@]}"
+echo "$OUT" | sed 's/^/    /'
+check "and the alternatives" bash -c 'for a in measured envoy prefer-same-zone round-robin "zoneward α=0.2 (α in force)"; do
+    [[ "$1" == *"$a"* ]] || exit 1; done' _ "$OUT"
+run_zw 0 "zoneward cost --format svg draws the Pareto plot" "${COST[@]}" --format svg
+printf '%s\n' "$OUT" >"$WORK/cost.svg"
+check "the plot names every alternative" bash -c 'for a in "measured (plan in force)" envoy prefer-same-zone round-robin "α=0.2"; do
+    grep -qF "$a" "$1" || exit 1; done' _ "$WORK/cost.svg"
+if command -v rsvg-convert >/dev/null; then
+    check "the plot renders to PNG (rsvg-convert)" bash -c "rsvg-convert -o '$WORK/cost.png' '$WORK/cost.svg' && [ -s '$WORK/cost.png' ]"
+fi
+[ -n "${COST_PLOT_OUT:-}" ] && cp "$WORK/cost.svg" "$COST_PLOT_OUT"
+run_zw 2 "saved metrics without --window are refused, naming it" cost --config "$WORK/zoneward-a.yaml" --metrics "$WORK/metrics-1.prom"
+check "the error names --window" contains "$ERR" "--window"
 finish

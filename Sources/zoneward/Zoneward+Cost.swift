@@ -37,7 +37,10 @@ extension Zoneward {
 
         @Option(
             name: .customLong("metrics"),
-            help: ArgumentHelp("A proxy's /metrics URL, or a saved metrics file; repeat for several.", valueName: "url|file")
+            help: ArgumentHelp(
+                "A proxy's /metrics URL, or a saved metrics file; repeat for several.",
+                valueName: "url|file"
+            )
         )
         var sources: [String]
 
@@ -47,7 +50,12 @@ extension Zoneward {
         @Option(help: ArgumentHelp("Only this service.", valueName: "name"))
         var service: String?
 
-        @Option(help: ArgumentHelp("How long the counters in the files cover, e.g. 1h (needed for files).", valueName: "duration"))
+        @Option(
+            help: ArgumentHelp(
+                "How long the counters in the files cover, e.g. 1h (needed for files).",
+                valueName: "duration"
+            )
+        )
         var window: String?
 
         @Option(help: ArgumentHelp("For URLs: how far apart the two scrapes are; default 10s.", valueName: "duration"))
@@ -113,7 +121,12 @@ extension Zoneward {
                 printError("no zoneward_bytes_total samples\(service.map { " for \($0)" } ?? "") in the metrics")
                 throw ExitCode.failure
             }
-            let report = CostReport.build(traffic: traffic, configuration: configuration, prices: priceList, window: seconds)
+            let report = CostReport.build(
+                traffic: traffic,
+                configuration: configuration,
+                prices: priceList,
+                window: seconds
+            )
             switch format {
             case .svg:
                 print(ParetoPlot.svg(report), terminator: "")
@@ -168,7 +181,9 @@ extension Zoneward {
                     throw ExitCode.badInput
                 }
                 do {
-                    let (data, response) = try await URLSession.shared.data(for: URLRequest(url: target, timeoutInterval: 10))
+                    let (data, response) = try await URLSession.shared.data(
+                        for: URLRequest(url: target, timeoutInterval: 10)
+                    )
                     guard (response as? HTTPURLResponse)?.statusCode == 200 else {
                         printError("--metrics: \(url) answered \((response as? HTTPURLResponse)?.statusCode ?? 0)")
                         throw ExitCode.failure
@@ -194,7 +209,9 @@ extension Zoneward {
             }
             var text = "Measured over \(formatNumber((report.windowSeconds * 10).rounded() / 10)) s:\n"
             text += TextTable.render(rows)
-            var alternatives: [[String]] = [["routing", "cost (window)", "per month", "cross-zone bytes", "worst load ÷ share"]]
+            var alternatives: [[String]] = [
+                ["routing", "cost (window)", "per month", "cross-zone bytes", "worst load ÷ share"]
+            ]
             for alternative in report.alternatives {
                 let inForce = alternative.alpha.map { abs($0 - report.alphaInForce) < 1e-9 } ?? false
                 alternatives.append([

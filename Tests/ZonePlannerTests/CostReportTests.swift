@@ -37,7 +37,12 @@ import ZonewardModel
 
     func report() -> CostReport {
         let traffic = PrometheusText.traffic(PrometheusText.parse(Self.metrics))
-        return CostReport.build(traffic: traffic, configuration: Self.configuration, prices: TransferPrices(), window: 86_400)
+        return CostReport.build(
+            traffic: traffic,
+            configuration: Self.configuration,
+            prices: TransferPrices(),
+            window: 86_400
+        )
     }
 
     func alternative(_ name: String) -> CostReport.Alternative? {
@@ -94,7 +99,7 @@ import ZonewardModel
 
     @Test func thePlotNamesEveryAlternative() {
         let svg = ParetoPlot.svg(report())
-        for label in ["measured (plan in force)", "envoy", "prefer-same-zone", "round-robin", "α=0.2", "α=1"] {
+        for label in ["measured (plan in force)", "envoy", "prefer-same-zone", "round-robin", "α=0.2", "α=0.5…1"] {
             #expect(svg.contains(label), "\(label)")
         }
         #expect(svg.hasPrefix("<svg"))

@@ -104,7 +104,8 @@ public struct CostReport: Sendable, Equatable, Codable {
         let month = 30 * 86_400 / max(window, 1e-9)
         var pairs: [Pair] = []
         for service in traffic {
-            for (pair, bytes) in service.bytes.sorted(by: { $0.key < $1.key }) {
+            for (pair, bytes) in service.bytes.sorted(by: { $0.key < $1.key })
+            where bytes > 0 || (service.requests[pair] ?? 0) > 0 {
                 pairs.append(
                     Pair(
                         service: service.service,

@@ -1,3 +1,4 @@
+import Foundation
 import ZonewardModel
 
 /// The cost report as an SVG Pareto plot: monthly cost against the worst zone's overload. Zoneward's α
@@ -5,10 +6,10 @@ import ZonewardModel
 /// (the plan in force) is marked.
 public enum ParetoPlot {
     public static func svg(_ report: CostReport, title: String = "Zoneward: cost against overload") -> String {
-        let width = 760.0
+        let width = 900.0
         let height = 480.0
         let left = 90.0
-        let right = 200.0
+        let right = 300.0
         let top = 50.0
         let bottom = 60.0
         let plotted = report.alternatives.filter { $0.worstOverload.isFinite && $0.monthly.isFinite }
@@ -38,22 +39,45 @@ public enum ParetoPlot {
             svg += text(left - 8, y(yv) + 4, "$\(money(yv))", anchor: "end")
         }
         svg += text((left + width - right) / 2, height - 15, "worst zone load ÷ its fair share", anchor: "middle")
-        svg += "<text x=\"20\" y=\"\((top + height - bottom) / 2)\" transform=\"rotate(-90 20 \((top + height - bottom) / 2))\" "
+        svg +=
+            "<text x=\"20\" y=\"\((top + height - bottom) / 2)\" transform=\"rotate(-90 20 \((top + height - bottom) / 2))\" "
         svg += "text-anchor=\"middle\">cost per month (USD)</text>\n"
         // The α sweep as a line.
         let sweep = plotted.filter { $0.alpha != nil }.sorted { ($0.alpha ?? 0) < ($1.alpha ?? 0) }
         if !sweep.isEmpty {
             let points = sweep.map { "\(format(x($0.worstOverload))),\(format(y($0.monthly)))" }.joined(separator: " ")
             svg += "<polyline points=\"\(points)\" fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\"/>\n"
+            // Points that land on one spot (a plan no larger α changes) get one label: "α=0.3…1".
+            var groups: [(x: Double, y: Double, first: Double, last: Double, inForce: Bool)] = []
             for point in sweep {
-                let inForce = abs((point.alpha ?? -1) - report.alphaInForce) < 1e-9
-                svg += circle(x(point.worstOverload), y(point.monthly), inForce ? 6 : 3.5, "#1f77b4")
-                if let alpha = point.alpha, (alpha * 10).rounded().truncatingRemainder(dividingBy: 2) == 0 || inForce {
-                    svg += text(x(point.worstOverload) + 7, y(point.monthly) - 6, "α=\(formatNumber(alpha))", color: "#1f77b4")
+                guard let alpha = point.alpha else { continue }
+                let inForce = abs(alpha - report.alphaInForce) < 1e-9
+                let px = x(point.worstOverload)
+                let py = y(point.monthly)
+                svg += circle(px, py, inForce ? 6 : 3.5, "#1f77b4")
+                if let last = groups.last, abs(last.x - px) < 1, abs(last.y - py) < 1 {
+                    groups[groups.count - 1].last = alpha
+                    groups[groups.count - 1].inForce = last.inForce || inForce
+                } else {
+                    groups.append((px, py, alpha, alpha, inForce))
                 }
             }
+            var labelled: (x: Double, y: Double)?
+            for group in groups {
+                // A label closer than 14 px to the previous one would overlap it; the one in force always shows.
+                if let previous = labelled, hypot(previous.x - group.x, previous.y - group.y) < 14, !group.inForce {
+                    continue
+                }
+                let range =
+                    group.first == group.last
+                    ? formatNumber(group.first) : "\(formatNumber(group.first))…\(formatNumber(group.last))"
+                svg += text(group.x + 7, group.y - 7, "α=\(range)", color: "#1f77b4", bold: group.inForce)
+                labelled = (group.x, group.y)
+            }
         }
-        let colors = ["measured": "#d62728", "envoy": "#2ca02c", "prefer-same-zone": "#9467bd", "round-robin": "#8c564b"]
+        let colors = [
+            "measured": "#d62728", "envoy": "#2ca02c", "prefer-same-zone": "#9467bd", "round-robin": "#8c564b",
+        ]
         for point in plotted where point.alpha == nil {
             let color = colors[point.name] ?? "black"
             let px = x(point.worstOverload)

@@ -29,7 +29,9 @@ public enum PrometheusText {
         if index < line.endIndex, line[index] == "{" {
             index = line.index(after: index)
             while true {
-                while index < line.endIndex, line[index] == " " || line[index] == "," { index = line.index(after: index) }
+                while index < line.endIndex, line[index] == " " || line[index] == "," {
+                    index = line.index(after: index)
+                }
                 guard index < line.endIndex else { return nil }
                 if line[index] == "}" {
                     index = line.index(after: index)
