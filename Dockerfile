@@ -7,7 +7,7 @@
 # root file system with debootstrap and runs the binary in it.
 
 FROM swift:6.3-bookworm AS build
-RUN apt-get update && apt-get install -y --no-install-recommends libsqlite3-dev zlib1g-dev libzstd-dev \
+RUN apt-get update && apt-get install -y --no-install-recommends libsqlite3-dev zlib1g-dev libzstd-dev libcurl4-openssl-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Package.swift ./
