@@ -111,10 +111,12 @@ let package = Package(
             ]
         ),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .target(
             name: "ZonewardBackup",
             dependencies: [
                 "CZlib",
+                "CZstd",
                 "ZonewardAPI",
                 "ZonewardModel",
                 "ZonewardState",

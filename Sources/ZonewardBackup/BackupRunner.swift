@@ -54,8 +54,8 @@ extension BackupManifest {
             storedBytes: result.storedBytes,
             sha256: result.sha256,
             keyId: result.keyId,
-            compression: "gzip",
-            encryption: "AES-256-GCM, 1 MiB framed chunks",
+            compression: result.compression,
+            encryption: "AES-256-GCM, one chunk per 1 MiB block",
             rowCounts: rowCounts,
             entries: entries
         )
@@ -132,7 +132,7 @@ public struct BackupRunner: Sendable {
             switch job.source {
             case .sqlite(let path):
                 // A consistent copy through SQLite's online backup API, while other processes keep writing.
-                rowCounts = try Self.snapshot(sqlite: path, to: snapshot)
+                rowCounts = try await onThread("zoneward-snapshot") { try Self.snapshot(sqlite: path, to: snapshot) }
                 sourceDescription = "sqlite:\(path)"
             case .directory(let path):
                 try await Self.tool(["tar", "-C", path, "-cf", snapshot, "."], timeout: job.timeout)
@@ -169,7 +169,16 @@ public struct BackupRunner: Sendable {
             } else {
                 staged = staging.url.appendingPathComponent("object.zwb").path
             }
-            let result = try BackupPipeline.encode(from: snapshot, to: staged, key: key, progress: progress)
+            let encodeTo = staged
+            let result = try await onThread("zoneward-encode") {
+                try BackupPipeline.encode(
+                    from: snapshot,
+                    to: encodeTo,
+                    key: key,
+                    compression: job.compression,
+                    progress: progress
+                )
+            }
             try await catalog.heartbeat(id, at: Date())
             for (index, target) in job.targets.enumerated() {
                 switch target {
@@ -180,14 +189,17 @@ public struct BackupRunner: Sendable {
                     let partial = object + ".partial"
                     if !(index == 0 && firstFolder != nil) {
                         written.append(.file(path: partial))
-                        try FileManager.default.copyItem(atPath: staged, toPath: partial)
-                        if let handle = FileHandle(forWritingAtPath: partial) {
-                            try handle.synchronize()
-                            try handle.close()
+                        let from = staged
+                        try await onThread("zoneward-copy") {
+                            try FileManager.default.copyItem(atPath: from, toPath: partial)
+                            if let handle = FileHandle(forWritingAtPath: partial) {
+                                try handle.synchronize()
+                                try handle.close()
+                            }
                         }
                     }
                     // Confirm what landed on disk before it counts.
-                    let onDisk = try Self.sha256(of: partial)
+                    let onDisk = try await onThread("zoneward-checksum") { try Self.sha256(of: partial) }
                     guard onDisk == result.sha256 else {
                         throw BackupError.checksumMismatch(expected: result.sha256, actual: onDisk)
                     }
@@ -355,14 +367,17 @@ public struct BackupRunner: Sendable {
         }
         let key = try BackupKey.load(file: job.keyFile)
         let objects = record.objectPaths.map(StoredObject.init(recorded:))
+        let expected = record.sha256
         for case .file(let path) in objects where FileManager.default.fileExists(atPath: path) {
-            try BackupPipeline.decode(
-                from: path,
-                to: output,
-                key: key,
-                expectedSHA256: record.sha256,
-                progress: progress
-            )
+            try await onThread("zoneward-decode") {
+                try BackupPipeline.decode(
+                    from: path,
+                    to: output,
+                    key: key,
+                    expectedSHA256: expected,
+                    progress: progress
+                )
+            }
             return
         }
         // No local copy: download one from S3, streamed to disk.
@@ -371,13 +386,15 @@ public struct BackupRunner: Sendable {
             let download = staging.url.appendingPathComponent("download.zwb").path
             defer { try? FileManager.default.removeItem(atPath: download) }
             try await Self.client(for: target).get(key: objectKey, to: download)
-            try BackupPipeline.decode(
-                from: download,
-                to: output,
-                key: key,
-                expectedSHA256: record.sha256,
-                progress: progress
-            )
+            try await onThread("zoneward-decode") {
+                try BackupPipeline.decode(
+                    from: download,
+                    to: output,
+                    key: key,
+                    expectedSHA256: expected,
+                    progress: progress
+                )
+            }
             return
         }
         throw BackupError.io(
