@@ -11,7 +11,6 @@ import Foundation
 final class OrderedPipeline<Input: Sendable, Output: Sendable>: @unchecked Sendable {
     private let condition = NSCondition()
     private var queued: [(index: Int, input: Input)] = []
-    private var queuedHead = 0
     private var results: [Int: Result<Output, any Error>] = [:]
     private var produced = 0
     private var consumed = 0
@@ -118,14 +117,10 @@ final class OrderedPipeline<Input: Sendable, Output: Sendable>: @unchecked Senda
     private func nextInput() -> (Int, Input)? {
         condition.lock()
         defer { condition.unlock() }
-        while queuedHead == queued.count && !producerDone && !stopped { condition.wait() }
-        guard !stopped, queuedHead < queued.count else { return nil }
-        let item = queued[queuedHead]
-        queuedHead += 1
-        if queuedHead > 64 && queuedHead * 2 > queued.count {
-            queued.removeFirst(queuedHead)
-            queuedHead = 0
-        }
+        while queued.isEmpty && !producerDone && !stopped { condition.wait() }
+        guard !stopped, !queued.isEmpty else { return nil }
+        // At most `window` items: removing the first is cheap, and a taken item's input is not kept.
+        let item = queued.removeFirst()
         return item
     }
 
