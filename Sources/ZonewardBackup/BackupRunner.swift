@@ -127,12 +127,15 @@ public struct BackupRunner: Sendable {
             defer { staging.remove() }
             let snapshot = try staging.file("snapshot")
             var rowCounts: [String: Int] = [:]
+            var countRows = false
             var entries: Int?
             let sourceDescription: String
             switch job.source {
             case .sqlite(let path):
-                // A consistent copy through SQLite's online backup API, while other processes keep writing.
-                rowCounts = try await onThread("zoneward-snapshot") { try Self.snapshot(sqlite: path, to: snapshot) }
+                // A consistent copy through SQLite's online backup API, while other processes keep writing;
+                // its rows are counted while it is encoded.
+                try await onThread("zoneward-snapshot") { try Self.copySnapshot(sqlite: path, to: snapshot) }
+                countRows = true
                 sourceDescription = "sqlite:\(path)"
             case .directory(let path):
                 try await Self.tool(["tar", "-C", path, "-cf", snapshot, "."], timeout: job.timeout)
@@ -170,6 +173,7 @@ public struct BackupRunner: Sendable {
                 staged = staging.url.appendingPathComponent("object.zwb").path
             }
             let encodeTo = staged
+            async let counted = countRows ? Self.rowCountsOffPool(snapshot) : [:]
             let result = try await onThread("zoneward-encode") {
                 try BackupPipeline.encode(
                     from: snapshot,
@@ -179,6 +183,7 @@ public struct BackupRunner: Sendable {
                     progress: progress
                 )
             }
+            if countRows { rowCounts = try await counted }
             try await catalog.heartbeat(id, at: Date())
             for (index, target) in job.targets.enumerated() {
                 switch target {
@@ -449,7 +454,14 @@ public struct BackupRunner: Sendable {
         }
     }
 
+    /// A consistent copy of a SQLite database and its rows per table.
     static func snapshot(sqlite source: String, to destination: String) throws -> [String: Int] {
+        try copySnapshot(sqlite: source, to: destination)
+        return try rowCounts(ofSnapshot: destination)
+    }
+
+    /// A consistent copy through SQLite's online backup API, while other processes keep writing.
+    static func copySnapshot(sqlite source: String, to destination: String) throws {
         var configuration = Configuration()
         configuration.readonly = true
         configuration.busyMode = .timeout(10)
@@ -457,7 +469,20 @@ public struct BackupRunner: Sendable {
         let to = try DatabaseQueue(path: destination)
         try from.backup(to: to)
         try from.close()
-        return try to.read { db in
+        try to.close()
+    }
+
+    static func rowCountsOffPool(_ path: String) async throws -> [String: Int] {
+        try await onThread("zoneward-count") { try rowCounts(ofSnapshot: path) }
+    }
+
+    /// The rows of every table of a snapshot, read-only (it may be read by the encoder at the same time).
+    static func rowCounts(ofSnapshot path: String) throws -> [String: Int] {
+        var configuration = Configuration()
+        configuration.readonly = true
+        let queue = try DatabaseQueue(path: path, configuration: configuration)
+        defer { try? queue.close() }
+        return try queue.read { db in
             var counts: [String: Int] = [:]
             for table in try String.fetchAll(
                 db,
