@@ -1,5 +1,17 @@
 import Crypto
 import Foundation
+import ZonewardModel
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// read(2), under a name the methods called `read` do not hide.
+private func readBytes(_ descriptor: Int32, _ buffer: UnsafeMutablePointer<UInt8>?, _ count: Int) -> Int {
+    read(descriptor, buffer, count)
+}
 
 /// What a pipeline run produced.
 public struct PipelineResult: Sendable, Equatable {
@@ -10,115 +22,260 @@ public struct PipelineResult: Sendable, Equatable {
     /// SHA-256 of the stored object, hex.
     public var sha256: String
     public var keyId: String
+    /// How the object is compressed, as its header says: `zstd level 1`, `gzip` (an object written before
+    /// zstd, one gzip stream), …
+    public var compression: String = "gzip"
 }
 
-/// The backup pipeline, streaming in bounded memory: source bytes → gzip → AES-256-GCM framed chunks →
-/// stored object, with the SHA-256 of what is stored; and back.
+/// The backup pipeline, streaming in bounded memory: source bytes → compression → AES-256-GCM framed
+/// chunks → stored object, with the SHA-256 of what is stored; and back.
+///
+/// An object of format 2 (what `encode` writes) is a sequence of independent blocks: the source is cut into
+/// blocks of the chunk size, each block compressed on its own (one zstd frame or gzip member) and sealed
+/// as one chunk. So every core compresses and seals, both ways: a thread reads, one per core compresses
+/// and seals (or opens and decompresses), and the calling thread hashes and writes, in order, with a
+/// bounded number of blocks in flight. Format 1 objects (one gzip stream cut into chunks, written before
+/// zstd) still decode, one chunk after another.
 public enum BackupPipeline {
+    /// Blocks in flight per worker thread, beyond the one it works on.
+    static let blocksInFlightPerWorker = 3
+
     /// Compresses and encrypts `input` into `output` (created, fsynced unless `synchronize` is false: a
-    /// scratch file that is copied elsewhere and synced there), a block at a time.
+    /// scratch file that is copied elsewhere and synced there). Blocking: call it off the Swift concurrency
+    /// pool (`onThread`).
+    @discardableResult
     public static func encode(
         from input: String,
         to output: String,
         key: BackupKey,
+        compression: BackupCompression = .default,
         chunkSize: Int = 1 << 20,
         synchronize: Bool = true,
+        workers: Int = OrderedPipelineDefaults.workers,
         progress: (@Sendable (Int64) -> Void)? = nil
     ) throws -> PipelineResult {
-        guard let reader = FileHandle(forReadingAtPath: input) else {
-            throw BackupError.io("cannot read \(input)")
+        guard (1...FramedEncryption.maximumChunkSize).contains(chunkSize) else {
+            throw BackupError.io("chunk size \(chunkSize) is out of range")
         }
-        defer { try? reader.close() }
+        let source = try RawFile(reading: input)
         let writer = try createPrivateFile(output)
         defer { try? writer.close() }
-        var sealer = ChunkSealer(key: key, chunkSize: chunkSize)
+        let header = ObjectHeader(
+            keyId: key.id,
+            noncePrefix: (0..<8).map { _ in UInt8.random(in: 0...255) },
+            chunkSize: chunkSize,
+            codec: BlockCodec(compression.codec)
+        )
         var hasher = SHA256()
         var stored: Int64 = 0
+        var plain: Int64 = 0
         func store(_ bytes: [UInt8]) throws {
             hasher.update(data: bytes)
             stored += Int64(bytes.count)
             try writer.write(contentsOf: bytes)
         }
-        try store(sealer.header)
-        // Two stages on two threads: reading and compressing here, sealing, hashing and writing below,
-        // joined by a queue of at most four chunks, so memory stays bounded.
-        let queue = ChunkQueue(capacity: 4)
-        let producer = Thread {
-            do {
-                let compressor = try GzipCompressor()
-                var pending: [UInt8] = []
-                pending.reserveCapacity(chunkSize * 2)
-                var plain: Int64 = 0
+        try store(header.bytes)
+        try OrderedPipeline<(block: [UInt8], final: Bool), (frame: [UInt8], plain: Int)>.run(
+            workers: workers,
+            window: workers * (1 + blocksInFlightPerWorker),
+            name: "zoneward-encode",
+            produce: { emit in
+                // One block ahead, to know which block is the last.
+                var current = try source.read(upTo: chunkSize)
                 while true {
-                    let block = try reader.read(upToCount: 1 << 20) ?? Data()
-                    let final = block.isEmpty
-                    plain += Int64(block.count)
-                    try block.withUnsafeBytes { try compressor.compress($0, final: final, into: &pending) }
-                    while pending.count >= chunkSize && !(final && pending.count == chunkSize) {
-                        guard queue.put(Array(pending[0..<chunkSize]), final: false) else { return }
-                        pending.removeFirst(chunkSize)
-                    }
-                    progress?(plain)
-                    if final {
-                        _ = queue.put(pending, final: true)
-                        queue.finish(plainBytes: plain, error: nil)
+                    if current.count < chunkSize {
+                        _ = emit((current, true))
                         return
                     }
+                    let next = try source.read(upTo: chunkSize)
+                    if next.isEmpty {
+                        _ = emit((current, true))
+                        return
+                    }
+                    guard emit((current, false)) else { return }
+                    current = next
                 }
-            } catch {
-                queue.finish(plainBytes: 0, error: error)
+            },
+            makeWorker: {
+                let compressor = try BlockCompressor(compression)
+                var compressed: [UInt8] = []
+                return { index, item in
+                    try item.block.withUnsafeBytes { try compressor.compress($0, into: &compressed) }
+                    let frame = try FramedEncryption.seal(
+                        compressed,
+                        key: key,
+                        header: header,
+                        index: UInt64(index),
+                        final: item.final
+                    )
+                    return (frame, item.block.count)
+                }
+            },
+            consume: { _, sealed in
+                try store(sealed.frame)
+                plain += Int64(sealed.plain)
+                progress?(plain)
             }
-        }
-        producer.start()
-        do {
-            while let (chunk, final) = try queue.take() {
-                try store(try sealer.seal(chunk, final: final))
-            }
-        } catch {
-            queue.cancel()
-            throw error
-        }
-        let plain = queue.plainBytes
+        )
         if synchronize { try writer.synchronize() }
-        let digest = hexString(hasher.finalize())
-        return PipelineResult(plainBytes: plain, storedBytes: stored, sha256: digest, keyId: key.id)
+        return PipelineResult(
+            plainBytes: plain,
+            storedBytes: stored,
+            sha256: hexString(hasher.finalize()),
+            keyId: key.id,
+            compression: compression.description
+        )
     }
 
     /// Decrypts and decompresses a stored object into `output`. The key is checked against the header
     /// before anything is written; every chunk is authenticated; the stored object's SHA-256 must match
-    /// `expectedSHA256` when given. On any failure `output` is removed.
+    /// `expectedSHA256` when given. On any failure `output` is removed. The header says how the object is
+    /// compressed. Blocking: call it off the Swift concurrency pool (`onThread`).
     @discardableResult
     public static func decode(
         from input: String,
         to output: String,
         key: BackupKey,
         expectedSHA256: String? = nil,
-        progress: ((Int64) -> Void)? = nil
+        workers: Int = OrderedPipelineDefaults.workers,
+        progress: (@Sendable (Int64) -> Void)? = nil
     ) throws -> PipelineResult {
-        guard let reader = FileHandle(forReadingAtPath: input) else {
-            throw BackupError.io("cannot read \(input)")
-        }
-        defer { try? reader.close() }
+        let source = try RawFile(reading: input)
         // The key is checked before the output exists: a wrong key writes nothing.
-        let head = Array(try reader.read(upToCount: FramedEncryption.headerSize) ?? Data())
-        let storedKey = try ChunkOpener.keyId(ofHeader: head)
-        guard storedKey == key.id else { throw BackupError.wrongKey(expected: storedKey, actual: key.id) }
+        var head = try source.read(upTo: FramedEncryption.headerSize)
+        let length = try ObjectHeader.length(ofPrefix: head)
+        if length > head.count { head += try source.read(upTo: length - head.count) }
+        let header = try ObjectHeader(parsing: head)
+        guard header.keyId == key.id else { throw BackupError.wrongKey(expected: header.keyId, actual: key.id) }
         let writer = try createPrivateFile(output)
         var succeeded = false
         defer {
             try? writer.close()
             if !succeeded { try? FileManager.default.removeItem(atPath: output) }
         }
+        let result: PipelineResult
+        if let codec = header.codec {
+            result = try decodeBlocks(
+                source,
+                header: header,
+                codec: codec,
+                key: key,
+                writer: writer,
+                workers: workers,
+                progress: progress
+            )
+        } else {
+            result = try decodeStream(source, header: header, key: key, writer: writer, progress: progress)
+        }
+        if let expectedSHA256, expectedSHA256 != result.sha256 {
+            throw BackupError.checksumMismatch(expected: expectedSHA256, actual: result.sha256)
+        }
+        try writer.synchronize()
+        succeeded = true
+        return result
+    }
+
+    /// Format 2: chunks read and hashed on one thread, opened and decompressed on every core, written in
+    /// order here.
+    private static func decodeBlocks(
+        _ source: RawFile,
+        header: ObjectHeader,
+        codec: BlockCodec,
+        key: BackupKey,
+        writer: FileHandle,
+        workers: Int,
+        progress: (@Sendable (Int64) -> Void)?
+    ) throws -> PipelineResult {
+        let hasher = HashBox(header.bytes)
+        var plain: Int64 = 0
+        let chunkSize = header.chunkSize
+        try OrderedPipeline<(body: [UInt8], final: Bool), [UInt8]>.run(
+            workers: workers,
+            window: workers * (1 + blocksInFlightPerWorker),
+            name: "zoneward-decode",
+            produce: { emit in
+                var index: UInt64 = 0
+                var sawFinal = false
+                while true {
+                    let prefix = try source.read(upTo: 5)
+                    if prefix.isEmpty {
+                        guard sawFinal else { throw BackupError.truncated(afterChunk: index == 0 ? 0 : index - 1) }
+                        return
+                    }
+                    guard !sawFinal else { throw BackupError.notABackup("bytes after the final chunk") }
+                    guard prefix.count == 5 else { throw BackupError.truncated(afterChunk: index == 0 ? 0 : index - 1) }
+                    let length = Int(prefix[0..<4].reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
+                    guard length <= FramedEncryption.maximumCiphertext(chunkSize: chunkSize), prefix[4] <= 1 else {
+                        throw BackupError.corruptChunk(index: index)
+                    }
+                    let body = try source.read(upTo: length + FramedEncryption.tagSize)
+                    guard body.count == length + FramedEncryption.tagSize else {
+                        throw BackupError.truncated(afterChunk: index == 0 ? 0 : index - 1)
+                    }
+                    hasher.update(prefix)
+                    hasher.update(body)
+                    sawFinal = prefix[4] == 1
+                    guard emit((body, sawFinal)) else { return }
+                    index += 1
+                }
+            },
+            makeWorker: {
+                let decompressor = try BlockDecompressor(codec)
+                var block: [UInt8] = []
+                return { index, item in
+                    let compressed = try FramedEncryption.open(
+                        item.body,
+                        key: key,
+                        header: header,
+                        index: UInt64(index),
+                        final: item.final
+                    )
+                    do {
+                        try compressed.withUnsafeBytes {
+                            try decompressor.decompress($0, capacity: chunkSize, into: &block)
+                        }
+                    } catch {
+                        throw BackupError.notABackup("chunk \(index) does not decompress: \(error)")
+                    }
+                    guard item.final || block.count == chunkSize else {
+                        throw BackupError.notABackup("chunk \(index) holds \(block.count) bytes, not a whole block")
+                    }
+                    return block
+                }
+            },
+            consume: { _, block in
+                try writer.write(contentsOf: block)
+                plain += Int64(block.count)
+                progress?(plain)
+            }
+        )
+        return PipelineResult(
+            plainBytes: plain,
+            storedBytes: hasher.count,
+            sha256: hasher.hex(),
+            keyId: key.id,
+            compression: codec.name
+        )
+    }
+
+    /// Format 1: one gzip stream cut into chunks, opened and inflated one after another.
+    private static func decodeStream(
+        _ source: RawFile,
+        header: ObjectHeader,
+        key: BackupKey,
+        writer: FileHandle,
+        progress: (@Sendable (Int64) -> Void)?
+    ) throws -> PipelineResult {
         var opener = ChunkOpener(key: key)
         let decompressor = try GzipDecompressor()
         var hasher = SHA256()
-        hasher.update(data: head)
-        var stored = Int64(head.count)
+        hasher.update(data: header.bytes)
+        var stored = Int64(header.bytes.count)
         var plain: Int64 = 0
         var decompressed: [UInt8] = []
-        try opener.feed(head) { _ in }
+        try opener.feed(header.bytes) { _ in }
         while true {
-            let block = try reader.read(upToCount: 1 << 20) ?? Data()
+            let block = try source.read(upTo: 1 << 20)
             if block.isEmpty { break }
             hasher.update(data: block)
             stored += Int64(block.count)
@@ -132,13 +289,88 @@ public enum BackupPipeline {
         }
         try opener.finish()
         guard decompressor.isFinished else { throw BackupError.notABackup("the compressed stream is incomplete") }
-        let digest = hexString(hasher.finalize())
-        if let expectedSHA256, expectedSHA256 != digest {
-            throw BackupError.checksumMismatch(expected: expectedSHA256, actual: digest)
+        return PipelineResult(
+            plainBytes: plain,
+            storedBytes: stored,
+            sha256: hexString(hasher.finalize()),
+            keyId: key.id,
+            compression: "gzip"
+        )
+    }
+}
+
+/// The defaults of the pipeline's threads.
+public enum OrderedPipelineDefaults {
+    /// Worker threads: the cores this process may use, at least 1, at most 8.
+    public static var workers: Int {
+        min(8, max(1, ProcessInfo.processInfo.activeProcessorCount))
+    }
+}
+
+/// The running SHA-256 of a stored object, updated by the reading thread and read once it is joined.
+private final class HashBox: @unchecked Sendable {
+    private var hasher = SHA256()
+    private(set) var count: Int64 = 0
+
+    init(_ first: [UInt8]) {
+        update(first)
+    }
+
+    func update(_ bytes: [UInt8]) {
+        hasher.update(data: bytes)
+        count += Int64(bytes.count)
+    }
+
+    func hex() -> String {
+        hexString(hasher.finalize())
+    }
+}
+
+/// A file read with read(2) straight into byte arrays, closed when released.
+final class RawFile: @unchecked Sendable {
+    let descriptor: Int32
+    let path: String
+
+    init(reading path: String) throws {
+        descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        self.path = path
+        guard descriptor >= 0 else { throw BackupError.io("cannot read \(path): \(String(cString: strerror(errno)))") }
+    }
+
+    deinit {
+        close(descriptor)
+    }
+
+    /// Up to `count` bytes: fewer only at the end of the file.
+    func read(upTo count: Int) throws -> [UInt8] {
+        guard count > 0 else { return [] }
+        return try [UInt8](filling: count) { buffer in
+            var total = 0
+            while total < count {
+                let got = readBytes(descriptor, buffer.baseAddress.map { $0 + total }, count - total)
+                if got == 0 { break }
+                if got < 0 {
+                    if errno == EINTR { continue }
+                    throw BackupError.io("cannot read \(path): \(String(cString: strerror(errno)))")
+                }
+                total += got
+            }
+            return total
         }
-        try writer.synchronize()
-        succeeded = true
-        return PipelineResult(plainBytes: plain, storedBytes: stored, sha256: digest, keyId: key.id)
+    }
+}
+
+/// Runs blocking work (file I/O, compression, SQLite) on a thread of its own rather than on the Swift
+/// concurrency pool, whose few threads must not wait.
+@discardableResult
+func onThread<T: Sendable>(
+    _ name: String,
+    _ body: @escaping @Sendable () throws -> T
+) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        let thread = Thread { continuation.resume(with: Result { try body() }) }
+        thread.name = name
+        thread.start()
     }
 }
 
@@ -150,58 +382,4 @@ func createPrivateFile(_ path: String) throws -> FileHandle {
         throw BackupError.io("cannot create \(path): \(String(cString: strerror(errno)))")
     }
     return FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
-}
-
-/// A bounded hand-off between the compressing thread and the sealing one.
-final class ChunkQueue: @unchecked Sendable {
-    private let condition = NSCondition()
-    private var items: [(bytes: [UInt8], final: Bool)] = []
-    private let capacity: Int
-    private var finished = false
-    private var cancelled = false
-    private var failure: (any Error)?
-    private(set) var plainBytes: Int64 = 0
-
-    init(capacity: Int) {
-        self.capacity = capacity
-    }
-
-    /// Adds a chunk, waiting while the queue is full; false when the consumer gave up.
-    func put(_ bytes: [UInt8], final: Bool) -> Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        while items.count >= capacity && !cancelled { condition.wait() }
-        guard !cancelled else { return false }
-        items.append((bytes, final))
-        condition.broadcast()
-        return true
-    }
-
-    func finish(plainBytes: Int64, error: (any Error)?) {
-        condition.lock()
-        finished = true
-        self.plainBytes = plainBytes
-        failure = error
-        condition.broadcast()
-        condition.unlock()
-    }
-
-    func cancel() {
-        condition.lock()
-        cancelled = true
-        condition.broadcast()
-        condition.unlock()
-    }
-
-    /// The next chunk, waiting for one; nil once the producer finished and everything was taken.
-    func take() throws -> (bytes: [UInt8], final: Bool)? {
-        condition.lock()
-        defer { condition.unlock() }
-        while items.isEmpty && !finished { condition.wait() }
-        if let failure { throw failure }
-        guard !items.isEmpty else { return nil }
-        let item = items.removeFirst()
-        condition.broadcast()
-        return item
-    }
 }

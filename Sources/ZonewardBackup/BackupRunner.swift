@@ -54,8 +54,8 @@ extension BackupManifest {
             storedBytes: result.storedBytes,
             sha256: result.sha256,
             keyId: result.keyId,
-            compression: "gzip",
-            encryption: "AES-256-GCM, 1 MiB framed chunks",
+            compression: result.compression,
+            encryption: "AES-256-GCM, one chunk per 1 MiB block",
             rowCounts: rowCounts,
             entries: entries
         )
@@ -127,12 +127,15 @@ public struct BackupRunner: Sendable {
             defer { staging.remove() }
             let snapshot = try staging.file("snapshot")
             var rowCounts: [String: Int] = [:]
+            var countRows = false
             var entries: Int?
             let sourceDescription: String
             switch job.source {
             case .sqlite(let path):
-                // A consistent copy through SQLite's online backup API, while other processes keep writing.
-                rowCounts = try Self.snapshot(sqlite: path, to: snapshot)
+                // A consistent copy through SQLite's online backup API, while other processes keep writing;
+                // its rows are counted while it is encoded.
+                try await onThread("zoneward-snapshot") { try Self.copySnapshot(sqlite: path, to: snapshot) }
+                countRows = true
                 sourceDescription = "sqlite:\(path)"
             case .directory(let path):
                 try await Self.tool(["tar", "-C", path, "-cf", snapshot, "."], timeout: job.timeout)
@@ -169,7 +172,18 @@ public struct BackupRunner: Sendable {
             } else {
                 staged = staging.url.appendingPathComponent("object.zwb").path
             }
-            let result = try BackupPipeline.encode(from: snapshot, to: staged, key: key, progress: progress)
+            let encodeTo = staged
+            async let counted = countRows ? Self.rowCountsOffPool(snapshot) : [:]
+            let result = try await onThread("zoneward-encode") {
+                try BackupPipeline.encode(
+                    from: snapshot,
+                    to: encodeTo,
+                    key: key,
+                    compression: job.compression,
+                    progress: progress
+                )
+            }
+            if countRows { rowCounts = try await counted }
             try await catalog.heartbeat(id, at: Date())
             for (index, target) in job.targets.enumerated() {
                 switch target {
@@ -180,14 +194,17 @@ public struct BackupRunner: Sendable {
                     let partial = object + ".partial"
                     if !(index == 0 && firstFolder != nil) {
                         written.append(.file(path: partial))
-                        try FileManager.default.copyItem(atPath: staged, toPath: partial)
-                        if let handle = FileHandle(forWritingAtPath: partial) {
-                            try handle.synchronize()
-                            try handle.close()
+                        let from = staged
+                        try await onThread("zoneward-copy") {
+                            try FileManager.default.copyItem(atPath: from, toPath: partial)
+                            if let handle = FileHandle(forWritingAtPath: partial) {
+                                try handle.synchronize()
+                                try handle.close()
+                            }
                         }
                     }
                     // Confirm what landed on disk before it counts.
-                    let onDisk = try Self.sha256(of: partial)
+                    let onDisk = try await onThread("zoneward-checksum") { try Self.sha256(of: partial) }
                     guard onDisk == result.sha256 else {
                         throw BackupError.checksumMismatch(expected: result.sha256, actual: onDisk)
                     }
@@ -355,14 +372,17 @@ public struct BackupRunner: Sendable {
         }
         let key = try BackupKey.load(file: job.keyFile)
         let objects = record.objectPaths.map(StoredObject.init(recorded:))
+        let expected = record.sha256
         for case .file(let path) in objects where FileManager.default.fileExists(atPath: path) {
-            try BackupPipeline.decode(
-                from: path,
-                to: output,
-                key: key,
-                expectedSHA256: record.sha256,
-                progress: progress
-            )
+            try await onThread("zoneward-decode") {
+                try BackupPipeline.decode(
+                    from: path,
+                    to: output,
+                    key: key,
+                    expectedSHA256: expected,
+                    progress: progress
+                )
+            }
             return
         }
         // No local copy: download one from S3, streamed to disk.
@@ -371,13 +391,15 @@ public struct BackupRunner: Sendable {
             let download = staging.url.appendingPathComponent("download.zwb").path
             defer { try? FileManager.default.removeItem(atPath: download) }
             try await Self.client(for: target).get(key: objectKey, to: download)
-            try BackupPipeline.decode(
-                from: download,
-                to: output,
-                key: key,
-                expectedSHA256: record.sha256,
-                progress: progress
-            )
+            try await onThread("zoneward-decode") {
+                try BackupPipeline.decode(
+                    from: download,
+                    to: output,
+                    key: key,
+                    expectedSHA256: expected,
+                    progress: progress
+                )
+            }
             return
         }
         throw BackupError.io(
@@ -432,7 +454,14 @@ public struct BackupRunner: Sendable {
         }
     }
 
+    /// A consistent copy of a SQLite database and its rows per table.
     static func snapshot(sqlite source: String, to destination: String) throws -> [String: Int] {
+        try copySnapshot(sqlite: source, to: destination)
+        return try rowCounts(ofSnapshot: destination)
+    }
+
+    /// A consistent copy through SQLite's online backup API, while other processes keep writing.
+    static func copySnapshot(sqlite source: String, to destination: String) throws {
         var configuration = Configuration()
         configuration.readonly = true
         configuration.busyMode = .timeout(10)
@@ -440,7 +469,20 @@ public struct BackupRunner: Sendable {
         let to = try DatabaseQueue(path: destination)
         try from.backup(to: to)
         try from.close()
-        return try to.read { db in
+        try to.close()
+    }
+
+    static func rowCountsOffPool(_ path: String) async throws -> [String: Int] {
+        try await onThread("zoneward-count") { try rowCounts(ofSnapshot: path) }
+    }
+
+    /// The rows of every table of a snapshot, read-only (it may be read by the encoder at the same time).
+    static func rowCounts(ofSnapshot path: String) throws -> [String: Int] {
+        var configuration = Configuration()
+        configuration.readonly = true
+        let queue = try DatabaseQueue(path: path, configuration: configuration)
+        defer { try? queue.close() }
+        return try queue.read { db in
             var counts: [String: Int] = [:]
             for table in try String.fetchAll(
                 db,

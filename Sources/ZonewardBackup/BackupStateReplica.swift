@@ -109,7 +109,16 @@ public struct BackupStateReplica: StateReplica {
         let snapshot = staging.url.appendingPathComponent("state.db").path
         let rowCounts = try store.copy(to: snapshot)
         let object = staging.url.appendingPathComponent(copy.name).path
-        let result = try BackupPipeline.encode(from: snapshot, to: object, key: key, synchronize: false)
+        let (key, compression) = (key, job.compression)
+        let result = try await onThread("zoneward-encode") {
+            try BackupPipeline.encode(
+                from: snapshot,
+                to: object,
+                key: key,
+                compression: compression,
+                synchronize: false
+            )
+        }
         let manifest = BackupManifest(
             id: String(copy.name.dropLast(StoredObject.objectExtension.count)),
             job: job.name,
@@ -252,7 +261,10 @@ public struct BackupStateReplica: StateReplica {
                     objectPath = staging.url.appendingPathComponent("download.zwb").path
                     try await client.get(key: prefix + copy.name, to: objectPath)
                 }
-                try BackupPipeline.decode(from: objectPath, to: staged, key: key, expectedSHA256: manifest.sha256)
+                let (key, expected) = (key, manifest.sha256)
+                try await onThread("zoneward-decode") {
+                    try BackupPipeline.decode(from: objectPath, to: staged, key: key, expectedSHA256: expected)
+                }
                 try Self.check(staged, against: manifest)
                 return staged
             } catch {

@@ -6,7 +6,7 @@ import FoundationNetworking
 #endif
 
 /// A small S3-compatible client over URLSession with AWS Signature Version 4, path-style addressing:
-/// PUT (single, or multipart above 64 MiB in 16 MiB parts), GET to a file, HEAD, DELETE, ListObjectsV2; retries with
+/// PUT (single, or multipart above 16 MiB in 16 MiB parts, so an upload holds one part at most), GET to a file, HEAD, DELETE, ListObjectsV2; retries with
 /// backoff on network errors and 5xx. Every request carries the SHA-256 of its payload, which S3 checks,
 /// so an object that was stored is an object that arrived intact.
 public struct S3Client: Sendable {
@@ -16,7 +16,7 @@ public struct S3Client: Sendable {
     public var accessKeyId: String
     public var secretAccessKey: String
     public var attempts = 4
-    public var multipartThreshold = 64 << 20
+    public var multipartThreshold = 16 << 20
     public var partSize = 16 << 20
 
     public init(endpoint: String, bucket: String, region: String, accessKeyId: String, secretAccessKey: String) {

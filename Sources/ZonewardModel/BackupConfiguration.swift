@@ -74,6 +74,9 @@ public struct BackupJobConfiguration: Sendable, Equatable {
     public var retention: [String: Int]
     /// When to test-restore after a run: `always`, `daily` (once a day), `never`. Default daily.
     public var verify: VerifyPolicy = .daily
+    /// How objects are compressed: zstd level 1 unless the job says otherwise. Restore and verify read the
+    /// codec from each object's header, so changing it never strands older backups.
+    public var compression: BackupCompression = .default
     /// The longest a child process of the job (`pg_dump`, `tar`, `pg_restore -l`) may run before it is
     /// stopped and the run fails. Default 1h.
     public var timeout: Duration = .seconds(3600)
@@ -118,7 +121,9 @@ extension ZonewardConfiguration {
         guard let items = reader.sequence(value) else { return [] }
         var jobs: [BackupJobConfiguration] = []
         for item in items {
-            let known = ["name", "source", "schedule", "targets", "encryption", "retention", "verify", "timeout"]
+            let known = [
+                "name", "source", "schedule", "targets", "encryption", "compression", "retention", "verify", "timeout",
+            ]
             guard let fields = reader.mapping(item, known: known) else { continue }
             let name = reader.required(fields, "name", in: item).flatMap { reader.string($0) }
             var source: BackupJobConfiguration.Source?
@@ -209,6 +214,7 @@ extension ZonewardConfiguration {
             }
             let verify = fields["verify"].flatMap { reader.choice($0, as: BackupJobConfiguration.VerifyPolicy.self) }
             let timeout = fields["timeout"].flatMap { reader.duration($0, minimum: .seconds(1)) }
+            let compression = fields["compression"].flatMap { decodeCompression($0, reader) }
             if let name, jobs.contains(where: { $0.name == name }) {
                 reader.report(item.child("name"), "duplicate backup job \"\(name)\"")
             }
@@ -225,8 +231,27 @@ extension ZonewardConfiguration {
                 )
                 jobs[jobs.count - 1].verify = verify ?? .daily
                 if let timeout { jobs[jobs.count - 1].timeout = timeout }
+                if let compression { jobs[jobs.count - 1].compression = compression }
             }
         }
         return jobs
+    }
+
+    /// `compression: zstd | gzip`, or `{codec: zstd | gzip, level: N}` with the codec's levels.
+    static func decodeCompression(_ value: DocumentValue, _ reader: DocumentReader) -> BackupCompression? {
+        guard case .mapping = value.node else {
+            return reader.choice(value, as: BackupCompression.Codec.self).map { BackupCompression(codec: $0) }
+        }
+        guard let fields = reader.mapping(value, known: ["codec", "level"]),
+            let codec = reader.required(fields, "codec", in: value).flatMap({
+                reader.choice($0, as: BackupCompression.Codec.self)
+            })
+        else { return nil }
+        guard let levelValue = fields["level"] else { return BackupCompression(codec: codec) }
+        let levels = BackupCompression.levels(codec)
+        guard let level = reader.integer(levelValue, minimum: levels.lowerBound, maximum: levels.upperBound) else {
+            return nil
+        }
+        return BackupCompression(codec: codec, level: level)
     }
 }

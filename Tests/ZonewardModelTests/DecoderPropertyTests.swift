@@ -88,6 +88,9 @@ import ZonewardModel
                   region: us-east-1
             encryption:
               keyFile: /etc/zoneward/backup.key
+            compression:
+              codec: zstd
+              level: 3
             retention:
               keepLast: 7
             verify: daily
