@@ -1,0 +1,271 @@
+"""gRPC peers for integration/grpc.sh: a grpcio server (one per zone) and the client that checks the proxy.
+
+No code generation: generic handlers with raw-bytes messages.
+  server PORT NAME MARKER_DIR        serve /zw.Test/* until killed
+  client PROXY ADMIN MARKER_DIR PID_A PID_PROXY   run the checks, one "ok ..." or "FAIL ..." line each
+"""
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import urllib.request
+from concurrent import futures
+
+import grpc
+
+BIG = 32 * 1024 * 1024
+OPTIONS = [("grpc.max_receive_message_length", BIG), ("grpc.max_send_message_length", BIG)]
+
+
+def serve(port, name, markers):
+    def unary(request, context):
+        return name.encode() if request == b"whoami" else request
+
+    def server_stream(request, context):
+        count = int(request or b"3")
+        for i in range(count):
+            yield b"%s:%d" % (name.encode(), i)
+            if count > 10:
+                time.sleep(0.1)
+
+    def client_stream(requests, context):
+        count = total = 0
+        for message in requests:
+            count += 1
+            total += len(message)
+        return b"%d:%d" % (count, total)
+
+    def bidi(requests, context):
+        for message in requests:
+            yield message.upper()
+
+    def slow(request, context):
+        # Up to 5 s; a call that goes away first leaves a marker named by its request.
+        for _ in range(100):
+            if not context.is_active():
+                open(os.path.join(markers, request.decode() + ".cancelled"), "w").close()
+                return b""
+            time.sleep(0.05)
+        return b"late"
+
+    handler = grpc.method_handlers_generic_handler(
+        "zw.Test",
+        {
+            "Unary": grpc.unary_unary_rpc_method_handler(unary),
+            "ServerStream": grpc.unary_stream_rpc_method_handler(server_stream),
+            "ClientStream": grpc.stream_unary_rpc_method_handler(client_stream),
+            "Bidi": grpc.stream_stream_rpc_method_handler(bidi),
+            "Slow": grpc.unary_unary_rpc_method_handler(slow),
+        },
+    )
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=32), options=OPTIONS)
+    server.add_generic_rpc_handlers((handler,))
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    server.wait_for_termination()
+
+
+def report(ok, description, detail=""):
+    print(("ok   " if ok else "FAIL ") + description + ("" if ok or not detail else f": {detail}"), flush=True)
+
+
+def metric(admin, name, **labels):
+    text = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5).read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        if all(f'{key}="{value}"' in line for key, value in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def raw_h2(port):
+    """A raw HTTP/2 connection (the h2 library), for what grpcio cannot do on purpose."""
+    import h2.config
+    import h2.connection
+
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+    conn.initiate_connection()
+    sock.sendall(conn.data_to_send())
+    return sock, conn
+
+
+def pump(sock, conn, until, seconds):
+    """Reads events until `until(event)` is true or `seconds` pass; returns (matching event, all events)."""
+    seen = []
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        sock.settimeout(max(0.05, deadline - time.time()))
+        try:
+            data = sock.recv(65536)
+        except socket.timeout:
+            continue
+        except OSError:
+            return None, seen
+        if not data:
+            return None, seen
+        for event in conn.receive_data(data):
+            seen.append(event)
+            if until(event):
+                return event, seen
+        pending = conn.data_to_send()
+        if pending:
+            try:
+                sock.sendall(pending)
+            except OSError:
+                return None, seen
+    return None, seen
+
+
+def grpc_request_headers(path, extra=()):
+    return [(":method", "POST"), (":path", path), (":scheme", "http"), (":authority", "zoneward"),
+            ("content-type", "application/grpc"), ("te", "trailers"), *extra]
+
+
+def client(proxy, admin, markers, pid_a, pid_proxy):
+    import h2.events
+    import h2.settings
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{proxy}", options=OPTIONS)
+    unary = channel.unary_unary("/zw.Test/Unary")
+    server_stream = channel.unary_stream("/zw.Test/ServerStream")
+    client_stream = channel.stream_unary("/zw.Test/ClientStream")
+    bidi = channel.stream_stream("/zw.Test/Bidi")
+    slow = channel.unary_unary("/zw.Test/Slow")
+
+    names = [unary(b"whoami", timeout=5) for _ in range(20)]
+    report(names == [b"zone-a"] * 20, "20 unary calls all served in the local zone (zone-a has capacity)", names)
+    got = list(server_stream(b"5", timeout=5))
+    report(got == [b"zone-a:%d" % i for i in range(5)], "server streaming: 5 messages", got)
+    answer = client_stream(iter([b"x" * 100] * 10), timeout=5)
+    report(answer == b"10:1000", "client streaming: 10 messages counted upstream", answer)
+    got = list(bidi(iter([b"a", b"b", b"c", b"d", b"e"]), timeout=5))
+    report(got == [b"A", b"B", b"C", b"D", b"E"], "bidi streaming: 5 messages each way", got)
+    big = os.urandom(16 * 1024 * 1024)
+    started = time.time()
+    echoed = unary(big, timeout=30)
+    report(echoed == big, f"a 16 MiB message echoed intact ({time.time() - started:.1f} s)")
+
+    future = slow.future(b"cancel-me", timeout=10)
+    time.sleep(0.5)
+    future.cancel()
+    marker = os.path.join(markers, "cancel-me.cancelled")
+    for _ in range(60):
+        if os.path.exists(marker):
+            break
+        time.sleep(0.05)
+    report(os.path.exists(marker), "a cancelled call is cancelled upstream (the server saw it go)")
+
+    try:
+        slow(b"client-deadline", timeout=1.0)
+        report(False, "a call past its deadline fails DEADLINE_EXCEEDED", "it succeeded")
+    except grpc.RpcError as error:
+        report(error.code() == grpc.StatusCode.DEADLINE_EXCEEDED, "a call past its deadline fails DEADLINE_EXCEEDED",
+               error.code())
+
+    # The proxy's own deadline from grpc-timeout: a raw client that never gives up by itself.
+    sock, conn = raw_h2(proxy)
+    conn.send_headers(1, grpc_request_headers("/zw.Test/Slow", [("grpc-timeout", "400m")]))
+    conn.send_data(1, b"\x00\x00\x00\x00\x0cproxy-timer1", end_stream=True)
+    sock.sendall(conn.data_to_send())
+    started = time.time()
+    event, seen = pump(sock, conn, lambda e: isinstance(e, h2.events.StreamEnded), 4)
+    status = None
+    for e in seen:
+        if isinstance(e, (h2.events.TrailersReceived, h2.events.ResponseReceived)):
+            status = dict(e.headers).get("grpc-status", status)
+    elapsed = time.time() - started
+    report(event is not None and status == "4" and elapsed < 2,
+           f"grpc-timeout 400m: the proxy ends the call with grpc-status 4 after {elapsed:.2f} s", status)
+    marker = os.path.join(markers, "proxy-timer1.cancelled")
+    for _ in range(40):
+        if os.path.exists(marker):
+            break
+        time.sleep(0.05)
+    report(os.path.exists(marker), "the expired call is cancelled upstream")
+    settings = [e for e in seen if isinstance(e, h2.events.RemoteSettingsChanged)]
+    advertised = {}
+    for e in settings:
+        advertised.update({k: v.new_value for k, v in e.changed_settings.items()})
+    report(advertised.get(h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS) == 100
+           and advertised.get(h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE) == 65536,
+           "SETTINGS advertise 100 concurrent streams and a 64 KiB header list", advertised)
+    sock.close()
+
+    # Rapid reset (CVE-2023-44487): streams opened and reset at once, far past 100 a second.
+    sock, conn = raw_h2(proxy)
+    sock.sendall(conn.data_to_send())
+    try:
+        for i in range(400):
+            stream = conn.get_next_available_stream_id()
+            conn.send_headers(stream, grpc_request_headers("/zw.Test/Slow"))
+            conn.reset_stream(stream)
+        sock.sendall(conn.data_to_send())
+    except OSError:
+        pass
+    event, _ = pump(sock, conn, lambda e: isinstance(e, h2.events.ConnectionTerminated), 5)
+    code = getattr(event, "error_code", None)
+    report(event is not None and int(code) == 11,
+           "rapid reset: the connection gets GOAWAY ENHANCE_YOUR_CALM", code)
+    sock.close()
+
+    before_a = metric(admin, "zoneward_requests_total", service="grpc", destination_zone="zone-a")
+    before_b = metric(admin, "zoneward_requests_total", service="grpc", destination_zone="zone-b")
+    report(before_a >= 28 and before_b == 0,
+           f"/metrics: streams per zone pair follow the plan (zone-a {before_a:.0f}, zone-b {before_b:.0f})")
+    ok = metric(admin, "zoneward_grpc_responses_total", service="grpc", grpc_status="0")
+    deadline = metric(admin, "zoneward_grpc_responses_total", service="grpc", grpc_status="4")
+    report(ok >= 24 and deadline >= 1, f"/metrics: gRPC calls by grpc_status (0: {ok:.0f}, 4: {deadline:.0f})")
+
+    # An endpoint killed mid-stream: that call fails UNAVAILABLE; new calls succeed on the other endpoint.
+    stream = server_stream(b"100", timeout=20)
+    received = 0
+    code = None
+    try:
+        for _ in stream:
+            received += 1
+            if received == 3:
+                os.kill(pid_a, signal.SIGKILL)
+    except grpc.RpcError as error:
+        code = error.code()
+    report(code == grpc.StatusCode.UNAVAILABLE and received >= 3,
+           f"zone-a killed mid-stream after {received} messages: the call fails UNAVAILABLE", code)
+    names = []
+    failures = []
+    for _ in range(10):
+        try:
+            names.append(unary(b"whoami", timeout=5))
+        except grpc.RpcError as error:
+            failures.append(error.code())
+    report(names == [b"zone-b"] * 10, "new calls succeed on zone-b", (names, failures))
+    after_b = metric(admin, "zoneward_requests_total", service="grpc", destination_zone="zone-b")
+    report(after_b >= 10, f"/metrics: zone-b now gets the streams ({after_b:.0f})")
+
+    # Graceful shutdown: GOAWAY, and the stream in flight finishes.
+    result = {}
+
+    def long_call():
+        try:
+            result["messages"] = list(server_stream(b"15", timeout=10))
+        except grpc.RpcError as error:
+            result["error"] = error.code()
+
+    thread = threading.Thread(target=long_call)
+    thread.start()
+    time.sleep(0.5)
+    os.kill(pid_proxy, signal.SIGTERM)
+    thread.join(12)
+    report(len(result.get("messages", [])) == 15,
+           "shutdown: the stream in flight finishes (15 messages over 1.5 s)", result.get("error"))
+    channel.close()
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "server":
+        serve(int(sys.argv[2]), sys.argv[3], sys.argv[4])
+    else:
+        client(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), int(sys.argv[6]))
