@@ -26,11 +26,29 @@ final class H2UpstreamConnection {
     var slots = H2StreamSlots()
     /// When the connection last carried no stream (for closing idle ones).
     var idleSince: NIODeadline?
+    /// The last stream a GOAWAY from the peer said it may process; streams above it were not processed.
+    var goAwayLastStreamID: HTTP2StreamID?
+    /// Completed by the peer's first SETTINGS (its limits are known then), failed if it closes before.
+    let ready: EventLoopPromise<Void>
+    private(set) var isReady = false
 
     init(endpoint: UpstreamEndpoint, channel: any Channel, multiplexer: NIOHTTP2Handler.StreamMultiplexer) {
         self.endpoint = endpoint
         self.channel = channel
         self.multiplexer = multiplexer
+        self.ready = channel.eventLoop.makePromise()
+    }
+
+    func becameReady() {
+        guard !isReady else { return }
+        isReady = true
+        ready.succeed(())
+    }
+
+    func failIfNotReady(_ error: any Error) {
+        guard !isReady else { return }
+        isReady = true
+        ready.fail(error)
     }
 }
 
@@ -55,6 +73,10 @@ final class H2UpstreamPool {
     }
 
     typealias Completion = (Result<H2UpstreamConnection, any Error>) -> Void
+
+    /// The last SETTINGS_MAX_CONCURRENT_STREAMS each endpoint sent: how many waiting streams a connection
+    /// being opened to it will take.
+    private var knownLimits: [String: Int] = [:]
 
     /// A connection being opened, and the streams waiting for it.
     private final class Pending {
@@ -89,8 +111,10 @@ final class H2UpstreamPool {
             completion(.success(connection))
             return
         }
-        // A connection on its way takes up to 100 waiting streams before another one is opened.
-        if let waiting = pending[endpoint.key]?.first(where: { $0.waiters.count < 100 }) {
+        // A connection on its way takes as many waiting streams as the endpoint allowed last time (100 at
+        // first) before another one is opened.
+        let expected = max(1, knownLimits[endpoint.key] ?? 100)
+        if let waiting = pending[endpoint.key]?.first(where: { $0.waiters.count < expected }) {
             waiting.waiters.append(completion)
             return
         }
@@ -145,10 +169,12 @@ final class H2UpstreamPool {
     /// The peer changed SETTINGS_MAX_CONCURRENT_STREAMS.
     func maxConcurrentStreamsChanged(_ connection: H2UpstreamConnection, to value: Int) {
         connection.slots.maxConcurrent = max(0, value)
+        knownLimits[connection.endpoint.key] = max(0, value)
     }
 
     /// The peer sent GOAWAY: new streams go elsewhere; the connection closes when its streams end.
-    func goAwayReceived(_ connection: H2UpstreamConnection) {
+    func goAwayReceived(_ connection: H2UpstreamConnection, lastStreamID: HTTP2StreamID) {
+        connection.goAwayLastStreamID = min(connection.goAwayLastStreamID ?? lastStreamID, lastStreamID)
         connection.slots.draining = true
         if connection.slots.isDrained { connection.channel.close(promise: nil) }
     }
@@ -183,7 +209,8 @@ final class H2UpstreamPool {
         }
     }
 
-    /// Opens an HTTP/2 connection (prior knowledge) to `endpoint`; calls back on this loop.
+    /// Opens an HTTP/2 connection (prior knowledge) to `endpoint`; calls back on this loop once the peer's
+    /// SETTINGS arrived (its stream limit is known before any stream is opened), within the connect timeout.
     private func connect(_ endpoint: UpstreamEndpoint, _ completion: @escaping Completion) {
         let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(TimeAmount(endpoint.timeouts.connect))
@@ -193,11 +220,23 @@ final class H2UpstreamPool {
             case .failure(let error):
                 completion(.failure(error))
             case .success(let channel):
+                let connection: H2UpstreamConnection
                 do {
-                    completion(.success(try self.configure(channel, endpoint: endpoint)))
+                    connection = try self.configure(channel, endpoint: endpoint)
                 } catch {
                     channel.close(promise: nil)
                     completion(.failure(error))
+                    return
+                }
+                let timeout = channel.eventLoop.scheduleTask(in: TimeAmount(endpoint.timeouts.connect)) {
+                    channel.close(promise: nil)
+                }
+                connection.ready.futureResult.assumeIsolated().whenComplete { result in
+                    timeout.cancel()
+                    switch result {
+                    case .success: completion(.success(connection))
+                    case .failure(let error): completion(.failure(error))
+                    }
                 }
             }
         }
@@ -224,7 +263,12 @@ final class H2UpstreamPool {
             }
         )
         let connection = H2UpstreamConnection(endpoint: endpoint, channel: channel, multiplexer: multiplexer)
-        try sync.addHandler(H2UpstreamConnectionHandler(connection: connection, pool: self))
+        do {
+            try sync.addHandler(H2UpstreamConnectionHandler(connection: connection, pool: self))
+        } catch {
+            connection.failIfNotReady(error)
+            throw error
+        }
         return connection
     }
 }
@@ -266,14 +310,16 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler {
             for setting in settings where setting.parameter == .maxConcurrentStreams {
                 pool.maxConcurrentStreamsChanged(connection, to: setting.value)
             }
-        case .goAway:
-            pool.goAwayReceived(connection)
+            connection.becameReady()
+        case .goAway(let lastStreamID, _, _):
+            pool.goAwayReceived(connection, lastStreamID: lastStreamID)
         default:
             break
         }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        connection.failIfNotReady(H2UpstreamPool.Failure.closed)
         pool.connectionClosed(connection)
         context.fireChannelInactive()
     }
