@@ -85,10 +85,14 @@ final class H2StreamProxyHandler: ChannelDuplexHandler {
     private let connection: H2ClientConnection
     private var context: ChannelHandlerContext?
     private var phase = Phase.awaitingHeaders
-    private var head: HPACKHeaders?
-    private var headEndsStream = false
-    /// Frames the client sent while the upstream stream was being opened (at most one read's worth).
-    private var early: [HTTP2Frame.FramePayload] = []
+    /// The frames for the upstream, head first: what arrived while the stream was being opened (at most
+    /// one read's worth), and what was sent, kept while the stream may be retried (no response yet, at most
+    /// `replayLimit` bytes) so a stream the endpoint refused unprocessed goes to another.
+    private var replay: [HTTP2Frame.FramePayload] = []
+    private var replayBytes = 0
+    private var replayable = true
+    private var attempts = 0
+    private static let replayLimit = 65_536
     private var requestEnded = false
     private var routes: ServiceRoutes?
     private var endpoint: UpstreamEndpoint?
@@ -135,7 +139,7 @@ final class H2StreamProxyHandler: ChannelDuplexHandler {
             if case .headers(let headers) = payload { start(headers.headers, endStream: headers.endStream) }
         case .connecting:
             noteRequestEnd(payload)
-            early.append(payload)
+            keep(payload)
         case .open:
             noteRequestEnd(payload)
             forward(payload)
@@ -157,22 +161,43 @@ final class H2StreamProxyHandler: ChannelDuplexHandler {
         }
     }
 
-    private func forward(_ payload: HTTP2Frame.FramePayload) {
+    /// Keeps a client frame for the upstream (trailers filtered); nil for frames that are not relayed.
+    private func keep(_ payload: HTTP2Frame.FramePayload) {
         switch payload {
         case .headers(var trailers):
             trailers.headers = H2Headers.responseForClient(trailers.headers)
-            upstream?.send(.headers(trailers))
+            replay.append(.headers(trailers))
         case .data(let data):
-            if case .byteBuffer(let bytes) = data.data { sent += bytes.readableBytes }
-            upstream?.send(payload)
+            replayBytes += data.data.readableBytes
+            replay.append(payload)
         default:
             break
         }
     }
 
+    private func forward(_ payload: HTTP2Frame.FramePayload) {
+        let before = replay.count
+        keep(payload)
+        for frame in replay[before...] { send(frame) }
+        trimReplay()
+    }
+
+    private func send(_ frame: HTTP2Frame.FramePayload) {
+        if case .data(let data) = frame { sent += data.data.readableBytes }
+        upstream?.send(frame)
+    }
+
+    /// Past the replay limit, or once the endpoint answered, the stream is not retried: forget its frames.
+    private func trimReplay() {
+        if !replayable || replayBytes > Self.replayLimit {
+            replayable = false
+            replay = []
+            replayBytes = 0
+        }
+    }
+
     private func start(_ headers: HPACKHeaders, endStream: Bool) {
         requestEnded = endStream
-        headEndsStream = endStream
         isGRPC = H2Headers.isGRPC(headers)
         guard let routes = connection.routes else {
             respondLocally(status: 503, grpc: 14, cause: "service-not-configured")
@@ -193,12 +218,13 @@ final class H2StreamProxyHandler: ChannelDuplexHandler {
             let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
             deadline = context.eventLoop.scheduleTask(in: timeout) { bound.value.deadlineExpired() }
         }
-        head = H2Headers.requestForUpstream(
+        let head = H2Headers.requestForUpstream(
             headers,
             clientAddress: connection.clientAddress,
             scheme: connection.scheme,
             trusted: connection.trustsPeer
         )
+        replay = [.headers(.init(headers: head, endStream: endStream))]
         phase = .connecting
         dispatch()
     }
@@ -263,16 +289,15 @@ final class H2StreamProxyHandler: ChannelDuplexHandler {
     }
 
     private func upstreamOpened() {
-        guard phase == .connecting, let upstream, let head else {
+        guard phase == .connecting, let upstream else {
             upstream?.close()
             return
         }
         phase = .open
         sentAt = .now()
-        upstream.send(.headers(.init(headers: head, endStream: headEndsStream)))
-        let frames = early
-        early = []
-        for frame in frames { forward(frame) }
+        sent = 0
+        for frame in replay { send(frame) }
+        trimReplay()
         upstream.flush()
         resumeReading()
     }
@@ -297,6 +322,12 @@ final class H2StreamProxyHandler: ChannelDuplexHandler {
 
     func upstreamFrame(_ payload: HTTP2Frame.FramePayload) {
         guard phase == .open, !responseEnded, let context else { return }
+        if case .rstStream(let code) = payload {
+            upstreamClosed(code, refused: code == .refusedStream)
+            return
+        }
+        replayable = false
+        trimReplay()
         switch payload {
         case .headers(var headers):
             headers.headers = H2Headers.responseForClient(headers.headers)
@@ -317,8 +348,6 @@ final class H2StreamProxyHandler: ChannelDuplexHandler {
             if case .byteBuffer(let bytes) = data.data { received += bytes.readableBytes }
             context.write(wrapOutboundOut(payload), promise: nil)
             if data.endStream { responseComplete() }
-        case .rstStream(let code):
-            upstreamClosed(code)
         default:
             break
         }
@@ -335,11 +364,26 @@ final class H2StreamProxyHandler: ChannelDuplexHandler {
     /// The upstream stream is over (reset, closed, or its connection gone). Without a complete response a
     /// gRPC call ends with UNAVAILABLE (trailers after headers, or a trailers-only response), anything else
     /// with 502 before the response head or a reset after it.
-    func upstreamClosed(_ code: HTTP2ErrorCode?) {
+    /// - Parameter refused: the endpoint did not process the stream (REFUSED_STREAM, or above the last
+    ///   stream of its GOAWAY): retried, on a new stream, when nothing of the response came and its frames
+    ///   were kept.
+    func upstreamClosed(_ code: HTTP2ErrorCode?, refused: Bool) {
         guard !upstreamDone else { return }
         upstreamDone = true
         upstream = nil
         guard phase == .open, !responseEnded else { return }
+        if refused, replayable, !responseHeadSent, attempts < connection.maxRetries, connection.pool.mayRetry() {
+            attempts += 1
+            if let endpoint {
+                endpoint.outstanding.wrappingAdd(-1, ordering: .relaxed)
+                self.endpoint = nil
+            }
+            routes?.metrics.retries.increment()
+            upstreamDone = false
+            phase = .connecting
+            dispatch()
+            return
+        }
         if let endpoint {
             connection.table.recordResult(
                 endpoint,
@@ -446,7 +490,8 @@ final class H2StreamProxyHandler: ChannelDuplexHandler {
     /// Counts the stream once (per zone pair, and by gRPC status) and releases its endpoint.
     private func finish(success: Bool?) {
         phase = .finished
-        early = []
+        replay = []
+        replayBytes = 0
         deadline?.cancel()
         deadline = nil
         guard !recorded else { return }
@@ -572,7 +617,14 @@ final class H2UpstreamStreamHandler: ChannelDuplexHandler {
         lease.release()
         let owner = self.owner
         self.owner = nil
-        owner?.upstreamClosed(resetCode)
+        // A stream above the last one of the endpoint's GOAWAY was never processed.
+        var refused = resetCode == .refusedStream
+        if !refused, let last = lease.connection.goAwayLastStreamID,
+            let id = try? context.channel.syncOptions?.getOption(HTTP2StreamChannelOptions.streamID)
+        {
+            refused = id > last
+        }
+        owner?.upstreamClosed(resetCode, refused: refused)
         context.fireChannelInactive()
     }
 
