@@ -65,6 +65,7 @@ enum H2Listener {
                 }
             )
             try sync.addHandler(management)
+            try sync.addHandler(H2ConnectionGuard())
         } otherwise: { context in
             try context.pipeline.syncOperations.addHandler(H1RefusalHandler())
         }
@@ -96,6 +97,37 @@ enum H2Listener {
         return configuration
     }
 }
+
+/// Closes a client connection NIOHTTP2 has ended with GOAWAY for abuse (rapid reset, floods of control,
+/// empty DATA or CONTINUATION frames, too many stream errors or glitches, an oversized header block) or
+/// for not speaking HTTP/2: NIOHTTP2 sends the GOAWAY and reports the error, and closing is left to us.
+final class H2ConnectionGuard: ChannelInboundHandler {
+    typealias InboundIn = HTTP2Frame
+
+    static func endsConnection(_ error: any Error) -> Bool {
+        switch error {
+        case is NIOHTTP2Errors.ExcessiveRSTFrames, is NIOHTTP2Errors.ExcessiveControlFrames,
+            is NIOHTTP2Errors.ExcessiveEmptyDataFrames, is NIOHTTP2Errors.ExcessiveStreamErrors,
+            is NIOHTTP2Errors.ExcessiveNumberOfGlitches, is NIOHTTP2Errors.ExcessiveContinuationFrames,
+            is NIOHTTP2Errors.ExcessivelyLargeHeaderBlock, is NIOHTTP2Errors.ExcessiveOutboundFrameBuffering,
+            is NIOHTTP2Errors.BadClientMagic, is NIOHTTP2Errors.UnableToParseFrame:
+            return true
+        default:
+            return false
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if Self.endsConnection(error) {
+            // After the GOAWAY NIOHTTP2 wrote.
+            context.flush()
+            context.close(promise: nil)
+        }
+    }
+}
+
+@available(*, unavailable)
+extension H2ConnectionGuard: Sendable {}
 
 /// Holds a new connection's first bytes until they show whether it speaks HTTP/2, installs the matching
 /// handlers after itself, hands them the bytes and leaves. A connection that says nothing within `timeout`
