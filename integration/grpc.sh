@@ -15,8 +15,12 @@ BASE=${ZONEWARD_IT_PORT_BASE_GRPC:-24300}
 ZONE_A=$((BASE + 1))
 ZONE_B=$((BASE + 2))
 PROXY_PORT=$((BASE + 11))
+TLS_PORT=$((BASE + 12))
 ADMIN=$((BASE + 21))
 mkdir -p "$WORK/markers"
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=localhost" \
+    -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+    -keyout "$WORK/key.pem" -out "$WORK/cert.pem" >/dev/null 2>&1
 
 python3 "$ROOT/integration/lib/grpc_peer.py" server "$ZONE_A" zone-a "$WORK/markers" >"$WORK/zone-a.log" 2>&1 &
 PID_A=$!
@@ -37,6 +41,14 @@ services:
     endpoints:
       - {address: 127.0.0.1:$ZONE_A, zone: zone-a}
       - {address: 127.0.0.1:$ZONE_B, zone: zone-b}
+  - name: grpc-tls
+    listen: 127.0.0.1:$TLS_PORT
+    tls: {cert: $WORK/cert.pem, key: $WORK/key.pem}
+    upstreamProtocol: http2
+    healthCheck: {interval: 500ms}
+    endpoints:
+      - {address: 127.0.0.1:$ZONE_A, zone: zone-a}
+      - {address: 127.0.0.1:$ZONE_B, zone: zone-b}
 admin: {listen: 127.0.0.1:$ADMIN}
 YAML
 "$ZW" proxy --config "$WORK/zoneward.yaml" --zone zone-a --workers 2 >"$WORK/proxy.log" 2>&1 &
@@ -51,9 +63,21 @@ echo "grpc: HTTP/1.1 to an http2 service"
 OUT=$(curl -s -i --max-time 5 "http://127.0.0.1:$PROXY_PORT/zw.Test/Unary")
 check "an HTTP/1.1 client gets 505 naming the cause" contains "$OUT" "X-Zoneward-Error: http2-required"
 
-echo "grpc: h2load over h2c"
+echo "grpc: TLS listener, h2 by ALPN"
 # One gRPC message (5-byte prefix, then "whoami") per request.
 printf '\x00\x00\x00\x00\x06whoami' >"$WORK/message.bin"
+OUT=$(curl -s --max-time 5 --cacert "$WORK/cert.pem" --http2 -X POST -H 'content-type: application/grpc' \
+    -H 'te: trailers' --data-binary @"$WORK/message.bin" -o "$WORK/tls-answer.bin" \
+    -w '%{http_version} %{http_code}' "https://127.0.0.1:$TLS_PORT/zw.Test/Unary")
+check "curl over TLS negotiates h2 by ALPN and gets 200 ($OUT)" test "$OUT" = "2 200"
+check "the answer came from zone-a's gRPC server" grep -q "zone-a" "$WORK/tls-answer.bin"
+OUT=$(curl -s -i --max-time 5 --cacert "$WORK/cert.pem" --http1.1 "https://127.0.0.1:$TLS_PORT/zw.Test/Unary")
+check "an HTTP/1.1 client over TLS gets 505" contains "$OUT" "X-Zoneward-Error: http2-required"
+H2LOAD=$(timeout 30 h2load -n 100 -c 2 -m 10 -H 'content-type: application/grpc' -H 'te: trailers' \
+    -d "$WORK/message.bin" "https://127.0.0.1:$TLS_PORT/zw.Test/Unary" 2>&1)
+check "h2load over TLS (ALPN h2): 100 requests, all 200" contains "$H2LOAD" "status codes: 100 2xx, 0 3xx, 0 4xx, 0 5xx"
+
+echo "grpc: h2load over h2c"
 H2LOAD=$(timeout 30 h2load -n 400 -c 4 -m 10 -H 'content-type: application/grpc' -H 'te: trailers' \
     -d "$WORK/message.bin" "http://127.0.0.1:$PROXY_PORT/zw.Test/Unary" 2>&1)
 echo "$H2LOAD" | grep -E "^(requests|status codes):" | sed 's/^/  h2load: /'
@@ -69,7 +93,7 @@ while IFS= read -r line; do
         "FAIL "*) fail "${line#FAIL }" ;;
     esac
 done <"$WORK/client.out"
-check "the client ran every check" test "$(grep -c '' "$WORK/client.out")" -ge 19
+check "the client ran every check" test "$(grep -c '' "$WORK/client.out")" -ge 21
 [ -s "$WORK/client.err" ] && sed 's/^/  client stderr: /' "$WORK/client.err" | tail -5
 
 for _ in $(seq 1 100); do kill -0 "$PROXY" 2>/dev/null || break; sleep 0.1; done

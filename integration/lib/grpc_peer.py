@@ -55,6 +55,11 @@ def serve(port, name, markers, max_streams=0):
         for _ in range(int(request)):
             yield chunk
 
+    def stop(request, context):
+        # GOAWAY to every client, `request` ms of grace for the calls in flight; this answer goes out first.
+        threading.Timer(0.1, lambda: server.stop(int(request) / 1000)).start()
+        return b"stopping"
+
     def sleep(request, context):
         time.sleep(int(request) / 1000)
         return name.encode()
@@ -69,6 +74,7 @@ def serve(port, name, markers, max_streams=0):
             "Slow": grpc.unary_unary_rpc_method_handler(slow),
             "Firehose": grpc.unary_stream_rpc_method_handler(firehose),
             "Sleep": grpc.unary_unary_rpc_method_handler(sleep),
+            "Stop": grpc.unary_unary_rpc_method_handler(stop),
         },
     )
     options = OPTIONS + ([("grpc.max_concurrent_streams", max_streams)] if max_streams else [])
@@ -320,8 +326,53 @@ def client(proxy, admin, markers, pid_a, pid_proxy, port_b):
     report(answers == [b"zone-b"] * 6 and connections >= 3 and elapsed < 1.9,
            f"SETTINGS_MAX_CONCURRENT_STREAMS 2: 6 concurrent calls over {connections} connections in {elapsed:.1f} s",
            answers)
-    after_b = metric(admin, "zoneward_requests_total", service="grpc", destination_zone="zone-b")
-    report(after_b >= 10, f"/metrics: zone-b now gets the streams ({after_b:.0f})")
+    # zone-b's GOAWAY drains its connections: the stream in flight finishes there; new streams go to a new
+    # connection (to a new server process on the same port, started once the old one stopped listening).
+    import subprocess
+
+    drained = {}
+
+    def drained_call():
+        try:
+            drained["messages"] = list(server_stream(b"20", timeout=10))
+        except grpc.RpcError as error:
+            drained["error"] = error.code()
+
+    thread = threading.Thread(target=drained_call)
+    thread.start()
+    time.sleep(0.4)
+    channel.unary_unary("/zw.Test/Stop")(b"5000", timeout=5)
+    time.sleep(0.3)
+    replacement = subprocess.Popen([sys.executable, __file__, "server", str(port_b), "zone-b-new", markers, "2"])
+    try:
+        for _ in range(50):
+            try:
+                socket.create_connection(("127.0.0.1", port_b), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        names = []
+        for _ in range(5):
+            try:
+                names.append(unary(b"whoami", timeout=5))
+            except grpc.RpcError as error:
+                names.append(error.code())
+        thread.join(12)
+        got = drained.get("messages", [])
+        report(len(got) == 20 and got[-1] == b"zone-b:19",
+               f"GOAWAY from zone-b: the stream in flight finishes on its draining connection ({len(got)} of 20)",
+               drained.get("error"))
+        report(names == [b"zone-b-new"] * 5, "after the GOAWAY new calls go to a new connection", names)
+        after_b = metric(admin, "zoneward_requests_total", service="grpc", destination_zone="zone-b")
+        report(after_b >= 10, f"/metrics: zone-b now gets the streams ({after_b:.0f})")
+        shutdown(server_stream, pid_proxy)
+    finally:
+        replacement.kill()
+        replacement.wait()
+    channel.close()
+
+
+def shutdown(server_stream, pid_proxy):
 
     # Graceful shutdown: GOAWAY, and the stream in flight finishes.
     result = {}
@@ -339,7 +390,6 @@ def client(proxy, admin, markers, pid_a, pid_proxy, port_b):
     thread.join(12)
     report(len(result.get("messages", [])) == 15,
            "shutdown: the stream in flight finishes (15 messages over 1.5 s)", result.get("error"))
-    channel.close()
 
 
 if __name__ == "__main__":
