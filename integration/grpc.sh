@@ -16,6 +16,8 @@ ZONE_A=$((BASE + 1))
 ZONE_B=$((BASE + 2))
 PROXY_PORT=$((BASE + 11))
 TLS_PORT=$((BASE + 12))
+TLS_UPSTREAM_PORT=$((BASE + 13))
+ZONE_A_TLS=$((BASE + 3))
 ADMIN=$((BASE + 21))
 mkdir -p "$WORK/markers"
 openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=localhost" \
@@ -27,6 +29,11 @@ PID_A=$!
 PIDS+=($PID_A)
 # zone-b allows 2 concurrent streams per connection (the proxy must open more connections, not queue).
 python3 "$ROOT/integration/lib/grpc_peer.py" server "$ZONE_B" zone-b "$WORK/markers" 2 >"$WORK/zone-b.log" 2>&1 &
+PIDS+=($!)
+
+# A gRPC server over TLS (h2 by ALPN), for a service with upstreamTLS.
+python3 "$ROOT/integration/lib/grpc_peer.py" server "$ZONE_A_TLS" zone-a-tls "$WORK/markers" 0 \
+    "$WORK/cert.pem" "$WORK/key.pem" >"$WORK/zone-a-tls.log" 2>&1 &
 PIDS+=($!)
 
 cat >"$WORK/zoneward.yaml" <<YAML
@@ -49,13 +56,19 @@ services:
     endpoints:
       - {address: 127.0.0.1:$ZONE_A, zone: zone-a}
       - {address: 127.0.0.1:$ZONE_B, zone: zone-b}
+  - name: grpc-upstream-tls
+    listen: 127.0.0.1:$TLS_UPSTREAM_PORT
+    upstreamProtocol: http2
+    upstreamTLS: {caFile: $WORK/cert.pem}
+    healthCheck: {interval: 500ms}
+    endpoints: [{address: 127.0.0.1:$ZONE_A_TLS, zone: zone-a}]
 admin: {listen: 127.0.0.1:$ADMIN}
 YAML
 "$ZW" proxy --config "$WORK/zoneward.yaml" --zone zone-a --workers 2 >"$WORK/proxy.log" 2>&1 &
 PROXY=$!
 PIDS+=($PROXY)
 up() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for _ in $(seq 1 100); do up "$ZONE_A" && up "$ZONE_B" && curl -sf "http://127.0.0.1:$ADMIN/readyz" -o /dev/null && break; sleep 0.1; done
+for _ in $(seq 1 100); do up "$ZONE_A" && up "$ZONE_B" && up "$ZONE_A_TLS" && curl -sf "http://127.0.0.1:$ADMIN/readyz" -o /dev/null && break; sleep 0.1; done
 check "the proxy and both gRPC servers are up" curl -sf "http://127.0.0.1:$ADMIN/readyz" -o /dev/null
 sleep 1 # a health check of each endpoint
 
@@ -76,6 +89,13 @@ check "an HTTP/1.1 client over TLS gets 505" contains "$OUT" "X-Zoneward-Error: 
 H2LOAD=$(timeout 30 h2load -n 100 -c 2 -m 10 -H 'content-type: application/grpc' -H 'te: trailers' \
     -d "$WORK/message.bin" "https://127.0.0.1:$TLS_PORT/zw.Test/Unary" 2>&1)
 check "h2load over TLS (ALPN h2): 100 requests, all 200" contains "$H2LOAD" "status codes: 100 2xx, 0 3xx, 0 4xx, 0 5xx"
+
+echo "grpc: h2 over TLS to the endpoint (upstreamTLS, ALPN h2)"
+OUT=$(curl -s --max-time 5 --http2-prior-knowledge -X POST -H 'content-type: application/grpc' \
+    -H 'te: trailers' --data-binary @"$WORK/message.bin" -o "$WORK/tls-upstream.bin" \
+    -w '%{http_code}' "http://127.0.0.1:$TLS_UPSTREAM_PORT/zw.Test/Unary")
+check "h2c in, h2 over TLS to a gRPC server out: 200 ($OUT)" test "$OUT" = "200"
+check "the answer came from the TLS gRPC server" grep -q "zone-a-tls" "$WORK/tls-upstream.bin"
 
 echo "grpc: h2load over h2c"
 H2LOAD=$(timeout 30 h2load -n 400 -c 4 -m 10 -H 'content-type: application/grpc' -H 'te: trailers' \

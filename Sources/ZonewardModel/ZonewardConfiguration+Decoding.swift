@@ -282,11 +282,6 @@ extension ZonewardConfiguration {
             if let chosen = reader.choice(upstreamProtocol, as: ServiceConfiguration.UpstreamProtocol.self) {
                 if wireProtocol == .tcp && chosen == .http2 {
                     reader.report(upstreamProtocol.path, "http2 applies to http services only (this one is tcp)")
-                } else if chosen == .http2 && upstreamTLS != nil {
-                    reader.report(
-                        upstreamProtocol.path,
-                        "http2 to endpoints over TLS (upstreamTLS) is not supported yet: HTTP/2 upstreams are h2c"
-                    )
                 }
                 service.upstreamProtocol = chosen
             }

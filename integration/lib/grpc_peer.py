@@ -19,7 +19,7 @@ BIG = 32 * 1024 * 1024
 OPTIONS = [("grpc.max_receive_message_length", BIG), ("grpc.max_send_message_length", BIG)]
 
 
-def serve(port, name, markers, max_streams=0):
+def serve(port, name, markers, max_streams=0, cert=None, key=None):
     def unary(request, context):
         return name.encode() if request == b"whoami" else request
 
@@ -80,7 +80,12 @@ def serve(port, name, markers, max_streams=0):
     options = OPTIONS + ([("grpc.max_concurrent_streams", max_streams)] if max_streams else [])
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=32), options=options)
     server.add_generic_rpc_handlers((handler,))
-    server.add_insecure_port(f"127.0.0.1:{port}")
+    if cert:
+        with open(key, "rb") as k, open(cert, "rb") as c:
+            credentials = grpc.ssl_server_credentials([(k.read(), c.read())])
+        server.add_secure_port(f"127.0.0.1:{port}", credentials)
+    else:
+        server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
     server.wait_for_termination()
 
@@ -394,6 +399,7 @@ def shutdown(server_stream, pid_proxy):
 
 if __name__ == "__main__":
     if sys.argv[1] == "server":
-        serve(int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5]) if len(sys.argv) > 5 else 0)
+        serve(int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5]) if len(sys.argv) > 5 else 0,
+              *sys.argv[6:8])
     else:
         client(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]))

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP2
 import NIOPosix
+import NIOSSL
 import Synchronization
 
 /// How many streams one upstream HTTP/2 connection carries and may carry. Pure, for the pool's decisions.
@@ -77,6 +78,10 @@ final class H2UpstreamPool {
     /// The last SETTINGS_MAX_CONCURRENT_STREAMS each endpoint sent: how many waiting streams a connection
     /// being opened to it will take.
     private var knownLimits: [String: Int] = [:]
+
+    /// Client TLS contexts offering only `h2` by ALPN, per CA file and server name (the HTTP/1.1 pool's
+    /// contexts offer no ALPN).
+    private var tlsContexts: [String: NIOSSLContext] = [:]
 
     /// A connection being opened, and the streams waiting for it.
     private final class Pending {
@@ -244,6 +249,9 @@ final class H2UpstreamPool {
 
     private func configure(_ channel: any Channel, endpoint: UpstreamEndpoint) throws -> H2UpstreamConnection {
         let sync = channel.pipeline.syncOperations
+        if let tls = endpoint.tls {
+            try sync.addHandler(tlsHandler(tls, host: endpoint.address.host))
+        }
         var connectionConfiguration = NIOHTTP2Handler.ConnectionConfiguration()
         connectionConfiguration.initialSettings = [
             HTTP2Setting(parameter: .enablePush, value: 0),
@@ -270,6 +278,26 @@ final class H2UpstreamPool {
             throw error
         }
         return connection
+    }
+}
+
+extension H2UpstreamPool {
+    /// TLS to an endpoint with `h2` offered by ALPN, verified as the HTTP/1.1 path verifies it.
+    fileprivate func tlsHandler(_ tls: UpstreamTLS, host: String) throws -> NIOSSLClientHandler {
+        let key = "\(tls.configuration.caFile)|\(tls.configuration.serverName ?? "")"
+        let context: NIOSSLContext
+        if let cached = tlsContexts[key] {
+            context = cached
+        } else {
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            configuration.trustRoots = .file(tls.configuration.caFile)
+            configuration.applicationProtocols = ["h2"]
+            context = try NIOSSLContext(configuration: configuration)
+            tlsContexts[key] = context
+        }
+        // SNI carries names, not addresses: an IP endpoint is verified against its IP SANs instead.
+        let isAddress = (try? SocketAddress(ipAddress: host, port: 0)) != nil
+        return try NIOSSLClientHandler(context: context, serverHostname: tls.serverName ?? (isAddress ? nil : host))
     }
 }
 
