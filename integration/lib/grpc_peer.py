@@ -144,6 +144,34 @@ def pump(sock, conn, until, seconds):
     return None, seen
 
 
+def read_until_closed(sock, seconds):
+    """Everything the peer sends within `seconds`, and whether it closed the connection by then."""
+    received = b""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        sock.settimeout(max(0.05, deadline - time.time()))
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            continue
+        except OSError:
+            return received, True
+        if not chunk:
+            return received, True
+        received += chunk
+    return received, False
+
+
+def frame_types(data):
+    """The types of the HTTP/2 frames in `data` (from a connection's start, after any preface)."""
+    kinds = []
+    offset = 0
+    while offset + 9 <= len(data):
+        kinds.append(data[offset + 3])
+        offset += 9 + int.from_bytes(data[offset:offset + 3], "big")
+    return kinds
+
+
 def grpc_request_headers(path, extra=()):
     return [(":method", "POST"), (":path", path), (":scheme", "http"), (":authority", "zoneward"),
             ("content-type", "application/grpc"), ("te", "trailers"), *extra]
@@ -271,6 +299,25 @@ def client(proxy, admin, markers, pid_a, pid_proxy, port_b):
     report(goaway == 11 and closed, "rapid reset: GOAWAY ENHANCE_YOUR_CALM, and the connection is closed",
            (goaway, closed))
     sock.close()
+
+    # A 70 KiB header list (over the advertised 64 KiB) is refused; the proxy keeps serving.
+    sock, conn = raw_h2(proxy)
+    conn.local_settings.max_header_list_size = 1 << 20
+    conn.send_headers(1, grpc_request_headers("/zw.Test/Unary", [("x-big", "b" * 70000)]), end_stream=True)
+    sock.sendall(conn.data_to_send())
+    answer, _ = read_until_closed(sock, 3)
+    kinds = frame_types(answer)
+    report((3 in kinds or 7 in kinds) and b"grpc-status" not in answer,
+           "a 70 KiB header list is refused (RST_STREAM or GOAWAY)", kinds)
+    sock.close()
+
+    # Garbage after the preface: the connection is closed, nothing else is affected.
+    sock = socket.create_connection(("127.0.0.1", proxy), timeout=5)
+    sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + os.urandom(4096))
+    _, closed = read_until_closed(sock, 5)
+    sock.close()
+    report(closed and unary(b"whoami", timeout=5) == b"zone-a",
+           "garbage after the preface closes that connection; the proxy keeps serving")
 
     # Backpressure: 256 MiB streamed to a client that reads 1 MiB per 15 ms; the proxy holds only windows.
     firehose = channel.unary_stream("/zw.Test/Firehose")
