@@ -49,7 +49,8 @@ enum H2Listener {
                     maxIdleTime: TimeAmount(service.timeouts.clientIdle),
                     maxAge: nil,
                     maxGraceTime: TimeAmount(drain),
-                    keepalive: nil
+                    // A client that reads nothing (not even a PING) for `clientWrite` is closed.
+                    keepalive: .init(pingInterval: TimeAmount(service.timeouts.clientWrite), ackTimeout: .seconds(20))
                 )
             )
             _ = try sync.configureHTTP2Pipeline(
