@@ -184,6 +184,12 @@ final class H2UpstreamPool {
         if connection.slots.isDrained { connection.channel.close(promise: nil) }
     }
 
+    /// Something went wrong on the connection: it takes no new stream and closes when its streams end.
+    func stopNewStreams(on connection: H2UpstreamConnection) {
+        connection.slots.draining = true
+        if connection.slots.isDrained { connection.channel.close(promise: nil) }
+    }
+
     /// The connection closed: forget it.
     func connectionClosed(_ connection: H2UpstreamConnection) {
         connection.slots.closed = true
@@ -352,8 +358,14 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler {
         context.fireChannelInactive()
     }
 
+    /// NIOHTTP2 reports one stream's error here too: the connection then only stops taking new streams (the
+    /// others finish); a connection-level error closes it.
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        context.close(promise: nil)
+        if H2ConnectionGuard.endsConnection(error) || error is NIOHTTP2Errors.ActivationError {
+            context.close(promise: nil)
+        } else {
+            pool.stopNewStreams(on: connection)
+        }
     }
 }
 
