@@ -18,6 +18,8 @@ PROXY_PORT=$((BASE + 11))
 TLS_PORT=$((BASE + 12))
 TLS_UPSTREAM_PORT=$((BASE + 13))
 ZONE_A_TLS=$((BASE + 3))
+SILENT=$((BASE + 4))
+SILENT_SERVICE=$((BASE + 14))
 ADMIN=$((BASE + 21))
 mkdir -p "$WORK/markers"
 openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=localhost" \
@@ -34,6 +36,10 @@ PIDS+=($!)
 # A gRPC server over TLS (h2 by ALPN), for a service with upstreamTLS.
 python3 "$ROOT/integration/lib/grpc_peer.py" server "$ZONE_A_TLS" zone-a-tls "$WORK/markers" 0 \
     "$WORK/cert.pem" "$WORK/key.pem" >"$WORK/zone-a-tls.log" 2>&1 &
+PIDS+=($!)
+
+# An HTTP/2 server that never answers, for upstreamRead.
+python3 "$ROOT/integration/lib/grpc_peer.py" silent "$SILENT" >"$WORK/silent.log" 2>&1 &
 PIDS+=($!)
 
 cat >"$WORK/zoneward.yaml" <<YAML
@@ -62,13 +68,19 @@ services:
     upstreamTLS: {caFile: $WORK/cert.pem}
     healthCheck: {interval: 500ms}
     endpoints: [{address: 127.0.0.1:$ZONE_A_TLS, zone: zone-a}]
+  - name: silent
+    listen: 127.0.0.1:$SILENT_SERVICE
+    upstreamProtocol: http2
+    timeouts: {upstreamRead: 1s}
+    healthCheck: {interval: 1h}
+    endpoints: [{address: 127.0.0.1:$SILENT, zone: zone-a}]
 admin: {listen: 127.0.0.1:$ADMIN}
 YAML
 "$ZW" proxy --config "$WORK/zoneward.yaml" --zone zone-a --workers 2 >"$WORK/proxy.log" 2>&1 &
 PROXY=$!
 PIDS+=($PROXY)
 up() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for _ in $(seq 1 100); do up "$ZONE_A" && up "$ZONE_B" && up "$ZONE_A_TLS" && curl -sf "http://127.0.0.1:$ADMIN/readyz" -o /dev/null && break; sleep 0.1; done
+for _ in $(seq 1 100); do up "$ZONE_A" && up "$ZONE_B" && up "$ZONE_A_TLS" && up "$SILENT" && curl -sf "http://127.0.0.1:$ADMIN/readyz" -o /dev/null && break; sleep 0.1; done
 check "the proxy and both gRPC servers are up" curl -sf "http://127.0.0.1:$ADMIN/readyz" -o /dev/null
 sleep 1 # a health check of each endpoint
 
@@ -96,6 +108,13 @@ OUT=$(curl -s --max-time 5 --http2-prior-knowledge -X POST -H 'content-type: app
     -w '%{http_code}' "http://127.0.0.1:$TLS_UPSTREAM_PORT/zw.Test/Unary")
 check "h2c in, h2 over TLS to a gRPC server out: 200 ($OUT)" test "$OUT" = "200"
 check "the answer came from the TLS gRPC server" grep -q "zone-a-tls" "$WORK/tls-upstream.bin"
+
+echo "grpc: an HTTP/2 endpoint that never answers"
+START=$(date +%s%N)
+OUT=$(curl -s -i --max-time 10 --http2-prior-knowledge "http://127.0.0.1:$SILENT_SERVICE/anything")
+MS=$((($(date +%s%N) - START) / 1000000))
+timed_out() { [[ "$OUT" == *"HTTP/2 504"* && "$OUT" == *"x-zoneward-error: upstream-timeout"* && $MS -lt 3000 ]]; }
+check "a plain HTTP/2 request gets 504 upstream-timeout after upstreamRead (1 s; took $MS ms)" timed_out
 
 echo "grpc: h2load over h2c"
 H2LOAD=$(timeout 30 h2load -n 400 -c 4 -m 10 -H 'content-type: application/grpc' -H 'te: trailers' \

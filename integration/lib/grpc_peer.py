@@ -90,6 +90,31 @@ def serve(port, name, markers, max_streams=0, cert=None, key=None):
     server.wait_for_termination()
 
 
+def silent(port):
+    """An HTTP/2 server that completes the handshake and then never answers a stream."""
+    import h2.config
+    import h2.connection
+
+    listener = socket.create_server(("127.0.0.1", port))
+
+    def serve_one(sock):
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        conn.initiate_connection()
+        sock.sendall(conn.data_to_send())
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return
+            conn.receive_data(data)
+            pending = conn.data_to_send()
+            if pending:
+                sock.sendall(pending)
+
+    while True:
+        sock, _ = listener.accept()
+        threading.Thread(target=serve_one, args=(sock,), daemon=True).start()
+
+
 def report(ok, description, detail=""):
     print(("ok   " if ok else "FAIL ") + description + ("" if ok or not detail else f": {detail}"), flush=True)
 
@@ -445,7 +470,9 @@ def shutdown(server_stream, pid_proxy):
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "server":
+    if sys.argv[1] == "silent":
+        silent(int(sys.argv[2]))
+    elif sys.argv[1] == "server":
         serve(int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5]) if len(sys.argv) > 5 else 0,
               *sys.argv[6:8])
     else:

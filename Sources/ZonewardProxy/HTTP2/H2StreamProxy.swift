@@ -109,6 +109,9 @@ final class H2StreamProxyHandler: ChannelDuplexHandler {
     private var sentAt = NIODeadline.now()
     private var deadline: Scheduled<Void>?
     private var pendingRead = false
+    /// The last frame either way on the upstream stream, for `upstreamRead` (streams other than gRPC).
+    private var lastActivity = NIODeadline.now()
+    private var silenceWatch: RepeatedTask?
     private var recorded = false
     private var upstreamDone = false
 
@@ -122,6 +125,10 @@ final class H2StreamProxyHandler: ChannelDuplexHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
+        silenceWatch?.cancel()
+        silenceWatch = nil
+        deadline?.cancel()
+        deadline = nil
     }
 
     var isWritable: Bool { context?.channel.isWritable ?? false }
@@ -183,6 +190,7 @@ final class H2StreamProxyHandler: ChannelDuplexHandler {
     }
 
     private func send(_ frame: HTTP2Frame.FramePayload) {
+        lastActivity = .now()
         if case .data(let data) = frame { sent += data.data.readableBytes }
         upstream?.send(frame)
     }
@@ -300,6 +308,41 @@ final class H2StreamProxyHandler: ChannelDuplexHandler {
         trimReplay()
         upstream.flush()
         resumeReading()
+        watchSilence()
+    }
+
+    /// An endpoint that sends nothing for `upstreamRead` while it owes a response gets the HTTP/1.1 path's
+    /// treatment: 504 (or a reset once the response started), counted against it. Not for gRPC, whose
+    /// streams may rightly be quiet for long (its deadline is `grpc-timeout`).
+    private func watchSilence() {
+        lastActivity = .now()
+        guard !isGRPC, silenceWatch == nil, let context, let endpoint else { return }
+        let limit = TimeAmount(endpoint.timeouts.upstreamRead)
+        let period = TimeAmount.nanoseconds(max(limit.nanoseconds / 4, 1_000_000))
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        silenceWatch = context.eventLoop.scheduleRepeatedTask(initialDelay: period, delay: period) { _ in
+            bound.value.checkSilence(limit: limit)
+        }
+    }
+
+    private func checkSilence(limit: TimeAmount) {
+        guard phase == .open, !responseEnded else { return }
+        // The client's stall is not the endpoint's silence: a request body withheld, or a response not taken.
+        let waitingOnClient = (!requestEnded && (upstream?.isWritable ?? false)) || !isWritable
+        guard !waitingOnClient, NIODeadline.now() - lastActivity >= limit else { return }
+        if let endpoint {
+            connection.table.recordResult(endpoint, success: false, detail: "no HTTP/2 frame for upstreamRead")
+        }
+        upstreamDone = true
+        upstream?.close()
+        upstream = nil
+        if !responseHeadSent {
+            respondLocally(status: 504, grpc: 4, cause: "upstream-timeout")
+        } else {
+            status = 504
+            finish(success: nil)
+            reset(.cancel)
+        }
     }
 
     /// The endpoint could not be reached: another endpoint, within the retry limit (nothing was sent).
@@ -328,6 +371,7 @@ final class H2StreamProxyHandler: ChannelDuplexHandler {
         }
         replayable = false
         trimReplay()
+        lastActivity = .now()
         switch payload {
         case .headers(var headers):
             headers.headers = H2Headers.responseForClient(headers.headers)
@@ -494,6 +538,8 @@ final class H2StreamProxyHandler: ChannelDuplexHandler {
         replayBytes = 0
         deadline?.cancel()
         deadline = nil
+        silenceWatch?.cancel()
+        silenceWatch = nil
         guard !recorded else { return }
         recorded = true
         guard let routes else { return }
