@@ -243,6 +243,15 @@ import Testing
         #expect(!channel.isActive)
     }
 
+    /// Abuse NIOHTTP2 reports ends the connection (and is counted by reason); one stream's error does not.
+    @Test func onlyConnectionEndingErrorsCloseTheConnection() {
+        #expect(H2ConnectionGuard.reason(NIOHTTP2Errors.excessiveRSTFrames()) == "rapid-reset")
+        #expect(H2ConnectionGuard.reason(NIOHTTP2Errors.excessiveEmptyDataFrames()) == "flood")
+        #expect(H2ConnectionGuard.reason(NIOHTTP2Errors.excessivelyLargeHeaderBlock()) == "header-too-large")
+        #expect(H2ConnectionGuard.reason(NIOHTTP2Errors.streamClosed(streamID: 1, errorCode: .cancel)) == nil)
+        #expect(H2ConnectionGuard.reason(NIOHTTP2Errors.noSuchStream(streamID: 3)) == nil)
+    }
+
     @Test func theClientConnectionAdvertisesItsLimits() {
         let settings = H2Listener.serverConnectionConfiguration.initialSettings
         #expect(settings.contains { $0.parameter == .maxConcurrentStreams && $0.value == 100 })

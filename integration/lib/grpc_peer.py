@@ -323,6 +323,8 @@ def client(proxy, admin, markers, pid_a, pid_proxy, port_b):
         offset += 9 + length
     report(goaway == 11 and closed, "rapid reset: GOAWAY ENHANCE_YOUR_CALM, and the connection is closed",
            (goaway, closed))
+    closures = metric(admin, "zoneward_http2_connections_closed_total", service="grpc", reason="rapid-reset")
+    report(closures == 1, f"/metrics: the closure is counted (reason rapid-reset: {closures:.0f})")
     sock.close()
 
     # A 70 KiB header list (over the advertised 64 KiB) is refused; the proxy keeps serving.

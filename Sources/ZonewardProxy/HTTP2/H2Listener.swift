@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP2
+import Prometheus
 import ZonewardModel
 
 /// The HTTP/2 side of an `http` listener whose service has `upstreamProtocol: http2`: detects the client
@@ -66,7 +67,7 @@ enum H2Listener {
                 }
             )
             try sync.addHandler(management)
-            try sync.addHandler(H2ConnectionGuard())
+            try sync.addHandler(H2ConnectionGuard(metrics: table.metrics, service: service.name))
         } otherwise: { context in
             try context.pipeline.syncOperations.addHandler(H1RefusalHandler())
         }
@@ -105,25 +106,48 @@ enum H2Listener {
 final class H2ConnectionGuard: ChannelInboundHandler {
     typealias InboundIn = HTTP2Frame
 
+    private let metrics: ProxyMetrics?
+    private let service: String
+
+    init(metrics: ProxyMetrics? = nil, service: String = "") {
+        self.metrics = metrics
+        self.service = service
+    }
+
     static func endsConnection(_ error: any Error) -> Bool {
+        reason(error) != nil
+    }
+
+    /// Why NIOHTTP2 ended the connection, as `zoneward_http2_connections_closed_total{reason}` says it; nil
+    /// for an error that is not the connection's end (one stream's).
+    static func reason(_ error: any Error) -> String? {
         switch error {
-        case is NIOHTTP2Errors.ExcessiveRSTFrames, is NIOHTTP2Errors.ExcessiveControlFrames,
-            is NIOHTTP2Errors.ExcessiveEmptyDataFrames, is NIOHTTP2Errors.ExcessiveStreamErrors,
-            is NIOHTTP2Errors.ExcessiveNumberOfGlitches, is NIOHTTP2Errors.ExcessiveContinuationFrames,
-            is NIOHTTP2Errors.ExcessivelyLargeHeaderBlock, is NIOHTTP2Errors.ExcessiveOutboundFrameBuffering,
-            is NIOHTTP2Errors.BadClientMagic, is NIOHTTP2Errors.UnableToParseFrame:
-            return true
-        default:
-            return false
+        case is NIOHTTP2Errors.ExcessiveRSTFrames: return "rapid-reset"
+        case is NIOHTTP2Errors.ExcessiveControlFrames, is NIOHTTP2Errors.ExcessiveEmptyDataFrames,
+            is NIOHTTP2Errors.ExcessiveContinuationFrames, is NIOHTTP2Errors.ExcessiveOutboundFrameBuffering:
+            return "flood"
+        case is NIOHTTP2Errors.ExcessiveStreamErrors, is NIOHTTP2Errors.ExcessiveNumberOfGlitches:
+            return "misbehaving"
+        case is NIOHTTP2Errors.ExcessivelyLargeHeaderBlock: return "header-too-large"
+        case is NIOHTTP2Errors.BadClientMagic, is NIOHTTP2Errors.UnableToParseFrame: return "not-http2"
+        default: return nil
         }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if Self.endsConnection(error) {
-            // After the GOAWAY NIOHTTP2 wrote.
-            context.flush()
-            context.close(promise: nil)
-        }
+        guard let reason = Self.reason(error) else { return }
+        metrics?.registry.makeCounter(
+            descriptor: MetricNameDescriptor(
+                metricName: "zoneward_http2_connections_closed_total",
+                unitName: "",
+                helpText:
+                    "HTTP/2 client connections closed with GOAWAY for abuse or for not speaking HTTP/2, by reason."
+            ),
+            labels: [("service", service), ("reason", reason)]
+        ).increment()
+        // After the GOAWAY NIOHTTP2 wrote.
+        context.flush()
+        context.close(promise: nil)
     }
 }
 
