@@ -17,6 +17,7 @@ final class H2ClientConnection {
     var random = BalancerRandom(seed: UInt64.random(in: 1...UInt64.max))
     private var cachedRoutes: ServiceRoutes?
     private var cachedVersion = -1
+    private var grpcCounters: [Int: Counter] = [:]
 
     init(
         service: ServiceConfiguration,
@@ -33,6 +34,15 @@ final class H2ClientConnection {
         self.clientAddress = clientAddress
         self.trustsPeer = service.forwardedFor.trusts(peer: clientAddress)
         self.maxRetries = maxRetries
+    }
+
+    /// `zoneward_grpc_responses_total` for one status (-1: none), looked up in the registry once per connection.
+    func grpcCounter(status: Int?) -> Counter {
+        let key = status ?? -1
+        if let counter = grpcCounters[key] { return counter }
+        let counter = H2Metrics.grpcResponses(table.metrics, service: serviceName, status: status)
+        grpcCounters[key] = counter
+        return counter
     }
 
     var routes: ServiceRoutes? {
@@ -551,8 +561,7 @@ final class H2StreamProxyHandler: ChannelDuplexHandler {
             received: received
         )
         if isGRPC {
-            H2Metrics.grpcResponses(connection.table.metrics, service: connection.serviceName, status: grpcStatus)
-                .increment()
+            connection.grpcCounter(status: grpcStatus).increment()
         }
         if let endpoint {
             endpoint.outstanding.wrappingAdd(-1, ordering: .relaxed)
