@@ -140,6 +140,9 @@ final class H2UpstreamPool {
                     if connection.slots.hasCapacity {
                         self.take(connection)
                         waiter(.success(connection))
+                    } else if connection.slots.maxConcurrent == 0 || connection.slots.draining {
+                        // An endpoint that allows no stream (or says GOAWAY at once): not another connection.
+                        waiter(.failure(Failure.exhausted(endpoint.key)))
                     } else {
                         self.reserve(endpoint, waiter)
                     }
