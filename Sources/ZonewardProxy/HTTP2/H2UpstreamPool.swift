@@ -319,8 +319,10 @@ enum H2Limits {
     static let maxConcurrentStreams = 100
     /// The largest header list accepted, as the HTTP/1.1 head limit.
     static let maxHeaderListSize = 65_536
-    /// Per-stream receive window: a stream buffers at most this much the other side has not taken.
-    static let streamWindow = 1 << 20
+    /// Per-stream receive window: a stream buffers at most this much the other side has not taken (twice
+    /// while its upstream stream is being opened: the frames taken with the head, and the window behind
+    /// them), so a client connection holds at most about 100 × 512 KiB.
+    static let streamWindow = 256 << 10
     /// Connection-level receive window.
     static let connectionWindow = 8 << 20
     /// Client RST_STREAM frames allowed per connection per second (CVE-2023-44487, rapid reset); beyond it
