@@ -98,10 +98,27 @@ final class H2UpstreamPool {
     /// Connections with no stream for this long are closed.
     let idleTimeout: TimeAmount
 
-    init(eventLoop: any EventLoop, timeouts: ProxyTimeouts, idleTimeout: TimeAmount = .seconds(60)) {
+    /// Opens a connected channel to an endpoint (TCP; embedded channels in tests).
+    typealias Connector = (UpstreamEndpoint, any EventLoop) -> EventLoopFuture<any Channel>
+    private let connector: Connector
+
+    init(
+        eventLoop: any EventLoop,
+        timeouts: ProxyTimeouts,
+        idleTimeout: TimeAmount = .seconds(60),
+        connector: @escaping Connector = H2UpstreamPool.connectTCP
+    ) {
         self.eventLoop = eventLoop
         self.timeouts = timeouts
         self.idleTimeout = idleTimeout
+        self.connector = connector
+    }
+
+    static func connectTCP(_ endpoint: UpstreamEndpoint, on eventLoop: any EventLoop) -> EventLoopFuture<any Channel> {
+        let bootstrap = ClientBootstrap(group: eventLoop)
+            .connectTimeout(TimeAmount(endpoint.timeouts.connect))
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+        return endpoint.connect(with: bootstrap)
     }
 
     /// Open connections to `endpoint` (tests and `/metrics` use it).
@@ -226,10 +243,7 @@ final class H2UpstreamPool {
     /// Opens an HTTP/2 connection (prior knowledge) to `endpoint`; calls back on this loop once the peer's
     /// SETTINGS arrived (its stream limit is known before any stream is opened), within the connect timeout.
     private func connect(_ endpoint: UpstreamEndpoint, _ completion: @escaping Completion) {
-        let bootstrap = ClientBootstrap(group: eventLoop)
-            .connectTimeout(TimeAmount(endpoint.timeouts.connect))
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-        endpoint.connect(with: bootstrap).assumeIsolated().whenComplete { result in
+        connector(endpoint, eventLoop).assumeIsolated().whenComplete { result in
             switch result {
             case .failure(let error):
                 completion(.failure(error))
