@@ -80,6 +80,41 @@ import Testing
         #expect(H2Headers.grpcTimeout(text) == nil)
     }
 
+    /// Forwarded upstream, grpc-timeout is canonical (or gone), and nothing a client sent is indexed in the
+    /// HPACK table many clients share.
+    @Test func grpcTimeoutIsRewrittenAndNothingIsIndexed() {
+        let good = H2Headers.requestForUpstream(
+            ["grpc-timeout": "1500m", "x-a": "b"],
+            clientAddress: "1.2.3.4",
+            scheme: "http",
+            trusted: false
+        )
+        #expect(good.first(name: "grpc-timeout") == "1500000u")
+        #expect(good.allSatisfy { $0.indexable != .indexable })
+        for bad in ["bad", "1", "123456789S", "-5m"] {
+            let out = H2Headers.requestForUpstream(
+                ["grpc-timeout": bad],
+                clientAddress: "1.2.3.4",
+                scheme: "http",
+                trusted: false
+            )
+            #expect(out.first(name: "grpc-timeout") == nil, "\(bad) must not be forwarded")
+        }
+        var secret = HPACKHeaders()
+        secret.add(name: "authorization", value: "Bearer x", indexing: .neverIndexed)
+        let kept = H2Headers.requestForUpstream(secret, clientAddress: "1.2.3.4", scheme: "http", trusted: false)
+        #expect(kept.contains { $0.name == "authorization" && $0.indexable == .neverIndexed })
+    }
+
+    @Test(arguments: [
+        (TimeAmount.nanoseconds(5), "5n"), (.milliseconds(100), "100000u"), (.seconds(100), "100000m"),
+        (.seconds(99_999_999), "99999999S"), (.seconds(200_000_000), "3333334M"), (.nanoseconds(-3), "0n"),
+    ])
+    func grpcTimeoutsAreFormattedInTheFinestUnitThatFits(_ timeout: TimeAmount, _ expected: String) {
+        #expect(H2Headers.formatGrpcTimeout(timeout) == expected)
+        #expect(H2Headers.grpcTimeout(expected) != nil)
+    }
+
     @Test func hugeHoursDoNotOverflow() {
         let value = H2Headers.grpcTimeout("99999999H")
         #expect(value != nil)

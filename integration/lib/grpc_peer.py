@@ -218,6 +218,57 @@ def upstream_connections(port):
     return len([line for line in out.splitlines() if line.strip()])
 
 
+def chaos(proxy, seconds, seed):
+    """Raw connections doing random things (streams opened, data, resets with any code, pings, window updates,
+    settings, garbage) for `seconds`. Returns the number of connections."""
+    import random
+
+    import h2.exceptions
+    import h2.settings
+
+    rng = random.Random(seed)
+    paths = ["/zw.Test/Unary", "/zw.Test/Bidi", "/zw.Test/ClientStream", "/zw.Test/ServerStream", "/nope"]
+    end = time.time() + seconds
+    count = 0
+    while time.time() < end:
+        count += 1
+        try:
+            sock, conn = raw_h2(proxy)
+            for _ in range(rng.randint(1, 40)):
+                op = rng.random()
+                try:
+                    open_streams = [sid for sid in conn.streams if sid % 2 == 1] or [1]
+                    if op < 0.4:
+                        sid = conn.get_next_available_stream_id()
+                        extra = [("grpc-timeout", rng.choice(["1m", "50m", "bad", "99999999H"]))] if rng.random() < 0.3 else []
+                        conn.send_headers(sid, grpc_request_headers(rng.choice(paths), extra), end_stream=rng.random() < 0.3)
+                    elif op < 0.65:
+                        conn.send_data(rng.choice(open_streams), os.urandom(rng.randint(0, 5000)),
+                                       end_stream=rng.random() < 0.5)
+                    elif op < 0.8:
+                        conn.reset_stream(rng.choice(open_streams), error_code=rng.randint(0, 13))
+                    elif op < 0.87:
+                        conn.ping(os.urandom(8))
+                    elif op < 0.94:
+                        conn.increment_flow_control_window(rng.randint(1, 65535))
+                    else:
+                        conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: rng.randint(0, 1 << 20)})
+                except (h2.exceptions.H2Error, ValueError, KeyError):
+                    pass
+                sock.sendall(conn.data_to_send())
+            if rng.random() < 0.2:
+                sock.sendall(os.urandom(rng.randint(1, 300)))
+            sock.settimeout(0.05)
+            try:
+                sock.recv(65536)
+            except OSError:
+                pass
+            sock.close()
+        except OSError:
+            pass
+    return count
+
+
 def client(proxy, admin, markers, pid_a, pid_proxy, port_b):
     import h2.events
     import h2.settings
@@ -367,6 +418,16 @@ def client(proxy, admin, markers, pid_a, pid_proxy, port_b):
     ok = metric(admin, "zoneward_grpc_responses_total", service="grpc", grpc_status="0")
     deadline = metric(admin, "zoneward_grpc_responses_total", service="grpc", grpc_status="4")
     report(ok >= 24 and deadline >= 1, f"/metrics: gRPC calls by grpc_status (0: {ok:.0f}, 4: {deadline:.0f})")
+
+    # Random frames from many raw connections: the proxy keeps serving, and the process is still there.
+    connections = chaos(proxy, 4, seed=int(time.time()))
+    alive = True
+    try:
+        os.kill(pid_proxy, 0)
+    except OSError:
+        alive = False
+    report(alive and unary(b"whoami", timeout=5) == b"zone-a",
+           f"chaos: {connections} connections of random frames, resets, settings and garbage; still serving")
 
     # An endpoint killed mid-stream: that call fails UNAVAILABLE; new calls succeed on the other endpoint.
     stream = server_stream(b"100", timeout=20)

@@ -14,6 +14,11 @@ enum H2Headers {
     /// `trailers`), and the forwarding fields set as the HTTP/1.1 path sets them: `x-forwarded-for` and
     /// `forwarded` extended for a peer `trusted` by `forwardedFor` and replaced for anyone else, and
     /// `x-forwarded-proto` the scheme the client used.
+    ///
+    /// Many clients share one upstream connection, and so its HPACK table: nothing a client sent is indexed
+    /// there (a value the endpoint's decoder refuses without indexing it would desynchronise the table and
+    /// corrupt other clients' requests, as grpc-core does with a bad `grpc-timeout`); `grpc-timeout` is
+    /// re-written in canonical form, or dropped when malformed.
     static func requestForUpstream(
         _ headers: HPACKHeaders,
         clientAddress: String,
@@ -28,25 +33,30 @@ enum H2Headers {
         var forwarded: [String] = []
         for (name, value, indexing) in headers {
             let lowered = name.lowercased()
+            let kept: HPACKIndexing = indexing == .neverIndexed ? .neverIndexed : .nonIndexable
             switch lowered {
             case _ where connectionSpecific.contains(lowered), "x-forwarded-proto":
                 continue
             case "te":
-                if value.lowercased() == "trailers" { out.add(name: "te", value: "trailers", indexing: indexing) }
+                if value.lowercased() == "trailers" { out.add(name: "te", value: "trailers", indexing: kept) }
             case "x-forwarded-for":
                 if trusted { forwardedFor.append(value) }
             case "forwarded":
                 if trusted { forwarded.append(value) }
+            case "grpc-timeout":
+                if let timeout = grpcTimeout(value) {
+                    out.add(name: "grpc-timeout", value: formatGrpcTimeout(timeout), indexing: .nonIndexable)
+                }
             default:
-                out.add(name: lowered, value: value, indexing: indexing)
+                out.add(name: lowered, value: value, indexing: kept)
             }
         }
         forwardedFor.append(clientAddress)
         let node = clientAddress.contains(":") ? "\"[\(clientAddress)]\"" : clientAddress
         forwarded.append("for=\(node);proto=\(scheme)")
-        out.add(name: "x-forwarded-for", value: forwardedFor.joined(separator: ", "))
-        out.add(name: "x-forwarded-proto", value: scheme)
-        out.add(name: "forwarded", value: forwarded.joined(separator: ", "))
+        out.add(name: "x-forwarded-for", value: forwardedFor.joined(separator: ", "), indexing: .nonIndexable)
+        out.add(name: "x-forwarded-proto", value: scheme, indexing: .nonIndexable)
+        out.add(name: "forwarded", value: forwarded.joined(separator: ", "), indexing: .nonIndexable)
         return out
     }
 
@@ -103,6 +113,21 @@ enum H2Headers {
         case UInt8(ascii: "n"): return .nanoseconds(amount)
         default: return nil
         }
+    }
+
+    /// A `grpc-timeout` value for `timeout`: the finest unit whose count fits the 8 digits allowed.
+    static func formatGrpcTimeout(_ timeout: TimeAmount) -> String {
+        let nanoseconds = max(timeout.nanoseconds, 0)
+        let units: [(Int64, String)] = [
+            (1, "n"), (1_000, "u"), (1_000_000, "m"), (1_000_000_000, "S"), (60_000_000_000, "M"),
+            (3_600_000_000_000, "H"),
+        ]
+        for (size, unit) in units {
+            // Rounded up, so the endpoint's deadline is never earlier than the client's.
+            let count = nanoseconds / size + (nanoseconds % size == 0 ? 0 : 1)
+            if count <= 99_999_999 { return "\(count)\(unit)" }
+        }
+        return "99999999H"
     }
 
     /// A gRPC trailers block (`grpc-status`, `grpc-message`); with `withHead` a trailers-only response

@@ -85,6 +85,7 @@ enum H2Listener {
             HTTP2Setting(parameter: .initialWindowSize, value: H2Limits.streamWindow),
         ]
         configuration.targetWindowSize = H2Limits.connectionWindow
+        configuration.maximumRecentlyResetStreams = H2Limits.recentlyResetStreams
         return configuration
     }
 

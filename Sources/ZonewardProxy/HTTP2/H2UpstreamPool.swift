@@ -282,6 +282,7 @@ final class H2UpstreamPool {
             HTTP2Setting(parameter: .initialWindowSize, value: H2Limits.streamWindow),
         ]
         connectionConfiguration.targetWindowSize = H2Limits.connectionWindow
+        connectionConfiguration.maximumRecentlyResetStreams = H2Limits.recentlyResetStreams
         var streamConfiguration = NIOHTTP2Handler.StreamConfiguration()
         streamConfiguration.targetWindowSize = H2Limits.streamWindow
         let multiplexer = try sync.configureHTTP2Pipeline(
@@ -337,6 +338,10 @@ enum H2Limits {
     /// while its upstream stream is being opened: the frames taken with the head, and the window behind
     /// them), so a client connection holds at most about 100 × 512 KiB.
     static let streamWindow = 256 << 10
+    /// Streams this side reset whose late frames are still taken without error (NIOHTTP2's default is 32):
+    /// a connection shared by many clients' streams resets many, and a frame the peer sent before seeing
+    /// one of those resets must not end the connection (STREAM_CLOSED) under every other stream.
+    static let recentlyResetStreams = 1024
     /// Connection-level receive window.
     static let connectionWindow = 8 << 20
     /// Client RST_STREAM frames allowed per connection per second (CVE-2023-44487, rapid reset); beyond it
