@@ -137,6 +137,7 @@ extension ZonewardConfiguration {
         let known = [
             "name", "listen", "protocol", "tls", "upstreamTLS", "routing", "regions", "demand", "endpoints",
             "healthCheck", "outlierDetection", "failover", "timeouts", "maxConnections", "forwardedFor", "discovery",
+            "upstreamProtocol",
         ]
         guard let fields = reader.mapping(value, known: known) else { return nil }
         let zoneNames = zones.map(\.name)
@@ -277,6 +278,14 @@ extension ZonewardConfiguration {
             service.forwardedFor = decodeForwardedFor(forwarded, reader) ?? service.forwardedFor
         }
         service.discovery = discovery
+        if let upstreamProtocol = fields["upstreamProtocol"] {
+            if let chosen = reader.choice(upstreamProtocol, as: ServiceConfiguration.UpstreamProtocol.self) {
+                if wireProtocol == .tcp && chosen == .http2 {
+                    reader.report(upstreamProtocol.path, "http2 applies to http services only (this one is tcp)")
+                }
+                service.upstreamProtocol = chosen
+            }
+        }
         return service
     }
 

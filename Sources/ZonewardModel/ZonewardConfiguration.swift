@@ -156,6 +156,14 @@ public struct ServiceConfiguration: Sendable, Equatable {
         case http, tcp
     }
 
+    /// What the proxy speaks to an `http` service's endpoints.
+    public enum UpstreamProtocol: String, Sendable, CaseIterable {
+        /// HTTP/1.1 (default): HTTP/1.1 clients are proxied; HTTP/2 clients are refused.
+        case http1
+        /// HTTP/2 (h2c, or h2 with `upstreamTLS`): HTTP/2 and gRPC clients are proxied stream by stream.
+        case http2
+    }
+
     public enum RoutingMode: String, Sendable, CaseIterable {
         /// Stateless: every region's zones may serve; the cost matrix decides.
         case allRegions
@@ -192,6 +200,8 @@ public struct ServiceConfiguration: Sendable, Equatable {
     public var forwardedFor = ForwardedForConfiguration()
     /// Where endpoints come from besides `endpoints:` (Kubernetes EndpointSlices or DNS); nil for static only.
     public var discovery: DiscoveryConfiguration?
+    /// `http1` (default) or `http2` (gRPC needs it): the protocol spoken to the endpoints of an `http` service.
+    public var upstreamProtocol: UpstreamProtocol = .http1
 
     public init(
         name: String,

@@ -66,6 +66,7 @@ public final class ProxyServer: Service, Sendable {
     private let connections = ConnectionRegistry()
     private let tcpConnections = TCPConnectionRegistry()
     private let pools: UpstreamPools
+    private let h2Pools: H2UpstreamPools
     /// The HTTP client of the controller's API, shut down with the proxy.
     private let http: HTTPClient
     /// The client of the controllers' API (snapshots and demand reports); nil without `controllerURL`.
@@ -86,6 +87,7 @@ public final class ProxyServer: Service, Sendable {
         )
         self.prober = HealthProber(table: table, group: group)
         self.pools = UpstreamPools(timeouts: settings.timeouts)
+        self.h2Pools = H2UpstreamPools(timeouts: settings.timeouts)
         let http = ControllerClient.makeHTTPClient(eventLoopGroup: group)
         self.http = http
         self.controller = settings.controllerURL.flatMap {
@@ -113,7 +115,10 @@ public final class ProxyServer: Service, Sendable {
         }
         prober.start(configuration)
         readiness.set(true)
-        let summary = configuration.services.map { "\($0.name) on \($0.listen) (\($0.wireProtocol.rawValue))" }
+        let summary = configuration.services.map { service in
+            let upstream = service.upstreamProtocol == .http2 ? ", HTTP/2 upstream" : ""
+            return "\(service.name) on \(service.listen) (\(service.wireProtocol.rawValue)\(upstream))"
+        }
         logger.info(
             """
             zoneward proxy ready in zone \(settings.sourceZone): \(summary.joined(separator: ", ")); \
@@ -142,6 +147,7 @@ public final class ProxyServer: Service, Sendable {
         for listener in listeners { try? await listener.close() }
         connections.quiesceAll()
         pools.closeIdle()
+        h2Pools.closeIdle()
         let deadline = ContinuousClock.now + settings.timeouts.drain
         while connections.count > 0, ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(20))
@@ -160,7 +166,11 @@ public final class ProxyServer: Service, Sendable {
         let connections = self.connections
         let tcpConnections = self.tcpConnections
         let maxRetries = settings.timeouts.maxRetries
-        let tls = try service.tls.map { try Self.makeTLSContext($0) }
+        let h2Pools = self.h2Pools
+        let drain = settings.timeouts.drain
+        // An `http2` service's listener speaks HTTP/2 (h2c, or h2 by ALPN); the others are unchanged.
+        let isHTTP2 = service.wireProtocol == .http && service.upstreamProtocol == .http2
+        let tls = try service.tls.map { try Self.makeTLSContext($0, alpn: isHTTP2 ? ["h2", "http/1.1"] : []) }
         let limits = table.metrics.listenerMetrics(service: service.name)
         let open = ListenerConnections()
         let isTCP = service.wireProtocol == .tcp
@@ -206,6 +216,16 @@ public final class ProxyServer: Service, Sendable {
                             registry: tcpConnections
                         )
                     )
+                } else if isHTTP2 {
+                    try H2Listener.configure(
+                        channel: channel,
+                        service: service,
+                        table: table,
+                        pools: h2Pools,
+                        scheme: tls == nil ? "http" : "https",
+                        maxRetries: maxRetries,
+                        drain: drain
+                    )
                 } else {
                     try handlers.addHandler(
                         HTTPProxyHandler(
@@ -249,16 +269,17 @@ public final class ProxyServer: Service, Sendable {
         }
     }
 
-    private static func makeTLSContext(_ tls: ZonewardModel.TLSConfiguration) throws -> NIOSSLContext {
+    private static func makeTLSContext(_ tls: ZonewardModel.TLSConfiguration, alpn: [String]) throws -> NIOSSLContext {
         do {
             let chain = try NIOSSLCertificate.fromPEMFile(tls.certificateFile).map {
                 NIOSSLCertificateSource.certificate($0)
             }
             let key = try NIOSSLPrivateKey(file: tls.keyFile, format: .pem)
-            let configuration = NIOSSL.TLSConfiguration.makeServerConfiguration(
+            var configuration = NIOSSL.TLSConfiguration.makeServerConfiguration(
                 certificateChain: chain,
                 privateKey: .privateKey(key)
             )
+            configuration.applicationProtocols = alpn
             return try NIOSSLContext(configuration: configuration)
         } catch {
             throw ProxyError.tls(certificate: tls.certificateFile, key: tls.keyFile, underlying: error)
@@ -522,8 +543,12 @@ public final class ProxyServer: Service, Sendable {
                 )
             }
             let before = table.snapshot.configuration
-            let listenersBefore = before.services.map { "\($0.name)@\($0.listen)/\($0.wireProtocol.rawValue)" }
-            let listenersAfter = configuration.services.map { "\($0.name)@\($0.listen)/\($0.wireProtocol.rawValue)" }
+            // The listener's pipeline (HTTP/1.1 or HTTP/2) is chosen at bind time, by `upstreamProtocol` too.
+            let listener = { (service: ServiceConfiguration) in
+                "\(service.name)@\(service.listen)/\(service.wireProtocol.rawValue)/\(service.upstreamProtocol.rawValue)"
+            }
+            let listenersBefore = before.services.map(listener)
+            let listenersAfter = configuration.services.map(listener)
             if listenersBefore != listenersAfter || before.admin != configuration.admin {
                 logger.warning("reload (\(reason)): listener changes take effect at the next restart")
             }

@@ -1,0 +1,729 @@
+import NIOCore
+import NIOHPACK
+import NIOHTTP2
+import Prometheus
+import ZonewardModel
+
+/// What every stream of one client HTTP/2 connection shares: the service, its routes (re-read only when the
+/// routing table changes), the balancer's random source, and the upstream pool of the connection's loop.
+final class H2ClientConnection {
+    let serviceName: String
+    let table: RoutingTable
+    let pool: H2UpstreamPool
+    let scheme: String
+    let clientAddress: String
+    let trustsPeer: Bool
+    let maxRetries: Int
+    var random = BalancerRandom(seed: UInt64.random(in: 1...UInt64.max))
+    private var cachedRoutes: ServiceRoutes?
+    private var cachedVersion = -1
+    private var grpcCounters: [Int: Counter] = [:]
+
+    init(
+        service: ServiceConfiguration,
+        table: RoutingTable,
+        pool: H2UpstreamPool,
+        scheme: String,
+        clientAddress: String,
+        maxRetries: Int
+    ) {
+        self.serviceName = service.name
+        self.table = table
+        self.pool = pool
+        self.scheme = scheme
+        self.clientAddress = clientAddress
+        self.trustsPeer = service.forwardedFor.trusts(peer: clientAddress)
+        self.maxRetries = maxRetries
+    }
+
+    /// `zoneward_grpc_responses_total` for one status (-1: none), looked up in the registry once per connection.
+    func grpcCounter(status: Int?) -> Counter {
+        let key = status ?? -1
+        if let counter = grpcCounters[key] { return counter }
+        let counter = H2Metrics.grpcResponses(table.metrics, service: serviceName, status: status)
+        grpcCounters[key] = counter
+        return counter
+    }
+
+    var routes: ServiceRoutes? {
+        let version = table.version
+        if version != cachedVersion {
+            cachedRoutes = table.snapshot.routes(for: serviceName)
+            cachedVersion = version
+        }
+        return cachedRoutes
+    }
+}
+
+@available(*, unavailable)
+extension H2ClientConnection: Sendable {}
+
+/// A slot reserved on an upstream connection for one stream, given back exactly once.
+final class H2SlotLease {
+    private let pool: H2UpstreamPool
+    let connection: H2UpstreamConnection
+    private var released = false
+
+    init(pool: H2UpstreamPool, connection: H2UpstreamConnection) {
+        self.pool = pool
+        self.connection = connection
+    }
+
+    func release() {
+        guard !released else { return }
+        released = true
+        pool.streamEnded(on: connection)
+    }
+}
+
+@available(*, unavailable)
+extension H2SlotLease: Sendable {}
+
+/// One client stream (a child channel of the client connection): routes it by the zone plan and power of two
+/// choices like an HTTP/1.1 request, opens a stream on a pooled upstream HTTP/2 connection, and relays
+/// HEADERS, DATA and trailers both ways. Each side is read only while the other side's stream is writable,
+/// so nothing buffers beyond the flow-control windows.
+final class H2StreamProxyHandler: ChannelDuplexHandler {
+    typealias InboundIn = HTTP2Frame.FramePayload
+    typealias OutboundIn = HTTP2Frame.FramePayload
+    typealias OutboundOut = HTTP2Frame.FramePayload
+
+    private enum Phase {
+        case awaitingHeaders, connecting, open, finished
+    }
+
+    private let connection: H2ClientConnection
+    private var context: ChannelHandlerContext?
+    private var phase = Phase.awaitingHeaders
+    /// The frames for the upstream, head first: what arrived while the stream was being opened (at most
+    /// one read's worth), and what was sent, kept while the stream may be retried (no response yet, at most
+    /// `replayLimit` bytes) so a stream the endpoint refused unprocessed goes to another.
+    private var replay: [HTTP2Frame.FramePayload] = []
+    private var replayBytes = 0
+    private var replayable = true
+    private var attempts = 0
+    private static let replayLimit = 65_536
+    private var requestEnded = false
+    private var routes: ServiceRoutes?
+    private var endpoint: UpstreamEndpoint?
+    private var tried: [UpstreamEndpoint] = []
+    private var lease: H2SlotLease?
+    private var upstream: H2UpstreamStreamHandler?
+    private var isGRPC = false
+    private var responseHeadSent = false
+    private var responseEnded = false
+    private var status = 0
+    private var grpcStatus: Int?
+    private var sent = 0
+    private var received = 0
+    private var sentAt = NIODeadline.now()
+    private var deadline: Scheduled<Void>?
+    private var pendingRead = false
+    /// The last frame either way on the upstream stream, for `upstreamRead` (streams other than gRPC).
+    private var lastActivity = NIODeadline.now()
+    private var silenceWatch: RepeatedTask?
+    private var recorded = false
+    private var upstreamDone = false
+
+    init(connection: H2ClientConnection) {
+        self.connection = connection
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        silenceWatch?.cancel()
+        silenceWatch = nil
+        deadline?.cancel()
+        deadline = nil
+    }
+
+    var isWritable: Bool { context?.channel.isWritable ?? false }
+
+    // MARK: Client → upstream
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let payload = unwrapInboundIn(data)
+        if case .rstStream = payload {
+            clientGone()
+            return
+        }
+        switch phase {
+        case .awaitingHeaders:
+            if case .headers(let headers) = payload { start(headers.headers, endStream: headers.endStream) }
+        case .connecting:
+            noteRequestEnd(payload)
+            keep(payload)
+        case .open:
+            noteRequestEnd(payload)
+            forward(payload)
+        case .finished:
+            noteRequestEnd(payload)
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        upstream?.flush()
+        context.fireChannelReadComplete()
+    }
+
+    private func noteRequestEnd(_ payload: HTTP2Frame.FramePayload) {
+        switch payload {
+        case .headers(let headers) where headers.endStream: requestEnded = true
+        case .data(let data) where data.endStream: requestEnded = true
+        default: break
+        }
+    }
+
+    /// Keeps a client frame for the upstream (trailers filtered); nil for frames that are not relayed.
+    private func keep(_ payload: HTTP2Frame.FramePayload) {
+        switch payload {
+        case .headers(var trailers):
+            trailers.headers = H2Headers.responseForClient(trailers.headers)
+            replay.append(.headers(trailers))
+        case .data(let data):
+            replayBytes += data.data.readableBytes
+            replay.append(payload)
+        default:
+            break
+        }
+    }
+
+    private func forward(_ payload: HTTP2Frame.FramePayload) {
+        let before = replay.count
+        keep(payload)
+        for frame in replay[before...] { send(frame) }
+        trimReplay()
+    }
+
+    private func send(_ frame: HTTP2Frame.FramePayload) {
+        lastActivity = .now()
+        if case .data(let data) = frame { sent += data.data.readableBytes }
+        upstream?.send(frame)
+    }
+
+    /// Past the replay limit, or once the endpoint answered, the stream is not retried: forget its frames.
+    private func trimReplay() {
+        if !replayable || replayBytes > Self.replayLimit {
+            replayable = false
+            replay = []
+            replayBytes = 0
+        }
+    }
+
+    private func start(_ headers: HPACKHeaders, endStream: Bool) {
+        requestEnded = endStream
+        isGRPC = H2Headers.isGRPC(headers)
+        guard let routes = connection.routes else {
+            respondLocally(status: 503, grpc: 14, cause: "service-not-configured")
+            return
+        }
+        self.routes = routes
+        if routes.condition == .unavailable {
+            routes.metrics.noCapacityRequests.increment()
+            respondLocally(status: 503, grpc: 14, cause: "no-capacity")
+            return
+        }
+        routes.demandCounter.count.wrappingAdd(1, ordering: .relaxed)
+        if routes.condition == .panic { routes.metrics.panicRequests.increment() }
+        connection.pool.countRequest()
+        if isGRPC, let text = headers.first(name: "grpc-timeout"), let timeout = H2Headers.grpcTimeout(text),
+            let context
+        {
+            let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+            deadline = context.eventLoop.scheduleTask(in: timeout) { bound.value.deadlineExpired() }
+        }
+        let head = H2Headers.requestForUpstream(
+            headers,
+            clientAddress: connection.clientAddress,
+            scheme: connection.scheme,
+            trusted: connection.trustsPeer
+        )
+        replay = [.headers(.init(headers: head, endStream: endStream))]
+        phase = .connecting
+        dispatch()
+    }
+
+    /// Picks an endpoint (not one already tried) by the plan and P2C, and reserves a stream to it.
+    private func dispatch() {
+        guard phase == .connecting, let routes else { return }
+        guard let endpoint = routes.pick(&connection.random, excluding: tried) else {
+            respondLocally(
+                status: tried.isEmpty ? 503 : 502,
+                grpc: 14,
+                cause: tried.isEmpty ? "no-healthy-endpoint" : "upstream-connect-failed"
+            )
+            return
+        }
+        self.endpoint = endpoint
+        endpoint.outstanding.wrappingAdd(1, ordering: .relaxed)
+        let pool = connection.pool
+        pool.reserve(endpoint) { result in
+            switch result {
+            case .success(let upstreamConnection):
+                let lease = H2SlotLease(pool: pool, connection: upstreamConnection)
+                guard self.phase == .connecting, self.endpoint === endpoint else {
+                    lease.release()
+                    return
+                }
+                self.openStream(lease)
+            case .failure(let error):
+                guard self.phase == .connecting, self.endpoint === endpoint else { return }
+                self.connectFailed("\(error)")
+            }
+        }
+    }
+
+    private func openStream(_ lease: H2SlotLease) {
+        guard let context else {
+            lease.release()
+            return
+        }
+        self.lease = lease
+        let promise = context.eventLoop.makePromise(of: (any Channel).self)
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let leaseBound = NIOLoopBound(lease, eventLoop: context.eventLoop)
+        lease.connection.multiplexer.createStreamChannel(promise: promise) { channel in
+            channel.eventLoop.makeCompletedFuture {
+                let handler = H2UpstreamStreamHandler(owner: bound.value, lease: leaseBound.value)
+                try channel.pipeline.syncOperations.addHandler(handler)
+                bound.value.upstream = handler
+            }
+        }
+        promise.futureResult.assumeIsolated().whenComplete { result in
+            switch result {
+            case .success:
+                self.upstreamOpened()
+            case .failure(let error):
+                lease.release()
+                self.upstream = nil
+                guard self.phase == .connecting else { return }
+                self.connectFailed("cannot open a stream: \(error)")
+            }
+        }
+    }
+
+    private func upstreamOpened() {
+        guard phase == .connecting, let upstream else {
+            upstream?.close()
+            return
+        }
+        phase = .open
+        sentAt = .now()
+        sent = 0
+        for frame in replay { send(frame) }
+        trimReplay()
+        upstream.flush()
+        resumeReading()
+        watchSilence()
+    }
+
+    /// An endpoint that sends nothing for `upstreamRead` while it owes a response gets the HTTP/1.1 path's
+    /// treatment: 504 (or a reset once the response started), counted against it. Not for gRPC, whose
+    /// streams may rightly be quiet for long (its deadline is `grpc-timeout`).
+    private func watchSilence() {
+        lastActivity = .now()
+        guard !isGRPC, silenceWatch == nil, let context, let endpoint else { return }
+        let limit = TimeAmount(endpoint.timeouts.upstreamRead)
+        let period = TimeAmount.nanoseconds(max(limit.nanoseconds / 4, 1_000_000))
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        silenceWatch = context.eventLoop.scheduleRepeatedTask(initialDelay: period, delay: period) { _ in
+            bound.value.checkSilence(limit: limit)
+        }
+    }
+
+    private func checkSilence(limit: TimeAmount) {
+        guard phase == .open, !responseEnded else { return }
+        // The client's stall is not the endpoint's silence: a request body withheld, or a response not taken.
+        let waitingOnClient = (!requestEnded && (upstream?.isWritable ?? false)) || !isWritable
+        guard !waitingOnClient, NIODeadline.now() - lastActivity >= limit else { return }
+        if let endpoint {
+            connection.table.recordResult(endpoint, success: false, detail: "no HTTP/2 frame for upstreamRead")
+        }
+        upstreamDone = true
+        upstream?.close()
+        upstream = nil
+        if !responseHeadSent {
+            respondLocally(status: 504, grpc: 4, cause: "upstream-timeout")
+        } else {
+            status = 504
+            finish(success: nil)
+            reset(.cancel)
+        }
+    }
+
+    /// The endpoint could not be reached: another endpoint, within the retry limit (nothing was sent).
+    private func connectFailed(_ detail: String) {
+        if let endpoint {
+            endpoint.outstanding.wrappingAdd(-1, ordering: .relaxed)
+            connection.table.recordResult(endpoint, success: false, detail: detail)
+            tried.append(endpoint)
+            self.endpoint = nil
+        }
+        if tried.count <= connection.maxRetries, connection.pool.mayRetry() {
+            routes?.metrics.retries.increment()
+            dispatch()
+        } else {
+            respondLocally(status: 502, grpc: 14, cause: "upstream-connect-failed")
+        }
+    }
+
+    // MARK: Upstream → client
+
+    func upstreamFrame(_ payload: HTTP2Frame.FramePayload) {
+        guard phase == .open, !responseEnded, let context else { return }
+        if case .rstStream(let code) = payload {
+            upstreamClosed(code, refused: code == .refusedStream)
+            return
+        }
+        replayable = false
+        trimReplay()
+        lastActivity = .now()
+        switch payload {
+        case .headers(var headers):
+            headers.headers = H2Headers.responseForClient(headers.headers)
+            if !responseHeadSent {
+                let code = H2Headers.status(headers.headers) ?? 502
+                if code >= 200 {
+                    responseHeadSent = true
+                    status = code
+                    if let endpoint, let routes, let zone = routes.zoneIndex[endpoint.zone] {
+                        routes.metrics.latency[zone].recordNanoseconds((NIODeadline.now() - sentAt).nanoseconds)
+                    }
+                }
+            }
+            if let code = H2Headers.grpcStatus(headers.headers) { grpcStatus = code }
+            context.write(wrapOutboundOut(.headers(headers)), promise: nil)
+            if headers.endStream { responseComplete() }
+        case .data(let data):
+            if case .byteBuffer(let bytes) = data.data { received += bytes.readableBytes }
+            context.write(wrapOutboundOut(payload), promise: nil)
+            if data.endStream { responseComplete() }
+        default:
+            break
+        }
+    }
+
+    private func responseComplete() {
+        responseEnded = true
+        context?.flush()
+        let success = status < 500 && (grpcStatus.map { ![13, 14].contains($0) } ?? true)
+        finish(success: success)
+        endRequestEarly()
+    }
+
+    /// The upstream stream is over (reset, closed, or its connection gone). Without a complete response a
+    /// gRPC call ends with UNAVAILABLE (trailers after headers, or a trailers-only response), anything else
+    /// with 502 before the response head or a reset after it.
+    /// - Parameter refused: the endpoint did not process the stream (REFUSED_STREAM, or above the last
+    ///   stream of its GOAWAY): retried, on a new stream, when nothing of the response came and its frames
+    ///   were kept.
+    func upstreamClosed(_ code: HTTP2ErrorCode?, refused: Bool) {
+        guard !upstreamDone else { return }
+        upstreamDone = true
+        upstream = nil
+        guard phase == .open, !responseEnded else { return }
+        if refused, replayable, !responseHeadSent, attempts < connection.maxRetries, connection.pool.mayRetry() {
+            attempts += 1
+            if let endpoint {
+                endpoint.outstanding.wrappingAdd(-1, ordering: .relaxed)
+                self.endpoint = nil
+            }
+            routes?.metrics.retries.increment()
+            upstreamDone = false
+            phase = .connecting
+            dispatch()
+            return
+        }
+        if let endpoint {
+            connection.table.recordResult(
+                endpoint,
+                success: false,
+                detail: "HTTP/2 stream reset (\(code.map { "\($0)" } ?? "connection closed"))"
+            )
+        }
+        if isGRPC {
+            grpcStatus = 14
+            endWithGRPCStatus(14, message: "upstream stream reset")
+            finish(success: nil)
+            endRequestEarly()
+        } else if !responseHeadSent {
+            respondLocally(status: 502, grpc: 14, cause: "upstream-reset")
+        } else {
+            status = 502
+            finish(success: nil)
+            reset(code ?? .internalError)
+        }
+    }
+
+    func flushClient() {
+        context?.flush()
+    }
+
+    // MARK: Endings
+
+    /// gRPC `grpc-timeout` passed: the call ends with DEADLINE_EXCEEDED and the upstream stream is cancelled.
+    private func deadlineExpired() {
+        deadline = nil
+        guard phase != .finished, !responseEnded else { return }
+        upstream?.close()
+        grpcStatus = 4
+        endWithGRPCStatus(4, message: "deadline exceeded (grpc-timeout)")
+        finish(success: nil)
+        endRequestEarly()
+    }
+
+    private func endWithGRPCStatus(_ code: Int, message: String) {
+        guard let context else { return }
+        if !responseHeadSent { status = 200 }
+        let trailers = H2Headers.grpcTrailers(status: code, message: message, withHead: !responseHeadSent)
+        responseHeadSent = true
+        responseEnded = true
+        context.writeAndFlush(wrapOutboundOut(.headers(.init(headers: trailers, endStream: true))), promise: nil)
+    }
+
+    /// Answers from the proxy: a gRPC call gets a trailers-only response with `grpc`'s status, anything else
+    /// `status` with a short body; both carry `x-zoneward-error`.
+    private func respondLocally(status: Int, grpc: Int, cause: String) {
+        if let endpoint {
+            endpoint.outstanding.wrappingAdd(-1, ordering: .relaxed)
+            self.endpoint = nil
+        }
+        guard let context, !responseEnded else {
+            finish(success: nil)
+            return
+        }
+        if isGRPC {
+            self.grpcStatus = grpc
+            var trailers = H2Headers.grpcTrailers(status: grpc, message: cause, withHead: !responseHeadSent)
+            trailers.add(name: "x-zoneward-error", value: cause)
+            self.status = 200
+            context.write(wrapOutboundOut(.headers(.init(headers: trailers, endStream: true))), promise: nil)
+        } else {
+            self.status = status
+            let body = "\(status): \(cause)\n"
+            var buffer = context.channel.allocator.buffer(capacity: body.utf8.count)
+            buffer.writeString(body)
+            let headers = H2Headers.localResponse(status: status, cause: cause, bodyLength: body.utf8.count)
+            context.write(wrapOutboundOut(.headers(.init(headers: headers))), promise: nil)
+            context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(buffer), endStream: true))), promise: nil)
+        }
+        responseHeadSent = true
+        responseEnded = true
+        context.flush()
+        finish(success: nil)
+        endRequestEarly()
+    }
+
+    /// The response is complete while the client still sends: RST_STREAM(NO_ERROR) asks it to stop (RFC
+    /// 9113 §8.1).
+    private func endRequestEarly() {
+        guard !requestEnded else { return }
+        reset(.noError)
+    }
+
+    private func reset(_ code: HTTP2ErrorCode) {
+        guard let context else { return }
+        context.writeAndFlush(wrapOutboundOut(.rstStream(code)), promise: nil)
+    }
+
+    /// The client reset the stream or went away: cancel the upstream stream.
+    private func clientGone() {
+        upstream?.close()
+        upstream = nil
+        if phase != .finished {
+            if grpcStatus == nil && isGRPC { grpcStatus = 1 }
+            if status == 0 { status = 499 }
+            finish(success: nil)
+        }
+    }
+
+    /// Counts the stream once (per zone pair, and by gRPC status) and releases its endpoint.
+    private func finish(success: Bool?) {
+        phase = .finished
+        replay = []
+        replayBytes = 0
+        deadline?.cancel()
+        deadline = nil
+        silenceWatch?.cancel()
+        silenceWatch = nil
+        guard !recorded else { return }
+        recorded = true
+        guard let routes else { return }
+        let zone = (endpoint ?? tried.last).flatMap { routes.zoneIndex[$0.zone] } ?? -1
+        routes.metrics.recordRequest(
+            destination: zone,
+            status: status == 0 ? 502 : status,
+            sent: sent,
+            received: received
+        )
+        if isGRPC {
+            connection.grpcCounter(status: grpcStatus).increment()
+        }
+        if let endpoint {
+            endpoint.outstanding.wrappingAdd(-1, ordering: .relaxed)
+            self.endpoint = nil
+            if let success {
+                connection.table.recordResult(endpoint, success: success, detail: "HTTP/2 \(status)")
+            }
+        }
+        resumeReading()
+    }
+
+    // MARK: Lifecycle and backpressure
+
+    func channelInactive(context: ChannelHandlerContext) {
+        clientGone()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A stream error (the client's reset, a protocol error on this stream) ends this stream only.
+        clientGone()
+        context.close(promise: nil)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { upstream?.resumeReading() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        switch phase {
+        case .connecting:
+            pendingRead = true
+        case .open where !(upstream?.isWritable ?? false):
+            pendingRead = true
+        default:
+            context.read()
+        }
+    }
+
+    func upstreamWritabilityChanged(writable: Bool) {
+        if writable { resumeReading() }
+    }
+
+    private func resumeReading() {
+        guard pendingRead, let context else { return }
+        pendingRead = false
+        read(context: context)
+    }
+
+}
+
+@available(*, unavailable)
+extension H2StreamProxyHandler: Sendable {}
+
+/// The upstream end of one proxied stream: a child channel of a pooled upstream connection. Hands frames to
+/// the client side, and reads only while the client's stream is writable.
+final class H2UpstreamStreamHandler: ChannelDuplexHandler {
+    typealias InboundIn = HTTP2Frame.FramePayload
+    typealias OutboundIn = HTTP2Frame.FramePayload
+    typealias OutboundOut = HTTP2Frame.FramePayload
+
+    private weak var owner: H2StreamProxyHandler?
+    private let lease: H2SlotLease
+    private var context: ChannelHandlerContext?
+    private var pendingRead = false
+    private var resetCode: HTTP2ErrorCode?
+
+    init(owner: H2StreamProxyHandler, lease: H2SlotLease) {
+        self.owner = owner
+        self.lease = lease
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        lease.release()
+    }
+
+    var isWritable: Bool { context?.channel.isWritable ?? false }
+
+    func send(_ payload: HTTP2Frame.FramePayload) {
+        context?.write(wrapOutboundOut(payload), promise: nil)
+    }
+
+    func flush() {
+        context?.flush()
+    }
+
+    /// Closes the stream: RST_STREAM(CANCEL) to the endpoint when it is still open.
+    func close() {
+        owner = nil
+        context?.close(promise: nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        owner?.upstreamFrame(unwrapInboundIn(data))
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        owner?.flushClient()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        lease.release()
+        let owner = self.owner
+        self.owner = nil
+        // A stream above the last one of the endpoint's GOAWAY was never processed.
+        var refused = resetCode == .refusedStream
+        if !refused, let last = lease.connection.goAwayLastStreamID,
+            let id = try? context.channel.syncOptions?.getOption(HTTP2StreamChannelOptions.streamID)
+        {
+            refused = id > last
+        }
+        owner?.upstreamClosed(resetCode, refused: refused)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let closed = error as? NIOHTTP2Errors.StreamClosed { resetCode = closed.errorCode }
+        context.close(promise: nil)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        owner?.upstreamWritabilityChanged(writable: context.channel.isWritable)
+        context.fireChannelWritabilityChanged()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if let owner, !owner.isWritable {
+            pendingRead = true
+            return
+        }
+        context.read()
+    }
+
+    func resumeReading() {
+        guard pendingRead, let context else { return }
+        pendingRead = false
+        read(context: context)
+    }
+}
+
+@available(*, unavailable)
+extension H2UpstreamStreamHandler: Sendable {}
+
+/// The gRPC counters.
+enum H2Metrics {
+    /// `zoneward_grpc_responses_total{service,grpc_status}`: gRPC calls by the status they ended with (the
+    /// endpoint's, or the proxy's own: 14 UNAVAILABLE, 4 DEADLINE_EXCEEDED; 1 when the client cancelled;
+    /// `none` when the response carried no status).
+    static func grpcResponses(_ metrics: ProxyMetrics, service: String, status: Int?) -> Counter {
+        metrics.registry.makeCounter(
+            descriptor: MetricNameDescriptor(
+                metricName: "zoneward_grpc_responses_total",
+                unitName: "",
+                helpText: "gRPC calls by service and the grpc-status they ended with."
+            ),
+            labels: [("service", service), ("grpc_status", status.map(String.init) ?? "none")]
+        )
+    }
+}

@@ -1,0 +1,267 @@
+import Logging
+import NIOCore
+import NIOEmbedded
+import NIOHPACK
+import NIOHTTP2
+import Testing
+import ZonewardModel
+
+@testable import ZonewardProxy
+
+/// The HTTP/2 stream relay driven through embedded channels: a client stream, the proxy's pooled upstream
+/// connection, and the endpoint (a NIOHTTP2 server) share one `EmbeddedEventLoop`; `pump` carries bytes
+/// between the upstream connection and the endpoint, so each test controls every frame and the clock.
+@Suite struct H2StreamRelayTests {
+    /// One endpoint stream: what it received, and a way to answer.
+    final class EndpointStream: ChannelInboundHandler {
+        typealias InboundIn = HTTP2Frame.FramePayload
+        typealias OutboundOut = HTTP2Frame.FramePayload
+        var frames: [HTTP2Frame.FramePayload] = []
+        var closed = false
+        var context: ChannelHandlerContext?
+
+        func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) { frames.append(unwrapInboundIn(data)) }
+        func channelInactive(context: ChannelHandlerContext) { closed = true }
+        func errorCaught(context: ChannelHandlerContext, error: any Error) {}
+
+        func send(_ payload: HTTP2Frame.FramePayload) {
+            context?.writeAndFlush(wrapOutboundOut(payload), promise: nil)
+        }
+
+        var head: HPACKHeaders? {
+            for frame in frames { if case .headers(let headers) = frame { return headers.headers } }
+            return nil
+        }
+    }
+
+    final class Harness {
+        let loop = EmbeddedEventLoop()
+        let table: RoutingTable
+        var connections: [(proxy: EmbeddedChannel, endpoint: EmbeddedChannel)] = []
+        var streams: [EndpointStream] = []
+
+        init() throws {
+            let configuration = try ZonewardConfiguration.parse(
+                yaml: """
+                    zones: [{name: a, region: r}]
+                    services:
+                      - name: api
+                        listen: 127.0.0.1:1
+                        upstreamProtocol: http2
+                        endpoints: [{address: 127.0.0.1:11, zone: a}]
+                    """
+            )
+            table = RoutingTable(
+                configuration: configuration,
+                sourceZone: "a",
+                metrics: ProxyMetrics(),
+                logger: Logger(label: "test")
+            )
+            let pool = H2UpstreamPool(eventLoop: loop, timeouts: ProxyTimeouts()) { [weak self] _, loop in
+                guard let self else { return loop.makeFailedFuture(ChannelError.ioOnClosedChannel) }
+                do {
+                    return loop.makeSucceededFuture(try self.openConnection())
+                } catch {
+                    return loop.makeFailedFuture(error)
+                }
+            }
+            let connection = H2ClientConnection(
+                service: configuration.services[0],
+                table: table,
+                pool: pool,
+                scheme: "http",
+                clientAddress: "192.0.2.7",
+                maxRetries: 2
+            )
+            let clientOnLoop = EmbeddedChannel(loop: loop)
+            self.clientChannel = clientOnLoop
+            try clientOnLoop.pipeline.syncOperations.addHandler(H2StreamProxyHandler(connection: connection))
+            try clientOnLoop.connect(to: SocketAddress(ipAddress: "192.0.2.7", port: 40000)).wait()
+        }
+
+        var clientChannel: EmbeddedChannel?
+
+        private func openConnection() throws -> any Channel {
+            let proxySide = EmbeddedChannel(loop: loop)
+            let endpointSide = EmbeddedChannel(loop: loop)
+            let bound = NIOLoopBound(self, eventLoop: loop)
+            _ = try endpointSide.pipeline.syncOperations.configureHTTP2Pipeline(
+                mode: .server,
+                connectionConfiguration: .init(),
+                streamConfiguration: .init(),
+                inboundStreamInitializer: { stream in
+                    stream.eventLoop.makeCompletedFuture {
+                        let handler = EndpointStream()
+                        bound.value.streams.append(handler)
+                        try stream.pipeline.syncOperations.addHandler(handler)
+                    }
+                }
+            )
+            try endpointSide.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 40001)).wait()
+            try proxySide.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 11)).wait()
+            connections.append((proxySide, endpointSide))
+            return proxySide
+        }
+
+        /// Carries bytes both ways between each upstream connection and its endpoint until nothing moves.
+        func pump() throws {
+            for _ in 0..<50 {
+                var moved = false
+                for (proxy, endpoint) in connections {
+                    while let bytes = try proxy.readOutbound(as: ByteBuffer.self) {
+                        try endpoint.writeInbound(bytes)
+                        moved = true
+                    }
+                    while let bytes = try endpoint.readOutbound(as: ByteBuffer.self) {
+                        try proxy.writeInbound(bytes)
+                        moved = true
+                    }
+                    while try endpoint.readInbound(as: HTTP2Frame.self) != nil {}
+                }
+                loop.run()
+                if !moved { return }
+            }
+        }
+
+        func clientSends(_ payload: HTTP2Frame.FramePayload) throws {
+            try clientChannel?.writeInbound(payload)
+            try pump()
+        }
+
+        /// Frames the proxy wrote to the client stream so far.
+        func clientReceived() throws -> [HTTP2Frame.FramePayload] {
+            var frames: [HTTP2Frame.FramePayload] = []
+            while let frame = try clientChannel?.readOutbound(as: HTTP2Frame.FramePayload.self) { frames.append(frame) }
+            return frames
+        }
+
+        var outstanding: Int { table.endpoints.map(\.outstandingRequests).reduce(0, +) }
+    }
+
+    static func request(grpc: Bool, timeout: String? = nil) -> HTTP2Frame.FramePayload {
+        var headers: HPACKHeaders = [
+            ":method": "POST", ":path": "/pkg.Svc/Call", ":scheme": "http", ":authority": "api",
+            "x-forwarded-for": "6.6.6.6",
+        ]
+        if grpc {
+            headers.add(name: "content-type", value: "application/grpc")
+            headers.add(name: "te", value: "trailers")
+        }
+        if let timeout { headers.add(name: "grpc-timeout", value: timeout) }
+        return .headers(.init(headers: headers))
+    }
+
+    static func data(_ text: String, end: Bool) -> HTTP2Frame.FramePayload {
+        .data(.init(data: .byteBuffer(ByteBuffer(string: text)), endStream: end))
+    }
+
+    static func grpcStatus(_ frames: [HTTP2Frame.FramePayload]) -> Int? {
+        for case .headers(let headers) in frames.reversed() {
+            if let status = H2Headers.grpcStatus(headers.headers) { return status }
+        }
+        return nil
+    }
+
+    @Test func aRequestAndItsResponseAreRelayedWithTrailers() throws {
+        let harness = try Harness()
+        try harness.clientSends(Self.request(grpc: true))
+        try harness.clientSends(Self.data("hello", end: true))
+        #expect(harness.streams.count == 1)
+        let stream = try #require(harness.streams.first)
+        #expect(stream.head?.first(name: "x-forwarded-for") == "192.0.2.7")
+        #expect(stream.head?.first(name: ":path") == "/pkg.Svc/Call")
+        #expect(harness.outstanding == 1)
+        stream.send(.headers(.init(headers: [":status": "200", "content-type": "application/grpc"])))
+        stream.send(Self.data("world", end: false))
+        stream.send(.headers(.init(headers: ["grpc-status": "0"], endStream: true)))
+        try harness.pump()
+        let frames = try harness.clientReceived()
+        #expect(frames.count == 3)
+        #expect(Self.grpcStatus(frames) == 0)
+        #expect(harness.outstanding == 0)
+    }
+
+    @Test func aClientResetCancelsTheUpstreamStream() throws {
+        let harness = try Harness()
+        try harness.clientSends(Self.request(grpc: true))
+        let stream = try #require(harness.streams.first)
+        #expect(!stream.closed)
+        try harness.clientSends(.rstStream(.cancel))
+        try harness.pump()
+        #expect(stream.closed)
+        #expect(harness.outstanding == 0)
+    }
+
+    @Test func anUpstreamResetAfterHeadersEndsAGRPCCallUnavailable() throws {
+        let harness = try Harness()
+        try harness.clientSends(Self.request(grpc: true))
+        try harness.clientSends(Self.data("x", end: true))
+        let stream = try #require(harness.streams.first)
+        stream.send(.headers(.init(headers: [":status": "200", "content-type": "application/grpc"])))
+        stream.send(.rstStream(.internalError))
+        try harness.pump()
+        let frames = try harness.clientReceived()
+        #expect(Self.grpcStatus(frames) == 14)
+        guard case .headers(let last) = frames.last else {
+            Issue.record("no trailers: \(frames)")
+            return
+        }
+        #expect(last.endStream)
+        #expect(last.headers.first(name: ":status") == nil)
+        #expect(harness.outstanding == 0)
+    }
+
+    @Test func anUpstreamResetBeforeHeadersIsA502ForPlainHTTP2() throws {
+        let harness = try Harness()
+        try harness.clientSends(Self.request(grpc: false))
+        try harness.clientSends(Self.data("x", end: true))
+        let stream = try #require(harness.streams.first)
+        stream.send(.rstStream(.internalError))
+        try harness.pump()
+        let frames = try harness.clientReceived()
+        guard case .headers(let head) = frames.first else {
+            Issue.record("no response: \(frames)")
+            return
+        }
+        #expect(head.headers.first(name: ":status") == "502")
+        #expect(head.headers.first(name: "x-zoneward-error") == "upstream-reset")
+    }
+
+    @Test func grpcTimeoutEndsTheCallWithDeadlineExceededAndCancelsUpstream() throws {
+        let harness = try Harness()
+        try harness.clientSends(Self.request(grpc: true, timeout: "100m"))
+        try harness.clientSends(Self.data("x", end: true))
+        let stream = try #require(harness.streams.first)
+        harness.loop.advanceTime(by: .milliseconds(99))
+        #expect(try harness.clientReceived().isEmpty)
+        harness.loop.advanceTime(by: .milliseconds(2))
+        try harness.pump()
+        let frames = try harness.clientReceived()
+        #expect(Self.grpcStatus(frames) == 4)
+        #expect(stream.closed)
+        #expect(harness.outstanding == 0)
+    }
+
+    /// A stream the endpoint refused unprocessed goes again, head and body, on a new stream.
+    @Test func aRefusedStreamIsRetriedWithItsFrames() throws {
+        let harness = try Harness()
+        try harness.clientSends(Self.request(grpc: true))
+        try harness.clientSends(Self.data("hello", end: true))
+        let first = try #require(harness.streams.first)
+        first.send(.rstStream(.refusedStream))
+        try harness.pump()
+        #expect(harness.streams.count == 2)
+        let second = try #require(harness.streams.last)
+        #expect(second.head?.first(name: ":path") == "/pkg.Svc/Call")
+        let body = second.frames.compactMap { frame -> String? in
+            guard case .data(let data) = frame, case .byteBuffer(let bytes) = data.data else { return nil }
+            return String(buffer: bytes)
+        }
+        #expect(body == ["hello"])
+        second.send(.headers(.init(headers: [":status": "200", "grpc-status": "0"], endStream: true)))
+        try harness.pump()
+        #expect(Self.grpcStatus(try harness.clientReceived()) == 0)
+        #expect(harness.outstanding == 0)
+    }
+}

@@ -1,0 +1,298 @@
+import NIOCore
+import NIOEmbedded
+import NIOHPACK
+import NIOHTTP2
+import Testing
+
+@testable import ZonewardProxy
+
+@Suite struct H2HeadersTests {
+    @Test func connectionSpecificFieldsAreDroppedAndTEKeptOnlyAsTrailers() {
+        let request: HPACKHeaders = [
+            ":method": "POST", ":path": "/pkg.Svc/Call", ":scheme": "http", ":authority": "api",
+            "connection": "keep-alive", "keep-alive": "timeout=5", "proxy-connection": "x",
+            "transfer-encoding": "chunked", "upgrade": "h2c", "te": "trailers", "content-type": "application/grpc",
+        ]
+        let out = H2Headers.requestForUpstream(request, clientAddress: "10.0.0.7", scheme: "http", trusted: false)
+        for name in ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"] {
+            #expect(out.first(name: name) == nil, "\(name) must not be forwarded")
+        }
+        #expect(out[canonicalForm: "te"] == ["trailers"])
+        #expect(out.first(name: ":path") == "/pkg.Svc/Call")
+        #expect(out.first(name: "content-type") == "application/grpc")
+        let gzip = H2Headers.requestForUpstream(
+            ["te": "gzip"],
+            clientAddress: "1.2.3.4",
+            scheme: "http",
+            trusted: false
+        )
+        #expect(gzip.first(name: "te") == nil)
+    }
+
+    @Test func pseudoHeadersStayFirst() {
+        let request: HPACKHeaders = [":method": "GET", ":path": "/", ":scheme": "http", ":authority": "a", "x": "y"]
+        let out = H2Headers.requestForUpstream(request, clientAddress: "1.2.3.4", scheme: "http", trusted: false)
+        let names = out.map(\.name)
+        let lastPseudo = names.lastIndex { $0.hasPrefix(":") } ?? -1
+        let firstRegular = names.firstIndex { !$0.hasPrefix(":") } ?? names.count
+        #expect(lastPseudo < firstRegular)
+    }
+
+    @Test func forwardingFieldsOfAnUntrustedPeerAreReplaced() {
+        let request: HPACKHeaders = [
+            "x-forwarded-for": "6.6.6.6", "forwarded": "for=6.6.6.6", "x-forwarded-proto": "https",
+        ]
+        let out = H2Headers.requestForUpstream(request, clientAddress: "10.0.0.7", scheme: "http", trusted: false)
+        #expect(out[canonicalForm: "x-forwarded-for"] == ["10.0.0.7"])
+        #expect(out.first(name: "forwarded") == "for=10.0.0.7;proto=http")
+        #expect(out[canonicalForm: "x-forwarded-proto"] == ["http"])
+    }
+
+    @Test func forwardingFieldsOfATrustedPeerAreExtended() {
+        let request: HPACKHeaders = ["x-forwarded-for": "198.51.100.9", "forwarded": "for=198.51.100.9"]
+        let out = H2Headers.requestForUpstream(request, clientAddress: "::1", scheme: "https", trusted: true)
+        #expect(out.first(name: "x-forwarded-for") == "198.51.100.9, ::1")
+        #expect(out.first(name: "forwarded") == #"for=198.51.100.9, for="[::1]";proto=https"#)
+    }
+
+    @Test func responsesLoseConnectionSpecificFields() {
+        let response: HPACKHeaders = [":status": "200", "connection": "close", "grpc-status": "0"]
+        let out = H2Headers.responseForClient(response)
+        #expect(out.first(name: "connection") == nil)
+        #expect(out.first(name: "grpc-status") == "0")
+        #expect(H2Headers.status(out) == 200)
+        #expect(H2Headers.grpcStatus(out) == 0)
+    }
+
+    @Test(arguments: [
+        ("1S", TimeAmount.seconds(1)), ("100m", .milliseconds(100)), ("5u", .microseconds(5)),
+        ("7n", .nanoseconds(7)), ("2M", .seconds(120)), ("1H", .seconds(3600)), ("99999999S", .seconds(99_999_999)),
+        ("0m", .milliseconds(0)),
+    ])
+    func grpcTimeoutParses(_ text: String, _ expected: TimeAmount) {
+        #expect(H2Headers.grpcTimeout(text) == expected)
+    }
+
+    /// Malformed values are ignored (nil), never trapped on: too many digits, no unit, signs, spaces, a
+    /// unit alone, huge hours (capped, no overflow).
+    @Test(arguments: ["", "S", "1", "123456789S", "-1S", "+1S", " 1S", "1 S", "1s", "1.5S", "1SS", "１S", "1\u{0}"])
+    func badGrpcTimeoutsAreNil(_ text: String) {
+        #expect(H2Headers.grpcTimeout(text) == nil)
+    }
+
+    /// Forwarded upstream, grpc-timeout is canonical (or gone), and nothing a client sent is indexed in the
+    /// HPACK table many clients share.
+    @Test func grpcTimeoutIsRewrittenAndNothingIsIndexed() {
+        let good = H2Headers.requestForUpstream(
+            ["grpc-timeout": "1500m", "x-a": "b"],
+            clientAddress: "1.2.3.4",
+            scheme: "http",
+            trusted: false
+        )
+        #expect(good.first(name: "grpc-timeout") == "1500000u")
+        #expect(good.allSatisfy { $0.indexable != .indexable })
+        for bad in ["bad", "1", "123456789S", "-5m"] {
+            let out = H2Headers.requestForUpstream(
+                ["grpc-timeout": bad],
+                clientAddress: "1.2.3.4",
+                scheme: "http",
+                trusted: false
+            )
+            #expect(out.first(name: "grpc-timeout") == nil, "\(bad) must not be forwarded")
+        }
+        var secret = HPACKHeaders()
+        secret.add(name: "authorization", value: "Bearer x", indexing: .neverIndexed)
+        let kept = H2Headers.requestForUpstream(secret, clientAddress: "1.2.3.4", scheme: "http", trusted: false)
+        #expect(kept.contains { $0.name == "authorization" && $0.indexable == .neverIndexed })
+    }
+
+    @Test(arguments: [
+        (TimeAmount.nanoseconds(5), "5n"), (.milliseconds(100), "100000u"), (.seconds(100), "100000m"),
+        (.seconds(99_999_999), "99999999S"), (.seconds(200_000_000), "3333334M"), (.nanoseconds(-3), "0n"),
+    ])
+    func grpcTimeoutsAreFormattedInTheFinestUnitThatFits(_ timeout: TimeAmount, _ expected: String) {
+        #expect(H2Headers.formatGrpcTimeout(timeout) == expected)
+        #expect(H2Headers.grpcTimeout(expected) != nil)
+    }
+
+    @Test func hugeHoursDoNotOverflow() {
+        let value = H2Headers.grpcTimeout("99999999H")
+        #expect(value != nil)
+        #expect((value?.nanoseconds ?? -1) > 0)
+    }
+
+    @Test(arguments: [
+        ("application/grpc", true), ("application/grpc+proto", true), ("application/grpc; charset=x", true),
+        ("APPLICATION/GRPC", true), ("application/grpc-web", false), ("application/json", false),
+    ])
+    func grpcIsRecognisedByContentType(_ type: String, _ expected: Bool) {
+        #expect(H2Headers.isGRPC(["content-type": type]) == expected)
+    }
+
+    @Test(arguments: ["", "abc", "20", "2000", "-10", "999", "099x"])
+    func badStatusesAreNil(_ text: String) {
+        #expect(H2Headers.status([":status": text]) == nil)
+    }
+
+    @Test(arguments: ["", "x", "-1", "1234", "1 "])
+    func badGrpcStatusesAreNil(_ text: String) {
+        #expect(H2Headers.grpcStatus(["grpc-status": text]) == nil)
+    }
+
+    @Test func trailersOnlyCarriesTheHead() {
+        let only = H2Headers.grpcTrailers(status: 14, message: "upstream stream reset", withHead: true)
+        #expect(only.first(name: ":status") == "200")
+        #expect(only.first(name: "content-type") == "application/grpc")
+        #expect(H2Headers.grpcStatus(only) == 14)
+        let trailers = H2Headers.grpcTrailers(status: 4, message: "deadline", withHead: false)
+        #expect(trailers.first(name: ":status") == nil)
+        #expect(trailers.first(name: "grpc-message") == "deadline")
+    }
+}
+
+@Suite struct H2PoolAccountingTests {
+    @Test func aConnectionTakesStreamsUpToThePeersLimit() {
+        var slots = H2StreamSlots()
+        slots.maxConcurrent = 2
+        #expect(slots.hasCapacity)
+        slots.active = 2
+        #expect(!slots.hasCapacity)
+        slots.active = 1
+        #expect(slots.hasCapacity)
+        slots.maxConcurrent = 0
+        #expect(!slots.hasCapacity)
+    }
+
+    @Test func aDrainingConnectionTakesNoStreamAndClosesWhenEmpty() {
+        var slots = H2StreamSlots()
+        slots.active = 3
+        slots.draining = true
+        #expect(!slots.hasCapacity)
+        #expect(!slots.isDrained)
+        slots.active = 0
+        #expect(slots.isDrained)
+    }
+
+    @Test func aClosedConnectionTakesNothing() {
+        var slots = H2StreamSlots()
+        slots.closed = true
+        #expect(!slots.hasCapacity)
+    }
+
+    /// The pool's reservations against a real (embedded) connection: slots are taken and given back, GOAWAY
+    /// stops new streams and a lowered SETTINGS_MAX_CONCURRENT_STREAMS is respected.
+    @Test func thePoolCountsStreamsPerConnection() throws {
+        let loop = EmbeddedEventLoop()
+        let pool = H2UpstreamPool(eventLoop: loop, timeouts: ProxyTimeouts())
+        let channel = EmbeddedChannel(loop: loop)
+        let multiplexer = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
+            mode: .client,
+            connectionConfiguration: .init(),
+            streamConfiguration: .init(),
+            inboundStreamInitializer: { $0.close() }
+        )
+        let endpoint = UpstreamEndpoint(
+            service: "api",
+            configuration: .init(address: .init(host: "127.0.0.1", port: 1), zone: "a")
+        )
+        let connection = H2UpstreamConnection(endpoint: endpoint, channel: channel, multiplexer: multiplexer)
+        connection.becameReady()
+        pool.maxConcurrentStreamsChanged(connection, to: 2)
+        #expect(connection.slots.hasCapacity)
+        connection.slots.active = 2
+        #expect(!connection.slots.hasCapacity)
+        pool.streamEnded(on: connection)
+        #expect(connection.slots.active == 1)
+        pool.goAwayReceived(connection, lastStreamID: HTTP2StreamID(1))
+        #expect(connection.goAwayLastStreamID == HTTP2StreamID(1))
+        #expect(!connection.slots.hasCapacity)
+        pool.streamEnded(on: connection)
+        pool.streamEnded(on: connection)
+        #expect(connection.slots.active == 0)
+        _ = try? channel.finish()
+    }
+}
+
+@Suite struct H2ListenerTests {
+    func buffer(_ text: String) -> ByteBuffer { ByteBuffer(string: text) }
+
+    @Test func thePrefaceIsRecognisedByteByByte() {
+        let preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+        for length in 0..<preface.utf8.count {
+            let prefix = String(decoding: Array(preface.utf8).prefix(length), as: UTF8.self)
+            #expect(H2Listener.detect(buffer(prefix)) == .undecided)
+        }
+        #expect(H2Listener.detect(buffer(preface)) == .http2)
+        #expect(H2Listener.detect(buffer(preface + "\0\0\0\u{4}")) == .http2)
+        #expect(H2Listener.detect(buffer("GET / HTTP/1.1\r\n")) == .other)
+        #expect(H2Listener.detect(buffer("PRI * HTTP/1.1")) == .other)
+        #expect(H2Listener.detect(buffer("P")) == .undecided)
+        #expect(H2Listener.detect(buffer("\u{16}\u{3}\u{1}")) == .other)
+    }
+
+    /// The sniffer hands the first bytes, split however they arrive, to what it installs, then leaves.
+    @Test(arguments: [true, false])
+    func theSnifferInstallsTheRightHandlerAndReplaysTheBytes(http2: Bool) throws {
+        let channel = EmbeddedChannel()
+        var chosen: String?
+        let sniffer = H2PrefaceSniffer(timeout: .seconds(10)) { _ in
+            chosen = "h2"
+        } otherwise: { _ in
+            chosen = "h1"
+        }
+        try channel.pipeline.syncOperations.addHandler(sniffer)
+        try channel.connect(to: .init(ipAddress: "127.0.0.1", port: 1)).wait()
+        let text = http2 ? "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\nrest" : "GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+        let bytes = Array(text.utf8)
+        try channel.writeInbound(ByteBuffer(bytes: bytes.prefix(1)))
+        if http2 { #expect(chosen == nil) }
+        try channel.writeInbound(ByteBuffer(bytes: bytes.dropFirst()))
+        #expect(chosen == (http2 ? "h2" : "h1"))
+        var replayed = ByteBuffer()
+        while var part = try channel.readInbound(as: ByteBuffer.self) { replayed.writeBuffer(&part) }
+        #expect(replayed == ByteBuffer(bytes: bytes))
+        #expect(throws: (any Error).self) { try channel.pipeline.syncOperations.handler(type: H2PrefaceSniffer.self) }
+        _ = try? channel.finish()
+    }
+
+    @Test func aSilentConnectionIsClosedAtTheDeadline() throws {
+        let channel = EmbeddedChannel()
+        let sniffer = H2PrefaceSniffer(timeout: .seconds(10)) { _ in
+        } otherwise: { _ in
+        }
+        try channel.pipeline.syncOperations.addHandler(sniffer)
+        try channel.connect(to: .init(ipAddress: "127.0.0.1", port: 1)).wait()
+        channel.embeddedEventLoop.advanceTime(by: .seconds(9))
+        #expect(channel.isActive)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(2))
+        #expect(!channel.isActive)
+    }
+
+    @Test func anHTTP1ClientOfAnHTTP2ServiceGets505() throws {
+        let channel = EmbeddedChannel(handler: H1RefusalHandler())
+        try channel.connect(to: .init(ipAddress: "127.0.0.1", port: 1)).wait()
+        try channel.writeInbound(ByteBuffer(string: "GET / HTTP/1.1\r\nHost: a\r\n\r\n"))
+        let response = try channel.readOutbound(as: ByteBuffer.self).map { String(buffer: $0) } ?? ""
+        #expect(response.hasPrefix("HTTP/1.1 505 HTTP Version Not Supported\r\n"))
+        #expect(response.contains("X-Zoneward-Error: http2-required\r\n"))
+        #expect(!channel.isActive)
+    }
+
+    /// Abuse NIOHTTP2 reports ends the connection (and is counted by reason); one stream's error does not.
+    @Test func onlyConnectionEndingErrorsCloseTheConnection() {
+        #expect(H2ConnectionGuard.reason(NIOHTTP2Errors.excessiveRSTFrames()) == "rapid-reset")
+        #expect(H2ConnectionGuard.reason(NIOHTTP2Errors.excessiveEmptyDataFrames()) == "flood")
+        #expect(H2ConnectionGuard.reason(NIOHTTP2Errors.excessivelyLargeHeaderBlock()) == "header-too-large")
+        #expect(H2ConnectionGuard.reason(NIOHTTP2Errors.streamClosed(streamID: 1, errorCode: .cancel)) == nil)
+        #expect(H2ConnectionGuard.reason(NIOHTTP2Errors.noSuchStream(streamID: 3)) == nil)
+    }
+
+    @Test func theClientConnectionAdvertisesItsLimits() {
+        let settings = H2Listener.serverConnectionConfiguration.initialSettings
+        #expect(settings.contains { $0.parameter == .maxConcurrentStreams && $0.value == 100 })
+        #expect(settings.contains { $0.parameter == .maxHeaderListSize && $0.value == 65_536 })
+        let stream = H2Listener.serverStreamConfiguration
+        #expect(stream.streamResetFrameRateLimit.maximumCount == H2Limits.maxResetsPerSecond)
+        #expect(stream.streamResetFrameRateLimit.windowLength == .seconds(1))
+    }
+}
