@@ -29,21 +29,24 @@ final class ConnectionRegistry: Sendable {
     }
 }
 
-/// One `UpstreamPool` per event loop, created on first use on that loop.
-final class UpstreamPools: Sendable {
-    private let pools = Mutex<[ObjectIdentifier: NIOLoopBound<UpstreamPool>]>([:])
-    private let timeouts: ProxyTimeouts
+/// One pool of upstream connections per event loop (HTTP/1.1's `UpstreamPool`, HTTP/2's `H2UpstreamPool`),
+/// created on first use on that loop and used only there.
+final class PerLoopPools<Pool>: Sendable {
+    private let pools = Mutex<[ObjectIdentifier: NIOLoopBound<Pool>]>([:])
+    private let make: @Sendable (any EventLoop) -> Pool
+    private let closeIdleOne: @Sendable (Pool) -> Void
 
-    init(timeouts: ProxyTimeouts) {
-        self.timeouts = timeouts
+    init(make: @escaping @Sendable (any EventLoop) -> Pool, closeIdle: @escaping @Sendable (Pool) -> Void) {
+        self.make = make
+        self.closeIdleOne = closeIdle
     }
 
     /// The pool of `eventLoop`; call on that loop.
-    func pool(for eventLoop: any EventLoop) -> UpstreamPool {
+    func pool(for eventLoop: any EventLoop) -> Pool {
         let id = ObjectIdentifier(eventLoop)
         return pools.withLock { pools in
             if let existing = pools[id] { return existing.value }
-            let pool = UpstreamPool(eventLoop: eventLoop, timeouts: timeouts)
+            let pool = make(eventLoop)
             pools[id] = NIOLoopBound(pool, eventLoop: eventLoop)
             return pool
         }
@@ -52,9 +55,18 @@ final class UpstreamPools: Sendable {
     /// Closes idle upstream connections on every loop.
     func closeIdle() {
         let all = pools.withLock { Array($0.values) }
+        let closeIdleOne = self.closeIdleOne
         for bound in all {
-            bound.eventLoop.execute { bound.value.closeIdle() }
+            bound.eventLoop.execute { closeIdleOne(bound.value) }
         }
+    }
+}
+
+typealias UpstreamPools = PerLoopPools<UpstreamPool>
+
+extension PerLoopPools where Pool == UpstreamPool {
+    convenience init(timeouts: ProxyTimeouts) {
+        self.init(make: { UpstreamPool(eventLoop: $0, timeouts: timeouts) }, closeIdle: { $0.closeIdle() })
     }
 }
 

@@ -396,31 +396,11 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler {
 @available(*, unavailable)
 extension H2UpstreamConnectionHandler: Sendable {}
 
-/// One `H2UpstreamPool` per event loop, created on first use on that loop.
-final class H2UpstreamPools: Sendable {
-    private let pools = Mutex<[ObjectIdentifier: NIOLoopBound<H2UpstreamPool>]>([:])
-    private let timeouts: ProxyTimeouts
+typealias H2UpstreamPools = PerLoopPools<H2UpstreamPool>
 
-    init(timeouts: ProxyTimeouts) {
-        self.timeouts = timeouts
-    }
-
-    /// The pool of `eventLoop`; call on that loop.
-    func pool(for eventLoop: any EventLoop) -> H2UpstreamPool {
-        let id = ObjectIdentifier(eventLoop)
-        return pools.withLock { pools in
-            if let existing = pools[id] { return existing.value }
-            let pool = H2UpstreamPool(eventLoop: eventLoop, timeouts: timeouts)
-            pools[id] = NIOLoopBound(pool, eventLoop: eventLoop)
-            return pool
-        }
-    }
-
-    /// Closes connections that carry no stream, on every loop.
-    func closeIdle() {
-        let all = pools.withLock { Array($0.values) }
-        for bound in all {
-            bound.eventLoop.execute { bound.value.closeIdle() }
-        }
+extension PerLoopPools where Pool == H2UpstreamPool {
+    /// Closes connections that carry no stream, on every loop, with `closeIdle()`.
+    convenience init(timeouts: ProxyTimeouts) {
+        self.init(make: { H2UpstreamPool(eventLoop: $0, timeouts: timeouts) }, closeIdle: { $0.closeIdle() })
     }
 }
