@@ -53,7 +53,9 @@ public final class ControllerService: Service, Sendable {
     private let running = Mutex<Set<Int64>>([])
     /// Operations the API started or resumed, run by the leader's duties so that losing leadership or
     /// shutting down cancels them.
-    private let launches = AsyncStream.makeStream(of: Int64.self, bufferingPolicy: .bufferingNewest(256))
+    /// One stream per spell of leadership: a cancelled iteration ends an AsyncStream for good, so a replica
+    /// that leads again takes a new one (nil while it does not lead; operations are resumed when it does).
+    private let launches = Mutex<AsyncStream<Int64>.Continuation?>(nil)
     /// Whether this replica may act, and with which term.
     public let gate: LeadershipGate
     /// How leadership is won; nil for a single replica.
@@ -283,6 +285,10 @@ public final class ControllerService: Service, Sendable {
 
     /// Resumes interrupted operations, ships the state, and probes regions until cancelled.
     private func leaderDuties(term: Int64, sequence: ShipSequence) async {
+        // Registered before the unfinished operations are read, so none planned meanwhile is missed.
+        let (stream, continuation) = AsyncStream.makeStream(of: Int64.self, bufferingPolicy: .bufferingNewest(256))
+        launches.withLock { $0 = continuation }
+        defer { launches.withLock { $0 = nil } }
         await withDiscardingTaskGroup { tasks in
             // An operation interrupted by a crash or by a lost leader is resumed first.
             for operation in (try? store.unfinishedOperations()) ?? [] {
@@ -301,7 +307,7 @@ public final class ControllerService: Service, Sendable {
                 }
             }
             // Ends when this task is cancelled (shutdown, lost leadership); the operations then stop resumable.
-            for await id in launches.stream {
+            for await id in stream {
                 tasks.addTask { await self.execute(id) }
             }
         }
@@ -342,7 +348,7 @@ public final class ControllerService: Service, Sendable {
 
     /// Runs an operation in the background of `run()`.
     func launch(_ id: Int64) {
-        launches.continuation.yield(id)
+        _ = launches.withLock { $0?.yield(id) }
     }
 
     /// Runs an operation unless this process already runs it.
