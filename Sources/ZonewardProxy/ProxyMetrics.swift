@@ -209,7 +209,8 @@ struct ServiceMetrics: Sendable {
     let noCapacityRequests: Counter
 
     func recordRequest(destination: Int, status: Int, sent: Int, received: Int) {
-        let index = destination < 0 ? requests.count - 1 : destination
+        // Out of range (never expected) counts as `none` rather than trapping.
+        let index = destination < 0 || destination >= requests.count ? requests.count - 1 : destination
         requests[index][min(max(status / 100, 1), 5) - 1].increment()
         if sent > 0 { bytesSent[index].increment(by: Int64(sent)) }
         if received > 0 { bytesReceived[index].increment(by: Int64(received)) }

@@ -207,6 +207,56 @@ import Testing
         #expect(http10.1 == "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: keep-alive\r\n\r\n")
     }
 
+    /// `Connection: keep-alive` alone is this hop's own option when the client connection stays open: the
+    /// head goes out unchanged. Anything else in Connection, or a client that closes, still rewrites it.
+    @Test func keepAliveConnectionHeaderIsRelayedWhenTrue() throws {
+        let text = "HTTP/1.1 200 OK\r\nServer: nginx\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n"
+        #expect(try response(text).1 == nil)
+        #expect(try response(text, http11: false).1 == nil)  // already says what an HTTP/1.0 client needs
+        let closing = try response(text, keepAlive: false)
+        #expect(closing.1 == "HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 1\r\nConnection: close\r\n\r\n")
+        let nominating = try response(
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nContent-Length: 1\r\n\r\n"
+        )
+        #expect(nominating.1 == "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n")
+        let withKeepAliveHeader = try response(
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nContent-Length: 1\r\n\r\n"
+        )
+        #expect(withKeepAliveHeader.1 == "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n")
+    }
+
+    /// Field values are checked eight bytes at a time: every invalid byte is found wherever it sits, and
+    /// tabs and obs-text are accepted wherever they sit.
+    @Test func fieldValueBytesAtEveryPosition() {
+        for length in 0..<24 {
+            for position in 0..<max(length, 1) {
+                for (bad, valid) in [
+                    (UInt8(0), false), (0x1F, false), (0x7F, false), (0x0B, false), (9, true), (0x80, true),
+                    (0xFF, true), (0x20, true),
+                ] {
+                    var value = [UInt8](repeating: UInt8(ascii: "v"), count: length)
+                    if length > 0 { value[position] = bad }
+                    let ok = value.withUnsafeBytes { HTTPHeadParser.allFieldValueBytes($0, 0, value.count) }
+                    #expect(ok == (length == 0 || valid), "byte \(bad) at \(position) of \(length)")
+                }
+            }
+        }
+    }
+
+    @Test func forwardedHeadIsCopiedWhole() throws {
+        // Many kept lines around dropped ones: runs of adjacent lines are copied together.
+        let text =
+            "POST /upload HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nTE: x\r\nC: 3\r\nD: 4\r\n"
+            + "X-Forwarded-Proto: https\r\nE: 5\r\nContent-Length: 2\r\n\r\n"
+        let (head, forwarded) = try request(text)
+        #expect(head.framing == .contentLength(2))
+        #expect(
+            forwarded
+                == "POST /upload HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\nContent-Length: 2\r\n"
+                + "X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\nForwarded: for=192.0.2.7;proto=http\r\n\r\n"
+        )
+    }
+
     @Test func refusesBadResponses() {
         #expect(throws: HTTPFramingError.self) { try response("HTTP/1.1 2000 OK\r\n\r\n") }
         #expect(throws: HTTPFramingError.self) {

@@ -97,40 +97,53 @@ public enum HTTPHeadParser {
                 isHTTP11 && method == .get && fields.upgradeIsWebSocket && fields.connectionUpgrade
                 && framing == .none
 
-            // The forwarded head: request line, kept headers, then the forwarding headers.
-            output.reserveCapacity(minimumWritableBytes: bytes.count + 128)
-            output.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[requestLine.start..<requestLine.end + 2]))
-            var hasForwarded = false
-            if upgradesToWebSocket { output.writeStaticString("Connection: Upgrade\r\nUpgrade: websocket\r\n") }
-            for line in fields.lines {
-                switch line.kind {
-                case .hopByHop, .upgrade, .connection, .forwardedProto, .forwardedFor:
-                    continue
-                case .forwarded:
-                    hasForwarded = true
-                    continue
-                case .other where fields.isNominatedByConnection(line, bytes):
-                    continue
-                default:
-                    output.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[line.start..<line.end + 2]))
+            // The forwarded head: request line, kept headers, then the forwarding headers, copied in one
+            // pass into memory reserved once (a ByteBuffer write per line and per added header cost about
+            // 280 instructions each), with runs of adjacent kept lines copied together.
+            let trusted = forwarding.trustsPeer
+            var bound = bytes.count + 64 + forwarding.clientBytes.count + forwarding.middle.count
+            bound += forwarding.forwardedElement.count
+            if trusted {
+                for line in fields.lines where line.kind == .forwardedFor || line.kind == .forwarded {
+                    bound += line.value.count + 2
                 }
             }
-            // Earlier hops' values first, in order, then this hop's; an untrusted peer's are replaced, so a
-            // client cannot make the endpoint believe it comes from elsewhere.
-            output.writeStaticString("X-Forwarded-For: ")
-            for line in fields.lines where line.kind == .forwardedFor && forwarding.trustsPeer {
-                output.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[line.value]))
-                output.writeStaticString(", ")
-            }
-            output.writeBytes(forwarding.clientBytes)
-            output.writeBytes(forwarding.middle)
-            if hasForwarded && forwarding.trustsPeer {
-                for line in fields.lines where line.kind == .forwarded {
-                    output.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[line.value]))
-                    output.writeStaticString(", ")
+            output.writeWithUnsafeMutableBytes(minimumWritableBytes: bound) { out in
+                var writer = HeadWriter(out: out, from: bytes)
+                writer.copy(requestLine.start..<requestLine.end + 2)
+                if upgradesToWebSocket { writer.append("Connection: Upgrade\r\nUpgrade: websocket\r\n") }
+                var hasForwarded = false
+                for line in fields.lines {
+                    switch line.kind {
+                    case .hopByHop, .upgrade, .connection, .forwardedProto, .forwardedFor:
+                        continue
+                    case .forwarded:
+                        hasForwarded = true
+                        continue
+                    case .other where fields.isNominatedByConnection(line, bytes):
+                        continue
+                    default:
+                        writer.copy(line.start..<line.end + 2)
+                    }
                 }
+                // Earlier hops' values first, in order, then this hop's; an untrusted peer's are replaced, so
+                // a client cannot make the endpoint believe it comes from elsewhere.
+                writer.append("X-Forwarded-For: ")
+                for line in fields.lines where line.kind == .forwardedFor && trusted {
+                    writer.copy(line.value)
+                    writer.append(", ")
+                }
+                writer.append(forwarding.clientBytes)
+                writer.append(forwarding.middle)
+                if hasForwarded && trusted {
+                    for line in fields.lines where line.kind == .forwarded {
+                        writer.copy(line.value)
+                        writer.append(", ")
+                    }
+                }
+                writer.append(forwarding.forwardedElement)
+                return writer.finish()
             }
-            output.writeBytes(forwarding.forwardedElement)
             return RequestHead(
                 method: method,
                 isHTTP11: isHTTP11,
@@ -264,20 +277,35 @@ public enum HTTPHeadParser {
             // caller decides whether the switch is allowed.
             if status == 101 { return (response, false, false) }
 
+            // A Connection header that says only `keep-alive` is relayed as it is when the client connection
+            // stays open: it is then this hop's own control option (RFC 9110 §7.6.1 lets an intermediary
+            // replace Connection with its own), and the head goes out unchanged, with no copy. nginx and most
+            // servers send it on every response.
+            let keepsAliveAsSaid =
+                !interim && !closeClient && fields.connectionKeepAlive && !fields.connectionClose
+                && !fields.connectionUpgrade && fields.nominated.isEmpty
             let addConnection: StaticString? =
                 interim
-                ? nil : closeClient ? "Connection: close\r\n" : (clientIsHTTP11 ? nil : "Connection: keep-alive\r\n")
-            let dropsSomething = fields.lines.contains { fields.isHopByHop($0, bytes) }
-            guard dropsSomething || addConnection != nil else {
+                ? nil
+                : closeClient
+                    ? "Connection: close\r\n"
+                    : (clientIsHTTP11 || keepsAliveAsSaid ? nil : "Connection: keep-alive\r\n")
+            func drops(_ line: HeaderSummary.HeaderLine) -> Bool {
+                fields.isHopByHop(line, bytes) && !(keepsAliveAsSaid && line.kind == .connection)
+            }
+            guard fields.lines.contains(where: drops) || addConnection != nil else {
                 return (response, false, closeClient)
             }
-            output.reserveCapacity(minimumWritableBytes: bytes.count + 32)
-            output.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[statusLine.start..<statusLine.end + 2]))
-            for line in fields.lines where !fields.isHopByHop(line, bytes) {
-                output.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[line.start..<line.end + 2]))
+            output.writeWithUnsafeMutableBytes(minimumWritableBytes: bytes.count + 32) { out in
+                var writer = HeadWriter(out: out, from: bytes)
+                writer.copy(statusLine.start..<statusLine.end + 2)
+                for line in fields.lines where !drops(line) {
+                    writer.copy(line.start..<line.end + 2)
+                }
+                if let addConnection { writer.append(addConnection) }
+                writer.append("\r\n")
+                return writer.finish()
             }
-            if let addConnection { output.writeStaticString(addConnection) }
-            output.writeStaticString("\r\n")
             return (response, true, closeClient)
         }
     }
@@ -312,20 +340,103 @@ public enum HTTPHeadParser {
 
     // MARK: Bytes
 
-    /// RFC 9110 tchar.
+    /// RFC 9110 tchar: DIGIT, ALPHA and ! # $ % & ' * + - . ^ _ ` | ~.
     @inline(__always)
     static func isTokenCharacter(_ byte: UInt8) -> Bool {
-        switch byte {
-        case 48...57, 65...90, 97...122: return true
-        case 33, 35, 36, 37, 38, 39, 42, 43, 45, 46, 94, 95, 96, 124, 126: return true
-        default: return false
-        }
+        // A bitmap of the 128 ASCII bytes (bit n of the pair is byte n): a shift and a mask per byte, where
+        // the switch compiled to a chain of range tests.
+        byte < 64
+            ? (tokenBitsLow >> UInt64(byte)) & 1 != 0 : (tokenBitsHigh >> UInt64(byte & 63)) & 1 != 0 && byte < 128
     }
+
+    /// Bytes 0–63 and 64–127 that are tchar.
+    @inline(__always) private static var tokenBitsLow: UInt64 { 0x03FF_6CFA_0000_0000 }
+    @inline(__always) private static var tokenBitsHigh: UInt64 { 0x57FF_FFFF_C7FF_FFFE }
 
     /// HTAB, SP, VCHAR, obs-text.
     @inline(__always)
     static func isFieldValueByte(_ byte: UInt8) -> Bool {
         byte == 9 || (byte >= 32 && byte != 127)
+    }
+
+    /// Whether every byte in `start..<end` is a field value byte, eight at a time: a word with no byte
+    /// below 0x20 and none equal to 0x7F is all valid; a word with one (a tab, or an invalid byte) is checked
+    /// byte by byte. A quarter of the per-byte loop's instructions on ordinary values.
+    static func allFieldValueBytes(_ bytes: UnsafeRawBufferPointer, _ start: Int, _ end: Int) -> Bool {
+        var index = start
+        if let base = bytes.baseAddress {
+            let ones: UInt64 = 0x0101_0101_0101_0101
+            let highs: UInt64 = 0x8080_8080_8080_8080
+            while end - index >= 8 {
+                let word = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: index, as: UInt64.self))
+                // Any byte < 0x20, or any byte equal to 0x7F (the classic "has less than" and "has zero"
+                // tests; both exact about whether such a byte exists).
+                let below = (word &- ones &* 0x20) & ~word & highs
+                let del = word ^ (ones &* 0x7F)
+                let hasDel = (del &- ones) & ~del & highs
+                if below | hasDel != 0 {
+                    for position in index..<(index + 8) where !isFieldValueByte(bytes[position]) { return false }
+                }
+                index += 8
+            }
+        }
+        for position in index..<end where !isFieldValueByte(bytes[position]) { return false }
+        return true
+    }
+}
+
+/// Copies pieces of a head, and added text, into memory reserved for the whole result. Adjacent source
+/// ranges are merged and copied with one memcpy.
+struct HeadWriter {
+    let out: UnsafeMutableRawBufferPointer
+    let from: UnsafeRawBufferPointer
+    private(set) var written = 0
+    /// A source range not copied yet, extended while the next range starts where it ends.
+    private var pending: Range<Int> = 0..<0
+
+    init(out: UnsafeMutableRawBufferPointer, from: UnsafeRawBufferPointer) {
+        self.out = out
+        self.from = from
+    }
+
+    /// Copies `range` of the source (bounds checked: never past the reserved memory).
+    mutating func copy(_ range: Range<Int>) {
+        if !pending.isEmpty && pending.upperBound == range.lowerBound {
+            pending = pending.lowerBound..<range.upperBound
+            return
+        }
+        flush()
+        pending = range
+    }
+
+    mutating func append(_ text: StaticString) {
+        flush()
+        text.withUTF8Buffer { place(UnsafeRawBufferPointer($0)) }
+    }
+
+    mutating func append(_ bytes: [UInt8]) {
+        flush()
+        bytes.withUnsafeBytes { place($0) }
+    }
+
+    /// The number of bytes written.
+    mutating func finish() -> Int {
+        flush()
+        return written
+    }
+
+    private mutating func flush() {
+        guard !pending.isEmpty else { return }
+        let range = pending
+        pending = 0..<0
+        place(UnsafeRawBufferPointer(rebasing: from[range]))
+    }
+
+    private mutating func place(_ bytes: UnsafeRawBufferPointer) {
+        let count = min(bytes.count, out.count - written)
+        guard count > 0, let target = out.baseAddress, let source = bytes.baseAddress else { return }
+        (target + written).copyMemory(from: source, byteCount: count)
+        written += count
     }
 }
 
@@ -353,19 +464,18 @@ struct LineScanner {
 
     mutating func nextLine() throws(HTTPFramingError) -> Line {
         let start = position
-        var index = start
         let count = bytes.count
-        while index < count {
-            let byte = bytes[index]
-            if byte == 13 {
-                guard index + 1 < count, bytes[index + 1] == 10 else { throw .bareLineEnding }
-                position = index + 2
-                return Line(start: start, end: index)
-            }
-            if byte == 10 { throw .bareLineEnding }
-            index += 1
-        }
-        throw .bareLineEnding
+        // memchr for the CR, then for an LF before it, instead of a byte loop: a third of the parser's
+        // instructions went to finding line ends. Same verdicts: a line ends at its first CR, which must be
+        // followed by LF, and holds no LF.
+        guard start < count, let base = bytes.baseAddress,
+            let found = memchr(base + start, 13, count - start)
+        else { throw .bareLineEnding }
+        let index = base.distance(to: UnsafeRawPointer(found))
+        if index > start, memchr(base + start, 10, index - start) != nil { throw .bareLineEnding }
+        guard index + 1 < count, bytes[index + 1] == 10 else { throw .bareLineEnding }
+        position = index + 2
+        return Line(start: start, end: index)
     }
 }
 
@@ -428,9 +538,7 @@ struct HeaderSummary {
             while index < line.end, bytes[index] == 32 || bytes[index] == 9 { index += 1 }
             var valueEnd = line.end
             while valueEnd > index, bytes[valueEnd - 1] == 32 || bytes[valueEnd - 1] == 9 { valueEnd -= 1 }
-            for position in index..<valueEnd where !HTTPHeadParser.isFieldValueByte(bytes[position]) {
-                throw .invalidHeaderValue
-            }
+            guard HTTPHeadParser.allFieldValueBytes(bytes, index, valueEnd) else { throw .invalidHeaderValue }
             let kind = Self.classify(bytes, line.start, nameEnd)
             let header = HeaderLine(
                 start: line.start,

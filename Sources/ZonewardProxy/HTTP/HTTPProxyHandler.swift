@@ -29,6 +29,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let routes: ServiceRoutes
         var machine: ExchangeStateMachine
         var endpoint: UpstreamEndpoint?
+        /// The index of `endpoint`'s zone in the routes, as the metrics count it (-1: none).
+        var zone = -1
         /// Endpoints tried before the current one (empty unless retrying).
         var tried: [UpstreamEndpoint] = []
         var upstream: UpstreamConnection?
@@ -282,7 +284,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Picks an endpoint (not one already tried) and gets a connection to it.
     private func dispatch() {
         guard let current = exchange else { return }
-        guard let endpoint = current.routes.pick(&random, excluding: current.tried) else {
+        guard let (endpoint, zone) = current.routes.pickWithZone(&random, excluding: current.tried) else {
             exchange = current
             if let failure = current.machine.lastFailure {
                 respondToFailure(failure, close: !current.body.isComplete)
@@ -292,9 +294,16 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         current.endpoint = endpoint
+        current.zone = zone
         endpoint.outstanding.wrappingAdd(1, ordering: .relaxed)
         exchange = current
         let generation = current.generation
+        // A pooled connection, the common case, without the callback `acquire` takes (a closure context
+        // allocated and released per request).
+        if let connection = pool.idleConnection(to: endpoint) {
+            connected(.success(connection), generation: generation)
+            return
+        }
         pool.acquire(endpoint) { result in
             self.connected(result, generation: generation)
         }
@@ -352,8 +361,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         current.machine.responseHead(status: response.status, interim: response.isInterim, closesClient: closeClient)
         current.received += bytes.readableBytes
         if !response.isInterim {
-            if let endpoint = current.endpoint, let zone = current.routes.zoneIndex[endpoint.zone] {
-                current.routes.metrics.latency[zone].recordNanoseconds((NIODeadline.now() - current.sentAt).nanoseconds)
+            let latencies = current.routes.metrics.latency
+            if current.endpoint != nil, current.zone >= 0, current.zone < latencies.count {
+                latencies[current.zone].recordNanoseconds((NIODeadline.now() - current.sentAt).nanoseconds)
             }
         }
         exchange = current
@@ -452,7 +462,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .closeClient:
             // Counted against the zone it was served from (the endpoint was released above).
             current.routes.metrics.recordRequest(
-                destination: endpoint.flatMap { current.routes.zoneIndex[$0.zone] } ?? -1,
+                destination: endpoint == nil ? -1 : current.zone,
                 status: status,
                 sent: current.sent,
                 received: current.received
@@ -489,7 +499,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// - Parameter success: the endpoint's outcome for outlier detection; nil when the endpoint is not to
     ///   blame either way (the client ended the exchange).
     private func record(_ current: Exchange, status: Int, success: Bool?) {
-        let zone = current.endpoint.flatMap { current.routes.zoneIndex[$0.zone] } ?? -1
+        let zone = current.endpoint == nil ? -1 : current.zone
         current.routes.metrics.recordRequest(
             destination: zone,
             status: status,

@@ -103,17 +103,26 @@ public final class ServiceRoutes: Sendable {
     ///
     /// - Parameter excluding: endpoints already tried for this request (a retry goes elsewhere).
     func pick(_ random: inout BalancerRandom, excluding: [UpstreamEndpoint] = []) -> UpstreamEndpoint? {
+        pickWithZone(&random, excluding: excluding)?.endpoint
+    }
+
+    /// As `pick`, with the index of the endpoint's zone (in `problem.zones`, as the metrics count it): the
+    /// request path then never looks the zone up by name (two string-keyed lookups per request).
+    func pickWithZone(
+        _ random: inout BalancerRandom,
+        excluding: [UpstreamEndpoint] = []
+    ) -> (endpoint: UpstreamEndpoint, zone: Int)? {
         let zone = pickZone(&random)
         guard zone >= 0 else { return nil }
         if let endpoint = twoChoices(in: zone, &random, excluding: excluding) {
-            return endpoint
+            return (endpoint, zone)
         }
         // Everything in that zone was tried: the next zones by the plan's preference, then any zone.
         let order = cumulativeRow.indices.sorted {
             plan.route(from: sourceZone, to: $0) > plan.route(from: sourceZone, to: $1)
         }
         for other in order where other != zone {
-            if let endpoint = twoChoices(in: other, &random, excluding: excluding) { return endpoint }
+            if let endpoint = twoChoices(in: other, &random, excluding: excluding) { return (endpoint, other) }
         }
         return nil
     }

@@ -25,6 +25,9 @@ final class UpstreamConnection: ChannelDuplexHandler, RemovableChannelHandler {
     private var clientIsHTTP11 = true
     private var scratch = HeaderSummary()
     private let idle = IdleWatch()
+    /// Something was written since the last flush. The client side flushes after each client read, most
+    /// often with nothing new written: an empty flush still walks the pipeline to the socket.
+    private var unflushed = false
 
     init(endpoint: UpstreamEndpoint) {
         self.endpoint = endpoint
@@ -70,15 +73,19 @@ final class UpstreamConnection: ChannelDuplexHandler, RemovableChannelHandler {
         reusable = true
         receivedAnything = false
         idle.touch()
+        unflushed = true
         context?.write(wrapOutboundOut(requestHead), promise: nil)
     }
 
     func write(_ bytes: ByteBuffer) {
         idle.touch()
+        unflushed = true
         context?.write(wrapOutboundOut(bytes), promise: nil)
     }
 
     func flush() {
+        guard unflushed else { return }
+        unflushed = false
         context?.flush()
     }
 
@@ -163,6 +170,7 @@ final class UpstreamConnection: ChannelDuplexHandler, RemovableChannelHandler {
                 scanFrom = max(0, pending.readableBytes - 3)
                 return
             }
+            let message = pending
             guard let headBytes = pending.readSlice(length: length) else { return }
             buffer = pending
             head = nil
@@ -185,10 +193,38 @@ final class UpstreamConnection: ChannelDuplexHandler, RemovableChannelHandler {
                 exchange.switchToTunnel(upstream: self, head: headBytes, leftover: leftover)
                 return
             }
-            exchange.responseHead(didRewrite ? rewritten : headBytes, response: response, closeClient: closeClient)
-            if response.isInterim { continue }
+            if response.isInterim {
+                exchange.responseHead(didRewrite ? rewritten : headBytes, response: response, closeClient: closeClient)
+                continue
+            }
             reusable = response.keepAlive
-            let tracker = BodyTracker(response.framing)
+            var tracker = BodyTracker(response.framing)
+            if !didRewrite && !tracker.isComplete && buffer.readableBytes > 0 {
+                // The head goes out as it came, and the body bytes read with it follow it in the same
+                // buffer: one write to the client instead of two (a pipeline write costs ~1,500
+                // instructions). Bad body framing is still reported after the head went out, as before.
+                let taken: Int
+                do {
+                    taken = try buffer.withUnsafeReadableBytes { try tracker.consume($0) }
+                } catch {
+                    exchange.responseHead(headBytes, response: response, closeClient: closeClient)
+                    throw error
+                }
+                if let whole = message.getSlice(at: message.readerIndex, length: length + taken) {
+                    buffer.moveReaderIndex(forwardBy: taken)
+                    exchange.responseHead(whole, response: response, closeClient: closeClient)
+                } else {
+                    exchange.responseHead(headBytes, response: response, closeClient: closeClient)
+                    if let slice = buffer.readSlice(length: taken) { exchange.responseBody(slice) }
+                }
+                if tracker.isComplete {
+                    finishResponse(reusable: reusable && buffer.readableBytes == 0)
+                    return
+                }
+                body = tracker
+                continue
+            }
+            exchange.responseHead(didRewrite ? rewritten : headBytes, response: response, closeClient: closeClient)
             if tracker.isComplete {
                 finishResponse(reusable: reusable && buffer.readableBytes == 0)
                 return

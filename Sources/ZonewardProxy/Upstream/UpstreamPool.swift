@@ -10,8 +10,11 @@ final class UpstreamPool {
 
     let eventLoop: any EventLoop
     let timeouts: ProxyTimeouts
-    private var idle: [String: [UpstreamConnection]] = [:]
-    private var open: [String: Int] = [:]
+    /// Keyed by the endpoint object, which a reload keeps while the endpoint stays (its counters live in
+    /// it): hashing an ObjectIdentifier costs a fraction of hashing the endpoint's `service/host:port` key,
+    /// and the request path does it twice per request.
+    private var idle: [ObjectIdentifier: [UpstreamConnection]] = [:]
+    private var open: [ObjectIdentifier: Int] = [:]
     /// Requests and retries over the last 10 seconds, for the retry budget.
     private var budget = RetryBudget()
 
@@ -46,17 +49,16 @@ final class UpstreamPool {
     /// Calls `completion` on this event loop with an idle connection to `endpoint`, or a new one.
     func acquire(_ endpoint: UpstreamEndpoint, _ completion: @escaping (Result<UpstreamConnection, any Error>) -> Void)
     {
-        while let connection = idle[endpoint.key]?.popLast() {
-            if connection.isUsable {
-                completion(.success(connection))
-                return
-            }
+        if let connection = idleConnection(to: endpoint) {
+            completion(.success(connection))
+            return
         }
-        guard open[endpoint.key, default: 0] < timeouts.maxConnectionsPerEndpoint else {
+        let key = ObjectIdentifier(endpoint)
+        guard open[key, default: 0] < timeouts.maxConnectionsPerEndpoint else {
             completion(.failure(Failure.exhausted(endpoint)))
             return
         }
-        open[endpoint.key, default: 0] += 1
+        open[key, default: 0] += 1
         connector(endpoint, eventLoop).assumeIsolated().whenComplete { result in
             switch result {
             case .success(let channel):
@@ -66,27 +68,37 @@ final class UpstreamPool {
                     connection.watchIdleness(period: TimeAmount(endpoint.timeouts.upstreamRead / 2))
                     completion(.success(connection))
                 } catch {
-                    self.open[endpoint.key, default: 1] -= 1
+                    self.open[key, default: 1] -= 1
                     channel.close(promise: nil)
                     completion(.failure(error))
                 }
             case .failure(let error):
-                self.open[endpoint.key, default: 1] -= 1
+                self.open[key, default: 1] -= 1
                 completion(.failure(error))
             }
         }
     }
 
+    /// An idle pooled connection to `endpoint`, taken out of the pool, or nil when there is none.
+    func idleConnection(to endpoint: UpstreamEndpoint) -> UpstreamConnection? {
+        let key = ObjectIdentifier(endpoint)
+        while let connection = idle[key]?.popLast() {
+            if connection.isUsable { return connection }
+        }
+        return nil
+    }
+
     /// Returns a connection whose response ended cleanly, for the next request.
     func release(_ connection: UpstreamConnection) {
         guard connection.isUsable else { return }
-        idle[connection.endpoint.key, default: []].append(connection)
+        idle[ObjectIdentifier(connection.endpoint), default: []].append(connection)
     }
 
     /// A connection closed: forget it.
     func closed(_ connection: UpstreamConnection) {
-        open[connection.endpoint.key, default: 1] -= 1
-        idle[connection.endpoint.key]?.removeAll { $0 === connection }
+        let key = ObjectIdentifier(connection.endpoint)
+        open[key, default: 1] -= 1
+        idle[key]?.removeAll { $0 === connection }
     }
 
     /// Closes every idle connection (graceful shutdown).
