@@ -70,7 +70,7 @@ enum ControllerStatusPage {
 
     static func render(_ status: ControllerStatus) -> String {
         var body = "<h1>Zoneward controller</h1>\n"
-        var meta = [status.role + (status.term.map { " (term \($0))" } ?? "")]
+        var meta = [status.role + (status.role == "leader" ? status.term.map { " (term \($0))" } ?? "" : "")]
         if status.role == "follower" {
             meta.append("leader: " + (status.leaderURL.flatMap { $0.isEmpty ? nil : $0 } ?? "none known"))
             if let age = status.stateAge {

@@ -62,6 +62,7 @@ public enum HTMLPage {
         .idle { background: #eaeef2; color: #424a53; }
         .maps { display: flex; flex-wrap: wrap; gap: 24px; align-items: flex-start; }
         .maps figure { margin: 0; }
+        .maps .title { font-weight: 600; margin-bottom: 2px; }
         .maps figcaption { color: #57606a; font-size: 12px; max-width: 420px; }
 
         """

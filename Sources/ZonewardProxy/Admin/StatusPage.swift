@@ -181,7 +181,7 @@ enum StatusPage {
         html += "<h3>Zones by region</h3>\n" + zonesTable(service)
         html += "<h3>Routes</h3>\n<div class=\"maps\">\n"
         let names = service.zones.map(\.name)
-        html += "<figure>\n"
+        html += "<figure>\n<div class=\"title\">Plan in force</div>\n"
         html += HTMLPage.svg(
             .init(
                 id: "plan",
@@ -196,7 +196,8 @@ enum StatusPage {
             in a zone (column).</figcaption>
             </figure>\n
             """
-        html += "<figure>\n" + HTMLPage.svg(measuredMap(service, sourceZone: status.sourceZone))
+        html += "<figure>\n<div class=\"title\">Measured traffic</div>\n"
+        html += HTMLPage.svg(measuredMap(service, sourceZone: status.sourceZone))
         let total = service.requests.joined().reduce(0, +)
         var caption = """
             Measured by this proxy since it started: the share of the \(HTMLPage.quantity(total)) requests from \
@@ -266,7 +267,7 @@ enum StatusPage {
                         + "<small>(\(HTMLPage.escape(zone.demandSource)))</small></td>",
                     HTMLPage.numberCell(HTMLPage.quantity(zone.load)),
                     HTMLPage.numberCell(HTMLPage.quantity(zone.bound)),
-                    zone.drained ? HTMLPage.badge("drained", .warn) : "",
+                    zone.drained ? HTMLPage.badge("drained", .warn) : "no",
                     health,
                 ])
             }
