@@ -134,7 +134,7 @@ enum ControllerStatusPage {
         if let inFlight {
             var html = HTMLPage.badge("in flight: \(inFlight.step)", .warn) + " " + HTMLPage.escape(summary)
             if !inFlight.detail.isEmpty {
-                let since = inFlight.at.map { " (\(Int(max(0, now.timeIntervalSince($0)))) s ago)" } ?? ""
+                let since = inFlight.at.map { " (\(age(now.timeIntervalSince($0))) ago)" } ?? ""
                 html += "<br><small>\(HTMLPage.escape(inFlight.detail + since))</small>"
             }
             return html
@@ -187,9 +187,10 @@ enum ControllerStatusPage {
     static func age(_ seconds: Double) -> String {
         guard seconds.isFinite else { return "—" }
         let s = max(0, seconds)
-        if s < 120 { return "\(Int(s)) s" }
-        if s < 7200 { return "\(Int(s / 60)) min" }
-        if s < 172_800 { return "\(Int(s / 3600)) h" }
-        return "\(Int(s / 86400)) d"
+        // Formatted as doubles: an absurd age (a clock far off) prints, never traps converting to Int.
+        if s < 120 { return String(format: "%.0f s", s.rounded(.down)) }
+        if s < 7200 { return String(format: "%.0f min", (s / 60).rounded(.down)) }
+        if s < 172_800 { return String(format: "%.0f h", (s / 3600).rounded(.down)) }
+        return String(format: "%.0f d", (s / 86400).rounded(.down))
     }
 }

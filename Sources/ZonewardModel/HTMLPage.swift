@@ -109,7 +109,7 @@ public enum HTMLPage {
     public static func quantity(_ value: Double) -> String {
         guard value.isFinite else { return "—" }
         if value == value.rounded(), abs(value) < 1e15 { return String(Int64(value)) }
-        if abs(value) >= 100 { return String(Int64(value.rounded())) }
+        if abs(value) >= 100, abs(value) < 1e15 { return String(Int64(value.rounded())) }
         return String(format: "%.3g", value)
     }
 

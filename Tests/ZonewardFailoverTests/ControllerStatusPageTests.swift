@@ -142,6 +142,16 @@ import ZonewardState
         }
     }
 
+    @Test func agesReadAsSecondsMinutesHoursOrDaysAndNeverTrap() {
+        #expect(ControllerStatusPage.age(59.9) == "59 s")
+        #expect(ControllerStatusPage.age(3600) == "60 min")
+        #expect(ControllerStatusPage.age(7200) == "2 h")
+        #expect(ControllerStatusPage.age(3 * 86400) == "3 d")
+        #expect(ControllerStatusPage.age(-5) == "0 s")
+        #expect(ControllerStatusPage.age(1e300).hasSuffix(" d"))
+        #expect(ControllerStatusPage.age(.infinity) == "—")
+    }
+
     /// The DR section renders nothing until the report carries posture or drills.
     @Test func theDRSectionIsEmptyWithoutData() {
         #expect(ControllerStatusPage.drSection(status(service: "orders", job: "app")).isEmpty)

@@ -42,5 +42,6 @@ import Testing
         #expect(HTMLPage.quantity(6) == "6")
         #expect(HTMLPage.quantity(1234.6) == "1235")
         #expect(HTMLPage.quantity(0.12345) == "0.123")
+        #expect(HTMLPage.quantity(1e300) == "1e+300")
     }
 }
