@@ -4,7 +4,8 @@
 # following it run on loopback, take traffic and a backup, and their /metrics are collected. A metric
 # referenced but not seen in this run must at least be declared in Sources/ (some appear only once their
 # event happens: a timeout, a 503 no-capacity); those are listed. promtool checks the rules when Debian's
-# prometheus package provides it.
+# prometheus package provides it. The controller's and the proxy's status pages (`GET /`) are checked
+# with curl, and the controller's page as rendered by headless Chromium.
 source "$(dirname "$0")/lib/common.sh"
 
 BASE=${ZONEWARD_IT_PORT_BASE_OBSERVABILITY:-26600}
@@ -87,6 +88,52 @@ for n in missing:
     print(f"    not exported anywhere: {n}")
 sys.exit(1 if missing else 0)
 PY
+echo "observability: status pages"
+TOKEN=$(cat "$WORK/token")
+check "the controller's page needs the token" \
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$API/")" = 401 ]
+curl -s -D "$WORK/controller-page.headers" -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$API/" \
+    >"$WORK/controller-page.html"
+curl -s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$API/v1/status" >"$WORK/status.json"
+check "the controller's page is HTML" grep -qi '^content-type: text/html; charset=utf-8' "$WORK/controller-page.headers"
+# page-facts FILE: the page names service orders with /v1/status's epoch and active region, and job app.
+page_facts() {
+    python3 - "$1" "$WORK/status.json" <<'PY'
+import json, re, sys
+page, status = open(sys.argv[1]).read(), json.load(open(sys.argv[2]))
+orders = next(s for s in status["services"] if s["name"] == "orders")
+assert '<td data-service="orders"><strong>orders</strong></td>' in page, page[:400]
+row = re.search(r'data-service="orders".*?</tr>', page, re.S).group(0)
+assert f'data-epoch="orders">{orders["epoch"]}</td>' in row, row
+assert f'<td>{orders["activeRegion"]}</td>' in row, row
+backup = re.search(r'data-job="app".*?</tr>', page, re.S)
+assert backup and re.search(r'badge [a-z]+">(completed|verified)</span>', backup.group(0)), page
+PY
+}
+check "the controller's page names orders with its epoch and active region, and backup job app" \
+    page_facts "$WORK/controller-page.html"
+CHROMIUM=$(command -v chromium || command -v chromium-browser || true)
+if [ -n "$CHROMIUM" ]; then
+    # Chromium cannot send the bearer token: it renders the page fetched with curl. Bounded (on timeout only
+    # its own process group is killed), with a throwaway profile.
+    dump_dom() { # URL OUTPUT
+        timeout -k 5 60 "$CHROMIUM" --headless --no-sandbox --disable-gpu --no-first-run \
+            --user-data-dir="$WORK/chromium-profile" --dump-dom "$1" >"$2" 2>"$WORK/chromium.log"
+    }
+    check "headless Chromium renders the controller's page" \
+        dump_dom "file://$WORK/controller-page.html" "$WORK/controller-dom.html"
+    check "the rendered DOM has the same facts" page_facts "$WORK/controller-dom.html"
+else
+    fail "chromium is not installed (apt-get install chromium; .ci/run installs it)"
+fi
+curl -s -D "$WORK/proxy-page.headers" "http://127.0.0.1:$ADMIN/" >"$WORK/proxy-page.html"
+check "the proxy's page is HTML naming its zones and services" python3 - "$WORK/proxy-page.html" <<'PY'
+import sys
+page = open(sys.argv[1]).read()
+for fact in ['<td data-zone="za">za</td>', '<td data-zone="zb">zb</td>', '<h2 id="service-web">', '<h2 id="service-orders">']:
+    assert fact in page, fact
+PY
+
 if command -v promtool >/dev/null; then
     check "promtool check rules config/prometheus/alerts.yaml" promtool check rules "$ROOT/config/prometheus/alerts.yaml"
 else

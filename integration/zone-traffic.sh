@@ -5,6 +5,8 @@
 #   2. killing one backend under steady load fails no GET;
 #   3. killing every backend of a zone moves its traffic within 2 s, with no failures after that;
 #   4. `zoneward zone drain` takes a zone's share to 0 within 1 s.
+# Between 1 and 2, the status page (`GET /` on the admin port) is loaded in headless Chromium under load:
+# its DOM names every zone and carries /admin/plan's route probabilities; a screenshot is taken.
 source "$(dirname "$0")/lib/common.sh"
 
 if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
@@ -150,6 +152,66 @@ DEVIATION=$(echo "$FRACTIONS" | awk '/max deviation/ {print $3}')
 check "measured fractions match the plan within 0.02 (max deviation $DEVIATION)" \
     python3 -c "import sys; sys.exit(0 if float('$DEVIATION') <= 0.02 else 1)"
 
+echo "zone-traffic: 1b. the status page under load, in headless Chromium"
+CHROMIUM=$(command -v chromium || command -v chromium-browser || true)
+if [ -z "$CHROMIUM" ]; then
+    fail "chromium is not installed (apt-get install chromium; .ci/run installs it)"
+else
+    # chromium OUTPUT ARGS...: headless, with a throwaway profile, bounded; on timeout only its own process
+    # group (timeout's child and the helpers it started) is killed.
+    chromium_run() {
+        local output=$1 profile
+        shift
+        profile=$(mktemp -d "$WORK/chromium-profile.XXXXXX")
+        timeout -k 5 60 "$CHROMIUM" --headless --no-sandbox --disable-gpu --no-first-run --user-data-dir="$profile" \
+            "$@" >"$output" 2>>"$WORK/chromium.log"
+    }
+    PAGE="http://127.0.0.1:${ADMIN_PORT[z-a]}/"
+    $LOAD --port "${PROXY_PORT[z-a]}" --count 1000000 --seconds 12 --threads 2 >"$WORK/page-load.json" &
+    page_load=$!
+    sleep 1
+    curl -s "http://127.0.0.1:${ADMIN_PORT[z-a]}/admin/plan" >"$WORK/page-plan-before.json"
+    check "chromium --dump-dom loads the status page" chromium_run "$WORK/page-dom.html" --dump-dom "$PAGE"
+    curl -s "http://127.0.0.1:${ADMIN_PORT[z-a]}/admin/plan" >"$WORK/page-plan-after.json"
+    check "chromium --screenshot takes the status page" \
+        chromium_run "$WORK/chromium-screenshot.out" --screenshot="$WORK/status-page.png" --window-size=1280,1000 "$PAGE"
+    load_running=0
+    kill -0 "$page_load" 2>/dev/null && load_running=1
+    wait "$page_load"
+    check "the load was still running when the pages were taken" [ "$load_running" = 1 ]
+    check "the DOM names every zone and shows /admin/plan's route probabilities" \
+        python3 - "$WORK/page-dom.html" "$WORK/page-plan-before.json" "$WORK/page-plan-after.json" <<'PY'
+import json, re, sys
+dom = open(sys.argv[1]).read()
+before, after = (json.load(open(path)) for path in sys.argv[2:4])
+assert before["version"] == after["version"], "the plan changed while the page was taken"
+routes = before["services"]["web"]["routes"]
+assert "<h1>Zoneward proxy · zone z-a</h1>" in dom, dom[:500]
+def cell(name):
+    match = re.search(r'data-cell="' + re.escape(name) + r'".*?<text[^>]*>([^<]*)</text>', dom, re.S)
+    return match and match.group(1)
+for zone in ["z-a", "z-b", "z-c"]:
+    assert f'<td data-zone="{zone}">{zone}</td>' in dom, zone
+    for destination in ["z-a", "z-b", "z-c"]:
+        expected = f"{routes[zone][destination]:.2f}"
+        assert cell(f"plan {zone} {destination}") == expected, (zone, destination, cell(f"plan {zone} {destination}"), expected)
+# This proxy measured its own zone's requests: that row has numbers, the other zones' rows do not.
+shares = [cell(f"measured z-a {d}") for d in ["z-a", "z-b", "z-c"]]
+assert all(re.fullmatch(r"\d\.\d\d", s or "") for s in shares), shares
+assert abs(sum(float(s) for s in shares) - 1) < 0.02, shares
+assert cell("measured z-b z-a") == "—"
+print(f"    plan z-a → z-a {routes['z-a']['z-a']:.4f} shown as {cell('plan z-a z-a')}; measured z-a row {shares}")
+PY
+    check "the screenshot is a non-empty PNG" python3 -c "
+import sys
+data = open('$WORK/status-page.png', 'rb').read()
+sys.exit(0 if len(data) > 10000 and data[:8] == bytes.fromhex('89504e470d0a1a0a') else 1)"
+    [ -s "$WORK/status-page.png" ] && echo "  screenshot: $(wc -c <"$WORK/status-page.png") bytes"
+    if [ -n "${ZONEWARD_STATUS_SCREENSHOT:-}" ] && [ -s "$WORK/status-page.png" ]; then
+        cp "$WORK/status-page.png" "$ZONEWARD_STATUS_SCREENSHOT"
+    fi
+fi
+
 echo "zone-traffic: 2. kill one backend under steady load"
 $LOAD --port "${PROXY_PORT[z-a]}" --count 6000 --seconds 6 --threads 4 >"$WORK/kill-one.json" &
 load=$!
@@ -209,7 +271,9 @@ check "a drain takes z-b's share to 0 within 1 s (${drained_after:-never} s)" \
 $LOAD --port "${PROXY_PORT[z-b]}" --count 500 --threads 2 >"$WORK/drained.json"
 check "no request is served in the drained zone" python3 -c \
     "import json; r=json.load(open('$WORK/drained.json')); assert r['failed']==0 and 'z-b' not in r['zones'], r"
-curl -s "http://127.0.0.1:${ADMIN_PORT[z-b]}/metrics" | grep -q 'zoneward_routing_state{service="web",state="draining"} 1' &&
+# Read whole before matching: with pipefail, `curl | grep -q` fails when grep stops reading before curl ends.
+curl -s "http://127.0.0.1:${ADMIN_PORT[z-b]}/metrics" >"$WORK/metrics-drained.txt"
+grep -q 'zoneward_routing_state{service="web",state="draining"} 1' "$WORK/metrics-drained.txt" &&
     pass "the routing-state gauge says draining" || fail "the routing-state gauge says draining"
 
 echo "FIGURE zone-traffic max |measured - plan| fraction: $DEVIATION"

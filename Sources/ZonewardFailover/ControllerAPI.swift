@@ -62,6 +62,16 @@ public enum ControllerAPI {
             )
         }
         LeadershipReport.addRoute(to: router, controller: controller)
+        // The status page: read scope like /v1/status; a follower answers it from its warm copy.
+        router.get("/") { _, _ in
+            let status = try ControllerStatus.build(
+                configuration: controller.settings.configuration,
+                store: controller.store,
+                leadership: controller.leadershipReport(),
+                now: Date()
+            )
+            return text(ControllerStatusPage.render(status), contentType: "text/html; charset=utf-8")
+        }
         router.get("/v1/status") { _, _ in
             try json(
                 StatusReport.build(

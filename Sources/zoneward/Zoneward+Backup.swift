@@ -579,18 +579,14 @@ extension Zoneward.Backup {
             let runner = try options.runner()
             var stale = false
             for job in runner.configuration.backups {
-                let backups = try runner.store.backups(job: job.name)
-                let verified = backups.first { $0.state == .verified }
-                let completed = backups.first { $0.state == .completed || $0.state == .verified }
-                let allowed = 2 * job.expectedInterval
-                let age = verified.map { Date().timeIntervalSince($0.startedAt) }
-                let fresh = age.map { $0 <= allowed } ?? false
-                if !fresh { stale = true }
+                let now = Date()
+                let freshness = BackupFreshness(job: job, records: try runner.store.backups(job: job.name), now: now)
+                if !freshness.fresh { stale = true }
                 print(
-                    "\(job.name): \(fresh ? "fresh" : "STALE") — last verified "
-                        + (age.map { "\(Int($0)) s ago" } ?? "never") + ", last completed "
-                        + (completed.map { iso8601($0.startedAt) } ?? "never")
-                        + ", allowed \(Int(allowed)) s (schedule \"\(job.schedule)\")"
+                    "\(job.name): \(freshness.fresh ? "fresh" : "STALE") — last verified "
+                        + (freshness.verifiedAge(at: now).map { "\(Int($0)) s ago" } ?? "never") + ", last completed "
+                        + (freshness.lastCompletedAt.map { iso8601($0) } ?? "never")
+                        + ", allowed \(Int(freshness.allowedSeconds)) s (schedule \"\(job.schedule)\")"
                 )
             }
             if stale { throw ExitCode.failure }

@@ -4,7 +4,8 @@ import NIOHTTP1
 import Synchronization
 import ZonePlanner
 
-/// Serves the admin listener: `/metrics` (Prometheus text), `/admin/plan` (JSON), `/healthz`, `/readyz`.
+/// Serves the admin listener: `/` (the status page, HTML), `/metrics` (Prometheus text), `/admin/plan` (JSON),
+/// `/healthz`, `/readyz`.
 final class AdminHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
@@ -52,6 +53,15 @@ final class AdminHandler: ChannelInboundHandler {
     private func respond(to uri: String) -> (HTTPResponseStatus, String, String) {
         let components = URLComponents(string: uri)
         switch components?.path ?? uri {
+        case "/" where !probesOnly:
+            let status = ProxyStatus(
+                snapshot: table.snapshot,
+                discovery: table.discoveryStatus,
+                demandMeasuredAt: table.demandMeasuredAt,
+                metricsText: table.metrics.registry.emitToString(),
+                now: Date()
+            )
+            return (.ok, "text/html; charset=utf-8", StatusPage.render(status))
         case "/metrics":
             return (.ok, "text/plain; version=0.0.4; charset=utf-8", table.metrics.registry.emitToString())
         case "/admin/plan" where !probesOnly:
@@ -78,7 +88,9 @@ final class AdminHandler: ChannelInboundHandler {
         default:
             return (
                 .notFound, "text/plain; charset=utf-8",
-                "not found; try /metrics, /admin/plan, /admin/plan?service=NAME, /healthz, /readyz\n"
+                probesOnly
+                    ? "not found; try /healthz, /readyz, /metrics\n"
+                    : "not found; try / (status page), /metrics, /admin/plan, /admin/plan?service=NAME, /healthz, /readyz\n"
             )
         }
     }
