@@ -10,6 +10,12 @@
 #   swift build -c release && bash bench/proxy-bench.sh
 #   PIN=split bash bench/proxy-bench.sh          # wrk + backends on CPU 1, every proxy on CPU 0
 #   BASELINE_BIN=/tmp/zoneward-before bash bench/proxy-bench.sh   # also an older binary, as "baseline"
+#   PROTO=h2 PIN=split bash bench/proxy-bench.sh  # HTTP/2 (h2c) end to end, loaded by h2load
+#
+# PROTO=h2: the backends speak h2c (nginx `listen … http2`), HAProxy uses `proto h2` on both sides, nginx
+# proxies with `grpc_pass` (its HTTP/2 upstream), Zoneward with `upstreamProtocol: http2`; h2load opens
+# CONNECTIONS [8] connections with STREAMS [8] concurrent streams each (64 in flight), and p50/p99 come from
+# its per-request log. Requests/s are then streams/s.
 #
 # Knobs (defaults in brackets): DURATION [10] seconds per run, WARMUP [2] seconds per target first,
 # ROUNDS [3], CONNECTIONS [64], THREADS [1] wrk threads, BODY_BYTES [64], BACKENDS [3],
@@ -25,7 +31,16 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 ROUNDS=${ROUNDS:-3}
-CONNECTIONS=${CONNECTIONS:-64}
+PROTO=${PROTO:-h1}
+case "$PROTO" in
+h1) CONNECTIONS=${CONNECTIONS:-64} ;;
+h2) CONNECTIONS=${CONNECTIONS:-8} ;;
+*)
+    echo "proxy-bench: PROTO=$PROTO: expected h1 or h2" >&2
+    exit 2
+    ;;
+esac
+STREAMS=${STREAMS:-8}
 THREADS=${THREADS:-1}
 BODY_BYTES=${BODY_BYTES:-64}
 BACKENDS=${BACKENDS:-3}
@@ -41,9 +56,17 @@ fail() {
     echo "proxy-bench: $*" >&2
     exit 1
 }
-for tool in nginx haproxy wrk setsid timeout awk curl; do
+for tool in nginx haproxy wrk setsid timeout awk curl sort; do
     command -v "$tool" >/dev/null || fail "needs $tool (apt-get install -y nginx haproxy wrk curl)"
 done
+[ "$PROTO" = h1 ] || command -v h2load >/dev/null || fail "PROTO=h2 needs h2load (apt-get install -y nghttp2-client)"
+# HTTP/2 without TLS (h2c, prior knowledge) on every hop, for PROTO=h2.
+h2_listen=""
+h2_curl=()
+if [ "$PROTO" = h2 ]; then
+    h2_listen=" http2"
+    h2_curl=(--http2-prior-knowledge)
+fi
 [ -x "$ZONEWARD_BIN" ] || fail "no Zoneward release binary at $ZONEWARD_BIN (swift build -c release)"
 [ -z "$BASELINE_BIN" ] || [ -x "$BASELINE_BIN" ] || fail "BASELINE_BIN=$BASELINE_BIN is not executable"
 
@@ -97,7 +120,8 @@ launch() {
 ready() {
     local name=$1 port=$2 pidvar="PID_${1//-/_}"
     for _ in $(seq 150); do
-        [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$HOST:$port/" 2>/dev/null)" = 200 ] && return 0
+        [ "$(curl "${h2_curl[@]}" -s -o /dev/null -w '%{http_code}' "http://$HOST:$port/" 2>/dev/null)" = 200 ] &&
+            return 0
         kill -0 "${!pidvar}" 2>/dev/null || break
         sleep 0.1
     done
@@ -125,7 +149,7 @@ for ((i = 1; i <= BACKENDS; i++)); do
         echo "daemon off; master_process off; worker_processes 1;"
         nginx_common "$dir"
         echo "http { $(nginx_http_common "$dir")"
-        echo "  server { listen $HOST:$port; default_type text/plain; location / { return 200 \"$body\n\"; } } }"
+        echo "  server { listen $HOST:$port$h2_listen; default_type text/plain; location / { return 200 \"$body\n\"; } } }"
     } >"$dir/nginx.conf"
     launch "backend$i" "${load_pin[@]}" nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf"
     backend_list+=("$HOST:$port")
@@ -151,12 +175,12 @@ if wants haproxy; then
         echo "  timeout client 60s"
         echo "  timeout server 60s"
         echo "frontend bench"
-        echo "  bind $HOST:${PORT[haproxy]}"
+        echo "  bind $HOST:${PORT[haproxy]}${h2_listen:+ proto h2}"
         echo "  default_backend backends"
         echo "backend backends"
         echo "  balance roundrobin"
         echo "  http-reuse always"
-        for ((i = 0; i < BACKENDS; i++)); do echo "  server b$i ${backend_list[$i]}"; done
+        for ((i = 0; i < BACKENDS; i++)); do echo "  server b$i ${backend_list[$i]}${h2_listen:+ proto h2}"; done
     } >"$WORK/haproxy.cfg"
     haproxy -c -q -f "$WORK/haproxy.cfg" || fail "haproxy refused its configuration"
     launch haproxy "${proxy_pin[@]}" haproxy -db -f "$WORK/haproxy.cfg"
@@ -172,8 +196,13 @@ if wants nginx; then
         echo "  upstream backends {"
         for backend in "${backend_list[@]}"; do echo "    server $backend;"; done
         echo "    keepalive 256; keepalive_requests 100000000; }"
-        echo "  server { listen $HOST:${PORT[nginx]}; location / {"
-        echo "    proxy_pass http://backends; proxy_http_version 1.1; proxy_set_header Connection \"\"; } } }"
+        echo "  server { listen $HOST:${PORT[nginx]}$h2_listen; location / {"
+        if [ "$PROTO" = h2 ]; then
+            # nginx's HTTP/2 upstream is its gRPC proxy module: it relays any HTTP/2 request.
+            echo "    grpc_pass grpc://backends; } } }"
+        else
+            echo "    proxy_pass http://backends; proxy_http_version 1.1; proxy_set_header Connection \"\"; } } }"
+        fi
     } >"$dir/nginx.conf"
     launch nginx "${proxy_pin[@]}" nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf"
 fi
@@ -182,6 +211,7 @@ fi
 zoneward_target() {
     launch "$1" env ZONEWARD_RELEASE_BIN="$2" CANDIDATE_PORT="${PORT[$1]}" CANDIDATE_ADMIN_PORT="$3" \
         BACKENDS="$BACKEND_CSV" PROXY_WORKERS="$WORKERS" TMPDIR="$WORK" \
+        UPSTREAM_PROTOCOL="$([ "$PROTO" = h2 ] && echo http2 || echo http1)" \
         "${proxy_pin[@]}" bash "$ROOT/bench/proxy-candidate.sh"
 }
 wants zoneward && zoneward_target zoneward "$ZONEWARD_BIN" $((BASE_PORT + 30))
@@ -193,10 +223,22 @@ for target in "${targets[@]}"; do
     [ "$target" = direct ] || ready "$target" "${PORT[$target]}"
 done
 
-# wrk_run TARGET SECONDS OUTPUT
-wrk_run() {
-    timeout -k 5 $(($2 + 30)) "${load_pin[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$2s" --latency \
-        "http://$HOST:${PORT[$1]}/" >"$3" 2>&1
+# load_run TARGET SECONDS OUTPUT: wrk (h1), or h2load with a per-request log in OUTPUT.log (h2).
+load_run() {
+    if [ "$PROTO" = h2 ]; then
+        timeout -k 5 $(($2 + 30)) "${load_pin[@]}" h2load -t"$THREADS" -c"$CONNECTIONS" -m"$STREAMS" -D"$2" \
+            --log-file="$3.log" "http://$HOST:${PORT[$1]}/" >"$3" 2>&1
+    else
+        timeout -k 5 $(($2 + 30)) "${load_pin[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$2s" --latency \
+            "http://$HOST:${PORT[$1]}/" >"$3" 2>&1
+    fi
+}
+# h2_percentile LOG P: the P-th percentile of h2load's per-request times (third column, microseconds), in ms.
+h2_percentile() {
+    awk '{ print $3 }' "$1" | sort -n | awk -v p="$2" '{ v[NR] = $1 } END {
+        if (NR == 0) { print "nan"; exit }
+        i = int(NR * p / 100 + 0.999999); if (i < 1) i = 1; if (i > NR) i = NR
+        print v[i] / 1000 }'
 }
 # Latency as wrk prints it (850.00us, 1.20ms, 2.00s) in milliseconds.
 milliseconds() {
@@ -208,9 +250,11 @@ milliseconds() {
 }
 
 echo "# proxy-bench: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); $(haproxy -v | head -1 | cut -d' ' -f1-3); $(nginx -v 2>&1)"
-echo "# ${DURATION}s x $ROUNDS rounds, wrk -t$THREADS -c$CONNECTIONS, body ${BODY_BYTES} B, $BACKENDS backends, $WORKERS proxy workers, pin: proxies ${PROXY_CPUS:-any}, wrk+backends ${LOAD_CPUS:-any}"
+load_tool="wrk -t$THREADS -c$CONNECTIONS"
+[ "$PROTO" = h2 ] && load_tool="h2load -t$THREADS -c$CONNECTIONS -m$STREAMS (h2c)"
+echo "# ${DURATION}s x $ROUNDS rounds, $load_tool, body ${BODY_BYTES} B, $BACKENDS backends, $WORKERS proxy workers, pin: proxies ${PROXY_CPUS:-any}, wrk+backends ${LOAD_CPUS:-any}"
 for target in "${targets[@]}"; do
-    wrk_run "$target" "$WARMUP" "$WORK/warmup-$target.txt" || fail "warm-up of $target failed"
+    load_run "$target" "$WARMUP" "$WORK/warmup-$target.txt" || fail "warm-up of $target failed: $(tail -3 "$WORK/warmup-$target.txt")"
 done
 RESULTS="$WORK/results.csv"
 : >"$RESULTS"
@@ -219,11 +263,20 @@ for ((round = 0; round < ROUNDS; round++)); do
     for ((k = 0; k < count; k++)); do
         target=${targets[$(((k + round) % count))]}
         out="$WORK/run$round-$target.txt"
-        wrk_run "$target" "$DURATION" "$out" || fail "wrk against $target failed: $(tail -3 "$out")"
-        rps=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
-        p50=$(milliseconds "$(awk '$1 == "50%" { print $2 }' "$out")")
-        p99=$(milliseconds "$(awk '$1 == "99%" { print $2 }' "$out")")
-        errors=$(awk '/Non-2xx/ { n += $NF } /Socket errors/ { gsub(/,/, ""); n += $4 + $6 + $8 + $10 } END { print n + 0 }' "$out")
+        load_run "$target" "$DURATION" "$out" || fail "load against $target failed: $(tail -3 "$out")"
+        if [ "$PROTO" = h2 ]; then
+            # "finished in 10.00s, 12345.60 req/s, …"; "requests: N total, N started, N done, N succeeded, N failed, N errored, …"
+            rps=$(awk '/^finished in/ { print $4 }' "$out")
+            p50=$(h2_percentile "$out.log" 50)
+            p99=$(h2_percentile "$out.log" 99)
+            errors=$(awk '/^requests:/ { gsub(/,/, ""); print $10 + $12 }' "$out")
+            errors=$((${errors:-0} + $(awk '$2 != 200' "$out.log" | wc -l)))
+        else
+            rps=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
+            p50=$(milliseconds "$(awk '$1 == "50%" { print $2 }' "$out")")
+            p99=$(milliseconds "$(awk '$1 == "99%" { print $2 }' "$out")")
+            errors=$(awk '/Non-2xx/ { n += $NF } /Socket errors/ { gsub(/,/, ""); n += $4 + $6 + $8 + $10 } END { print n + 0 }' "$out")
+        fi
         [ -n "$rps" ] || fail "no result from wrk against $target: $(cat "$out")"
         echo "$target,$rps,$p50,$p99,$errors" >>"$RESULTS"
         printf '#   round %d  %-9s %10s req/s  p50 %7s ms  p99 %7s ms  errors %s\n' \

@@ -14,6 +14,7 @@ CONFIG=$(mktemp "${TMPDIR:-/tmp}/zoneward-bench.XXXXXX.yaml")
     echo "services:"
     echo "  - name: bench"
     echo "    listen: 127.0.0.1:$CANDIDATE_PORT"
+    echo "    upstreamProtocol: ${UPSTREAM_PROTOCOL:-http1}"
     echo "    healthCheck: {interval: 5s}"
     echo "    endpoints:"
     IFS=, read -ra backends <<<"$BACKENDS"
