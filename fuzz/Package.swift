@@ -1,16 +1,18 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// The libFuzzer target over the HTTP/1.1 framer (head parser, chunked scanner, response framer).
+// The libFuzzer targets over the HTTP/1.1 framer (head parser, chunked scanner, response framer) and over
+// the HTTP/2 listener (NIOHTTP2 as the proxy configures it, with the proxy's header relaying).
 //
-// A package of its own so the sanitized build compiles only the framer's files — symlinked from
-// Sources/ZonewardProxy/HTTP, so the fuzzer always runs the code the proxy runs — and NIOCore, not the
-// whole proxy with its TLS, SQLite and metrics dependencies. Built and run by fuzz/run.sh.
+// A package of its own so the sanitized build compiles only those files — symlinked from
+// Sources/ZonewardProxy/HTTP and HTTP2, so the fuzzers always run the code the proxy runs — and NIO, not
+// the whole proxy with its TLS, SQLite and metrics dependencies. Built and run by fuzz/run.sh.
 let package = Package(
     name: "zoneward-fuzz",
     platforms: [.macOS(.v14)],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-nio.git", from: "2.80.0")
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.80.0"),
+        .package(url: "https://github.com/apple/swift-nio-http2.git", from: "1.46.0"),
     ],
     targets: [
         .executableTarget(
@@ -22,7 +24,17 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ],
             path: "HTTPFramingFuzz"
-        )
+        ),
+        .executableTarget(
+            name: "H2FramingFuzz",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
+            ],
+            path: "H2FramingFuzz"
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,6 +1,5 @@
 import NIOCore
 import NIOHPACK
-import ZonewardModel
 
 /// The pure parts of relaying HTTP/2 header blocks: which fields are connection-specific, the forwarding
 /// fields the proxy sets, and what gRPC says in them (`grpc-timeout`, `grpc-status`).

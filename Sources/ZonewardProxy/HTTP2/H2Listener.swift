@@ -74,31 +74,11 @@ enum H2Listener {
         try channel.pipeline.syncOperations.addHandler(sniffer)
     }
 
-    /// The client connection's limits: 100 concurrent streams and 64 KiB of header list (advertised in
-    /// SETTINGS and enforced by NIOHTTP2), bounded CONTINUATION runs and recently-reset streams (NIOHTTP2's
-    /// defaults).
-    static var serverConnectionConfiguration: NIOHTTP2Handler.ConnectionConfiguration {
-        var configuration = NIOHTTP2Handler.ConnectionConfiguration()
-        configuration.initialSettings = [
-            HTTP2Setting(parameter: .maxConcurrentStreams, value: H2Limits.maxConcurrentStreams),
-            HTTP2Setting(parameter: .maxHeaderListSize, value: H2Limits.maxHeaderListSize),
-            HTTP2Setting(parameter: .initialWindowSize, value: H2Limits.streamWindow),
-        ]
-        configuration.targetWindowSize = H2Limits.connectionWindow
-        configuration.maximumRecentlyResetStreams = H2Limits.recentlyResetStreams
-        return configuration
-    }
+    /// The client connection's limits (H2ServerSettings, shared with the HTTP/2 fuzzer).
+    static var serverConnectionConfiguration: NIOHTTP2Handler.ConnectionConfiguration { H2ServerSettings.connection }
 
-    /// Per stream: the receive window, and the rapid-reset defence (CVE-2023-44487): more than
-    /// `maxResetsPerSecond` RST_STREAM frames from the client in a second closes the connection with GOAWAY
-    /// ENHANCE_YOUR_CALM (NIOHTTP2's reset-frame rate limit).
-    static var serverStreamConfiguration: NIOHTTP2Handler.StreamConfiguration {
-        var configuration = NIOHTTP2Handler.StreamConfiguration()
-        configuration.targetWindowSize = H2Limits.streamWindow
-        configuration.streamResetFrameRateLimit.maximumCount = H2Limits.maxResetsPerSecond
-        configuration.streamResetFrameRateLimit.windowLength = .seconds(1)
-        return configuration
-    }
+    /// Per stream: the receive window and the rapid-reset defence (H2ServerSettings).
+    static var serverStreamConfiguration: NIOHTTP2Handler.StreamConfiguration { H2ServerSettings.stream }
 }
 
 /// Closes a client connection NIOHTTP2 has ended with GOAWAY for abuse (rapid reset, floods of control,

@@ -328,27 +328,6 @@ extension H2UpstreamPool {
 @available(*, unavailable)
 extension H2UpstreamPool: Sendable {}
 
-/// The limits both sides of the HTTP/2 proxy use.
-enum H2Limits {
-    /// Concurrent streams a client connection may open (advertised in SETTINGS).
-    static let maxConcurrentStreams = 100
-    /// The largest header list accepted, as the HTTP/1.1 head limit.
-    static let maxHeaderListSize = 65_536
-    /// Per-stream receive window: a stream buffers at most this much the other side has not taken (twice
-    /// while its upstream stream is being opened: the frames taken with the head, and the window behind
-    /// them), so a client connection holds at most about 100 × 512 KiB.
-    static let streamWindow = 256 << 10
-    /// Streams this side reset whose late frames are still taken without error (NIOHTTP2's default is 32):
-    /// a connection shared by many clients' streams resets many, and a frame the peer sent before seeing
-    /// one of those resets must not end the connection (STREAM_CLOSED) under every other stream.
-    static let recentlyResetStreams = 1024
-    /// Connection-level receive window.
-    static let connectionWindow = 8 << 20
-    /// Client RST_STREAM frames allowed per connection per second (CVE-2023-44487, rapid reset); beyond it
-    /// the connection gets GOAWAY ENHANCE_YOUR_CALM and is closed.
-    static let maxResetsPerSecond = 100
-}
-
 /// Watches an upstream connection's own frames (SETTINGS, GOAWAY) and its closing, for the pool.
 final class H2UpstreamConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = HTTP2Frame

@@ -1,0 +1,154 @@
+import NIOCore
+import NIOEmbedded
+import NIOHPACK
+import NIOHTTP2
+
+/// libFuzzer's entry point for the HTTP/2 side of an `http` listener. The input is what a client sends
+/// after the connection preface (which the harness sends first, so inputs are frames): SETTINGS, HEADERS
+/// with CONTINUATION, DATA, RST_STREAM, PING, PRIORITY, WINDOW_UPDATE, GOAWAY, in any order and shape.
+///
+/// The server is built as the proxy builds it (`H2ServerSettings`: the advertised limits, the windows, the
+/// rapid-reset limit) on an EmbeddedChannel, with a stream handler that relays each request's header
+/// block through `H2Headers` as H2StreamProxyHandler does, and answers it. The first byte seeds how the
+/// input is split into reads. Properties checked on every request, not only "no crash":
+/// - the header block sent upstream holds no connection-specific field, exactly one of each forwarding
+///   field, and the client's `grpc-timeout` only in canonical form that parses back to the same deadline;
+/// - what goes back to the client holds no connection-specific field.
+/// A broken property stops the run with `fatalError` naming it.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzH2Framing(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    guard let data, size > 0 else { return 0 }
+    let input = UnsafeRawBufferPointer(start: data, count: size)
+    H2Fuzz.run(split: input[0], frames: UnsafeRawBufferPointer(rebasing: input[1...]))
+    return 0
+}
+
+enum H2Fuzz {
+    static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+
+    static func run(split: UInt8, frames: UnsafeRawBufferPointer) {
+        let channel = EmbeddedChannel()
+        do {
+            _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
+                mode: .server,
+                connectionConfiguration: H2ServerSettings.connection,
+                streamConfiguration: H2ServerSettings.stream,
+                inboundStreamInitializer: { stream in
+                    stream.eventLoop.makeCompletedFuture {
+                        try stream.pipeline.syncOperations.addHandler(CheckingStreamHandler())
+                    }
+                }
+            )
+            try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        } catch {
+            fatalError("the server pipeline could not be built: \(error)")
+        }
+        defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
+        var buffer = channel.allocator.buffer(capacity: preface.count + frames.count)
+        buffer.writeBytes(preface)
+        buffer.writeBytes(frames)
+        // Reads of 1 to 64 bytes, their sizes drawn from a generator seeded by the first byte, so frames
+        // and header blocks arrive split anywhere.
+        var state = UInt32(split) &* 2_654_435_761 | 1
+        while buffer.readableBytes > 0 {
+            state ^= state << 13
+            state ^= state >> 17
+            state ^= state << 5
+            let length = min(buffer.readableBytes, Int(state % 64) + 1)
+            guard let chunk = buffer.readSlice(length: length) else { break }
+            do {
+                try channel.writeInbound(chunk)
+            } catch {
+                // A connection error: NIOHTTP2 has written GOAWAY; the proxy closes the connection here.
+                break
+            }
+            channel.embeddedEventLoop.run()
+            drainOutbound(channel)
+            if !channel.isActive { break }
+        }
+    }
+
+    /// Takes what the server wrote (frames for the client), so nothing piles up across reads.
+    static func drainOutbound(_ channel: EmbeddedChannel) {
+        while (try? channel.readOutbound(as: IOData.self)) != nil {}
+    }
+}
+
+/// Relays each request head through `H2Headers` as the proxy does, checks what would go upstream, and
+/// answers with a local response (or gRPC trailers) built by `H2Headers`.
+final class CheckingStreamHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTP2Frame.FramePayload
+    typealias OutboundOut = HTTP2Frame.FramePayload
+
+    private var answered = false
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .headers(let headers):
+            guard !answered else { return }
+            answered = true
+            let upstream = H2Headers.requestForUpstream(
+                headers.headers,
+                clientAddress: "192.0.2.7",
+                scheme: "http",
+                trusted: headers.headers.contains(name: "x-trust")
+            )
+            CheckingStreamHandler.check(upstream: upstream, from: headers.headers)
+            let grpc = H2Headers.isGRPC(headers.headers)
+            let response: HPACKHeaders =
+                grpc
+                ? H2Headers.grpcTrailers(status: 14, message: "no endpoint", withHead: true)
+                : H2Headers.localResponse(status: 503, cause: "no-endpoint", bodyLength: 4)
+            let forClient = H2Headers.responseForClient(response)
+            for (name, _, _) in forClient where H2Headers.connectionSpecific.contains(name.lowercased()) {
+                fatalError("a connection-specific field goes to the client: \(name)")
+            }
+            context.write(wrapOutboundOut(.headers(.init(headers: forClient, endStream: grpc))), promise: nil)
+            if !grpc {
+                var body = context.channel.allocator.buffer(capacity: 4)
+                body.writeString("none")
+                context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(body), endStream: true))), promise: nil)
+            }
+            context.flush()
+        default:
+            break
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+
+    static func check(upstream: HPACKHeaders, from request: HPACKHeaders) {
+        for (name, _, indexing) in upstream {
+            if H2Headers.connectionSpecific.contains(name) {
+                fatalError("a connection-specific field goes upstream: \(name)")
+            }
+            if name != name.lowercased() { fatalError("an upper-case field name goes upstream: \(name)") }
+            if indexing == .indexable { fatalError("a client's field would be indexed upstream: \(name)") }
+        }
+        for name in ["x-forwarded-for", "x-forwarded-proto", "forwarded"] where upstream[name].count != 1 {
+            fatalError("\(upstream[name].count) \(name) fields go upstream")
+        }
+        if upstream["te"].contains(where: { $0 != "trailers" }) { fatalError("te other than trailers goes upstream") }
+        let timeouts = upstream["grpc-timeout"]
+        if timeouts.count > request["grpc-timeout"].count { fatalError("more grpc-timeout fields than sent") }
+        for value in timeouts {
+            guard let parsed = H2Headers.grpcTimeout(value) else {
+                fatalError("a grpc-timeout that does not parse goes upstream: \(value)")
+            }
+            if H2Headers.formatGrpcTimeout(parsed) != value {
+                fatalError("grpc-timeout \(value) is not in canonical form")
+            }
+        }
+        // The parser never traps on any value, and never shortens a deadline when re-formatting it.
+        for value in request["grpc-timeout"] {
+            if let parsed = H2Headers.grpcTimeout(value),
+                let again = H2Headers.grpcTimeout(H2Headers.formatGrpcTimeout(parsed)),
+                again < parsed
+            {
+                fatalError("grpc-timeout \(value) re-formatted is shorter")
+            }
+        }
+    }
+}
