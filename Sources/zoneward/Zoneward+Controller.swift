@@ -19,7 +19,8 @@ extension Zoneward {
                 primary is down, a standby is up, its lag is within maxLagSeconds and the cooldown has passed \
                 (mode: automatic); resumes operations a crash interrupted. Serves, with a bearer token \
                 (all but /healthz): GET /v1/status, GET /v1/snapshot?after=VERSION&boot=BOOT&wait=30s, POST /v1/failover, \
-                GET /v1/operations[/ID], POST /v1/operations/ID/resume, POST /v1/drains.
+                GET /v1/operations[/ID], POST /v1/operations/ID/resume, POST /v1/drains, GET|POST /v1/drills. \
+                Runs the drills that have a drill.schedule (the leader only, as with backups).
 
                 Example:
                   zoneward controller --config config/zoneward.yaml --db ./zoneward.db \\
