@@ -81,8 +81,10 @@ public final class DrillScheduler: Service, Sendable {
                     do {
                         try store.recordDrill(record)
                         if record.success {
+                            let rto = record.rtoSeconds.map(DrillAssessment.formatSeconds).joined(separator: " / ")
+                            let rpo = record.rpoSeconds.map(DrillAssessment.formatSeconds) ?? "-"
                             logger.info(
-                                "\(drill.kind.rawValue) drill of \(drill.target) succeeded: RTO \(record.rtoSeconds), RPO \(record.rpoSeconds.map { "\($0)" } ?? "-")"
+                                "\(drill.kind.rawValue) drill of \(drill.target) succeeded: RTO \(rto), RPO \(rpo)"
                             )
                         } else {
                             logger.error(

@@ -168,7 +168,7 @@ public struct SwitchoverDrill: Sendable {
         let detail = legs.map { leg in
             "\(leg.from) → \(leg.to): operation \(leg.operation.map(String.init) ?? "-"), RTO "
                 + (leg.rtoSeconds.map { String(format: "%.2f s", $0) } ?? "-")
-                + ", \(leg.probeErrors) of \(leg.probes) probes failed"
+                + (leg.probes > 0 ? ", \(leg.probeErrors) of \(leg.probes) probes failed" : "")
                 + (leg.lagSeconds.map { String(format: ", lag %.2f s at the start", $0) } ?? "")
         }
         let lags = legs.compactMap(\.lagSeconds)
