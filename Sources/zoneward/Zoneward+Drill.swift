@@ -60,9 +60,9 @@ struct DrillTarget: ParsableArguments {
         return .local(try openStore(path))
     }
 
-    /// Records a drill where this target keeps them; returns it with its id.
-    func record(_ drill: DrillRecord) async throws -> DrillRecord {
-        switch try resolve() {
+    /// Records a drill where `mode` keeps them; returns it with its id.
+    func record(_ drill: DrillRecord, in mode: Mode) async throws -> DrillRecord {
+        switch mode {
         case .remote(let client):
             return try await callController { () async throws(ControllerClientError) in
                 try await client.recordDrill(drill)
@@ -119,14 +119,15 @@ extension Zoneward.Drill {
                 throw ExitCode.badInput
             }
             // The catalog of --db when it exists; otherwise the backups are found on the job's targets.
+            let mode = try target.resolve()
             var catalog = try StateStore.inMemory()
-            if case .local(let store) = try target.resolve() { catalog = store }
+            if case .local(let store) = mode { catalog = store }
             let runner = BackupRunner(store: catalog, configuration: configuration)
             let drill = await runner.restoreDrill(
                 found,
                 actor: ProcessInfo.processInfo.environment["USER"] ?? "operator"
             )
-            let stored = try await target.record(drill)
+            let stored = try await target.record(drill, in: mode)
             printDrill(stored)
             if !stored.success { throw ExitCode.failure }
         }
@@ -192,13 +193,14 @@ extension Zoneward.Drill {
         }
 
         func run() async throws {
-            guard case .remote(let client) = try target.resolve() else {
+            let mode = try target.resolve()
+            guard case .remote(let client) = mode else {
                 printError("--controller: a switchover drill runs through the controller; give --controller URL")
                 throw ExitCode.badInput
             }
             let drill = SwitchoverDrill(options: try options(), client: client) { print($0) }
             let record = await drill.run()
-            let stored = try await target.record(record)
+            let stored = try await target.record(record, in: mode)
             printDrill(stored)
             if !stored.success { throw ExitCode.failure }
         }
