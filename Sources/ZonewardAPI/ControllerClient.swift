@@ -196,7 +196,28 @@ public final class ControllerClient: Sendable {
         try await read("/v1/backups/\(Self.escape(id))", as: BackupRecord.self).value
     }
 
+    /// `GET /v1/drills`: drill results, newest first, optionally of one kind and target.
+    public func drills(
+        kind: DrillRecord.Kind? = nil,
+        target: String? = nil,
+        limit: Int? = nil
+    ) async throws(ControllerClientError) -> [DrillRecord] {
+        var query: [String] = []
+        if let kind { query.append("kind=\(kind.rawValue)") }
+        if let target { query.append("target=\(Self.escape(target))") }
+        if let limit { query.append("limit=\(limit)") }
+        return try await read(
+            "/v1/drills" + (query.isEmpty ? "" : "?" + query.joined(separator: "&")),
+            as: [DrillRecord].self
+        ).value
+    }
+
     // MARK: Writes
+
+    /// `POST /v1/drills`: records a finished drill (201), answered once its copy is durable.
+    public func recordDrill(_ drill: DrillRecord) async throws(ControllerClientError) -> DrillRecord {
+        try decode(DrillRecord.self, try await write("/v1/drills", body: drill))
+    }
 
     /// `POST /v1/reports`: one proxy's demand.
     public func report(_ report: DemandReport) async throws(ControllerClientError) {

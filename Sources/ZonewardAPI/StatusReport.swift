@@ -50,6 +50,9 @@ public struct StatusReport: Codable, Sendable {
         public var lastOperation: Operation?
         /// Whether automatic failover would fire now, and why or why not.
         public var automaticFailover: String
+        /// The DR posture in one line: strategy, last drill's RPO and RTO against the targets (nil from a
+        /// controller that predates drills).
+        public var drPosture: String?
 
         public init(
             name: String,
@@ -71,8 +74,12 @@ public struct StatusReport: Codable, Sendable {
     }
 
     public var services: [Service]
+    /// Every backup job's and failover service's drill posture and the newest drill results (nil from a
+    /// controller that predates drills).
+    public var drills: DrillSummary?
 
-    public init(services: [Service]) {
+    public init(services: [Service], drills: DrillSummary? = nil) {
         self.services = services
+        self.drills = drills
     }
 }

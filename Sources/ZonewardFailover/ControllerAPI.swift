@@ -115,6 +115,7 @@ public enum ControllerAPI {
             return Response(status: .noContent)
         }
         addBackupRoutes(to: router, for: controller)
+        addDrillRoutes(to: router, for: controller)
         return router
     }
 

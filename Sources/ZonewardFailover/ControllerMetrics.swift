@@ -44,6 +44,27 @@ extension ControllerService {
             "1 while a failover or switchover of the service is unfinished.",
             inFlight
         )
+        var drillSuccess: [(String, Double)] = []
+        var drillRTO: [(String, Double)] = []
+        var drillRPO: [(String, Double)] = []
+        for target in DrillAssessment.targets(settings.configuration) {
+            guard let last = try? store.lastSuccessfulDrill(kind: target.kind, target: target.name) else { continue }
+            let label = "kind=\"\(target.kind.rawValue)\",target=\"\(escape(target.name))\""
+            drillSuccess.append((label, last.finishedAt.timeIntervalSince1970))
+            if let rto = last.worstRTOSeconds { drillRTO.append((label, rto)) }
+            if let rpo = last.rpoSeconds { drillRPO.append((label, rpo)) }
+        }
+        gauge(
+            "zoneward_drill_last_success_timestamp_seconds",
+            "When the last successful DR drill of the target finished.",
+            drillSuccess
+        )
+        gauge(
+            "zoneward_drill_rto_seconds",
+            "Recovery time the last successful drill measured (the slower leg of a switchover).",
+            drillRTO
+        )
+        gauge("zoneward_drill_rpo_seconds", "Data age the last successful drill measured.", drillRPO)
         return lines.joined(separator: "\n") + "\n"
     }
 

@@ -7,6 +7,7 @@ extension StatusReport {
     /// Builds the report from the configuration and the state database, without probing anything.
     public static func build(configuration: ZonewardConfiguration, store: StateStore, now: Date) throws -> StatusReport
     {
+        let postures = try DrillAssessment.postures(configuration: configuration, store: store, now: now)
         var services: [Service] = []
         for service in configuration.services where service.failover != nil {
             let state = try store.serviceState(service.name)
@@ -42,7 +43,14 @@ extension StatusReport {
                 )
             )
         }
-        return StatusReport(services: services)
+        for index in services.indices {
+            services[index].drPosture =
+                postures.first { $0.kind == .switchover && $0.target == services[index].name }?.line
+        }
+        return StatusReport(
+            services: services,
+            drills: DrillSummary(posture: postures, recent: try store.drills(limit: 20))
+        )
     }
 
     static func verdict(

@@ -80,6 +80,8 @@ public struct BackupJobConfiguration: Sendable, Equatable {
     /// The longest a child process of the job (`pg_dump`, `tar`, `pg_restore -l`) may run before it is
     /// stopped and the run fails. Default 1h.
     public var timeout: Duration = .seconds(3600)
+    /// Restore drills: how often one must succeed, the controller's schedule for them, RTO and RPO targets.
+    public var drill: DrillPolicy?
 
     public enum VerifyPolicy: String, Sendable, CaseIterable {
         case always, daily, never
@@ -123,6 +125,7 @@ extension ZonewardConfiguration {
         for item in items {
             let known = [
                 "name", "source", "schedule", "targets", "encryption", "compression", "retention", "verify", "timeout",
+                "drill",
             ]
             guard let fields = reader.mapping(item, known: known) else { continue }
             let name = reader.required(fields, "name", in: item).flatMap { reader.string($0) }
@@ -215,6 +218,7 @@ extension ZonewardConfiguration {
             let verify = fields["verify"].flatMap { reader.choice($0, as: BackupJobConfiguration.VerifyPolicy.self) }
             let timeout = fields["timeout"].flatMap { reader.duration($0, minimum: .seconds(1)) }
             let compression = fields["compression"].flatMap { decodeCompression($0, reader) }
+            let drill = fields["drill"].flatMap { decodeDrillPolicy($0, reader) }
             if let name, jobs.contains(where: { $0.name == name }) {
                 reader.report(item.child("name"), "duplicate backup job \"\(name)\"")
             }
@@ -232,6 +236,7 @@ extension ZonewardConfiguration {
                 jobs[jobs.count - 1].verify = verify ?? .daily
                 if let timeout { jobs[jobs.count - 1].timeout = timeout }
                 if let compression { jobs[jobs.count - 1].compression = compression }
+                jobs[jobs.count - 1].drill = drill
             }
         }
         return jobs

@@ -24,6 +24,9 @@ public struct FailoverConfiguration: Sendable, Equatable {
     public var promote: DriverConfiguration?
     /// How long the new primary has to pass its probe after rerouting. Default 30s.
     public var verifyTimeout: Duration
+    /// Switchover drills: how often one must succeed, the controller's schedule for them (there and back), and
+    /// the RTO and RPO targets (the RPO target defaults to `maxLagSeconds`).
+    public var drill: DrillPolicy?
 
     public init(
         mode: Mode = .manual,

@@ -397,7 +397,9 @@ extension ZonewardConfiguration {
         regions: [String],
         _ reader: DocumentReader
     ) -> FailoverConfiguration? {
-        let known = ["mode", "probes", "maxLagSeconds", "lag", "cooldown", "fence", "promote", "verifyTimeout"]
+        let known = [
+            "mode", "probes", "maxLagSeconds", "lag", "cooldown", "fence", "promote", "verifyTimeout", "drill",
+        ]
         guard let fields = reader.mapping(value, known: known) else { return nil }
         var failover = FailoverConfiguration()
         if let mode = fields["mode"] {
@@ -439,6 +441,7 @@ extension ZonewardConfiguration {
         }
         if let fence = fields["fence"] { failover.fence = decodeDriver(fence, reader) }
         if let promote = fields["promote"] { failover.promote = decodeDriver(promote, reader) }
+        if let drill = fields["drill"] { failover.drill = decodeDrillPolicy(drill, reader) }
         return failover
     }
 

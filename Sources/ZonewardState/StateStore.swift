@@ -100,6 +100,7 @@ public struct StateStore: Sendable {
         }
         registerFailoverMigrations(&migrator)
         registerBackupMigrations(&migrator)
+        registerDrillMigrations(&migrator)
         return migrator
     }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ZonewardBackup
+import ZonewardFailover
 import ZonewardModel
 import ZonewardState
 
@@ -566,10 +567,11 @@ extension Zoneward.Backup {
             abstract: "Say whether each job's last verified backup is recent enough for its schedule.",
             discussion: """
                 A job is stale when its newest verified backup is older than two scheduled intervals (or it has
-                none). Example:
+                none), or when it has a drill policy (drill: {every: 7d}) and its last successful restore drill
+                is older than that. Example:
                   zoneward backup status --config config/zoneward.yaml
 
-                Exit codes: 0 every job fresh, 1 a job is stale.
+                Exit codes: 0 every job fresh, 1 a job (or its restore drill) is stale.
                 """
         )
 
@@ -589,7 +591,14 @@ extension Zoneward.Backup {
                         + ", allowed \(Int(freshness.allowedSeconds)) s (schedule \"\(job.schedule)\")"
                 )
             }
-            if stale { throw ExitCode.failure }
+            let postures = DrillAssessment.postures(
+                configuration: runner.configuration,
+                records: try runner.store.drills(kind: .restore, limit: 1000),
+                now: Date()
+            ).filter { $0.kind == .restore && $0.maxAgeSeconds != nil }
+            for posture in postures { print(posture.line) }
+            try? failWhenStale(postures)
+            if stale || postures.contains(where: \.stale) { throw ExitCode.failure }
         }
     }
 }

@@ -19,7 +19,8 @@ extension Zoneward {
                 primary is down, a standby is up, its lag is within maxLagSeconds and the cooldown has passed \
                 (mode: automatic); resumes operations a crash interrupted. Serves, with a bearer token \
                 (all but /healthz): GET /v1/status, GET /v1/snapshot?after=VERSION&boot=BOOT&wait=30s, POST /v1/failover, \
-                GET /v1/operations[/ID], POST /v1/operations/ID/resume, POST /v1/drains.
+                GET /v1/operations[/ID], POST /v1/operations/ID/resume, POST /v1/drains, GET|POST /v1/drills. \
+                Runs the drills that have a drill.schedule (the leader only, as with backups).
 
                 Example:
                   zoneward controller --config config/zoneward.yaml --db ./zoneward.db \\
@@ -86,6 +87,11 @@ extension Zoneward {
                     BackupScheduler(runner: runner, registry: registry, logger: logger, runsJobs: ha == nil)
                 )
             }
+            let drills = scheduledDrills(configuration, settings: settings, store: store, url: ha?.gate.me.url)
+            if !drills.isEmpty {
+                let gate = controller.gate
+                services.append(DrillScheduler(drills: drills, store: store, logger: logger) { gate.isLeader })
+            }
             var groupConfiguration = ServiceGroupConfiguration(
                 services: services,
                 gracefulShutdownSignals: [.sigterm, .sigint],
@@ -105,6 +111,64 @@ extension Zoneward {
             try await group.shutdownGracefully()
         }
     }
+}
+
+/// The drills with a `drill.schedule`: restore drills of backup jobs (restored from this replica's catalog or
+/// the targets) and switchover drills there and back, which the controller asks of its own API.
+func scheduledDrills(
+    _ configuration: ZonewardConfiguration,
+    settings: ControllerService.Settings,
+    store: StateStore,
+    url: String?
+) -> [DrillScheduler.Scheduled] {
+    var drills: [DrillScheduler.Scheduled] = []
+    let runner = BackupRunner(store: store, configuration: configuration)
+    for job in configuration.backups {
+        guard let schedule = job.drill?.schedule.flatMap(CronSchedule.init) else { continue }
+        drills.append(
+            .init(kind: .restore, target: job.name, schedule: schedule) {
+                await runner.restoreDrill(job, actor: "controller")
+            }
+        )
+    }
+    let token = settings.scopedTokens[.operate] ?? settings.token
+    for service in configuration.services {
+        guard let failover = service.failover, let schedule = failover.drill?.schedule.flatMap(CronSchedule.init),
+            let standby = service.regions.dropFirst().first
+        else { continue }
+        drills.append(
+            .init(kind: .switchover, target: service.name, schedule: schedule) {
+                let startedAt = Date()
+                do {
+                    let client = try ControllerClient(urls: [url ?? "http://\(settings.listen)"], token: token)
+                    // From whichever region is active to the first other one, and back.
+                    let active = try await client.status().value.services.first { $0.name == service.name }?
+                        .activeRegion
+                    let to = active == standby ? (service.primaryRegion ?? standby) : standby
+                    let options = try SwitchoverDrill.validate(
+                        service: service.name,
+                        to: to,
+                        andBack: true,
+                        probeURL: nil,
+                        probeCommand: nil,
+                        actor: "controller"
+                    )
+                    return await SwitchoverDrill(options: options, client: client).run()
+                } catch {
+                    return DrillRecord(
+                        kind: .switchover,
+                        target: service.name,
+                        startedAt: startedAt,
+                        finishedAt: max(Date(), startedAt),
+                        success: false,
+                        error: "\(error)",
+                        actor: "controller"
+                    )
+                }
+            }
+        )
+    }
+    return drills
 }
 
 /// The election, gate and state replica of `controller.ha`, or nil for a single replica.

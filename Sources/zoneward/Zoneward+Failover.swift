@@ -127,6 +127,7 @@ extension Zoneward.Failover {
                     )
                 }
                 print("  automatic failover \(service.automaticFailover)")
+                if let posture = service.drPosture { print("  DR posture: \(posture)") }
             }
         }
     }

@@ -23,7 +23,7 @@ struct Zoneward: AsyncParsableCommand {
         version: version,
         subcommands: [
             Run.self, Proxy.self, Controller.self, Failover.self, Backup.self, Plan.self, Cost.self, Config.self,
-            Zone.self,
+            Zone.self, Drill.self,
         ]
     )
 

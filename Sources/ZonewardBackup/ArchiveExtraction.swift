@@ -2,14 +2,14 @@ import Foundation
 
 /// Extracting a directory backup's tar archive into a directory, refusing any entry that would land outside
 /// it: absolute names, `..` components, and links whose target is absolute or climbs out with `..`.
-enum ArchiveExtraction {
-    struct Refused: Error, CustomStringConvertible {
-        var description: String
+public enum ArchiveExtraction {
+    public struct Refused: Error, CustomStringConvertible {
+        public var description: String
     }
 
     /// Checks every entry of `archive` (as `tar -tvf` lists it), then extracts it into `directory`, which must
     /// be absent or empty unless `force`. Nothing is extracted when one entry is refused.
-    static func extract(_ archive: String, into directory: String, force: Bool) throws {
+    public static func extract(_ archive: String, into directory: String, force: Bool) throws {
         let fileManager = FileManager.default
         var isDirectory: ObjCBool = false
         if fileManager.fileExists(atPath: directory, isDirectory: &isDirectory) {
