@@ -147,6 +147,11 @@ assert posture['orders']['measuredRTOSeconds'] > 0 and posture['state']['measure
 assert len(report['drills']['recent']) >= 2
 " "$OUT"
 
+PAGE=$(curl -s -H "Authorization: Bearer $(cat "$WORK/token")" "http://127.0.0.1:$API/")
+check "the controller's status page shows both postures and the drills" bash -c '
+    grep -q "DR posture and drills" <<<"$1" && grep -q "data-drill=\"switchover orders\"" <<<"$1" &&
+        grep -q "data-drill=\"restore state\"" <<<"$1" && grep -q "id=\"drills\"" <<<"$1"' _ "$PAGE"
+
 run_zw 0 "drill status exits 0 while the drills are fresh" drill status --config "$WORK/zoneward.yaml" "${CTL[@]}"
 echo "$OUT" | sed 's/^/    /'
 sed 's/every: 10m/every: 1s/' "$WORK/zoneward.yaml" >"$WORK/strict.yaml"

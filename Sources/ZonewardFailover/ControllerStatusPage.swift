@@ -146,10 +146,72 @@ enum ControllerStatusPage {
         return html + "</small>"
     }
 
-    /// The place for each service's DR posture and the DR drill results, once the status report carries
-    /// them: renders nothing while it does not.
+    /// Each backup job's and service's DR posture (strategy, the RTO and RPO its last drill measured
+    /// against the targets, freshness), then the newest drills: what `drill status` and `drill history`
+    /// say. Nothing when the report has no drills part (a controller that predates drills).
     static func drSection(_ status: ControllerStatus) -> String {
-        ""
+        guard let drills = status.report.drills else { return "" }
+        var html = "<h2>DR posture and drills</h2>\n"
+        if drills.posture.isEmpty {
+            html += "<p>No backup job or failover service has a drill policy or a recorded drill.</p>\n"
+        } else {
+            let rows = drills.posture.map { posture -> [String] in
+                let name = HTMLPage.escape(posture.target)
+                let verdict: String
+                if posture.lastDrillSucceeded == false {
+                    verdict = HTMLPage.badge("last drill failed", .bad)
+                } else if posture.stale {
+                    verdict = HTMLPage.badge("stale", .bad)
+                } else if posture.overTarget {
+                    verdict = HTMLPage.badge("over target", .warn)
+                } else if posture.lastSuccessAt == nil {
+                    verdict = HTMLPage.badge("never drilled", .idle)
+                } else {
+                    verdict = HTMLPage.badge("ok", .ok)
+                }
+                return [
+                    "<td data-drill=\"\(posture.kind.rawValue) \(name)\"><strong>\(name)</strong> "
+                        + "<small>\(posture.kind.rawValue)</small></td>",
+                    HTMLPage.escape(posture.strategy),
+                    verdict,
+                    measured(posture.measuredRTOSeconds, target: posture.rtoTargetSeconds),
+                    measured(posture.measuredRPOSeconds, target: posture.rpoTargetSeconds),
+                    HTMLPage.escape(posture.lastSuccessAt ?? "never"),
+                    "<small>\(HTMLPage.escape(posture.line))</small>",
+                ]
+            }
+            html += HTMLPage.table(
+                ["Target", "Strategy", "Posture", "RTO (target)", "RPO (target)", "Last success", "Summary"],
+                rows,
+                id: "dr-posture"
+            )
+        }
+        guard !drills.recent.isEmpty else { return html }
+        let recent = drills.recent.prefix(10).map { record -> [String] in
+            [
+                HTMLPage.escape(ISO8601DateFormatter().string(from: record.startedAt)),
+                HTMLPage.escape("\(record.kind.rawValue) \(record.target)"),
+                record.success ? HTMLPage.badge("ok", .ok) : HTMLPage.badge("failed", .bad),
+                HTMLPage.escape(record.rtoSeconds.map { HTMLPage.decimal($0) + " s" }.joined(separator: ", ")),
+                HTMLPage.escape(record.rpoSeconds.map { HTMLPage.decimal($0) + " s" } ?? "—"),
+                HTMLPage.escape(record.probeErrors.map(String.init).joined(separator: ", ")),
+                "<small>\(HTMLPage.escape(record.error ?? record.detail))</small>",
+            ]
+        }
+        html += HTMLPage.table(
+            ["Started", "Drill", "Result", "RTO per leg", "RPO", "Probe errors", "Detail"],
+            Array(recent),
+            id: "drills"
+        )
+        return html
+    }
+
+    /// A measured figure in seconds with its target, marked when over it.
+    static func measured(_ value: Double?, target: Double?) -> String {
+        let text = value.map { HTMLPage.decimal($0) + " s" } ?? "—"
+        let goal = target.map { " (" + HTMLPage.decimal($0) + " s)" } ?? ""
+        if let value, let target, value > target { return HTMLPage.badge(text + goal, .warn) }
+        return HTMLPage.escape(text + goal)
     }
 
     static func backupsSection(_ status: ControllerStatus) -> String {

@@ -156,4 +156,64 @@ import ZonewardState
     @Test func theDRSectionIsEmptyWithoutData() {
         #expect(ControllerStatusPage.drSection(status(service: "orders", job: "app")).isEmpty)
     }
+
+    /// With drills in the report: each posture with its verdict and measured figures against the targets
+    /// (over target marked), and the newest drills with their RTO per leg; names are escaped.
+    @Test func theDRSectionShowsPostureAndRecentDrills() {
+        var page = status(service: "orders", job: "app")
+        let posture = [
+            DrillPosture(
+                kind: .switchover,
+                target: "orders",
+                strategy: "geo-replicated standby (ra, rb)",
+                rtoTargetSeconds: 2,
+                rpoTargetSeconds: 5,
+                lastSuccessAt: "2025-06-15T15:00:00Z",
+                measuredRTOSeconds: 2.62,
+                measuredRPOSeconds: 0,
+                lastDrillSucceeded: true,
+                maxAgeSeconds: 86_400,
+                stale: false,
+                overTarget: true,
+                line: "orders: RTO 2.62 s over its 2 s target"
+            ),
+            DrillPosture(
+                kind: .restore,
+                target: "<app>",
+                strategy: "backups only",
+                rtoTargetSeconds: nil,
+                rpoTargetSeconds: nil,
+                lastSuccessAt: nil,
+                measuredRTOSeconds: nil,
+                measuredRPOSeconds: nil,
+                lastDrillSucceeded: nil,
+                maxAgeSeconds: 3600,
+                stale: true,
+                overTarget: false,
+                line: "never drilled"
+            ),
+        ]
+        let recent = [
+            DrillRecord(
+                kind: .switchover,
+                target: "orders",
+                startedAt: now - 60,
+                finishedAt: now - 50,
+                success: true,
+                rtoSeconds: [0.63, 2.62],
+                rpoSeconds: 0,
+                probeErrors: [1, 2]
+            )
+        ]
+        page.report.drills = DrillSummary(posture: posture, recent: recent)
+        let html = ControllerStatusPage.drSection(page)
+        #expect(html.contains("DR posture and drills"))
+        #expect(html.contains("data-drill=\"switchover orders\""))
+        #expect(html.contains("over target"))
+        #expect(html.contains("2.62 s (2.00 s)"))
+        #expect(html.contains("&lt;app&gt;") && !html.contains("<app>"))
+        #expect(html.contains("stale"))
+        #expect(html.contains("0.63 s, 2.62 s"))
+        #expect(html.contains("1, 2"))
+    }
 }
