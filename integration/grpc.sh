@@ -135,6 +135,29 @@ done <"$WORK/client.out"
 check "the client ran every check" test "$(grep -c '' "$WORK/client.out")" -ge 25
 [ -s "$WORK/client.err" ] && sed 's/^/  client stderr: /' "$WORK/client.err" | tail -5
 
+echo "grpc: the README's demo (zoneward run --demo-backends --config config/grpc-demo.yaml, ports moved)"
+sed -e "s/127.0.0.1:9090/127.0.0.1:$((BASE + 31))/" -e "s/127.0.0.1:9902/127.0.0.1:$((BASE + 32))/" \
+    -e "s/127.0.0.1:18201/127.0.0.1:$((BASE + 41))/" -e "s/127.0.0.1:18202/127.0.0.1:$((BASE + 42))/" \
+    -e "s/127.0.0.1:18203/127.0.0.1:$((BASE + 43))/" "$ROOT/config/grpc-demo.yaml" >"$WORK/grpc-demo.yaml"
+"$ZW" run --demo-backends --config "$WORK/grpc-demo.yaml" --zone us-east-1b --db "$WORK/demo.db" \
+    >"$WORK/demo.log" 2>&1 &
+DEMO=$!
+PIDS+=($DEMO)
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$((BASE + 32))/readyz" >/dev/null && break; sleep 0.1; done
+DEMO_OUT=$(timeout 30 python3 - "$((BASE + 31))" <<'PY' 2>&1
+import collections, sys
+import grpc
+channel = grpc.insecure_channel(f"127.0.0.1:{sys.argv[1]}")
+whoami = channel.unary_unary("/demo.Greeter/Whoami")  # no stubs: raw bytes in and out
+print(collections.Counter(whoami(b"", timeout=5).decode().split()[1] for _ in range(50)))
+PY
+)
+echo "  demo: $DEMO_OUT"
+check "a grpcio call through the demo is answered by a demo backend, in the proxy's zone" \
+    contains "$DEMO_OUT" "'zone=us-east-1b': 50"
+kill "$DEMO" 2>/dev/null
+wait "$DEMO" 2>/dev/null
+
 for _ in $(seq 1 100); do kill -0 "$PROXY" 2>/dev/null || break; sleep 0.1; done
 check "the proxy exited after the drain" bash -c "! kill -0 $PROXY 2>/dev/null"
 if [ "$FAILED" != 0 ]; then tail -20 "$WORK/proxy.log" | sed 's/^/  proxy: /'; fi
