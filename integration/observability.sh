@@ -51,6 +51,7 @@ backups:
     schedule: "0 4 * * *"
     targets: [{filesystem: $WORK/backups}]
     encryption: {keyFile: $WORK/backup.key}
+    drill: {every: 1d}
 controller: {listen: 127.0.0.1:$API, tokenFile: $WORK/token}
 YAML
 "$ZW" controller --config "$WORK/zoneward.yaml" --db "$WORK/state.db" >"$WORK/controller.log" 2>&1 &
@@ -63,9 +64,13 @@ for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$ADMIN/readyz" >/dev/null &
 for _ in $(seq 1 20); do curl -s -o /dev/null "http://127.0.0.1:$WEB/"; done
 check "a backup through the controller" "$ZW" backup run --job app --config "$WORK/zoneward.yaml" \
     --controller "http://127.0.0.1:$API" --token-file "$WORK/token"
-# The controller's gauges are refreshed every 15 s; wait for the backup's to appear (bounded).
+check "a restore drill recorded through the controller" "$ZW" drill restore --job app --config "$WORK/zoneward.yaml" \
+    --controller "http://127.0.0.1:$API" --token-file "$WORK/token"
+# The controller's gauges are refreshed every 15 s; wait for the backup's and the drill's to appear (bounded).
 for _ in $(seq 1 40); do
-    curl -s "http://127.0.0.1:$API/metrics" | grep -q '^zoneward_backup_last_success_timestamp_seconds' && break
+    curl -s "http://127.0.0.1:$API/metrics" >"$WORK/controller-metrics.txt"
+    grep -q '^zoneward_backup_last_success_timestamp_seconds' "$WORK/controller-metrics.txt" &&
+        grep -q '^zoneward_drill_last_result' "$WORK/controller-metrics.txt" && break
     sleep 0.5
 done
 { curl -s "http://127.0.0.1:$ADMIN/metrics"; curl -s "http://127.0.0.1:$API/metrics"; } >"$WORK/metrics.txt"

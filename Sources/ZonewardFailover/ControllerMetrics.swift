@@ -47,9 +47,18 @@ extension ControllerService {
         var drillSuccess: [(String, Double)] = []
         var drillRTO: [(String, Double)] = []
         var drillRPO: [(String, Double)] = []
-        for target in DrillAssessment.targets(settings.configuration) {
-            guard let last = try? store.lastSuccessfulDrill(kind: target.kind, target: target.name) else { continue }
-            let label = "kind=\"\(target.kind.rawValue)\",target=\"\(escape(target.name))\""
+        var drillResult: [(String, Double)] = []
+        var drillStale: [(String, Double)] = []
+        let postures =
+            (try? DrillAssessment.postures(configuration: settings.configuration, store: store, now: now)) ?? []
+        for posture in postures {
+            let label = "kind=\"\(posture.kind.rawValue)\",target=\"\(escape(posture.target))\""
+            // Only targets with a policy or a drill: a job nobody drills is not reported stale.
+            if posture.maxAgeSeconds != nil { drillStale.append((label, posture.stale ? 1 : 0)) }
+            if let succeeded = posture.lastDrillSucceeded { drillResult.append((label, succeeded ? 1 : 0)) }
+            guard let last = try? store.lastSuccessfulDrill(kind: posture.kind, target: posture.target) else {
+                continue
+            }
             drillSuccess.append((label, last.finishedAt.timeIntervalSince1970))
             if let rto = last.worstRTOSeconds { drillRTO.append((label, rto)) }
             if let rpo = last.rpoSeconds { drillRPO.append((label, rpo)) }
@@ -65,6 +74,16 @@ extension ControllerService {
             drillRTO
         )
         gauge("zoneward_drill_rpo_seconds", "Data age the last successful drill measured.", drillRPO)
+        gauge(
+            "zoneward_drill_last_result",
+            "1 when the newest drill of the target succeeded, 0 when it failed.",
+            drillResult
+        )
+        gauge(
+            "zoneward_drill_stale",
+            "1 when the target's last successful drill is older than its drill policy's `every` (or there is none).",
+            drillStale
+        )
         return lines.joined(separator: "\n") + "\n"
     }
 
