@@ -54,6 +54,7 @@ enum H2Listener {
                     keepalive: .init(pingInterval: TimeAmount(service.timeouts.clientWrite), ackTimeout: .seconds(20))
                 )
             )
+            try sync.addHandler(FlushCoalescer())
             _ = try sync.configureHTTP2Pipeline(
                 mode: .server,
                 connectionConfiguration: serverConnectionConfiguration,

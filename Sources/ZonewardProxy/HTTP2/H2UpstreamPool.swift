@@ -285,6 +285,7 @@ final class H2UpstreamPool {
         connectionConfiguration.maximumRecentlyResetStreams = H2Limits.recentlyResetStreams
         var streamConfiguration = NIOHTTP2Handler.StreamConfiguration()
         streamConfiguration.targetWindowSize = H2Limits.streamWindow
+        try sync.addHandler(FlushCoalescer())
         let multiplexer = try sync.configureHTTP2Pipeline(
             mode: .client,
             connectionConfiguration: connectionConfiguration,
