@@ -268,16 +268,6 @@ import Testing
         #expect(!channel.isActive)
     }
 
-    @Test func anHTTP1ClientOfAnHTTP2ServiceGets505() throws {
-        let channel = EmbeddedChannel(handler: H1RefusalHandler())
-        try channel.connect(to: .init(ipAddress: "127.0.0.1", port: 1)).wait()
-        try channel.writeInbound(ByteBuffer(string: "GET / HTTP/1.1\r\nHost: a\r\n\r\n"))
-        let response = try channel.readOutbound(as: ByteBuffer.self).map { String(buffer: $0) } ?? ""
-        #expect(response.hasPrefix("HTTP/1.1 505 HTTP Version Not Supported\r\n"))
-        #expect(response.contains("X-Zoneward-Error: http2-required\r\n"))
-        #expect(!channel.isActive)
-    }
-
     /// Abuse NIOHTTP2 reports ends the connection (and is counted by reason); one stream's error does not.
     @Test func onlyConnectionEndingErrorsCloseTheConnection() {
         #expect(H2ConnectionGuard.reason(NIOHTTP2Errors.excessiveRSTFrames()) == "rapid-reset")
