@@ -213,3 +213,147 @@ import ZonewardModel
         #expect(!channel.isActive)
     }
 }
+
+/// An HTTP/2 client stream bridged to an HTTP/1.1 endpoint, through embedded channels on one loop: the
+/// stream's handler (after the HTTP/2-to-HTTP/1 codec, so fed HTTP parts), and the pooled upstream
+/// connection with NIO's client codec, whose bytes the test reads and writes.
+@Suite struct H2ToH1StreamTests {
+    final class Harness {
+        let loop = EmbeddedEventLoop()
+        let stream: EmbeddedChannel
+        var upstreams: [EmbeddedChannel] = []
+
+        init() throws {
+            let configuration = try ZonewardConfiguration.parse(
+                yaml: """
+                    zones: [{name: a, region: r}]
+                    services:
+                      - name: web
+                        listen: 127.0.0.1:1
+                        endpoints: [{address: 127.0.0.1:11, zone: a}]
+                    """
+            )
+            let table = RoutingTable(
+                configuration: configuration,
+                sourceZone: "a",
+                metrics: ProxyMetrics(),
+                logger: Logger(label: "test")
+            )
+            stream = EmbeddedChannel(loop: loop)
+            let pool = H1BridgePool(eventLoop: loop, timeouts: ProxyTimeouts()) { [weak self] endpoint, loop in
+                guard let self else { return loop.makeFailedFuture(ChannelError.ioOnClosedChannel) }
+                let channel = EmbeddedChannel(loop: self.loop)
+                do {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addHandler(H1BridgeUpstream(endpoint: endpoint))
+                    try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 11)).wait()
+                } catch {
+                    return loop.makeFailedFuture(error)
+                }
+                self.upstreams.append(channel)
+                return loop.makeSucceededFuture(channel)
+            }
+            let client = H1BridgeClient(
+                service: configuration.services[0],
+                table: table,
+                pool: pool,
+                scheme: "http",
+                clientAddress: "192.0.2.7",
+                maxRetries: 2
+            )
+            try stream.pipeline.syncOperations.addHandler(H2ToH1StreamHandler(client: client))
+            try stream.connect(to: SocketAddress(ipAddress: "192.0.2.7", port: 40000)).wait()
+        }
+
+        func upstreamBytes(_ index: Int = 0) throws -> String {
+            var text = ""
+            while let buffer = try upstreams[index].readOutbound(as: ByteBuffer.self) { text += String(buffer: buffer) }
+            return text
+        }
+
+        func responseParts() throws -> [HTTPServerResponsePart] {
+            var parts: [HTTPServerResponsePart] = []
+            while let part = try stream.readOutbound(as: HTTPServerResponsePart.self) { parts.append(part) }
+            return parts
+        }
+    }
+
+    @Test func aStreamBecomesOneHTTP1ExchangeWithoutHopByHopFields() throws {
+        let harness = try Harness()
+        let head = HTTPRequestHead(
+            version: .http2,
+            method: .GET,
+            uri: "/x",
+            headers: ["host": "api", "x-forwarded-for": "6.6.6.6", "accept": "*/*"]
+        )
+        try harness.stream.writeInbound(HTTPServerRequestPart.head(head))
+        try harness.stream.writeInbound(HTTPServerRequestPart.end(nil))
+        #expect(harness.upstreams.count == 1)
+        let request = try harness.upstreamBytes()
+        #expect(request.hasPrefix("GET /x HTTP/1.1\r\n"))
+        #expect(request.contains("Host: api\r\n"))
+        #expect(request.contains("X-Forwarded-For: 192.0.2.7\r\n"))
+        #expect(!request.contains("6.6.6.6"))
+        try harness.upstreams[0].writeInbound(
+            ByteBuffer(
+                string:
+                    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n\r\nok"
+            )
+        )
+        let parts = try harness.responseParts()
+        guard parts.count == 3, case .head(let response) = parts[0], case .body(.byteBuffer(let body)) = parts[1],
+            case .end = parts[2]
+        else {
+            Issue.record("expected head, body, end; got \(parts)")
+            return
+        }
+        #expect(response.status == .ok)
+        #expect(response.headers.map { $0.name.lowercased() } == ["content-length"])
+        #expect(String(buffer: body) == "ok")
+        // The connection went back to the pool: the next stream reuses it.
+        #expect(harness.upstreams[0].isActive)
+    }
+
+    @Test func aClientResetClosesTheUpstreamConnection() throws {
+        let harness = try Harness()
+        let head = HTTPRequestHead(
+            version: .http2,
+            method: .POST,
+            uri: "/up",
+            headers: ["host": "api", "transfer-encoding": "chunked"]
+        )
+        try harness.stream.writeInbound(HTTPServerRequestPart.head(head))
+        try harness.stream.writeInbound(HTTPServerRequestPart.body(ByteBuffer(string: "part")))
+        let request = try harness.upstreamBytes()
+        #expect(request.lowercased().contains("transfer-encoding: chunked\r\n"))
+        #expect(request.contains("\r\n\r\n4\r\npart"))
+        #expect(harness.upstreams[0].isActive)
+        // RST_STREAM closes the stream channel.
+        _ = try? harness.stream.close().wait()
+        #expect(!harness.upstreams[0].isActive)
+    }
+
+    @Test func anUpstreamResetBeforeTheResponseIsA502() throws {
+        let harness = try Harness()
+        let head = HTTPRequestHead(
+            version: .http2,
+            method: .POST,
+            uri: "/up",
+            headers: ["host": "api", "content-length": "4"]
+        )
+        try harness.stream.writeInbound(HTTPServerRequestPart.head(head))
+        try harness.stream.writeInbound(HTTPServerRequestPart.body(ByteBuffer(string: "part")))
+        try harness.stream.writeInbound(HTTPServerRequestPart.end(nil))
+        _ = try harness.upstreamBytes()
+        // A POST whose body went out is not retried.
+        _ = try? harness.upstreams[0].close().wait()
+        let parts = try harness.responseParts()
+        guard case .head(let response) = parts.first else {
+            Issue.record("expected a response head; got \(parts)")
+            return
+        }
+        #expect(response.status.code == 502)
+        #expect(response.headers["x-zoneward-error"] == ["upstream-reset"])
+        #expect(harness.upstreams.count == 1)
+    }
+}
