@@ -41,80 +41,88 @@ enum H2Listener {
     ) throws {
         let loop = channel.eventLoop
         let upstreamHTTP2 = service.upstreamProtocol == .http2
-        let sniffer = H2PrefaceSniffer(timeout: TimeAmount(service.timeouts.requestHead)) { context in
-            let sync = context.pipeline.syncOperations
-            let clientAddress = context.channel.remoteAddress?.ipAddress ?? "unknown"
-            let initializer: NIOChannelInitializer
-            if upstreamHTTP2 {
+        let sniffer = H2PrefaceSniffer(
+            timeout: TimeAmount(service.timeouts.requestHead),
+            onTimeout: { table.metrics.clientTimeouts.requestHead.increment() },
+            onHTTP2: { context in
+                let sync = context.pipeline.syncOperations
+                let clientAddress = context.channel.remoteAddress?.ipAddress ?? "unknown"
+                let initializer: NIOChannelInitializer
+                if upstreamHTTP2 {
+                    let client = H2ClientConnection(
+                        service: service,
+                        table: table,
+                        pool: pools.pool(for: loop),
+                        scheme: scheme,
+                        clientAddress: clientAddress,
+                        maxRetries: maxRetries
+                    )
+                    let bound = NIOLoopBound(client, eventLoop: loop)
+                    initializer = { stream in
+                        stream.eventLoop.makeCompletedFuture {
+                            try stream.pipeline.syncOperations.addHandler(H2StreamProxyHandler(connection: bound.value))
+                        }
+                    }
+                } else {
+                    let client = H1BridgeClient(
+                        service: service,
+                        table: table,
+                        pool: bridgePools.pool(for: loop),
+                        scheme: scheme,
+                        clientAddress: clientAddress,
+                        maxRetries: maxRetries
+                    )
+                    let bound = NIOLoopBound(client, eventLoop: loop)
+                    initializer = { stream in
+                        stream.eventLoop.makeCompletedFuture {
+                            let sync = stream.pipeline.syncOperations
+                            try sync.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
+                            try sync.addHandler(H2ToH1StreamHandler(client: bound.value))
+                        }
+                    }
+                }
+                let management = NIOHTTP2ServerConnectionManagementHandler(
+                    eventLoop: loop,
+                    configuration: .init(
+                        maxIdleTime: TimeAmount(service.timeouts.clientIdle),
+                        maxAge: nil,
+                        maxGraceTime: TimeAmount(drain),
+                        // A client that reads nothing (not even a PING) for `clientWrite` is closed.
+                        keepalive: .init(
+                            pingInterval: TimeAmount(service.timeouts.clientWrite),
+                            ackTimeout: .seconds(20)
+                        )
+                    )
+                )
+                _ = try sync.configureHTTP2Pipeline(
+                    mode: .server,
+                    connectionConfiguration: serverConnectionConfiguration,
+                    streamConfiguration: serverStreamConfiguration,
+                    streamDelegate: management.http2StreamDelegate,
+                    position: .last,
+                    inboundStreamInitializer: initializer
+                )
+                try sync.addHandler(management)
+                try sync.addHandler(H2ConnectionGuard(metrics: table.metrics, service: service.name))
+            },
+            otherwise: { context in
+                guard upstreamHTTP2 else {
+                    try http1(context)
+                    return
+                }
                 let client = H2ClientConnection(
                     service: service,
                     table: table,
                     pool: pools.pool(for: loop),
                     scheme: scheme,
-                    clientAddress: clientAddress,
+                    clientAddress: context.channel.remoteAddress?.ipAddress ?? "unknown",
                     maxRetries: maxRetries
                 )
-                let bound = NIOLoopBound(client, eventLoop: loop)
-                initializer = { stream in
-                    stream.eventLoop.makeCompletedFuture {
-                        try stream.pipeline.syncOperations.addHandler(H2StreamProxyHandler(connection: bound.value))
-                    }
-                }
-            } else {
-                let client = H1BridgeClient(
-                    service: service,
-                    table: table,
-                    pool: bridgePools.pool(for: loop),
-                    scheme: scheme,
-                    clientAddress: clientAddress,
-                    maxRetries: maxRetries
-                )
-                let bound = NIOLoopBound(client, eventLoop: loop)
-                initializer = { stream in
-                    stream.eventLoop.makeCompletedFuture {
-                        let sync = stream.pipeline.syncOperations
-                        try sync.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
-                        try sync.addHandler(H2ToH1StreamHandler(client: bound.value))
-                    }
-                }
+                let sync = context.pipeline.syncOperations
+                try sync.addHandler(IdleStateHandler(readTimeout: TimeAmount(service.timeouts.clientIdle)))
+                try H1ToH2Adapter.configure(sync, connection: client)
             }
-            let management = NIOHTTP2ServerConnectionManagementHandler(
-                eventLoop: loop,
-                configuration: .init(
-                    maxIdleTime: TimeAmount(service.timeouts.clientIdle),
-                    maxAge: nil,
-                    maxGraceTime: TimeAmount(drain),
-                    // A client that reads nothing (not even a PING) for `clientWrite` is closed.
-                    keepalive: .init(pingInterval: TimeAmount(service.timeouts.clientWrite), ackTimeout: .seconds(20))
-                )
-            )
-            _ = try sync.configureHTTP2Pipeline(
-                mode: .server,
-                connectionConfiguration: serverConnectionConfiguration,
-                streamConfiguration: serverStreamConfiguration,
-                streamDelegate: management.http2StreamDelegate,
-                position: .last,
-                inboundStreamInitializer: initializer
-            )
-            try sync.addHandler(management)
-            try sync.addHandler(H2ConnectionGuard(metrics: table.metrics, service: service.name))
-        } otherwise: { context in
-            guard upstreamHTTP2 else {
-                try http1(context)
-                return
-            }
-            let client = H2ClientConnection(
-                service: service,
-                table: table,
-                pool: pools.pool(for: loop),
-                scheme: scheme,
-                clientAddress: context.channel.remoteAddress?.ipAddress ?? "unknown",
-                maxRetries: maxRetries
-            )
-            let sync = context.pipeline.syncOperations
-            try sync.addHandler(IdleStateHandler(readTimeout: TimeAmount(service.timeouts.clientIdle)))
-            try H1ToH2Adapter.configure(sync, connection: client)
-        }
+        )
         try channel.pipeline.syncOperations.addHandler(sniffer)
     }
 
@@ -209,16 +217,20 @@ final class H2PrefaceSniffer: ChannelInboundHandler, RemovableChannelHandler {
     private let onHTTP2: (ChannelHandlerContext) throws -> Void
     private let otherwise: (ChannelHandlerContext) throws -> Void
     private let timeout: TimeAmount
+    /// Counts a connection closed for saying nothing (as the HTTP/1.1 path's request-head timeout).
+    private let onTimeout: (() -> Void)?
     private var buffered: ByteBuffer?
     private var timer: Scheduled<Void>?
     private var decided = false
 
     init(
         timeout: TimeAmount,
+        onTimeout: (() -> Void)? = nil,
         onHTTP2: @escaping (ChannelHandlerContext) throws -> Void,
         otherwise: @escaping (ChannelHandlerContext) throws -> Void
     ) {
         self.timeout = timeout
+        self.onTimeout = onTimeout
         self.onHTTP2 = onHTTP2
         self.otherwise = otherwise
     }
@@ -234,8 +246,11 @@ final class H2PrefaceSniffer: ChannelInboundHandler, RemovableChannelHandler {
 
     private func startTimer(context: ChannelHandlerContext) {
         guard timer == nil else { return }
-        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
-        timer = context.eventLoop.scheduleTask(in: timeout) { bound.value.close(promise: nil) }
+        let bound = NIOLoopBound((context: context, onTimeout: onTimeout), eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleTask(in: timeout) {
+            bound.value.onTimeout?()
+            bound.value.context.close(promise: nil)
+        }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
