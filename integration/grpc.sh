@@ -3,7 +3,8 @@
 # upstreamProtocol: http2). A grpcio client through the proxy: unary, server/client/bidi streaming, a 16 MiB
 # message, a cancelled call (the server sees it go), a deadline, the proxy's own grpc-timeout deadline, the
 # advertised limits, rapid reset refused with GOAWAY, streams per zone in /metrics, an endpoint killed
-# mid-stream (UNAVAILABLE; new calls on the other zone), an HTTP/1.1 client answered 505, h2load over h2c,
+# mid-stream (UNAVAILABLE; new calls on the other zone), a gRPC call over HTTP/1.1 answered 505 (plain
+# HTTP/1.1 requests are bridged to upstream streams: integration/h2-bridge.sh), h2load over h2c,
 # and a graceful shutdown that lets the stream in flight finish.
 source "$(dirname "$0")/lib/common.sh"
 
@@ -85,8 +86,9 @@ check "the proxy and both gRPC servers are up" curl -sf "http://127.0.0.1:$ADMIN
 sleep 1 # a health check of each endpoint
 
 echo "grpc: HTTP/1.1 to an http2 service"
-OUT=$(curl -s -i --max-time 5 "http://127.0.0.1:$PROXY_PORT/zw.Test/Unary")
-check "an HTTP/1.1 client gets 505 naming the cause" contains "$OUT" "X-Zoneward-Error: http2-required"
+OUT=$(curl -s -i --max-time 5 --http1.1 -X POST -H 'content-type: application/grpc' \
+    "http://127.0.0.1:$PROXY_PORT/zw.Test/Unary")
+check "a gRPC call over HTTP/1.1 gets 505 naming the cause" contains "$OUT" "x-zoneward-error: http2-required"
 
 echo "grpc: TLS listener, h2 by ALPN"
 # One gRPC message (5-byte prefix, then "whoami") per request.
@@ -96,8 +98,9 @@ OUT=$(curl -s --max-time 5 --cacert "$WORK/cert.pem" --http2 -X POST -H 'content
     -w '%{http_version} %{http_code}' "https://127.0.0.1:$TLS_PORT/zw.Test/Unary")
 check "curl over TLS negotiates h2 by ALPN and gets 200 ($OUT)" test "$OUT" = "2 200"
 check "the answer came from zone-a's gRPC server" grep -q "zone-a" "$WORK/tls-answer.bin"
-OUT=$(curl -s -i --max-time 5 --cacert "$WORK/cert.pem" --http1.1 "https://127.0.0.1:$TLS_PORT/zw.Test/Unary")
-check "an HTTP/1.1 client over TLS gets 505" contains "$OUT" "X-Zoneward-Error: http2-required"
+OUT=$(curl -s -i --max-time 5 --cacert "$WORK/cert.pem" --http1.1 -X POST -H 'content-type: application/grpc' \
+    "https://127.0.0.1:$TLS_PORT/zw.Test/Unary")
+check "a gRPC call over HTTP/1.1 on TLS gets 505" contains "$OUT" "x-zoneward-error: http2-required"
 H2LOAD=$(timeout 30 h2load -n 100 -c 2 -m 10 -H 'content-type: application/grpc' -H 'te: trailers' \
     -d "$WORK/message.bin" "https://127.0.0.1:$TLS_PORT/zw.Test/Unary" 2>&1)
 check "h2load over TLS (ALPN h2): 100 requests, all 200" contains "$H2LOAD" "status codes: 100 2xx, 0 3xx, 0 4xx, 0 5xx"

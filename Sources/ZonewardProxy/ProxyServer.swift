@@ -67,6 +67,8 @@ public final class ProxyServer: Service, Sendable {
     private let tcpConnections = TCPConnectionRegistry()
     private let pools: UpstreamPools
     private let h2Pools: H2UpstreamPools
+    /// HTTP/1.1 connections for HTTP/2 client streams to `http1` services.
+    private let bridgePools: H1BridgePools
     /// The HTTP client of the controller's API, shut down with the proxy.
     private let http: HTTPClient
     /// The client of the controllers' API (snapshots and demand reports); nil without `controllerURL`.
@@ -88,6 +90,7 @@ public final class ProxyServer: Service, Sendable {
         self.prober = HealthProber(table: table, group: group)
         self.pools = UpstreamPools(timeouts: settings.timeouts)
         self.h2Pools = H2UpstreamPools(timeouts: settings.timeouts)
+        self.bridgePools = H1BridgePools(timeouts: settings.timeouts)
         let http = ControllerClient.makeHTTPClient(eventLoopGroup: group)
         self.http = http
         self.controller = settings.controllerURL.flatMap {
@@ -148,6 +151,7 @@ public final class ProxyServer: Service, Sendable {
         connections.quiesceAll()
         pools.closeIdle()
         h2Pools.closeIdle()
+        bridgePools.closeIdle()
         let deadline = ContinuousClock.now + settings.timeouts.drain
         while connections.count > 0, ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(20))
@@ -167,10 +171,12 @@ public final class ProxyServer: Service, Sendable {
         let tcpConnections = self.tcpConnections
         let maxRetries = settings.timeouts.maxRetries
         let h2Pools = self.h2Pools
+        let bridgePools = self.bridgePools
         let drain = settings.timeouts.drain
-        // An `http2` service's listener speaks HTTP/2 (h2c, or h2 by ALPN); the others are unchanged.
-        let isHTTP2 = service.wireProtocol == .http && service.upstreamProtocol == .http2
-        let tls = try service.tls.map { try Self.makeTLSContext($0, alpn: isHTTP2 ? ["h2", "http/1.1"] : []) }
+        // An `http` listener speaks HTTP/1.1 and HTTP/2 (h2c with prior knowledge, or h2 by ALPN) whatever
+        // the upstream protocol: the first bytes decide, and the sniffer leaves the pipeline at once.
+        let isHTTP = service.wireProtocol == .http
+        let tls = try service.tls.map { try Self.makeTLSContext($0, alpn: isHTTP ? ["h2", "http/1.1"] : []) }
         let limits = table.metrics.listenerMetrics(service: service.name)
         let open = ListenerConnections()
         let isTCP = service.wireProtocol == .tcp
@@ -216,25 +222,23 @@ public final class ProxyServer: Service, Sendable {
                             registry: tcpConnections
                         )
                     )
-                } else if isHTTP2 {
+                } else {
+                    let pool = pools.pool(for: channel.eventLoop)
+                    let scheme = tls == nil ? "http" : "https"
                     try H2Listener.configure(
                         channel: channel,
                         service: service,
                         table: table,
                         pools: h2Pools,
-                        scheme: tls == nil ? "http" : "https",
+                        bridgePools: bridgePools,
+                        scheme: scheme,
                         maxRetries: maxRetries,
                         drain: drain
-                    )
-                } else {
-                    try handlers.addHandler(
-                        HTTPProxyHandler(
-                            service: service,
-                            table: table,
-                            pool: pools.pool(for: channel.eventLoop),
-                            scheme: tls == nil ? "http" : "https"
+                    ) { context in
+                        try context.pipeline.syncOperations.addHandler(
+                            HTTPProxyHandler(service: service, table: table, pool: pool, scheme: scheme)
                         )
-                    )
+                    }
                 }
             }
         }
@@ -543,7 +547,7 @@ public final class ProxyServer: Service, Sendable {
                 )
             }
             let before = table.snapshot.configuration
-            // The listener's pipeline (HTTP/1.1 or HTTP/2) is chosen at bind time, by `upstreamProtocol` too.
+            // The listener's pipelines (and the bridges between protocols) are chosen at bind time.
             let listener = { (service: ServiceConfiguration) in
                 "\(service.name)@\(service.listen)/\(service.wireProtocol.rawValue)/\(service.upstreamProtocol.rawValue)"
             }

@@ -1,11 +1,12 @@
 import NIOCore
+import NIOHTTP1
 import NIOHTTP2
 import Prometheus
 import ZonewardModel
 
-/// The HTTP/2 side of an `http` listener whose service has `upstreamProtocol: http2`: detects the client
-/// connection preface (h2c with prior knowledge; over TLS, after ALPN chose `h2`), then runs NIOHTTP2's
-/// server with one child channel per stream. A client that speaks HTTP/1.1 instead gets 505.
+/// The HTTP/2 side of every `http` listener: detects the client connection preface (h2c with prior
+/// knowledge; over TLS, after ALPN chose `h2`), then runs NIOHTTP2's server with one child channel per
+/// stream. HTTP/1.1 clients on the same port get the HTTP/1.1 pipeline, whatever the upstream protocol.
 enum H2Listener {
     /// `PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`: what every HTTP/2 client sends first (RFC 9113 §3.4).
     static let preface: [UInt8] = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
@@ -22,56 +23,107 @@ enum H2Listener {
         return count == preface.count ? .http2 : .undecided
     }
 
-    /// Adds the sniffer to a new client connection (after TLS, when the listener terminates it).
+    /// Adds the sniffer to a new client connection of an `http` listener (after TLS, when the listener
+    /// terminates it). A client that opens with the HTTP/2 preface gets NIOHTTP2's server, one child channel
+    /// per stream: relayed on upstream HTTP/2 streams for an `http2` service, or each stream bridged to one
+    /// HTTP/1.1 exchange for an `http1` service. Any other client is HTTP/1.1: `http1` installs the HTTP/1.1
+    /// proxy for an `http1` service; for an `http2` service each request is bridged to an upstream stream.
     static func configure(
         channel: any Channel,
         service: ServiceConfiguration,
         table: RoutingTable,
         pools: H2UpstreamPools,
+        bridgePools: H1BridgePools,
         scheme: String,
         maxRetries: Int,
-        drain: Duration
+        drain: Duration,
+        http1: @escaping (ChannelHandlerContext) throws -> Void
     ) throws {
         let loop = channel.eventLoop
-        let sniffer = H2PrefaceSniffer(timeout: TimeAmount(service.timeouts.requestHead)) { context in
-            let sync = context.pipeline.syncOperations
-            let client = H2ClientConnection(
-                service: service,
-                table: table,
-                pool: pools.pool(for: loop),
-                scheme: scheme,
-                clientAddress: context.channel.remoteAddress?.ipAddress ?? "unknown",
-                maxRetries: maxRetries
-            )
-            let bound = NIOLoopBound(client, eventLoop: loop)
-            let management = NIOHTTP2ServerConnectionManagementHandler(
-                eventLoop: loop,
-                configuration: .init(
-                    maxIdleTime: TimeAmount(service.timeouts.clientIdle),
-                    maxAge: nil,
-                    maxGraceTime: TimeAmount(drain),
-                    // A client that reads nothing (not even a PING) for `clientWrite` is closed.
-                    keepalive: .init(pingInterval: TimeAmount(service.timeouts.clientWrite), ackTimeout: .seconds(20))
-                )
-            )
-            try sync.addHandler(FlushCoalescer())
-            _ = try sync.configureHTTP2Pipeline(
-                mode: .server,
-                connectionConfiguration: serverConnectionConfiguration,
-                streamConfiguration: serverStreamConfiguration,
-                streamDelegate: management.http2StreamDelegate,
-                position: .last,
-                inboundStreamInitializer: { stream in
-                    stream.eventLoop.makeCompletedFuture {
-                        try stream.pipeline.syncOperations.addHandler(H2StreamProxyHandler(connection: bound.value))
+        let upstreamHTTP2 = service.upstreamProtocol == .http2
+        let sniffer = H2PrefaceSniffer(
+            timeout: TimeAmount(service.timeouts.requestHead),
+            onTimeout: { table.metrics.clientTimeouts.requestHead.increment() },
+            onHTTP2: { context in
+                let sync = context.pipeline.syncOperations
+                let clientAddress = context.channel.remoteAddress?.ipAddress ?? "unknown"
+                let initializer: NIOChannelInitializer
+                if upstreamHTTP2 {
+                    let client = H2ClientConnection(
+                        service: service,
+                        table: table,
+                        pool: pools.pool(for: loop),
+                        scheme: scheme,
+                        clientAddress: clientAddress,
+                        maxRetries: maxRetries
+                    )
+                    let bound = NIOLoopBound(client, eventLoop: loop)
+                    initializer = { stream in
+                        stream.eventLoop.makeCompletedFuture {
+                            try stream.pipeline.syncOperations.addHandler(H2StreamProxyHandler(connection: bound.value))
+                        }
+                    }
+                } else {
+                    let client = H1BridgeClient(
+                        service: service,
+                        table: table,
+                        pool: bridgePools.pool(for: loop),
+                        scheme: scheme,
+                        clientAddress: clientAddress,
+                        maxRetries: maxRetries
+                    )
+                    let bound = NIOLoopBound(client, eventLoop: loop)
+                    initializer = { stream in
+                        stream.eventLoop.makeCompletedFuture {
+                            let sync = stream.pipeline.syncOperations
+                            try sync.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
+                            try sync.addHandler(H2ToH1StreamHandler(client: bound.value))
+                        }
                     }
                 }
-            )
-            try sync.addHandler(management)
-            try sync.addHandler(H2ConnectionGuard(metrics: table.metrics, service: service.name))
-        } otherwise: { context in
-            try context.pipeline.syncOperations.addHandler(H1RefusalHandler())
-        }
+                let management = NIOHTTP2ServerConnectionManagementHandler(
+                    eventLoop: loop,
+                    configuration: .init(
+                        maxIdleTime: TimeAmount(service.timeouts.clientIdle),
+                        maxAge: nil,
+                        maxGraceTime: TimeAmount(drain),
+                        // A client that reads nothing (not even a PING) for `clientWrite` is closed.
+                        keepalive: .init(
+                            pingInterval: TimeAmount(service.timeouts.clientWrite),
+                            ackTimeout: .seconds(20)
+                        )
+                    )
+                )
+                try sync.addHandler(FlushCoalescer())
+                _ = try sync.configureHTTP2Pipeline(
+                    mode: .server,
+                    connectionConfiguration: serverConnectionConfiguration,
+                    streamConfiguration: serverStreamConfiguration,
+                    streamDelegate: management.http2StreamDelegate,
+                    position: .last,
+                    inboundStreamInitializer: initializer
+                )
+                try sync.addHandler(management)
+                try sync.addHandler(H2ConnectionGuard(metrics: table.metrics, service: service.name))
+            },
+            otherwise: { context in
+                guard upstreamHTTP2 else {
+                    try http1(context)
+                    return
+                }
+                let client = H2ClientConnection(
+                    service: service,
+                    table: table,
+                    pool: pools.pool(for: loop),
+                    scheme: scheme,
+                    clientAddress: context.channel.remoteAddress?.ipAddress ?? "unknown",
+                    maxRetries: maxRetries
+                )
+                let sync = context.pipeline.syncOperations
+                try sync.addHandler(IdleStateHandler(readTimeout: TimeAmount(service.timeouts.clientIdle)))
+                try H1ToH2Adapter.configure(sync, connection: client)
+            }
+        )
         try channel.pipeline.syncOperations.addHandler(sniffer)
     }
 
@@ -146,16 +198,20 @@ final class H2PrefaceSniffer: ChannelInboundHandler, RemovableChannelHandler {
     private let onHTTP2: (ChannelHandlerContext) throws -> Void
     private let otherwise: (ChannelHandlerContext) throws -> Void
     private let timeout: TimeAmount
+    /// Counts a connection closed for saying nothing (as the HTTP/1.1 path's request-head timeout).
+    private let onTimeout: (() -> Void)?
     private var buffered: ByteBuffer?
     private var timer: Scheduled<Void>?
     private var decided = false
 
     init(
         timeout: TimeAmount,
+        onTimeout: (() -> Void)? = nil,
         onHTTP2: @escaping (ChannelHandlerContext) throws -> Void,
         otherwise: @escaping (ChannelHandlerContext) throws -> Void
     ) {
         self.timeout = timeout
+        self.onTimeout = onTimeout
         self.onHTTP2 = onHTTP2
         self.otherwise = otherwise
     }
@@ -171,8 +227,11 @@ final class H2PrefaceSniffer: ChannelInboundHandler, RemovableChannelHandler {
 
     private func startTimer(context: ChannelHandlerContext) {
         guard timer == nil else { return }
-        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
-        timer = context.eventLoop.scheduleTask(in: timeout) { bound.value.close(promise: nil) }
+        let bound = NIOLoopBound((context: context, onTimeout: onTimeout), eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleTask(in: timeout) {
+            bound.value.onTimeout?()
+            bound.value.context.close(promise: nil)
+        }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -220,28 +279,3 @@ final class H2PrefaceSniffer: ChannelInboundHandler, RemovableChannelHandler {
 
 @available(*, unavailable)
 extension H2PrefaceSniffer: Sendable {}
-
-/// An HTTP/1.1 client on a listener whose service speaks HTTP/2 upstream: one 505 naming the cause, then
-/// the connection closes. (Bridging HTTP/1.1 to HTTP/2 upstreams is not done yet.)
-final class H1RefusalHandler: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
-
-    private var answered = false
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !answered else { return }
-        answered = true
-        let body = "505 HTTP Version Not Supported: this service speaks HTTP/2 (h2c prior knowledge, or h2 by ALPN)\n"
-        var response = context.channel.allocator.buffer(capacity: 200 + body.utf8.count)
-        response.writeString("HTTP/1.1 505 HTTP Version Not Supported\r\nContent-Type: text/plain; charset=utf-8\r\n")
-        response.writeString("Content-Length: \(body.utf8.count)\r\nX-Zoneward-Error: http2-required\r\n")
-        response.writeString("Connection: close\r\n\r\n\(body)")
-        context.writeAndFlush(wrapOutboundOut(response)).assumeIsolated().whenComplete { _ in
-            context.close(promise: nil)
-        }
-    }
-}
-
-@available(*, unavailable)
-extension H1RefusalHandler: Sendable {}

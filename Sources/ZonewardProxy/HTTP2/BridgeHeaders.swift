@@ -1,0 +1,167 @@
+import NIOHPACK
+import NIOHTTP1
+
+/// The pure parts of bridging HTTP/2 and HTTP/1.1: heads mapped both ways, connection-specific fields
+/// dropped (RFC 9113 §8.2.2), `:authority` and Host, and the HTTP/1.1 framing checks the strict parser
+/// makes, applied to a head NIO's decoder produced.
+enum BridgeHeaders {
+    /// The names a `Connection` field nominates, lowercased: hop-by-hop for this message.
+    static func nominated(_ headers: HTTPHeaders) -> Set<String> {
+        var names: Set<String> = []
+        for value in headers[canonicalForm: "connection"] { names.insert(value.lowercased()) }
+        return names
+    }
+
+    private static func isHopByHop(_ lowered: String, nominated: Set<String>) -> Bool {
+        H2Headers.connectionSpecific.contains(lowered) || lowered == "te" || nominated.contains(lowered)
+    }
+
+    // MARK: HTTP/2 client → HTTP/1.1 endpoint
+
+    /// A request NIO's HTTP/2-to-HTTP/1 codec decoded (`:authority` already the Host field, and
+    /// `transfer-encoding: chunked` added by the codec for a body of unknown length) as sent to an HTTP/1.1
+    /// endpoint: HTTP/1.1, hop-by-hop fields dropped, and the forwarding fields set as the HTTP/1.1 path
+    /// sets them (`X-Forwarded-For` and `Forwarded` extended for a `trusted` peer and replaced for anyone
+    /// else, `X-Forwarded-Proto` the client's scheme).
+    static func requestForHTTP1(
+        _ head: HTTPRequestHead,
+        clientAddress: String,
+        scheme: String,
+        trusted: Bool
+    ) -> HTTPRequestHead {
+        let nominated = nominated(head.headers)
+        var out = HTTPHeaders()
+        out.reserveCapacity(head.headers.count + 3)
+        var forwardedFor: [String] = []
+        var forwarded: [String] = []
+        var hasHost = false
+        for (name, value) in head.headers {
+            let lowered = name.lowercased()
+            switch lowered {
+            case "transfer-encoding":
+                // Only the codec's own framing survives; an HTTP/2 client cannot send this field.
+                if value.lowercased() == "chunked" { out.add(name: "Transfer-Encoding", value: "chunked") }
+            case "host":
+                guard !hasHost else { continue }
+                hasHost = true
+                out.add(name: "Host", value: value)
+            case "x-forwarded-proto":
+                continue
+            case "x-forwarded-for":
+                if trusted { forwardedFor.append(value) }
+            case "forwarded":
+                if trusted { forwarded.append(value) }
+            case _ where isHopByHop(lowered, nominated: nominated):
+                continue
+            default:
+                out.add(name: name, value: value)
+            }
+        }
+        forwardedFor.append(clientAddress)
+        let node = clientAddress.contains(":") ? "\"[\(clientAddress)]\"" : clientAddress
+        forwarded.append("for=\(node);proto=\(scheme)")
+        out.add(name: "X-Forwarded-For", value: forwardedFor.joined(separator: ", "))
+        out.add(name: "X-Forwarded-Proto", value: scheme)
+        out.add(name: "Forwarded", value: forwarded.joined(separator: ", "))
+        return HTTPRequestHead(version: .http1_1, method: head.method, uri: head.uri, headers: out)
+    }
+
+    /// An HTTP/1.1 endpoint's response head as sent to an HTTP/2 client: `Connection`, `Keep-Alive`,
+    /// `Transfer-Encoding`, `Upgrade`, `Proxy-Connection` and the fields `Connection` nominates dropped
+    /// (they are malformed in HTTP/2).
+    static func responseForHTTP2(_ head: HTTPResponseHead) -> HTTPResponseHead {
+        let nominated = nominated(head.headers)
+        var out = HTTPHeaders()
+        out.reserveCapacity(head.headers.count)
+        for (name, value) in head.headers where !isHopByHop(name.lowercased(), nominated: nominated) {
+            out.add(name: name, value: value)
+        }
+        return HTTPResponseHead(version: .http2, status: head.status, headers: out)
+    }
+
+    // MARK: HTTP/1.1 client → HTTP/2 endpoint
+
+    /// Why an HTTP/1.1 request head (decoded by NIO) is refused, with the strict parser's rules: Content-Length
+    /// with Transfer-Encoding, a Content-Length that is not one number, Transfer-Encoding other than one
+    /// `chunked`, no Host in HTTP/1.1, more than one Host, more than `HTTPHeadParser.maxHeaders` fields.
+    static func framingError(_ head: HTTPRequestHead) -> HTTPFramingError? {
+        let headers = head.headers
+        if headers.count > HTTPHeadParser.maxHeaders { return .tooManyHeaders }
+        let lengths = headers["content-length"]
+        let encodings = headers["transfer-encoding"]
+        if !encodings.isEmpty {
+            if !lengths.isEmpty { return .contentLengthWithTransferEncoding }
+            guard encodings.count == 1, encodings[0].lowercased() == "chunked" else {
+                return .unsupportedTransferEncoding
+            }
+        }
+        var length: String?
+        for value in lengths {
+            guard !value.isEmpty, value.utf8.count <= 18, value.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) else {
+                return .invalidContentLength
+            }
+            if let length, length != value { return .conflictingContentLength }
+            length = value
+        }
+        let hosts = headers["host"].count
+        if hosts > 1 { return .duplicateHost }
+        if hosts == 0, head.version == .http1_1 { return .missingHost }
+        return nil
+    }
+
+    /// An HTTP/1.1 request head as an HTTP/2 header block: `:method`, `:scheme` (the client's), `:authority`
+    /// (the absolute-form target's, else Host), `:path`, then the fields, lowercased, hop-by-hop ones and Host
+    /// dropped (`te: trailers` kept). Nil without an authority (an HTTP/1.0 request with no Host).
+    static func requestForHTTP2(_ head: HTTPRequestHead, scheme: String) -> HPACKHeaders? {
+        var authority = head.headers.first(name: "host")
+        var path = head.uri
+        if let range = path.range(of: "://"), path.hasPrefix("http") {
+            // Absolute form (RFC 9112 §3.2.2): its authority wins over Host.
+            let rest = path[range.upperBound...]
+            let slash = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? rest.endIndex
+            authority = String(rest[..<slash])
+            path = slash == rest.endIndex ? "/" : String(rest[slash...])
+            if path.hasPrefix("?") { path = "/" + path }
+        }
+        guard let authority, !authority.isEmpty, !path.isEmpty else { return nil }
+        let nominated = nominated(head.headers)
+        var out = HPACKHeaders()
+        out.reserveCapacity(head.headers.count + 4)
+        out.add(name: ":method", value: head.method.rawValue)
+        out.add(name: ":scheme", value: scheme)
+        out.add(name: ":authority", value: authority)
+        out.add(name: ":path", value: path)
+        for (name, value) in head.headers {
+            let lowered = name.lowercased()
+            if lowered == "te" {
+                if value.lowercased() == "trailers" { out.add(name: "te", value: "trailers") }
+                continue
+            }
+            if lowered == "host" || isHopByHop(lowered, nominated: nominated) { continue }
+            out.add(name: lowered, value: value)
+        }
+        return out
+    }
+
+    /// An HTTP/2 response header block as an HTTP/1.1 head; nil when `:status` is missing or malformed.
+    static func responseForHTTP1(_ headers: HPACKHeaders) -> HTTPResponseHead? {
+        guard let status = H2Headers.status(headers) else { return nil }
+        var out = HTTPHeaders()
+        out.reserveCapacity(headers.count)
+        for (name, value, _) in headers where !name.hasPrefix(":") {
+            if H2Headers.connectionSpecific.contains(name.lowercased()) { continue }
+            out.add(name: name, value: value)
+        }
+        return HTTPResponseHead(version: .http1_1, status: .init(statusCode: status), headers: out)
+    }
+
+    /// HTTP/1.1 trailers from an HTTP/2 trailer block (pseudo and connection-specific fields dropped).
+    static func trailersForHTTP1(_ headers: HPACKHeaders) -> HTTPHeaders {
+        var out = HTTPHeaders()
+        for (name, value, _) in headers where !name.hasPrefix(":") {
+            if H2Headers.connectionSpecific.contains(name.lowercased()) { continue }
+            out.add(name: name, value: value)
+        }
+        return out
+    }
+}

@@ -1,0 +1,677 @@
+import NIOCore
+import NIOHTTP1
+import NIOHTTP2
+import NIOPosix
+import ZonewardModel
+
+/// HTTP/1.1 keep-alive connections (NIO's client codec) for HTTP/2 client streams bridged to `http1`
+/// endpoints, for one event loop. Apart from the HTTP/1.1 path's pool (whose connections are tied to its
+/// byte-level handler), with the same limit per endpoint and the same retry budget rules.
+final class H1BridgePool {
+    enum Failure: Error, CustomStringConvertible {
+        case exhausted(String)
+
+        var description: String {
+            switch self {
+            case .exhausted(let key): return "\(key): every HTTP/1.1 connection allowed is busy"
+            }
+        }
+    }
+
+    typealias Connector = (UpstreamEndpoint, any EventLoop) -> EventLoopFuture<any Channel>
+
+    let eventLoop: any EventLoop
+    let timeouts: ProxyTimeouts
+    private var idle: [ObjectIdentifier: [H1BridgeUpstream]] = [:]
+    private var open: [ObjectIdentifier: Int] = [:]
+    private var budget = RetryBudget()
+    private let connector: Connector
+
+    init(eventLoop: any EventLoop, timeouts: ProxyTimeouts, connector: @escaping Connector = H1BridgePool.connectTCP) {
+        self.eventLoop = eventLoop
+        self.timeouts = timeouts
+        self.connector = connector
+    }
+
+    /// TCP (and TLS when the service asks for it), NIO's HTTP/1.1 client codec, and an `H1BridgeUpstream`.
+    static func connectTCP(_ endpoint: UpstreamEndpoint, on eventLoop: any EventLoop) -> EventLoopFuture<any Channel> {
+        let bootstrap = ClientBootstrap(group: eventLoop)
+            .connectTimeout(TimeAmount(endpoint.timeouts.connect))
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    if let tls = endpoint.tls { try sync.addHandler(tls.makeHandler(host: endpoint.address.host)) }
+                    try sync.addHTTPClientHandlers()
+                    try sync.addHandler(H1BridgeUpstream(endpoint: endpoint))
+                }
+            }
+        return endpoint.connect(with: bootstrap)
+    }
+
+    /// Calls `completion` on this loop with an idle connection to `endpoint`, or a new one.
+    func acquire(_ endpoint: UpstreamEndpoint, _ completion: @escaping (Result<H1BridgeUpstream, any Error>) -> Void) {
+        let key = ObjectIdentifier(endpoint)
+        while let connection = idle[key]?.popLast() {
+            if connection.isUsable {
+                completion(.success(connection))
+                return
+            }
+        }
+        guard open[key, default: 0] < timeouts.maxConnectionsPerEndpoint else {
+            completion(.failure(Failure.exhausted(endpoint.key)))
+            return
+        }
+        open[key, default: 0] += 1
+        connector(endpoint, eventLoop).assumeIsolated().whenComplete { result in
+            switch result {
+            case .success(let channel):
+                do {
+                    let connection = try channel.pipeline.syncOperations.handler(type: H1BridgeUpstream.self)
+                    connection.pool = self
+                    connection.watchIdleness(period: TimeAmount(endpoint.timeouts.upstreamRead / 2))
+                    completion(.success(connection))
+                } catch {
+                    self.open[key, default: 1] -= 1
+                    channel.close(promise: nil)
+                    completion(.failure(error))
+                }
+            case .failure(let error):
+                self.open[key, default: 1] -= 1
+                completion(.failure(error))
+            }
+        }
+    }
+
+    /// Returns a connection whose response ended cleanly.
+    func release(_ connection: H1BridgeUpstream) {
+        guard connection.isUsable else { return }
+        idle[ObjectIdentifier(connection.endpoint), default: []].append(connection)
+    }
+
+    /// A connection closed: forget it.
+    func closed(_ connection: H1BridgeUpstream) {
+        let key = ObjectIdentifier(connection.endpoint)
+        open[key, default: 1] -= 1
+        idle[key]?.removeAll { $0 === connection }
+    }
+
+    /// Closes every idle connection (graceful shutdown).
+    func closeIdle() {
+        let connections = idle.values.joined()
+        idle = [:]
+        for connection in connections { connection.close() }
+    }
+
+    func countRequest() {
+        budget.countRequest(at: .now())
+    }
+
+    func mayRetry() -> Bool {
+        budget.mayRetry(at: .now(), share: timeouts.retryBudget)
+    }
+}
+
+@available(*, unavailable)
+extension H1BridgePool: Sendable {}
+
+typealias H1BridgePools = PerLoopPools<H1BridgePool>
+
+extension PerLoopPools where Pool == H1BridgePool {
+    convenience init(timeouts: ProxyTimeouts) {
+        self.init(make: { H1BridgePool(eventLoop: $0, timeouts: timeouts) }, closeIdle: { $0.closeIdle() })
+    }
+}
+
+/// One HTTP/1.1 connection to an endpoint, below NIO's client codec: relays one exchange at a time for an
+/// `H2ToH1StreamHandler`, reads only while that stream is writable, and times out an endpoint that goes
+/// quiet (`upstreamRead`) as the HTTP/1.1 path does.
+final class H1BridgeUpstream: ChannelDuplexHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundIn = HTTPClientRequestPart
+    typealias OutboundOut = HTTPClientRequestPart
+
+    let endpoint: UpstreamEndpoint
+    var pool: H1BridgePool?
+    private var context: ChannelHandlerContext?
+    private var owner: H2ToH1StreamHandler?
+    private var pendingRead = false
+    private var receivedAnything = false
+    private var keepAlive = true
+    private var unflushed = false
+    private let idle = IdleWatch()
+
+    init(endpoint: UpstreamEndpoint) {
+        self.endpoint = endpoint
+    }
+
+    var isUsable: Bool { context?.channel.isActive ?? false }
+    var isWritable: Bool { context?.channel.isWritable ?? false }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        idle.stop()
+        self.context = nil
+    }
+
+    func watchIdleness(period: TimeAmount) {
+        guard let context else { return }
+        idle.start(on: context.eventLoop, period: period) { [self] in
+            if let owner {
+                // The client's stall (body withheld, response not taken) is not the endpoint's silence.
+                if owner.isWaitingOnClient || pendingRead { return }
+                fail(.timeout)
+            } else {
+                self.context?.close(promise: nil)
+            }
+        }
+    }
+
+    func begin(_ head: HTTPRequestHead, for owner: H2ToH1StreamHandler) {
+        self.owner = owner
+        receivedAnything = false
+        keepAlive = true
+        write(.head(head))
+    }
+
+    func write(_ part: HTTPClientRequestPart) {
+        idle.touch()
+        unflushed = true
+        context?.write(wrapOutboundOut(part), promise: nil)
+    }
+
+    func flush() {
+        guard unflushed else { return }
+        unflushed = false
+        context?.flush()
+    }
+
+    func close() {
+        owner = nil
+        context?.close(promise: nil)
+    }
+
+    func resumeReading() {
+        guard pendingRead, let context else { return }
+        pendingRead = false
+        context.read()
+    }
+
+    private func fail(_ failure: UpstreamFailure) {
+        guard let owner else { return }
+        self.owner = nil
+        context?.close(promise: nil)
+        owner.upstreamFailed(failure)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        idle.touch()
+        guard let owner else {
+            // A response nobody asked for: this connection cannot be trusted.
+            context.close(promise: nil)
+            return
+        }
+        receivedAnything = true
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            // Nothing is upgraded on this path: a 101 is a broken endpoint.
+            guard head.status.code != 101 else {
+                fail(.invalidResponse)
+                return
+            }
+            if head.status.code >= 200 { keepAlive = head.isKeepAlive }
+            owner.responseHead(head)
+        case .body(let bytes):
+            owner.responseBody(bytes)
+        case .end(let trailers):
+            self.owner = nil
+            owner.responseEnded(upstream: self, reusable: keepAlive && context.channel.isActive, trailers: trailers)
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        owner?.flushClient()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        idle.stop()
+        pool?.closed(self)
+        pool = nil
+        if let owner {
+            self.owner = nil
+            owner.upstreamFailed(receivedAnything ? .resetMidResponse : .resetBeforeResponse)
+        }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if error is HTTPParserError {
+            fail(.invalidResponse)
+        }
+        context.close(promise: nil)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { owner?.upstreamBecameWritable() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        // Backpressure: a response is read only as fast as the client's stream takes it.
+        if let owner, !owner.clientIsWritable {
+            pendingRead = true
+            return
+        }
+        context.read()
+    }
+}
+
+@available(*, unavailable)
+extension H1BridgeUpstream: Sendable {}
+
+/// What the streams of one HTTP/2 client connection to an `http1` service share.
+final class H1BridgeClient {
+    let serviceName: String
+    let table: RoutingTable
+    let pool: H1BridgePool
+    let scheme: String
+    let clientAddress: String
+    let trustsPeer: Bool
+    let maxRetries: Int
+    var random = BalancerRandom(seed: UInt64.random(in: 1...UInt64.max))
+    private var cachedRoutes: ServiceRoutes?
+    private var cachedVersion = -1
+
+    init(
+        service: ServiceConfiguration,
+        table: RoutingTable,
+        pool: H1BridgePool,
+        scheme: String,
+        clientAddress: String,
+        maxRetries: Int
+    ) {
+        self.serviceName = service.name
+        self.table = table
+        self.pool = pool
+        self.scheme = scheme
+        self.clientAddress = clientAddress
+        self.trustsPeer = service.forwardedFor.trusts(peer: clientAddress)
+        self.maxRetries = maxRetries
+    }
+
+    var routes: ServiceRoutes? {
+        let version = table.version
+        if version != cachedVersion {
+            cachedRoutes = table.snapshot.routes(for: serviceName)
+            cachedVersion = version
+        }
+        return cachedRoutes
+    }
+}
+
+@available(*, unavailable)
+extension H1BridgeClient: Sendable {}
+
+/// One HTTP/2 client stream to an `http1` service, after NIO's `HTTP2FramePayloadToHTTP1ServerCodec`: the
+/// request becomes one HTTP/1.1 exchange with an endpoint picked by the zone plan and power of two choices,
+/// on a pooled connection. Retries, outstanding counts, metrics per zone pair and outlier results follow
+/// the HTTP/1.1 path's `ExchangeStateMachine`. Bodies stream both ways, each side read only while the other
+/// is writable.
+final class H2ToH1StreamHandler: ChannelDuplexHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let client: H1BridgeClient
+    private var context: ChannelHandlerContext?
+    private var head: HTTPRequestHead?
+    private var machine: ExchangeStateMachine?
+    private var routes: ServiceRoutes?
+    private var endpoint: UpstreamEndpoint?
+    private var zone = -1
+    private var tried: [UpstreamEndpoint] = []
+    private var upstream: H1BridgeUpstream?
+    private var connecting = false
+    /// Request parts not sent yet (they arrive while connecting: at most one read's worth).
+    private var pending: [HTTPClientRequestPart] = []
+    /// Parts sent while no body byte went out (an `end`), resent on a retry.
+    private var replay: [HTTPClientRequestPart] = []
+    private var requestEnded = false
+    private var finished = false
+    private var pendingRead = false
+    private var sent = 0
+    private var received = 0
+    private var sentAt = NIODeadline.now()
+
+    init(client: H1BridgeClient) {
+        self.client = client
+    }
+
+    var clientIsWritable: Bool { context?.channel.isWritable ?? false }
+
+    /// The exchange waits on the client: its body withheld while the endpoint could take it, or the
+    /// response not taken.
+    var isWaitingOnClient: Bool {
+        (!requestEnded && (upstream?.isWritable ?? false)) || !clientIsWritable
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    // MARK: Client → endpoint
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let request):
+            guard head == nil, !finished else { return }
+            start(request)
+        case .body(let bytes):
+            requestPart(.body(.byteBuffer(bytes)))
+        case .end(let trailers):
+            requestEnded = true
+            requestPart(.end(trailers))
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        upstream?.flush()
+        context.fireChannelReadComplete()
+    }
+
+    private func requestPart(_ part: HTTPClientRequestPart) {
+        guard !finished else { return }
+        if let upstream, !connecting {
+            send(part, on: upstream)
+        } else {
+            pending.append(part)
+        }
+    }
+
+    private func send(_ part: HTTPClientRequestPart, on upstream: H1BridgeUpstream) {
+        if case .body(.byteBuffer(let bytes)) = part {
+            machine?.bodySent(bytes.readableBytes)
+            sent += bytes.readableBytes
+        }
+        if machine?.bodyBytesSent == 0 { replay.append(part) } else { replay = [] }
+        upstream.write(part)
+    }
+
+    private func start(_ request: HTTPRequestHead) {
+        guard request.method != .CONNECT else {
+            respondLocally(status: 405, cause: "connect-not-supported")
+            return
+        }
+        guard let routes = client.routes else {
+            respondLocally(status: 503, cause: "service-not-configured")
+            return
+        }
+        self.routes = routes
+        if routes.condition == .unavailable {
+            routes.metrics.noCapacityRequests.increment()
+            respondLocally(status: 503, cause: "no-capacity")
+            return
+        }
+        routes.demandCounter.count.wrappingAdd(1, ordering: .relaxed)
+        if routes.condition == .panic { routes.metrics.panicRequests.increment() }
+        client.pool.countRequest()
+        head = BridgeHeaders.requestForHTTP1(
+            request,
+            clientAddress: client.clientAddress,
+            scheme: client.scheme,
+            trusted: client.trustsPeer
+        )
+        let idempotent: Bool
+        switch request.method {
+        case .GET, .HEAD, .OPTIONS, .TRACE, .PUT, .DELETE: idempotent = true
+        default: idempotent = false
+        }
+        machine = ExchangeStateMachine(
+            request: .init(isIdempotent: idempotent, keepAlive: true),
+            maxRetries: client.maxRetries
+        )
+        dispatch()
+    }
+
+    /// Picks an endpoint (not one already tried) and gets a connection to it.
+    private func dispatch() {
+        guard let routes, let machine, context != nil else { return }
+        guard let (endpoint, zone) = routes.pickWithZone(&client.random, excluding: tried) else {
+            if let failure = machine.lastFailure {
+                respondToFailure(failure)
+            } else {
+                respondLocally(status: 503, cause: "no-healthy-endpoint")
+            }
+            return
+        }
+        self.endpoint = endpoint
+        self.zone = zone
+        endpoint.outstanding.wrappingAdd(1, ordering: .relaxed)
+        connecting = true
+        let pool = client.pool
+        pool.acquire(endpoint) { result in
+            guard self.connecting, self.endpoint === endpoint, !self.finished, self.context != nil else {
+                if case .success(let connection) = result { pool.release(connection) }
+                return
+            }
+            self.connecting = false
+            switch result {
+            case .success(let connection):
+                self.connected(connection)
+            case .failure(let error):
+                let exhausted = error is H1BridgePool.Failure
+                self.upstreamFailed(exhausted ? .poolExhausted : .connectFailed("\(error)"))
+            }
+        }
+    }
+
+    private func connected(_ connection: H1BridgeUpstream) {
+        guard let head else { return }
+        upstream = connection
+        machine?.connected()
+        sentAt = .now()
+        connection.begin(head, for: self)
+        let parts = pending
+        pending = []
+        for part in parts { send(part, on: connection) }
+        connection.flush()
+        resumeReading()
+    }
+
+    // MARK: Endpoint → client
+
+    func responseHead(_ response: HTTPResponseHead) {
+        guard let context, !finished else { return }
+        let code = Int(response.status.code)
+        let interim = code < 200
+        machine?.responseHead(status: code, interim: interim, closesClient: false)
+        replay = []
+        if !interim, let routes, endpoint != nil, zone >= 0, zone < routes.metrics.latency.count {
+            routes.metrics.latency[zone].recordNanoseconds((NIODeadline.now() - sentAt).nanoseconds)
+        }
+        context.write(wrapOutboundOut(.head(BridgeHeaders.responseForHTTP2(response))), promise: nil)
+    }
+
+    func responseBody(_ bytes: ByteBuffer) {
+        guard let context, !finished else { return }
+        received += bytes.readableBytes
+        context.write(wrapOutboundOut(.body(.byteBuffer(bytes))), promise: nil)
+    }
+
+    func flushClient() {
+        context?.flush()
+    }
+
+    func upstreamBecameWritable() {
+        resumeReading()
+    }
+
+    func responseEnded(upstream connection: H1BridgeUpstream, reusable: Bool, trailers: HTTPHeaders?) {
+        upstream = nil
+        guard var machine, let context, !finished else {
+            connection.close()
+            return
+        }
+        let status = machine.status
+        let ending = machine.responseEnded(upstreamReusable: reusable, bodyComplete: requestEnded, quiescing: false)
+        self.machine = machine
+        record(status: status, success: status < 500)
+        if ending.reuseUpstream {
+            client.pool.release(connection)
+        } else {
+            connection.close()
+        }
+        finished = true
+        context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
+        if !requestEnded {
+            // The response is complete while the client still sends: end the stream (RST_STREAM).
+            context.close(promise: nil)
+        }
+    }
+
+    /// The endpoint could not complete the exchange: retried where the HTTP/1.1 path retries, else 502/503/504
+    /// before the response head, or the stream reset after it.
+    func upstreamFailed(_ failure: UpstreamFailure) {
+        guard var machine, !finished else { return }
+        if let endpoint {
+            endpoint.outstanding.wrappingAdd(-1, ordering: .relaxed)
+            client.table.recordResult(endpoint, success: false, detail: "\(failure)")
+            tried.append(endpoint)
+        }
+        upstream = nil
+        let status = machine.status
+        let action = machine.upstreamFailed(failure) { client.pool.mayRetry() }
+        self.machine = machine
+        switch action {
+        case .closeClient:
+            routes?.metrics.recordRequest(
+                destination: endpoint == nil ? -1 : zone,
+                status: status,
+                sent: sent,
+                received: received
+            )
+            endpoint = nil
+            finished = true
+            context?.close(promise: nil)
+        case .retry:
+            endpoint = nil
+            sent = 0
+            pending = replay + pending
+            replay = []
+            routes?.metrics.retries.increment()
+            dispatch()
+        case .respond(let failure):
+            endpoint = nil
+            respondToFailure(failure)
+        }
+    }
+
+    private func respondToFailure(_ failure: UpstreamFailure) {
+        switch failure {
+        case .connectFailed: respondLocally(status: 502, cause: "upstream-connect-failed")
+        case .poolExhausted: respondLocally(status: 503, cause: "upstream-pool-exhausted")
+        case .resetBeforeResponse, .resetMidResponse: respondLocally(status: 502, cause: "upstream-reset")
+        case .invalidResponse: respondLocally(status: 502, cause: "upstream-invalid-response")
+        case .timeout: respondLocally(status: 504, cause: "upstream-timeout")
+        }
+    }
+
+    /// Counts the finished exchange per zone pair and releases its endpoint.
+    private func record(status: Int, success: Bool?) {
+        routes?.metrics.recordRequest(
+            destination: endpoint == nil ? -1 : zone,
+            status: status,
+            sent: sent,
+            received: received
+        )
+        if let endpoint {
+            endpoint.outstanding.wrappingAdd(-1, ordering: .relaxed)
+            self.endpoint = nil
+            if let success { client.table.recordResult(endpoint, success: success, detail: "HTTP \(status)") }
+        }
+    }
+
+    /// Answers from the proxy: a short text body and `x-zoneward-error` naming the cause; a stream whose
+    /// response already started is reset instead.
+    private func respondLocally(status: Int, cause: String) {
+        guard let context, !finished else { return }
+        finished = true
+        pending = []
+        replay = []
+        if let endpoint {
+            endpoint.outstanding.wrappingAdd(-1, ordering: .relaxed)
+            self.endpoint = nil
+        }
+        if var machine, machine.localError() == .closeClient {
+            self.machine = machine
+            context.close(promise: nil)
+            return
+        }
+        let body = "\(status): \(cause)\n"
+        var headers = HTTPHeaders()
+        headers.add(name: "content-type", value: "text/plain; charset=utf-8")
+        headers.add(name: "content-length", value: String(body.utf8.count))
+        headers.add(name: "x-zoneward-error", value: cause)
+        var buffer = context.channel.allocator.buffer(capacity: body.utf8.count)
+        buffer.writeString(body)
+        let destination = tried.last.flatMap { routes?.zoneIndex[$0.zone] } ?? -1
+        (routes ?? client.routes)?.metrics.recordRequest(destination: destination, status: status, sent: 0, received: 0)
+        context.write(
+            wrapOutboundOut(
+                .head(HTTPResponseHead(version: .http2, status: .init(statusCode: status), headers: headers))
+            ),
+            promise: nil
+        )
+        context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        if !requestEnded { context.close(promise: nil) }
+        resumeReading()
+    }
+
+    // MARK: Lifecycle and backpressure
+
+    func channelInactive(context: ChannelHandlerContext) {
+        // The client reset the stream or went away: the upstream exchange is cancelled with its connection.
+        finished = true
+        upstream?.close()
+        upstream = nil
+        if let endpoint {
+            endpoint.outstanding.wrappingAdd(-1, ordering: .relaxed)
+            self.endpoint = nil
+        }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { upstream?.resumeReading() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if !finished, connecting || (upstream.map { !$0.isWritable } ?? false) {
+            pendingRead = true
+            return
+        }
+        context.read()
+    }
+
+    private func resumeReading() {
+        guard pendingRead, let context else { return }
+        pendingRead = false
+        read(context: context)
+    }
+}
+
+@available(*, unavailable)
+extension H2ToH1StreamHandler: Sendable {}

@@ -1,0 +1,359 @@
+import Logging
+import NIOCore
+import NIOEmbedded
+import NIOHPACK
+import NIOHTTP1
+import NIOHTTP2
+import Testing
+import ZonewardModel
+
+@testable import ZonewardProxy
+
+@Suite struct BridgeHeadersTests {
+    @Test func anHTTP2RequestGoesToHTTP1WithoutHopByHopFieldsAndWithForwardingFields() {
+        var headers = HTTPHeaders()
+        headers.add(name: "host", value: "api.example")
+        headers.add(name: "connection", value: "x-private")
+        headers.add(name: "x-private", value: "secret")
+        headers.add(name: "keep-alive", value: "timeout=5")
+        headers.add(name: "te", value: "trailers")
+        headers.add(name: "transfer-encoding", value: "chunked")
+        headers.add(name: "x-forwarded-for", value: "6.6.6.6")
+        headers.add(name: "x-forwarded-proto", value: "https")
+        headers.add(name: "accept", value: "*/*")
+        let head = HTTPRequestHead(version: .http2, method: .POST, uri: "/upload?x=1", headers: headers)
+        let out = BridgeHeaders.requestForHTTP1(head, clientAddress: "10.0.0.7", scheme: "http", trusted: false)
+        #expect(out.version == .http1_1)
+        #expect(out.uri == "/upload?x=1")
+        #expect(out.method == .POST)
+        for name in ["connection", "x-private", "keep-alive", "te"] {
+            #expect(out.headers[name].isEmpty, "\(name) must not be forwarded")
+        }
+        #expect(out.headers["host"] == ["api.example"])
+        // The codec's own framing for a body of unknown length stays.
+        #expect(out.headers["transfer-encoding"] == ["chunked"])
+        // An untrusted peer's forwarding fields are replaced.
+        #expect(out.headers["x-forwarded-for"] == ["10.0.0.7"])
+        #expect(out.headers["x-forwarded-proto"] == ["http"])
+        #expect(out.headers["forwarded"] == ["for=10.0.0.7;proto=http"])
+        #expect(out.headers["accept"] == ["*/*"])
+    }
+
+    @Test func aTrustedPeersForwardingFieldsAreExtended() {
+        let head = HTTPRequestHead(
+            version: .http2,
+            method: .GET,
+            uri: "/",
+            headers: ["host": "a", "x-forwarded-for": "1.2.3.4", "forwarded": "for=1.2.3.4"]
+        )
+        let out = BridgeHeaders.requestForHTTP1(head, clientAddress: "::1", scheme: "https", trusted: true)
+        #expect(out.headers["x-forwarded-for"] == ["1.2.3.4, ::1"])
+        #expect(out.headers["forwarded"] == ["for=1.2.3.4, for=\"[::1]\";proto=https"])
+    }
+
+    @Test func anHTTP1ResponseReachesHTTP2ClientsWithoutConnectionFields() {
+        let head = HTTPResponseHead(
+            version: .http1_1,
+            status: .ok,
+            headers: [
+                "Connection": "keep-alive, X-Hop", "Keep-Alive": "timeout=5", "Transfer-Encoding": "chunked",
+                "X-Hop": "1", "Upgrade": "h2c", "Content-Type": "text/plain", "Proxy-Connection": "close",
+            ]
+        )
+        let out = BridgeHeaders.responseForHTTP2(head)
+        #expect(out.status == .ok)
+        let names = out.headers.map { $0.name.lowercased() }
+        #expect(names == ["content-type"])
+    }
+
+    @Test func anHTTP1RequestBecomesAnHTTP2HeaderBlockWithAuthorityFromHost() throws {
+        let head = HTTPRequestHead(
+            version: .http1_1,
+            method: .PUT,
+            uri: "/items/7",
+            headers: [
+                "Host": "api:8080", "Connection": "keep-alive, X-Secret", "X-Secret": "1", "TE": "trailers, gzip",
+                "Content-Length": "5", "Accept": "text/plain",
+            ]
+        )
+        let block = try #require(BridgeHeaders.requestForHTTP2(head, scheme: "https"))
+        #expect(block.first(name: ":method") == "PUT")
+        #expect(block.first(name: ":scheme") == "https")
+        #expect(block.first(name: ":authority") == "api:8080")
+        #expect(block.first(name: ":path") == "/items/7")
+        #expect(block.first(name: "host") == nil)
+        #expect(block.first(name: "connection") == nil)
+        #expect(block.first(name: "x-secret") == nil)
+        #expect(block.first(name: "te") == nil)
+        #expect(block.first(name: "content-length") == "5")
+        #expect(block.first(name: "accept") == "text/plain")
+        // Pseudo-header fields first (RFC 9113 §8.3).
+        #expect(block.map(\.name).prefix(4).allSatisfy { $0.hasPrefix(":") })
+    }
+
+    @Test func anAbsoluteFormTargetGivesAuthorityAndPath() throws {
+        let head = HTTPRequestHead(
+            version: .http1_1,
+            method: .GET,
+            uri: "http://other:81?q=1",
+            headers: ["Host": "ignored"]
+        )
+        let block = try #require(BridgeHeaders.requestForHTTP2(head, scheme: "http"))
+        #expect(block.first(name: ":authority") == "other:81")
+        #expect(block.first(name: ":path") == "/?q=1")
+        let noHost = HTTPRequestHead(version: .http1_0, method: .GET, uri: "/")
+        #expect(BridgeHeaders.requestForHTTP2(noHost, scheme: "http") == nil)
+    }
+
+    @Test func anHTTP2ResponseBecomesAnHTTP1Head() throws {
+        let block: HPACKHeaders = [":status": "201", "content-type": "text/plain", "connection": "close"]
+        let head = try #require(BridgeHeaders.responseForHTTP1(block))
+        #expect(head.status.code == 201)
+        #expect(head.headers["content-type"] == ["text/plain"])
+        #expect(head.headers["connection"].isEmpty)
+        #expect(head.headers[":status"].isEmpty)
+        #expect(BridgeHeaders.responseForHTTP1(["content-type": "x"]) == nil)
+        #expect(BridgeHeaders.responseForHTTP1([":status": "2000"]) == nil)
+    }
+
+    @Test func theStrictParsersFramingRulesApplyToBridgedRequests() {
+        func check(_ headers: HTTPHeaders, version: HTTPVersion = .http1_1) -> HTTPFramingError? {
+            BridgeHeaders.framingError(HTTPRequestHead(version: version, method: .POST, uri: "/", headers: headers))
+        }
+        #expect(check(["Host": "a", "Content-Length": "3"]) == nil)
+        #expect(check(["Host": "a", "Transfer-Encoding": "chunked"]) == nil)
+        #expect(
+            check(["Host": "a", "Content-Length": "3", "Transfer-Encoding": "chunked"])
+                == .contentLengthWithTransferEncoding
+        )
+        #expect(check(["Host": "a", "Transfer-Encoding": "gzip, chunked"]) == .unsupportedTransferEncoding)
+        #expect(check(["Host": "a", "Content-Length": "3", "content-length": "4"]) == .conflictingContentLength)
+        #expect(check(["Host": "a", "Content-Length": "+3"]) == .invalidContentLength)
+        #expect(check(["Content-Length": "3"]) == .missingHost)
+        #expect(check([:], version: .http1_0) == nil)
+        #expect(check(["Host": "a", "host": "b"]) == .duplicateHost)
+        var many = HTTPHeaders([("Host", "a")])
+        for index in 0..<HTTPHeadParser.maxHeaders { many.add(name: "x-\(index)", value: "1") }
+        #expect(check(many) == .tooManyHeaders)
+    }
+}
+
+@Suite struct H1ToH2AdapterTests {
+    private func makeChannel() throws -> EmbeddedChannel {
+        let channel = EmbeddedChannel()
+        let configuration = try ZonewardConfiguration.parse(
+            yaml: """
+                zones: [{name: a, region: r}]
+                services:
+                  - name: api
+                    listen: 127.0.0.1:1
+                    upstreamProtocol: http2
+                    endpoints: [{address: 127.0.0.1:11, zone: a}]
+                """
+        )
+        let table = RoutingTable(
+            configuration: configuration,
+            sourceZone: "a",
+            metrics: ProxyMetrics(),
+            logger: Logger(label: "test")
+        )
+        let service = configuration.services[0]
+        let pool = H2UpstreamPool(eventLoop: channel.eventLoop, timeouts: .init())
+        let connection = H2ClientConnection(
+            service: service,
+            table: table,
+            pool: pool,
+            scheme: "http",
+            clientAddress: "127.0.0.1",
+            maxRetries: 1
+        )
+        try H1ToH2Adapter.configure(channel.pipeline.syncOperations, connection: connection)
+        try channel.connect(to: .init(ipAddress: "127.0.0.1", port: 1)).wait()
+        return channel
+    }
+
+    private func response(_ channel: EmbeddedChannel) throws -> String {
+        var text = ""
+        while let buffer = try channel.readOutbound(as: ByteBuffer.self) { text += String(buffer: buffer) }
+        return text
+    }
+
+    @Test func gRPCOverHTTP1IsAnswered505AndTheConnectionCloses() throws {
+        let channel = try makeChannel()
+        try channel.writeInbound(
+            ByteBuffer(
+                string:
+                    "POST /pkg.Svc/Call HTTP/1.1\r\nHost: a\r\nContent-Type: application/grpc\r\nContent-Length: 0\r\n\r\n"
+            )
+        )
+        let text = try response(channel)
+        #expect(text.hasPrefix("HTTP/1.1 505 HTTP Version Not Supported\r\n"))
+        #expect(text.lowercased().contains("x-zoneward-error: http2-required\r\n"))
+        #expect(!channel.isActive)
+    }
+
+    @Test func smugglingFramingIsRefusedBeforeAnythingIsRelayed() throws {
+        let channel = try makeChannel()
+        _ = try? channel.writeInbound(
+            ByteBuffer(
+                string: "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+            )
+        )
+        let text = try response(channel)
+        #expect(text.hasPrefix("HTTP/1.1 400 Bad Request\r\n"), "\(text)")
+        #expect(!channel.isActive)
+    }
+
+    @Test func aHeadLargerThanTheStrictParsersLimitIsRefused() throws {
+        let channel = try makeChannel()
+        let big = String(repeating: "a", count: HTTPHeadParser.maxHeadBytes + 10)
+        _ = try? channel.writeInbound(ByteBuffer(string: "GET / HTTP/1.1\r\nHost: a\r\nX-Big: \(big)\r\n\r\n"))
+        let text = try response(channel)
+        #expect(text.hasPrefix("HTTP/1.1 4"))
+        #expect(!channel.isActive)
+    }
+}
+
+/// An HTTP/2 client stream bridged to an HTTP/1.1 endpoint, through embedded channels on one loop: the
+/// stream's handler (after the HTTP/2-to-HTTP/1 codec, so fed HTTP parts), and the pooled upstream
+/// connection with NIO's client codec, whose bytes the test reads and writes.
+@Suite struct H2ToH1StreamTests {
+    final class Harness {
+        let loop = EmbeddedEventLoop()
+        let stream: EmbeddedChannel
+        var upstreams: [EmbeddedChannel] = []
+
+        init() throws {
+            let configuration = try ZonewardConfiguration.parse(
+                yaml: """
+                    zones: [{name: a, region: r}]
+                    services:
+                      - name: web
+                        listen: 127.0.0.1:1
+                        endpoints: [{address: 127.0.0.1:11, zone: a}]
+                    """
+            )
+            let table = RoutingTable(
+                configuration: configuration,
+                sourceZone: "a",
+                metrics: ProxyMetrics(),
+                logger: Logger(label: "test")
+            )
+            stream = EmbeddedChannel(loop: loop)
+            let pool = H1BridgePool(eventLoop: loop, timeouts: ProxyTimeouts()) { [weak self] endpoint, loop in
+                guard let self else { return loop.makeFailedFuture(ChannelError.ioOnClosedChannel) }
+                let channel = EmbeddedChannel(loop: self.loop)
+                do {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addHandler(H1BridgeUpstream(endpoint: endpoint))
+                    try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 11)).wait()
+                } catch {
+                    return loop.makeFailedFuture(error)
+                }
+                self.upstreams.append(channel)
+                return loop.makeSucceededFuture(channel)
+            }
+            let client = H1BridgeClient(
+                service: configuration.services[0],
+                table: table,
+                pool: pool,
+                scheme: "http",
+                clientAddress: "192.0.2.7",
+                maxRetries: 2
+            )
+            try stream.pipeline.syncOperations.addHandler(H2ToH1StreamHandler(client: client))
+            try stream.connect(to: SocketAddress(ipAddress: "192.0.2.7", port: 40000)).wait()
+        }
+
+        func upstreamBytes(_ index: Int = 0) throws -> String {
+            var text = ""
+            while let buffer = try upstreams[index].readOutbound(as: ByteBuffer.self) { text += String(buffer: buffer) }
+            return text
+        }
+
+        func responseParts() throws -> [HTTPServerResponsePart] {
+            var parts: [HTTPServerResponsePart] = []
+            while let part = try stream.readOutbound(as: HTTPServerResponsePart.self) { parts.append(part) }
+            return parts
+        }
+    }
+
+    @Test func aStreamBecomesOneHTTP1ExchangeWithoutHopByHopFields() throws {
+        let harness = try Harness()
+        let head = HTTPRequestHead(
+            version: .http2,
+            method: .GET,
+            uri: "/x",
+            headers: ["host": "api", "x-forwarded-for": "6.6.6.6", "accept": "*/*"]
+        )
+        try harness.stream.writeInbound(HTTPServerRequestPart.head(head))
+        try harness.stream.writeInbound(HTTPServerRequestPart.end(nil))
+        #expect(harness.upstreams.count == 1)
+        let request = try harness.upstreamBytes()
+        #expect(request.hasPrefix("GET /x HTTP/1.1\r\n"))
+        #expect(request.contains("Host: api\r\n"))
+        #expect(request.contains("X-Forwarded-For: 192.0.2.7\r\n"))
+        #expect(!request.contains("6.6.6.6"))
+        try harness.upstreams[0].writeInbound(
+            ByteBuffer(
+                string:
+                    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n\r\nok"
+            )
+        )
+        let parts = try harness.responseParts()
+        guard parts.count == 3, case .head(let response) = parts[0], case .body(.byteBuffer(let body)) = parts[1],
+            case .end = parts[2]
+        else {
+            Issue.record("expected head, body, end; got \(parts)")
+            return
+        }
+        #expect(response.status == .ok)
+        #expect(response.headers.map { $0.name.lowercased() } == ["content-length"])
+        #expect(String(buffer: body) == "ok")
+        // The connection went back to the pool: the next stream reuses it.
+        #expect(harness.upstreams[0].isActive)
+    }
+
+    @Test func aClientResetClosesTheUpstreamConnection() throws {
+        let harness = try Harness()
+        let head = HTTPRequestHead(
+            version: .http2,
+            method: .POST,
+            uri: "/up",
+            headers: ["host": "api", "transfer-encoding": "chunked"]
+        )
+        try harness.stream.writeInbound(HTTPServerRequestPart.head(head))
+        try harness.stream.writeInbound(HTTPServerRequestPart.body(ByteBuffer(string: "part")))
+        let request = try harness.upstreamBytes()
+        #expect(request.lowercased().contains("transfer-encoding: chunked\r\n"))
+        #expect(request.contains("\r\n\r\n4\r\npart"))
+        #expect(harness.upstreams[0].isActive)
+        // RST_STREAM closes the stream channel.
+        _ = try? harness.stream.close().wait()
+        #expect(!harness.upstreams[0].isActive)
+    }
+
+    @Test func anUpstreamResetBeforeTheResponseIsA502() throws {
+        let harness = try Harness()
+        let head = HTTPRequestHead(
+            version: .http2,
+            method: .POST,
+            uri: "/up",
+            headers: ["host": "api", "content-length": "4"]
+        )
+        try harness.stream.writeInbound(HTTPServerRequestPart.head(head))
+        try harness.stream.writeInbound(HTTPServerRequestPart.body(ByteBuffer(string: "part")))
+        try harness.stream.writeInbound(HTTPServerRequestPart.end(nil))
+        _ = try harness.upstreamBytes()
+        // A POST whose body went out is not retried.
+        _ = try? harness.upstreams[0].close().wait()
+        let parts = try harness.responseParts()
+        guard case .head(let response) = parts.first else {
+            Issue.record("expected a response head; got \(parts)")
+            return
+        }
+        #expect(response.status.code == 502)
+        #expect(response.headers["x-zoneward-error"] == ["upstream-reset"])
+        #expect(harness.upstreams.count == 1)
+    }
+}
