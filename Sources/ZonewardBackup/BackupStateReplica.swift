@@ -10,7 +10,7 @@ import Darwin
 #endif
 
 /// The controller's state shipped through a backup job's targets (filesystem and S3) with its key: each
-/// copy is a consistent SQLite snapshot encoded exactly as backups are (gzip, AES-256-GCM framed chunks,
+/// copy is a consistent SQLite snapshot encoded exactly as backups are (the job's codec, AES-256-GCM framed chunks,
 /// SHA-256), stored as `<job>/state/t{term:020}-s{sequence:012}.zwb` with its manifest `.json` beside it,
 /// so names sort as copies do, by term then sequence.
 public struct BackupStateReplica: StateReplica {

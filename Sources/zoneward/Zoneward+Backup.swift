@@ -11,9 +11,9 @@ extension Zoneward {
         static let configuration = CommandConfiguration(
             abstract: "Take, list, verify and restore encrypted, checksummed backups.",
             discussion: """
-                A backup is a consistent SQLite snapshot (online backup API), gzip-compressed, encrypted with \
-                AES-256-GCM in authenticated 1 MiB chunks, checksummed (SHA-256), written to each target under \
-                a temporary name and renamed, with a JSON manifest beside it. The catalog (the state database) \
+                A backup is a consistent SQLite snapshot (online backup API), compressed (the job's codec: zstd \
+                by default, or gzip), encrypted with AES-256-GCM in authenticated 1 MiB blocks, checksummed \
+                (SHA-256), written to each target under a temporary name and renamed, with a JSON manifest beside it. The catalog (the state database) \
                 lists it only once every object is written and its checksum confirmed.
                 """,
             subcommands: [Run.self, List.self, Status.self, Verify.self, Restore.self, ShipState.self, Prune.self]
@@ -440,8 +440,8 @@ extension Zoneward.Backup {
             commandName: "ship-state",
             abstract: "Ship a copy of a state database to the state job's targets, as the leader does.",
             discussion: """
-                Copies --db with SQLite's online backup API, encodes it as backups are (gzip, AES-256-GCM, \
-                SHA-256) and writes it to every target of controller.ha.state.job (or --job) under \
+                Copies --db with SQLite's online backup API, encodes it as backups are (the job's codec, \
+                AES-256-GCM, SHA-256) and writes it to every target of controller.ha.state.job (or --job) under \
                 <job>/state/t<term>-s<sequence>.zwb with its manifest; prunes beyond controller.ha.state.keep. \
                 Use it to seed the shipped state from a single controller's database before turning on HA. \
                 A leader's copies (term ≥ 1) supersede it with the default --term 0.
