@@ -318,6 +318,26 @@ def case_unmetered_frames(port):
     sock.close()
 
 
+def case_connection_errors(port):
+    """A connection error gets GOAWAY with its code, then the connection is closed (RFC 9113 §5.4.1)."""
+    cases = [
+        ("DATA on an idle stream", frame(DATA, 0, 7, b"x"), 1),
+        ("HEADERS on a server-initiated (even) stream", frame(HEADERS, 0x5, 2, b"\x83\x86\x84\x41\x01a"), 1),
+        ("a connection WINDOW_UPDATE of 0", frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", 0)), 1),
+        ("SETTINGS_INITIAL_WINDOW_SIZE over 2^31-1", frame(SETTINGS, 0, 0, struct.pack(">HI", 4, 1 << 31)), 3),
+    ]
+    for name, payload, expected in cases:
+        sock = raw_connection(port)
+        sock.sendall(payload)
+        started = time.time()
+        answer, closed = read_until_closed(sock, 3)
+        sock.close()
+        code = goaway_code(answer)
+        report(code == expected and closed,
+               f"{name}: GOAWAY {code} (expected {expected}) and the connection closed "
+               f"({time.time() - started:.2f} s)", (code, closed))
+
+
 def closures(admin, service, *reasons):
     return sum(metric(admin, "zoneward_http2_connections_closed_total", service=service, reason=reason)
                for reason in reasons)
@@ -415,7 +435,12 @@ def case_stream_limit(port, admin, service):
            "completed before the close)")
     report(closed and time.time() - started < 5,
            f"the proxy closes that connection ({time.time() - started:.1f} s; GOAWAYs {goaways})")
-    after = metric(admin, "zoneward_http2_connections_closed_total", service=service, reason="stream-limit")
+    after = before
+    for _ in range(20):
+        after = metric(admin, "zoneward_http2_connections_closed_total", service=service, reason="stream-limit")
+        if after > before:
+            break
+        time.sleep(0.1)
     report(after == before + 1, f"zoneward_http2_connections_closed_total{{reason=\"stream-limit\"}} {before:.0f} → {after:.0f}")
     report(served(port), "... and the proxy still serves")
 
@@ -436,6 +461,7 @@ def main():
     flood(port, admin, service, "PING flood", lambda i: frame(PING, 0, 0, struct.pack(">Q", i)), 5000)
     case_header_list(port, admin, service)
     case_unmetered_frames(port)
+    case_connection_errors(port)
     case_stream_limit(port, admin, service)
     try:
         os.kill(pid, 0)

@@ -117,6 +117,10 @@ final class H2ConnectionGuard: ChannelInboundHandler {
         }
     }
 
+    func handlerAdded(context: ChannelHandlerContext) {
+        Self.watchGoAways(context)
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // A stream past the 100 allowed is a connection error to NIOHTTP2: it sends GOAWAY PROTOCOL_ERROR but
         // leaves the connection open, its reading stopped at the error; closed like the others (RFC 9113
