@@ -286,6 +286,13 @@ extension ZonewardConfiguration {
                 service.upstreamProtocol = chosen
             }
         }
+        if service.healthCheck.grpc != nil, service.upstreamProtocol != .http2, let check = fields["healthCheck"] {
+            let speaks = wireProtocol == .tcp ? "tcp" : service.upstreamProtocol.rawValue
+            reader.report(
+                check.child("grpc"),
+                "the gRPC health protocol needs upstreamProtocol: http2 (this service is \(speaks))"
+            )
+        }
         return service
     }
 
@@ -511,11 +518,29 @@ extension ZonewardConfiguration {
 
     private static func decodeHealthCheck(_ value: DocumentValue, _ reader: DocumentReader) -> HealthCheckConfiguration?
     {
-        let known = ["path", "interval", "timeout", "unhealthyThreshold", "healthyThreshold"]
+        let known = ["path", "grpc", "interval", "timeout", "unhealthyThreshold", "healthyThreshold"]
         guard let fields = reader.mapping(value, known: known) else { return nil }
         var check = HealthCheckConfiguration()
         if let path = fields["path"], let text = reader.string(path) {
             if text.hasPrefix("/") { check.path = text } else { reader.report(path.path, "must start with /") }
+        }
+        if let grpc = fields["grpc"] {
+            // A gRPC service name is short printable ASCII ("" for the server as a whole); null reads as "".
+            let text: String?
+            if case .scalar(let scalar) = grpc.node, scalar.string.isEmpty {
+                text = ""
+            } else {
+                text = reader.string(grpc)
+            }
+            if let text {
+                if text.utf8.count > 1_024 || !text.utf8.allSatisfy({ (0x21...0x7E).contains($0) }) {
+                    reader.report(grpc.path, "a gRPC service name (printable ASCII, no spaces, at most 1024 bytes)")
+                } else if fields["path"] != nil {
+                    reader.report(grpc.path, "give either path (an HTTP GET) or grpc (the gRPC health protocol)")
+                } else {
+                    check.grpc = text
+                }
+            }
         }
         if let interval = fields["interval"] {
             check.interval = reader.duration(interval, minimum: .milliseconds(10)) ?? check.interval

@@ -277,6 +277,9 @@ public struct UpstreamTLSConfiguration: Sendable, Equatable {
 public struct HealthCheckConfiguration: Sendable, Equatable {
     /// HTTP path to GET; nil checks by TCP connect. Default nil for tcp services, `/healthz` is common for http.
     public var path: String?
+    /// The gRPC health protocol instead (`grpc.health.v1.Health/Check`) for this service name ("" asks for the
+    /// server's overall health); only for `upstreamProtocol: http2`, never with `path`. Default nil.
+    public var grpc: String?
     /// Time between checks. Default 2s.
     public var interval: Duration
     /// How long one check may take. Default 1s.
@@ -288,12 +291,14 @@ public struct HealthCheckConfiguration: Sendable, Equatable {
 
     public init(
         path: String? = nil,
+        grpc: String? = nil,
         interval: Duration = .seconds(2),
         timeout: Duration = .seconds(1),
         unhealthyThreshold: Int = 3,
         healthyThreshold: Int = 2
     ) {
         self.path = path
+        self.grpc = grpc
         self.interval = interval
         self.timeout = timeout
         self.unhealthyThreshold = unhealthyThreshold

@@ -1,7 +1,7 @@
 """gRPC peers for integration/grpc.sh: a grpcio server (one per zone) and the client that checks the proxy.
 
 No code generation: generic handlers with raw-bytes messages.
-  server PORT NAME MARKER_DIR        serve /zw.Test/* until killed
+  server PORT NAME MARKER_DIR        serve /zw.Test/* and grpc.health.v1.Health until killed
   client PROXY ADMIN MARKER_DIR PID_A PID_PROXY   run the checks, one "ok ..." or "FAIL ..." line each
 """
 import os
@@ -64,6 +64,21 @@ def serve(port, name, markers, max_streams=0, cert=None, key=None):
         time.sleep(int(request) / 1000)
         return name.encode()
 
+    # The standard health service (grpcio-health-checking, when installed); SetHealth takes b"SERVICE=STATUS"
+    # ("" is the server's overall health, STATUS a ServingStatus name such as NOT_SERVING).
+    try:
+        from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+    except ImportError:
+        health = None
+    health_servicer = health.HealthServicer() if health else None
+    if health_servicer:
+        health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+
+    def set_health(request, context):
+        service, status = request.decode().split("=", 1)
+        health_servicer.set(service, health_pb2.HealthCheckResponse.ServingStatus.Value(status))
+        return b"ok"
+
     handler = grpc.method_handlers_generic_handler(
         "zw.Test",
         {
@@ -75,11 +90,14 @@ def serve(port, name, markers, max_streams=0, cert=None, key=None):
             "Firehose": grpc.unary_stream_rpc_method_handler(firehose),
             "Sleep": grpc.unary_unary_rpc_method_handler(sleep),
             "Stop": grpc.unary_unary_rpc_method_handler(stop),
+            "SetHealth": grpc.unary_unary_rpc_method_handler(set_health),
         },
     )
     options = OPTIONS + ([("grpc.max_concurrent_streams", max_streams)] if max_streams else [])
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=32), options=options)
     server.add_generic_rpc_handlers((handler,))
+    if health_servicer:
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if cert:
         with open(key, "rb") as k, open(cert, "rb") as c:
             credentials = grpc.ssl_server_credentials([(k.read(), c.read())])

@@ -163,13 +163,23 @@ final class H2ConnectionGuard: ChannelInboundHandler {
         case is NIOHTTP2Errors.ExcessiveStreamErrors, is NIOHTTP2Errors.ExcessiveNumberOfGlitches:
             return "misbehaving"
         case is NIOHTTP2Errors.ExcessivelyLargeHeaderBlock: return "header-too-large"
-        case is NIOHTTP2Errors.BadClientMagic, is NIOHTTP2Errors.UnableToParseFrame: return "not-http2"
+        case is NIOHTTP2Errors.BadClientMagic: return "not-http2"
+        // A frame that does not parse, or a header block HPACK refuses (its list over 64 KiB among them).
+        case is NIOHTTP2Errors.UnableToParseFrame: return "malformed"
         default: return nil
         }
     }
 
+    func handlerAdded(context: ChannelHandlerContext) {
+        Self.watchGoAways(context)
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        guard let reason = Self.reason(error) else { return }
+        // A stream past the 100 allowed is a connection error to NIOHTTP2: it sends GOAWAY PROTOCOL_ERROR but
+        // leaves the connection open, its reading stopped at the error; closed like the others (RFC 9113
+        // §5.4.1). Not in `reason`: the upstream pool shares that, and there the error is one stream's.
+        let limit = error is NIOHTTP2Errors.MaxStreamsViolation ? "stream-limit" : nil
+        guard let reason = limit ?? Self.reason(error) else { return }
         metrics?.registry.makeCounter(
             descriptor: MetricNameDescriptor(
                 metricName: "zoneward_http2_connections_closed_total",

@@ -5,7 +5,7 @@ import Synchronization
 import ZonewardModel
 
 /// Active health checks: every endpoint, every interval, an HTTP GET of the configured path (2xx or 3xx
-/// is healthy) or a TCP connect, each bounded by the timeout. Results go to the routing table.
+/// is healthy), the gRPC health protocol (SERVING is healthy) or a TCP connect, each bounded by the timeout. Results go to the routing table.
 final class HealthProber: Sendable {
     private let table: RoutingTable
     private let group: any EventLoopGroup
@@ -62,6 +62,28 @@ final class HealthProber: Sendable {
         on loop: any EventLoop
     ) -> EventLoopFuture<Outcome> {
         let promise = loop.makePromise(of: Outcome.self)
+        let timeout = loop.scheduleTask(in: TimeAmount(check.timeout)) {
+            promise.succeed(Outcome(success: false, detail: "no answer within \(TimeSpan.format(check.timeout))"))
+        }
+        let connected: EventLoopFuture<any Channel>
+        if let service = check.grpc {
+            connected = probeGRPC(endpoint, service: service, check: check, on: loop, promise: promise)
+        } else {
+            connected = probeHTTPOrTCP(endpoint, check: check, on: loop, promise: promise)
+        }
+        return promise.futureResult.always { _ in
+            timeout.cancel()
+            connected.whenSuccess { $0.close(promise: nil) }
+        }
+    }
+
+    /// An HTTP GET of the path (over the service's upstream TLS), or a TCP connect when there is no path.
+    private static func probeHTTPOrTCP(
+        _ endpoint: UpstreamEndpoint,
+        check: HealthCheckConfiguration,
+        on loop: any EventLoop,
+        promise: EventLoopPromise<Outcome>
+    ) -> EventLoopFuture<any Channel> {
         let path = check.path
         let host = endpoint.address.description
         let bootstrap = ClientBootstrap(group: loop)
@@ -84,13 +106,7 @@ final class HealthProber: Sendable {
                 channel.close(promise: nil)
             }
         }
-        let timeout = loop.scheduleTask(in: TimeAmount(check.timeout)) {
-            promise.succeed(Outcome(success: false, detail: "no answer within \(TimeSpan.format(check.timeout))"))
-        }
-        return promise.futureResult.always { _ in
-            timeout.cancel()
-            connected.whenSuccess { $0.close(promise: nil) }
-        }
+        return connected
     }
 }
 

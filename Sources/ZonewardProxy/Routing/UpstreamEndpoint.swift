@@ -52,22 +52,27 @@ public final class UpstreamEndpoint: Sendable {
 /// A client TLS context and the name to verify, shared by a service's endpoints.
 struct UpstreamTLS: Sendable {
     let context: NIOSSLContext
+    /// The same, offering only `h2` by ALPN (gRPC health checks).
+    let h2Context: NIOSSLContext
     let serverName: String?
     /// What the context was made from, to tell whether a reload changed it.
     let configuration: UpstreamTLSConfiguration
 
     /// The TLS handler for a new connection to `host`.
-    func makeHandler(host: String) throws -> NIOSSLClientHandler {
+    func makeHandler(host: String, h2: Bool = false) throws -> NIOSSLClientHandler {
         // SNI carries names, not addresses: an IP endpoint is verified against its IP SANs instead.
         let name = serverName ?? (Self.isIPAddress(host) ? nil : host)
-        return try NIOSSLClientHandler(context: context, serverHostname: name)
+        return try NIOSSLClientHandler(context: h2 ? h2Context : context, serverHostname: name)
     }
 
     static func make(_ configuration: UpstreamTLSConfiguration) throws -> UpstreamTLS {
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.trustRoots = .file(configuration.caFile)
+        var h2 = tls
+        h2.applicationProtocols = ["h2"]
         return UpstreamTLS(
             context: try NIOSSLContext(configuration: tls),
+            h2Context: try NIOSSLContext(configuration: h2),
             serverName: configuration.serverName,
             configuration: configuration
         )
