@@ -126,27 +126,7 @@ for zone in "abc":
     result = json.load(open(f"{sys.argv[1]}/load-{zone}.json"))
     assert result["failed"] == 0, result
 PY
-FRACTIONS=$(python3 - "$WORK" <<'PY'
-import json, re, sys
-work = sys.argv[1]
-worst = 0.0
-lines = []
-for zone in ["z-a", "z-b", "z-c"]:
-    plan = json.load(open(f"{work}/plan-{zone}.json"))["routes"][zone]
-    counts = {}
-    for line in open(f"{work}/metrics-{zone}.txt"):
-        m = re.match(r'zoneward_requests_total\{.*source_zone="([^"]+)",destination_zone="([^"]+)",code_class="2xx"\} (\d+)', line)
-        if m and m.group(1) == zone:
-            counts[m.group(2)] = counts.get(m.group(2), 0) + int(m.group(3))
-    total = sum(counts.values())
-    for destination, probability in sorted(plan.items()):
-        measured = counts.get(destination, 0) / total if total else 0
-        worst = max(worst, abs(measured - probability))
-        lines.append(f"  {zone} -> {destination}: plan {probability:.3f} measured {measured:.3f} ({counts.get(destination, 0)} of {total})")
-print("\n".join(lines))
-print(f"max deviation {worst:.4f}")
-PY
-)
+FRACTIONS=$(python3 "$ROOT/integration/lib/plan_fidelity.py" "$WORK" web z-a z-b z-c)
 echo "$FRACTIONS"
 DEVIATION=$(echo "$FRACTIONS" | awk '/max deviation/ {print $3}')
 check "measured fractions match the plan within 0.02 (max deviation $DEVIATION)" \
