@@ -31,7 +31,8 @@ final class RangedObjectReader: ByteSource, @unchecked Sendable {
     private var offset = 0
     private var nextRange = 0
 
-    init(size: Int, rangeSize: Int = 8 << 20, prefetch: Int = 2, fetch: @escaping Fetch) {
+    init(size: Int, rangeSize: Int = 4 << 20, prefetch: Int = 2, fetch: @escaping Fetch) {
+        LargeAllocations.mappedSeparately
         self.size = max(0, size)
         self.rangeSize = max(1, rangeSize)
         self.prefetch = max(1, prefetch)
@@ -39,7 +40,7 @@ final class RangedObjectReader: ByteSource, @unchecked Sendable {
     }
 
     /// An S3 object read by ranges: its size and ETag come from a HEAD.
-    static func s3(_ client: S3Client, key: String, rangeSize: Int = 8 << 20) async throws -> RangedObjectReader {
+    static func s3(_ client: S3Client, key: String, rangeSize: Int = 4 << 20) async throws -> RangedObjectReader {
         let (size, etag) = try await client.head(key: key)
         return RangedObjectReader(size: size, rangeSize: rangeSize) { range in
             try await client.get(key: key, range: range, etag: etag)

@@ -1,5 +1,9 @@
 import Foundation
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Where the backup pipeline writes a stored object as it is sealed: a file, an S3 upload, or several of
 /// them. `write` and `finish` are called on one thread (the pipeline's), never on the Swift concurrency pool,
 /// so a sink may block there (for a full disk, or for an upload slot).
@@ -90,7 +94,8 @@ final class MultipartUploadSink: ObjectSink, @unchecked Sendable {
     /// Bytes written so far: the object's size once `finish` returned.
     private(set) var size: Int64 = 0
 
-    init(store: any MultipartStore, key: String, partSize: Int, maxInFlight: Int = 2) {
+    init(store: any MultipartStore, key: String, partSize: Int, maxInFlight: Int = 1) {
+        LargeAllocations.mappedSeparately
         self.store = store
         self.key = key
         self.partSize = max(1, partSize)
@@ -278,4 +283,22 @@ public enum InFlightUploads {
         let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
         _ = done.wait(timeout: .now() + seconds)
     }
+}
+
+/// glibc's malloc serves a large block from its heaps once an equally large block was freed (its mmap
+/// threshold adapts upwards, up to 32 MiB), and those heaps, one per thread that allocated, rarely shrink: a
+/// process that allocates and frees multi-MiB buffers in turn on several threads, as S3 parts and ranges are
+/// (and URLSession's copies of them), keeps many of them in its RSS at once. A fixed threshold gives every
+/// block of 4 MiB or more a mapping of its own, returned to the system when it is freed; smaller blocks (the
+/// pipeline's 1 MiB ones) are untouched. Evaluated once, by the first upload or ranged read.
+enum LargeAllocations {
+    static let mappedSeparately: Void = {
+        #if canImport(Glibc)
+        typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
+        // RTLD_DEFAULT is the null handle; M_MMAP_THRESHOLD is -3 (malloc.h, which Swift does not import).
+        if let symbol = dlsym(nil, "mallopt") {
+            _ = unsafeBitCast(symbol, to: Mallopt.self)(-3, 4 << 20)
+        }
+        #endif
+    }()
 }
