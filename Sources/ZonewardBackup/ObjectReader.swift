@@ -70,11 +70,13 @@ final class RangedObjectReader: ByteSource, @unchecked Sendable {
         return bytes
     }
 
-    /// Stops the fetches in flight; a blocked `read` throws `CancellationError`.
+    /// Starts no more fetches and drops what those in flight bring (at most `prefetch` ranges, left to
+    /// finish: cancelling URLSession's requests mid-flight is where a run was seen to hang); a blocked `read`
+    /// throws `CancellationError`.
     func cancel() {
         condition.withLock {
             cancelled = true
-            for task in tasks.values { task.cancel() }
+            ready.removeAll()
             condition.broadcast()
         }
     }
