@@ -71,7 +71,7 @@ backups:
   - name: big
     source: {directory: $WORK/big}
     schedule: "0 3 * * *"
-    targets: [{s3: {endpoint: "http://127.0.0.1:$1", bucket: zoneward-dr, region: us-west-2, prefix: zoneward}}]
+    targets: [{s3: {endpoint: "http://127.0.0.1:$1", bucket: zoneward-dr, region: us-west-2, prefix: zoneward, partSizeMiB: 5}}]
     encryption: {keyFile: $WORK/backup.key}
     verify: always
   - name: pg
@@ -198,12 +198,59 @@ sed "s#directory: $WORK/files#directory: $WORK/nope#" "$WORK/zoneward.yaml" >"$W
 run_zw 1 "a missing source is a clear error" backup run --job files --config "$WORK/missing.yaml"
 check "the error names the source" contains "$ERR" "$WORK/nope does not exist"
 
-run_zw 0 "a 70 MiB object goes to S3 in a multipart upload and verifies from S3" backup run --job big "${CONFIG[@]}"
+run_zw 0 "a 70 MiB object streams to S3 in 5 MiB parts (partSizeMiB: 5) and verifies from S3" backup run --job big "${CONFIG[@]}"
 check "the run verified the S3-only backup" contains "$OUT" "verified"
 BIG_ID=$("$ZW" backup list --job big --format json "${CONFIG[@]}" | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['id'])")
+s3py() { # python code using `s3` (boto3 on moto at $S3_PORT unless S3PY_PORT says otherwise), then its arguments
+    local code=$1
+    shift
+    python3 -c "
+import boto3, sys
+s3 = boto3.client('s3', endpoint_url='http://127.0.0.1:${S3PY_PORT:-$S3_PORT}', region_name='us-west-2',
+                  aws_access_key_id='testing', aws_secret_access_key='testing')
+$code" "$@"
+}
+check "the object was completed from 15 parts (its ETag ends -15: a little over 70 MiB in 5 MiB parts)" \
+    s3py "assert s3.head_object(Bucket='zoneward-dr', Key=sys.argv[1])['ETag'].strip('\"').endswith('-15'), 'not 15 parts'" \
+    "zoneward/big/$BIG_ID.zwb"
 /usr/bin/time -f %M -o "$WORK/rss" "$ZW" backup verify "$BIG_ID" "${CONFIG[@]}" >/dev/null 2>&1
 RSS_KIB=$(tail -1 "$WORK/rss")
-check "verifying the 70 MiB S3-only backup streams it (peak RSS ${RSS_KIB} KiB < 100 MiB)" [ "$RSS_KIB" -lt 102400 ]
+check "verifying the 70 MiB S3-only backup reads it by ranges into the decoder (peak RSS ${RSS_KIB} KiB < 100 MiB)" [ "$RSS_KIB" -lt 102400 ]
+check "and keeps no copy of the object on disk (no download file in the staging folder)" bash -c "! ls -d '$TMPDIR'/zoneward-staging-* 2>/dev/null"
+run_zw 0 "the S3-only backup restores into a directory" backup restore "$BIG_ID" --to "$WORK/big-restored" "${CONFIG[@]}"
+check "byte for byte" cmp "$WORK/big/blob" "$WORK/big-restored/blob"
+check "no multipart upload is left open" s3py "assert not s3.list_multipart_uploads(Bucket='zoneward-dr').get('Uploads'), 'open'"
+# A second S3 that refuses parts under 10 MiB when the upload completes (EntityTooSmall): the parts were
+# sent, the completion fails, and the run must abort the upload.
+STRICT_PORT=$((BASE + 2))
+S3_UPLOAD_PART_MIN_SIZE=$((10 << 20)) moto_server -H 127.0.0.1 -p "$STRICT_PORT" >"$WORK/moto-strict.log" 2>&1 &
+PIDS+=($!)
+for i in $(seq 1 100); do curl -s "http://127.0.0.1:$STRICT_PORT/" >/dev/null && break; sleep 0.1; done
+S3PY_PORT=$STRICT_PORT s3py "s3.create_bucket(Bucket='zoneward-dr', CreateBucketConfiguration={'LocationConstraint': 'us-west-2'})"
+sed "s#http://127.0.0.1:$S3_PORT\", bucket: zoneward-dr, region: us-west-2, prefix: zoneward, partSizeMiB: 5#http://127.0.0.1:$STRICT_PORT\", bucket: zoneward-dr, region: us-west-2, prefix: zoneward, partSizeMiB: 5#" \
+    "$WORK/zoneward.yaml" >"$WORK/strict.yaml"
+run_zw 1 "a multipart upload that S3 refuses to complete fails the run" backup run --job big --config "$WORK/strict.yaml"
+check "the error names the refusal" contains "$ERR" "EntityTooSmall"
+nothing_open() { s3py "assert not s3.list_multipart_uploads(Bucket='zoneward-dr').get('Uploads'), 'open uploads'"; }
+nothing_stored() { s3py "assert not s3.list_objects_v2(Bucket='zoneward-dr').get('Contents'), 'objects left'"; }
+S3PY_PORT=$STRICT_PORT
+check "the failed upload was aborted: none is open" nothing_open
+check "and no object is left" nothing_stored
+unset S3PY_PORT
+# SIGTERM while parts are uploading: the signal handler aborts the upload before the process exits.
+"$ZW" backup run --job big "${CONFIG[@]}" >/dev/null 2>&1 &
+RUN=$!
+s3py "
+import time
+for _ in range(600):
+    if s3.list_multipart_uploads(Bucket='zoneward-dr').get('Uploads'): break
+    time.sleep(0.05)
+"
+kill -TERM "$RUN"
+wait "$RUN"
+TERM_CODE=$?
+check "SIGTERM mid-upload exits 143 (got $TERM_CODE)" [ "$TERM_CODE" = 143 ]
+check "and aborted the multipart upload on its way out" nothing_open
 
 echo "backup: child processes and keys"
 # A server that accepts connections and never answers: pg_dump would wait forever.
@@ -251,8 +298,8 @@ wait "$RUN"
 TERM_CODE=$?
 check "SIGTERM mid-run exits 143 (got $TERM_CODE)" [ "$TERM_CODE" = 143 ]
 check "and removes the staging directory on the way out" bash -c "! ls -d '$TMPDIR'/zoneward-staging-* 2>/dev/null"
-check "the dead run is marked failed (orphaned)" python3 -c "
-import sqlite3,sys; r=sqlite3.connect(sys.argv[1]).execute(\"SELECT COUNT(*) FROM backup WHERE state='failed' AND error LIKE 'orphaned%'\").fetchone()[0]; sys.exit(0 if r in (0,1) else 1)" "$ZONEWARD_DB"
+check "the dead runs (this one, and the one stopped mid-upload) are marked failed (orphaned)" python3 -c "
+import sqlite3,sys; r=sqlite3.connect(sys.argv[1]).execute(\"SELECT COUNT(*) FROM backup WHERE state='failed' AND error LIKE 'orphaned%'\").fetchone()[0]; sys.exit(0 if r in (0,1,2) else 1)" "$ZONEWARD_DB"
 LATEST=$("$ZW" backup list --job app --format json "${CONFIG[@]}" | python3 -c "import json,sys; print([b for b in json.load(sys.stdin) if b['state']=='completed'][0]['id'])")
 python3 - "$WORK/backups/app/$LATEST.zwb" <<'PY'
 import sys

@@ -58,8 +58,51 @@ public enum BackupPipeline {
             throw BackupError.io("chunk size \(chunkSize) is out of range")
         }
         let source = try RawFile(reading: input)
-        let writer = try createPrivateFile(output)
-        defer { try? writer.close() }
+        return try encode(
+            from: source,
+            into: try FileObjectSink(path: output, synchronize: synchronize),
+            key: key,
+            compression: compression,
+            chunkSize: chunkSize,
+            workers: workers,
+            progress: progress
+        )
+    }
+
+    /// Compresses and encrypts `input` into `sink` as it is sealed, and finishes the sink; the SHA-256 is
+    /// of the bytes written to it. Blocking: call it off the Swift concurrency pool (`onThread`).
+    static func encode(
+        from input: String,
+        into sink: any ObjectSink,
+        key: BackupKey,
+        compression: BackupCompression = .default,
+        chunkSize: Int = 1 << 20,
+        workers: Int = OrderedPipelineDefaults.workers,
+        progress: (@Sendable (Int64) -> Void)? = nil
+    ) throws -> PipelineResult {
+        guard (1...FramedEncryption.maximumChunkSize).contains(chunkSize) else {
+            throw BackupError.io("chunk size \(chunkSize) is out of range")
+        }
+        return try encode(
+            from: try RawFile(reading: input),
+            into: sink,
+            key: key,
+            compression: compression,
+            chunkSize: chunkSize,
+            workers: workers,
+            progress: progress
+        )
+    }
+
+    private static func encode(
+        from source: RawFile,
+        into sink: any ObjectSink,
+        key: BackupKey,
+        compression: BackupCompression,
+        chunkSize: Int,
+        workers: Int,
+        progress: (@Sendable (Int64) -> Void)?
+    ) throws -> PipelineResult {
         let header = ObjectHeader(
             keyId: key.id,
             noncePrefix: (0..<8).map { _ in UInt8.random(in: 0...255) },
@@ -72,7 +115,7 @@ public enum BackupPipeline {
         func store(_ bytes: [UInt8]) throws {
             hasher.update(data: bytes)
             stored += Int64(bytes.count)
-            try writer.write(contentsOf: bytes)
+            try sink.write(bytes)
         }
         try store(header.bytes)
         try OrderedPipeline<(block: [UInt8], final: Bool), (frame: [UInt8], plain: Int)>.run(
@@ -117,7 +160,7 @@ public enum BackupPipeline {
                 progress?(plain)
             }
         )
-        if synchronize { try writer.synchronize() }
+        try sink.finish()
         return PipelineResult(
             plainBytes: plain,
             storedBytes: stored,
@@ -140,7 +183,25 @@ public enum BackupPipeline {
         workers: Int = OrderedPipelineDefaults.workers,
         progress: (@Sendable (Int64) -> Void)? = nil
     ) throws -> PipelineResult {
-        let source = try RawFile(reading: input)
+        try decode(
+            from: try RawFile(reading: input),
+            to: output,
+            key: key,
+            expectedSHA256: expectedSHA256,
+            workers: workers,
+            progress: progress
+        )
+    }
+
+    /// Decodes a stored object read from `source` (a file, or S3 by ranges), as `decode(from:to:…)` does.
+    static func decode(
+        from source: any ByteSource,
+        to output: String,
+        key: BackupKey,
+        expectedSHA256: String? = nil,
+        workers: Int = OrderedPipelineDefaults.workers,
+        progress: (@Sendable (Int64) -> Void)? = nil
+    ) throws -> PipelineResult {
         // The key is checked before the output exists: a wrong key writes nothing.
         var head = try source.read(upTo: FramedEncryption.headerSize)
         let length = try ObjectHeader.length(ofPrefix: head)
@@ -178,7 +239,7 @@ public enum BackupPipeline {
     /// Format 2: chunks read and hashed on one thread, opened and decompressed on every core, written in
     /// order here.
     private static func decodeBlocks(
-        _ source: RawFile,
+        _ source: any ByteSource,
         header: ObjectHeader,
         codec: BlockCodec,
         key: BackupKey,
@@ -260,7 +321,7 @@ public enum BackupPipeline {
 
     /// Format 1: one gzip stream cut into chunks, opened and inflated one after another.
     private static func decodeStream(
-        _ source: RawFile,
+        _ source: any ByteSource,
         header: ObjectHeader,
         key: BackupKey,
         writer: FileHandle,

@@ -119,7 +119,11 @@ public struct BackupRunner: Sendable {
         }
         defer { heartbeat.cancel() }
         removePartialObjects(of: job)
+        await abortOpenUploads(of: job)
         var written: [StoredObject] = []
+        // S3 uploads under way, aborted if the run fails.
+        var uploads: [MultipartUploadSink] = []
+        defer { for upload in uploads { InFlightUploads.remove(upload) } }
         do {
             // Plaintext lives only in a private directory, removed on every way out of this block; a killed
             // run's directory is swept by the next one.
@@ -158,68 +162,63 @@ public struct BackupRunner: Sendable {
                 sourceDescription = "postgres:\(pg.user)@\(pg.host):\(pg.port)/\(pg.database)"
             }
             try await catalog.heartbeat(id, at: Date())
-            // Encode once, straight into the first directory target's partial object when there is one (no
-            // extra copy), else into a staging file; every other target gets an identical copy, one checksum.
-            var firstFolder: URL?
-            if case .filesystem(let directory) = job.targets.first {
-                firstFolder = URL(fileURLWithPath: directory).appendingPathComponent(job.name)
-            }
-            var staged: String
-            if let firstFolder {
-                try FileManager.default.createDirectory(at: firstFolder, withIntermediateDirectories: true)
-                staged = firstFolder.appendingPathComponent("\(id).zwb.partial").path
-                written.append(.file(path: staged))
-            } else {
-                staged = staging.url.appendingPathComponent("object.zwb").path
-            }
-            let encodeTo = staged
-            async let counted = countRows ? Self.rowCountsOffPool(snapshot) : [:]
-            let result = try await onThread("zoneward-encode") {
-                try BackupPipeline.encode(
-                    from: snapshot,
-                    to: encodeTo,
-                    key: key,
-                    compression: job.compression,
-                    progress: progress
-                )
-            }
-            if countRows { rowCounts = try await counted }
-            try await catalog.heartbeat(id, at: Date())
-            for (index, target) in job.targets.enumerated() {
+            // Encode once, streamed to every target as it is sealed: a directory target's partial object,
+            // an S3 target's multipart upload (parts sent while the pipeline goes on); one checksum.
+            var sinks: [any ObjectSink] = []
+            for target in job.targets {
                 switch target {
                 case .filesystem(let directory):
                     let folder = URL(fileURLWithPath: directory).appendingPathComponent(job.name)
                     try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-                    let object = folder.appendingPathComponent("\(id).zwb").path
-                    let partial = object + ".partial"
-                    if !(index == 0 && firstFolder != nil) {
-                        written.append(.file(path: partial))
-                        let from = staged
-                        try await onThread("zoneward-copy") {
-                            try FileManager.default.copyItem(atPath: from, toPath: partial)
-                            if let handle = FileHandle(forWritingAtPath: partial) {
-                                try handle.synchronize()
-                                try handle.close()
-                            }
-                        }
-                    }
+                    let partial = folder.appendingPathComponent("\(id).zwb.partial").path
+                    written.append(.file(path: partial))
+                    sinks.append(try FileObjectSink(path: partial))
+                case .s3(let s3):
+                    let client = try Self.client(for: s3)
+                    let key = Self.key(s3, job: job.name, id: id)
+                    written.append(.s3(bucket: s3.bucket, key: key))
+                    let upload = MultipartUploadSink(store: client, key: key, partSize: s3.partSize ?? client.partSize)
+                    uploads.append(upload)
+                    InFlightUploads.add(upload)
+                    sinks.append(upload)
+                }
+            }
+            let fanOut = FanOutSink(sinks)
+            let streaming = uploads
+            async let counted = countRows ? Self.rowCountsOffPool(snapshot) : [:]
+            let result = try await withTaskCancellationHandler {
+                try await onThread("zoneward-encode") {
+                    try BackupPipeline.encode(
+                        from: snapshot,
+                        into: fanOut,
+                        key: key,
+                        compression: job.compression,
+                        progress: progress
+                    )
+                }
+            } onCancel: {
+                for upload in streaming { upload.cancel() }
+            }
+            if countRows { rowCounts = try await counted }
+            try await catalog.heartbeat(id, at: Date())
+            for (index, target) in job.targets.enumerated() {
+                switch (target, written[index]) {
+                case (.filesystem, .file(let partial)):
                     // Confirm what landed on disk before it counts.
                     let onDisk = try await onThread("zoneward-checksum") { try Self.sha256(of: partial) }
                     guard onDisk == result.sha256 else {
                         throw BackupError.checksumMismatch(expected: result.sha256, actual: onDisk)
                     }
+                    let object = String(partial.dropLast(".partial".count))
                     try FileManager.default.moveItem(atPath: partial, toPath: object)
-                    written[written.count - 1] = .file(path: object)
-                    if index == 0 { staged = object }
-                case .s3(let s3):
-                    let client = try Self.client(for: s3)
-                    let key = Self.key(s3, job: job.name, id: id)
-                    written.append(.s3(bucket: s3.bucket, key: key))
-                    // S3 checks each request's payload against its signed SHA-256; the size confirms the whole.
-                    try await client.put(file: staged, key: key)
-                    guard try await client.size(key: key) == Int(result.storedBytes) else {
+                    written[index] = .file(path: object)
+                case (.s3(let s3), .s3(_, let key)):
+                    // S3 checked each request's payload against its signed SHA-256; the size confirms the whole.
+                    guard try await Self.client(for: s3).size(key: key) == Int(result.storedBytes) else {
                         throw BackupError.io("S3 object \(key) does not have the size written")
                     }
+                default:
+                    throw BackupError.io("internal: target \(index) does not match its object")
                 }
                 try await catalog.heartbeat(id, at: Date())
             }
@@ -256,6 +255,7 @@ public struct BackupRunner: Sendable {
             try await catalog.complete(record, at: Date())
             return record
         } catch {
+            for upload in uploads { await upload.abort() }
             await removeObjects(written, job: job)
             record.state = .failed
             record.finishedAt = Date()
@@ -385,20 +385,23 @@ public struct BackupRunner: Sendable {
             }
             return
         }
-        // No local copy: download one from S3, streamed to disk.
+        // No local copy: read the S3 object by ranges straight into the decoder; nothing of it is stored.
         for case .s3(let bucket, let objectKey) in objects {
             guard let target = job.s3Target(bucket: bucket) else { continue }
-            let download = staging.url.appendingPathComponent("download.zwb").path
-            defer { try? FileManager.default.removeItem(atPath: download) }
-            try await Self.client(for: target).get(key: objectKey, to: download)
-            try await onThread("zoneward-decode") {
-                try BackupPipeline.decode(
-                    from: download,
-                    to: output,
-                    key: key,
-                    expectedSHA256: expected,
-                    progress: progress
-                )
+            let reader = try await RangedObjectReader.s3(Self.client(for: target), key: objectKey)
+            defer { reader.cancel() }
+            _ = try await withTaskCancellationHandler {
+                try await onThread("zoneward-decode") {
+                    try BackupPipeline.decode(
+                        from: reader,
+                        to: output,
+                        key: key,
+                        expectedSHA256: expected,
+                        progress: progress
+                    )
+                }
+            } onCancel: {
+                reader.cancel()
             }
             return
         }
@@ -450,6 +453,19 @@ public struct BackupRunner: Sendable {
             for name in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
             where name.hasSuffix(".partial") {
                 try? FileManager.default.removeItem(atPath: "\(folder)/\(name)")
+            }
+        }
+    }
+
+    /// Aborts the multipart uploads an interrupted run (killed before it could abort them) left open in the
+    /// job's S3 folders. Best effort: a target that does not answer fails the upload that follows anyway.
+    private func abortOpenUploads(of job: BackupJobConfiguration) async {
+        for case .s3(let s3) in job.targets {
+            guard let client = try? Self.client(for: s3) else { continue }
+            let prefix = String(Self.key(s3, job: job.name, id: "").dropLast(StoredObject.objectExtension.count))
+            for upload in (try? await client.listMultipartUploads(prefix: prefix)) ?? []
+            where !upload.key.dropFirst(prefix.count).contains("/") {
+                try? await client.abortMultipartUpload(key: upload.key, uploadId: upload.uploadId)
             }
         }
     }

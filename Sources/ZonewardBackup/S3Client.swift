@@ -6,7 +6,8 @@ import FoundationNetworking
 #endif
 
 /// A small S3-compatible client over URLSession with AWS Signature Version 4, path-style addressing:
-/// PUT (single, or multipart above 16 MiB in 16 MiB parts, so an upload holds one part at most), GET to a file, HEAD, DELETE, ListObjectsV2; retries with
+/// PUT (single, or multipart above 16 MiB in 16 MiB parts; `MultipartUploadSink` streams them), GET to a
+/// file or by ranges, HEAD, DELETE, ListObjectsV2; retries with
 /// backoff on network errors and 5xx. Every request carries the SHA-256 of its payload, which S3 checks,
 /// so an object that was stored is an object that arrived intact.
 public struct S3Client: Sendable {
@@ -27,46 +28,27 @@ public struct S3Client: Sendable {
         self.secretAccessKey = secretAccessKey
     }
 
-    /// Uploads a local file as `key`.
+    /// Uploads a local file as `key`: one PUT up to `multipartThreshold`, else a multipart upload of
+    /// `partSize` parts read one at a time, aborted on failure.
     public func put(file path: String, key: String) async throws {
         let size = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue ?? 0
         guard let handle = FileHandle(forReadingAtPath: path) else { throw BackupError.io("cannot read \(path)") }
         defer { try? handle.close() }
         if size <= multipartThreshold {
-            let body = try handle.readToEnd() ?? Data()
-            _ = try await send("PUT", key: key, body: body)
+            try await putObject(key: key, body: try handle.readToEnd() ?? Data())
             return
         }
-        let (_, created) = try await send("POST", key: key, query: ["uploads": ""], body: Data())
-        guard let uploadId = Self.element("UploadId", in: created) else {
-            throw BackupError.io("S3 did not return an UploadId for \(key)")
-        }
+        let uploadId = try await createMultipartUpload(key: key)
         do {
-            var parts: [(Int, String)] = []
-            var number = 1
+            var parts: [(number: Int, etag: String)] = []
             while let part = try handle.read(upToCount: partSize), !part.isEmpty {
-                let (response, _) = try await send(
-                    "PUT",
-                    key: key,
-                    query: ["partNumber": String(number), "uploadId": uploadId],
-                    body: part
-                )
-                parts.append((number, response.value(forHTTPHeaderField: "ETag") ?? ""))
-                number += 1
+                let number = parts.count + 1
+                parts.append((number, try await uploadPart(key: key, uploadId: uploadId, number: number, body: part)))
             }
-            let list = parts.map { "<Part><PartNumber>\($0.0)</PartNumber><ETag>\($0.1)</ETag></Part>" }.joined()
-            let (_, completed) = try await send(
-                "POST",
-                key: key,
-                query: ["uploadId": uploadId],
-                body: Data("<CompleteMultipartUpload>\(list)</CompleteMultipartUpload>".utf8)
-            )
-            if String(decoding: completed, as: UTF8.self).contains("<Error>") {
-                throw BackupError.io("S3 refused to complete the upload of \(key)")
-            }
+            try await completeMultipartUpload(key: key, uploadId: uploadId, parts: parts)
         } catch {
             // Leave no half object behind.
-            _ = try? await send("DELETE", key: key, query: ["uploadId": uploadId], body: Data())
+            try? await abortMultipartUpload(key: key, uploadId: uploadId)
             throw error
         }
     }
@@ -99,6 +81,27 @@ public struct S3Client: Sendable {
         }
     }
 
+    /// The object's size and ETag (HEAD); throws when it does not exist.
+    public func head(key: String) async throws -> (size: Int, etag: String?) {
+        let (response, _) = try await send("HEAD", key: key, body: Data())
+        guard let size = Int(response.value(forHTTPHeaderField: "Content-Length") ?? "") else {
+            throw BackupError.io("S3 gave no size for \(key)")
+        }
+        return (size, response.value(forHTTPHeaderField: "ETag"))
+    }
+
+    /// Bytes `range` of the object (a ranged GET), only while its ETag is still `etag` when given: the
+    /// pieces of one download all come from the same object.
+    public func get(key: String, range: Range<Int>, etag: String? = nil) async throws -> Data {
+        var headers = ["Range": "bytes=\(range.lowerBound)-\(range.upperBound - 1)"]
+        if let etag { headers["If-Match"] = etag }
+        let (_, body) = try await send("GET", key: key, headers: headers, body: Data())
+        guard body.count == range.count else {
+            throw BackupError.io("S3 sent \(body.count) bytes of \(key) for a range of \(range.count)")
+        }
+        return body
+    }
+
     public func delete(key: String) async throws {
         _ = try await send("DELETE", key: key, body: Data())
     }
@@ -123,6 +126,39 @@ public struct S3Client: Sendable {
             token = page.nextToken
         } while token != nil
         return objects
+    }
+
+    /// The multipart uploads open under `prefix` (ListMultipartUploads, every page).
+    public func listMultipartUploads(prefix: String) async throws -> [(key: String, uploadId: String)] {
+        var uploads: [(key: String, uploadId: String)] = []
+        var markers: [String: String] = [:]
+        for _ in 0..<1000 {
+            let (_, body) = try await send(
+                "GET",
+                key: "",
+                query: ["uploads": "", "prefix": prefix].merging(markers) { $1 },
+                body: Data()
+            )
+            let text = String(decoding: body, as: UTF8.self)
+            guard text.contains("<ListMultipartUploadsResult") else {
+                throw BackupError.io("S3 answered a listing of uploads with something else: \(text.prefix(300))")
+            }
+            for part in text.components(separatedBy: "<Upload>").dropFirst() {
+                let entry = Data(part.utf8)
+                guard let key = Self.element("Key", in: entry), let id = Self.element("UploadId", in: entry) else {
+                    continue
+                }
+                uploads.append((Self.unescapeXML(key), Self.unescapeXML(id)))
+            }
+            guard Self.element("IsTruncated", in: body) == "true",
+                let keyMarker = Self.element("NextKeyMarker", in: body)
+            else { break }
+            markers = ["key-marker": Self.unescapeXML(keyMarker)]
+            if let idMarker = Self.element("NextUploadIdMarker", in: body) {
+                markers["upload-id-marker"] = Self.unescapeXML(idMarker)
+            }
+        }
+        return uploads
     }
 
     /// Reads one ListObjectsV2 result page: its objects, and the token of the next page when it is truncated.
@@ -186,6 +222,7 @@ public struct S3Client: Sendable {
         _ method: String,
         key: String,
         query: [String: String] = [:],
+        headers: [String: String] = [:],
         body: Data,
         transfer: ((URLRequest) async throws -> (HTTPURLResponse, Data))? = nil
     ) async throws -> (HTTPURLResponse, Data) {
@@ -193,7 +230,9 @@ public struct S3Client: Sendable {
         var lastError: any Error = BackupError.io("no attempt")
         for attempt in 1...attempts {
             do {
-                let request = try sign(method: method, key: key, query: query, body: body, date: Date())
+                var request = try sign(method: method, key: key, query: query, body: body, date: Date())
+                // Not signed (SigV4 signs the headers it lists): Range, If-Match.
+                for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
                 if let transfer { return try await transfer(request) }
                 let (data, response) = try await URLSession.shared.data(for: request)
                 guard let http = response as? HTTPURLResponse else { throw BackupError.io("not an HTTP response") }
@@ -267,5 +306,50 @@ public struct S3Client: Sendable {
             let end = text.range(of: "</\(name)>", range: start.upperBound..<text.endIndex)
         else { return nil }
         return String(text[start.upperBound..<end.lowerBound])
+    }
+}
+
+extension S3Client: MultipartStore {
+    func putObject(key: String, body: Data) async throws {
+        _ = try await send("PUT", key: key, body: body)
+    }
+
+    func createMultipartUpload(key: String) async throws -> String {
+        let (_, created) = try await send("POST", key: key, query: ["uploads": ""], body: Data())
+        guard let uploadId = Self.element("UploadId", in: created) else {
+            throw BackupError.io("S3 did not return an UploadId for \(key)")
+        }
+        return uploadId
+    }
+
+    func uploadPart(key: String, uploadId: String, number: Int, body: Data) async throws -> String {
+        let (response, _) = try await send(
+            "PUT",
+            key: key,
+            query: ["partNumber": String(number), "uploadId": uploadId],
+            body: body
+        )
+        guard let etag = response.value(forHTTPHeaderField: "ETag") else {
+            throw BackupError.io("S3 gave no ETag for part \(number) of \(key)")
+        }
+        return etag
+    }
+
+    func completeMultipartUpload(key: String, uploadId: String, parts: [(number: Int, etag: String)]) async throws {
+        let list = parts.map { "<Part><PartNumber>\($0.number)</PartNumber><ETag>\($0.etag)</ETag></Part>" }.joined()
+        let (_, completed) = try await send(
+            "POST",
+            key: key,
+            query: ["uploadId": uploadId],
+            body: Data("<CompleteMultipartUpload>\(list)</CompleteMultipartUpload>".utf8)
+        )
+        // S3 may answer 200 and still fail the completion, in the body.
+        if String(decoding: completed, as: UTF8.self).contains("<Error>") {
+            throw BackupError.io("S3 refused to complete the upload of \(key)")
+        }
+    }
+
+    func abortMultipartUpload(key: String, uploadId: String) async throws {
+        _ = try await send("DELETE", key: key, query: ["uploadId": uploadId], body: Data())
     }
 }

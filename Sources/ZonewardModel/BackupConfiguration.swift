@@ -45,6 +45,9 @@ public struct BackupJobConfiguration: Sendable, Equatable {
         public var accessKeyIdEnv: String
         /// Default AWS_SECRET_ACCESS_KEY.
         public var secretAccessKeyEnv: String
+        /// The size of each part of a multipart upload, in bytes (`partSizeMiB`, 5–5120); nil: the
+        /// client's default, 16 MiB. An object no larger than one part is sent in a single PUT.
+        public var partSize: Int?
 
         public init(
             endpoint: String,
@@ -174,7 +177,10 @@ extension ZonewardConfiguration {
                     if let path = targetFields["filesystem"].flatMap({ reader.string($0) }) {
                         targets.append(.filesystem(path))
                     } else if let s3 = targetFields["s3"] {
-                        let known = ["endpoint", "bucket", "region", "prefix", "accessKeyIdEnv", "secretAccessKeyEnv"]
+                        let known = [
+                            "endpoint", "bucket", "region", "prefix", "accessKeyIdEnv", "secretAccessKeyEnv",
+                            "partSizeMiB",
+                        ]
                         guard let s3Fields = reader.mapping(s3, known: known) else { continue }
                         let endpoint = reader.required(s3Fields, "endpoint", in: s3).flatMap { reader.string($0) }
                         let bucket = reader.required(s3Fields, "bucket", in: s3).flatMap { reader.string($0) }
@@ -191,6 +197,12 @@ extension ZonewardConfiguration {
                             }
                             if let name = s3Fields["secretAccessKeyEnv"].flatMap({ reader.string($0) }) {
                                 s3Target.secretAccessKeyEnv = name
+                            }
+                            // S3's smallest part (all but the last) is 5 MiB, its largest 5 GiB.
+                            if let mebibytes = s3Fields["partSizeMiB"].flatMap({
+                                reader.integer($0, minimum: 5, maximum: 5120)
+                            }) {
+                                s3Target.partSize = mebibytes << 20
                             }
                             targets.append(.s3(s3Target))
                         }

@@ -646,13 +646,14 @@ func backupExitCode(_ error: any Error) -> ExitCode {
 }
 
 /// On SIGINT, SIGTERM or SIGHUP, removes the plaintext in flight (staging directories, a restore's temporary
-/// file) and exits 128 + the signal, as a shell reports it; without this only the next run would remove it.
+/// file), aborts the S3 multipart uploads under way (waiting a few seconds at most) and exits 128 + the signal, as a shell reports it; without this only the next run would remove it.
 func removePlaintextOnSignals() -> [any DispatchSourceSignal] {
     [SIGINT, SIGTERM, SIGHUP].map { number in
         signal(number, SIG_IGN)
         let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
         source.setEventHandler {
             InFlight.removeAll()
+            InFlightUploads.abortAll()
             exit(128 + number)
         }
         source.resume()

@@ -1,0 +1,304 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where the backup pipeline writes a stored object as it is sealed: a file, an S3 upload, or several of
+/// them. `write` and `finish` are called on one thread (the pipeline's), never on the Swift concurrency pool,
+/// so a sink may block there (for a full disk, or for an upload slot).
+protocol ObjectSink: AnyObject, Sendable {
+    /// The next bytes of the object.
+    func write(_ bytes: [UInt8]) throws
+    /// Every byte was written: make the object durable (fsync a file, complete an upload).
+    func finish() throws
+}
+
+/// A new file (mode 0600), fsynced by `finish` unless told not to.
+final class FileObjectSink: ObjectSink, @unchecked Sendable {
+    let path: String
+    private let handle: FileHandle
+    private let synchronize: Bool
+
+    init(path: String, synchronize: Bool = true) throws {
+        self.path = path
+        self.handle = try createPrivateFile(path)
+        self.synchronize = synchronize
+    }
+
+    func write(_ bytes: [UInt8]) throws {
+        try handle.write(contentsOf: bytes)
+    }
+
+    func finish() throws {
+        if synchronize { try handle.synchronize() }
+        try handle.close()
+    }
+}
+
+/// The same bytes to every sink, in order: one encoding for all of a job's targets.
+final class FanOutSink: ObjectSink, @unchecked Sendable {
+    let sinks: [any ObjectSink]
+
+    init(_ sinks: [any ObjectSink]) {
+        self.sinks = sinks
+    }
+
+    func write(_ bytes: [UInt8]) throws {
+        for sink in sinks { try sink.write(bytes) }
+    }
+
+    func finish() throws {
+        for sink in sinks { try sink.finish() }
+    }
+}
+
+/// The S3 operations an upload needs; `S3Client` sends them, tests fake them.
+protocol MultipartStore: Sendable {
+    /// One PUT of the whole object.
+    func putObject(key: String, body: Data) async throws
+    /// CreateMultipartUpload: the upload's id.
+    func createMultipartUpload(key: String) async throws -> String
+    /// UploadPart: the part's ETag.
+    func uploadPart(key: String, uploadId: String, number: Int, body: Data) async throws -> String
+    /// CompleteMultipartUpload with the parts' numbers and ETags, in order.
+    func completeMultipartUpload(key: String, uploadId: String, parts: [(number: Int, etag: String)]) async throws
+    /// AbortMultipartUpload: the parts uploaded so far are discarded.
+    func abortMultipartUpload(key: String, uploadId: String) async throws
+}
+
+/// Streams an object into S3 as it is written: parts of `partSize` bytes are uploaded while the pipeline
+/// goes on, at most `maxInFlight` at a time (`write` waits for a slot), so memory stays at about
+/// (`maxInFlight` + 1) × `partSize` whatever the object's size. An object no larger than one part is sent in
+/// one PUT by `finish`. After any failure or cancellation the owner calls `abort()`, which waits for the
+/// parts in flight and aborts the multipart upload, so S3 keeps no orphan parts.
+final class MultipartUploadSink: ObjectSink, @unchecked Sendable {
+    /// S3's limit on the parts of one upload.
+    static let maximumParts = 10_000
+
+    let store: any MultipartStore
+    let key: String
+    let partSize: Int
+    let maxInFlight: Int
+
+    private let condition = NSCondition()
+    // Guarded by `condition`.
+    private var uploadId: String?
+    private var etags: [Int: String] = [:]
+    private var running: [Int: Task<Void, Never>] = [:]
+    private var failure: (any Error)?
+    private var completed = false
+    // Only the writing thread touches these.
+    private var buffer: Data
+    private var nextPart = 1
+    /// Bytes written so far: the object's size once `finish` returned.
+    private(set) var size: Int64 = 0
+
+    init(store: any MultipartStore, key: String, partSize: Int, maxInFlight: Int = 1) {
+        LargeAllocations.mappedSeparately
+        self.store = store
+        self.key = key
+        self.partSize = max(1, partSize)
+        self.maxInFlight = max(1, maxInFlight)
+        self.buffer = Data(capacity: self.partSize)
+    }
+
+    func write(_ bytes: [UInt8]) throws {
+        try checkFailure()
+        var rest = bytes[...]
+        while !rest.isEmpty {
+            // A full part goes only once more bytes follow it: the last part is never empty, and an object
+            // of exactly one part is one PUT.
+            if buffer.count == partSize { try submitPart() }
+            let taken = min(partSize - buffer.count, rest.count)
+            rest.prefix(taken).withUnsafeBufferPointer { buffer.append($0) }
+            rest = rest.dropFirst(taken)
+        }
+        size += Int64(bytes.count)
+    }
+
+    func finish() throws {
+        try checkFailure()
+        if nextPart == 1 {
+            let body = buffer
+            buffer = Data()
+            try waitForTask { [store, key] in try await store.putObject(key: key, body: body) }
+            condition.withLock { completed = true }
+            return
+        }
+        if !buffer.isEmpty { try submitPart() }
+        let (uploadId, parts): (String, [(number: Int, etag: String)]) = try condition.withLock {
+            while !running.isEmpty && failure == nil { condition.wait() }
+            if let failure { throw failure }
+            guard let id = self.uploadId else { throw BackupError.io("internal: no multipart upload of \(key)") }
+            return (id, etags.sorted { $0.key < $1.key }.map { (number: $0.key, etag: $0.value) })
+        }
+        guard parts.count == nextPart - 1 else {
+            throw BackupError.io("internal: \(parts.count) parts of \(key) uploaded, \(nextPart - 1) sent")
+        }
+        try waitForTask { [store, key] in
+            try await store.completeMultipartUpload(key: key, uploadId: uploadId, parts: parts)
+        }
+        condition.withLock { completed = true }
+    }
+
+    /// Stops the upload from another thread: the writer's next call throws `CancellationError` and the parts
+    /// in flight are cancelled. The owner still calls `abort()` once the writer has returned.
+    func cancel() {
+        condition.withLock {
+            if failure == nil { failure = CancellationError() }
+            for task in running.values { task.cancel() }
+            condition.broadcast()
+        }
+    }
+
+    /// After a failure: waits for (cancelled) parts in flight, then aborts the multipart upload if one was
+    /// started and not completed. Errors are swallowed; the run already failed. Call it once the writer
+    /// returned.
+    func abort() async {
+        let (tasks, uploadId, completed) = condition.withLock {
+            if failure == nil { failure = CancellationError() }
+            for task in running.values { task.cancel() }
+            condition.broadcast()
+            return (Array(running.values), self.uploadId, self.completed)
+        }
+        for task in tasks { await task.value }
+        guard let uploadId, !completed else { return }
+        try? await store.abortMultipartUpload(key: key, uploadId: uploadId)
+    }
+
+    private func checkFailure() throws {
+        try condition.withLock {
+            if let failure { throw failure }
+        }
+    }
+
+    /// Hands the full buffer to an upload task, once fewer than `maxInFlight` are running; the first part
+    /// starts the multipart upload.
+    private func submitPart() throws {
+        guard nextPart <= Self.maximumParts else {
+            throw BackupError.io(
+                "the object \(key) needs more than \(Self.maximumParts) parts of \(partSize >> 20) MiB: raise partSizeMiB"
+            )
+        }
+        var uploadId = condition.withLock { self.uploadId }
+        if uploadId == nil {
+            let created = try waitForTask { [store, key] in try await store.createMultipartUpload(key: key) }
+            condition.withLock { self.uploadId = created }
+            uploadId = created
+        }
+        guard let uploadId else { return }
+        let part = buffer
+        buffer = Data(capacity: partSize)
+        let number = nextPart
+        nextPart += 1
+        try condition.withLock {
+            while running.count >= maxInFlight && failure == nil { condition.wait() }
+            if let failure { throw failure }
+            // The task reports under this lock, so it finds itself in `running`.
+            running[number] = Task { [store, key] in
+                let result: Result<String, any Error>
+                do {
+                    result = .success(
+                        try await store.uploadPart(key: key, uploadId: uploadId, number: number, body: part)
+                    )
+                } catch {
+                    result = .failure(error)
+                }
+                self.partFinished(number, result)
+            }
+        }
+    }
+
+    private func partFinished(_ number: Int, _ result: Result<String, any Error>) {
+        condition.withLock {
+            running[number] = nil
+            switch result {
+            case .success(let etag): etags[number] = etag
+            case .failure(let error): if failure == nil { failure = error }
+            }
+            condition.broadcast()
+        }
+    }
+}
+
+/// Runs async work from a thread that may block (a pipeline's, never the Swift concurrency pool's) and
+/// waits for its result.
+func waitForTask<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
+    let box = ResultBox<T>()
+    let done = DispatchSemaphore(value: 0)
+    Task {
+        do {
+            box.set(.success(try await body()))
+        } catch {
+            box.set(.failure(error))
+        }
+        done.signal()
+    }
+    done.wait()
+    return try box.get()
+}
+
+private final class ResultBox<T: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var result: Result<T, any Error>?
+
+    func set(_ value: Result<T, any Error>) {
+        lock.withLock { result = value }
+    }
+
+    func get() throws -> T {
+        guard let result = lock.withLock({ result }) else { throw BackupError.io("internal: no result") }
+        return try result.get()
+    }
+}
+
+/// The S3 uploads under way in this process, so a signal handler can abort them before the process exits
+/// (`abortAll`), where the run's own clean-up would not run; a `kill -9`ed run's uploads are aborted by the
+/// next run of its job.
+public enum InFlightUploads {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var uploads: [ObjectIdentifier: MultipartUploadSink] = [:]
+
+    static func add(_ upload: MultipartUploadSink) {
+        lock.withLock { uploads[ObjectIdentifier(upload)] = upload }
+    }
+
+    static func remove(_ upload: MultipartUploadSink) {
+        lock.withLock { uploads[ObjectIdentifier(upload)] = nil }
+    }
+
+    /// Aborts every upload under way, waiting at most `timeout` for S3 to answer; for a signal handler that
+    /// is about to exit. Blocking: never call it on the Swift concurrency pool.
+    public static func abortAll(timeout: Duration = .seconds(5)) {
+        let all = lock.withLock { Array(uploads.values) }
+        guard !all.isEmpty else { return }
+        let done = DispatchSemaphore(value: 0)
+        Task {
+            await withTaskGroup(of: Void.self) { group in
+                for upload in all { group.addTask { await upload.abort() } }
+            }
+            done.signal()
+        }
+        let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
+        _ = done.wait(timeout: .now() + seconds)
+    }
+}
+
+/// glibc's malloc serves a large block from its heaps once an equally large block was freed (its mmap
+/// threshold adapts upwards, up to 32 MiB), and those heaps, one per thread that allocated, rarely shrink: a
+/// process that allocates and frees multi-MiB buffers in turn on several threads, as S3 parts and ranges are
+/// (and URLSession's copies of them), keeps many of them in its RSS at once. A fixed threshold gives every
+/// block of 4 MiB or more a mapping of its own, returned to the system when it is freed; smaller blocks (the
+/// pipeline's 1 MiB ones) are untouched. Evaluated once, by the first upload or ranged read.
+enum LargeAllocations {
+    static let mappedSeparately: Void = {
+        #if canImport(Glibc)
+        typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
+        // RTLD_DEFAULT is the null handle; M_MMAP_THRESHOLD is -3 (malloc.h, which Swift does not import).
+        if let symbol = dlsym(nil, "mallopt") {
+            _ = unsafeBitCast(symbol, to: Mallopt.self)(-3, 4 << 20)
+        }
+        #endif
+    }()
+}
