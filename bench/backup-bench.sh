@@ -10,7 +10,7 @@
 #   zoneward backup restore (gzip)  vs  openssl enc -d … | pigz -d > Y
 # printing wall time, throughput (of the database's size), output size and peak RSS (GNU time's maximum
 # resident set: for a pipeline, its largest process). Zoneward does more than the pipelines: it hashes the
-# object (SHA-256) and reads it back to confirm the checksum before it counts, counts rows for the
+# object (SHA-256) and checks the size written before it counts, counts rows for the
 # manifest, and a restore runs PRAGMA integrity_check and compares row counts; the `+check` line adds
 # that integrity_check to the pipeline's restore, for a like-for-like figure.
 # Needs a release build, sqlite3, zstd, pigz, openssl, GNU time; not run in CI.

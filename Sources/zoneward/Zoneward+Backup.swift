@@ -14,8 +14,8 @@ extension Zoneward {
                 A backup is a consistent SQLite snapshot (online backup API), compressed (the job's codec: zstd \
                 by default, or gzip), encrypted with AES-256-GCM in authenticated 1 MiB blocks, checksummed \
                 (SHA-256), written to each target under a temporary name and renamed, with a JSON manifest \
-                beside it. The catalog (the state database) lists it only once every object is written and its \
-                checksum confirmed.
+                beside it. The catalog (the state database) lists it only once every object is written whole \
+                (fsynced, its size checked); `backup verify` restores it to prove it.
                 """,
             subcommands: [Run.self, List.self, Status.self, Verify.self, Restore.self, ShipState.self, Prune.self]
         )
