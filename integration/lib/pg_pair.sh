@@ -9,7 +9,7 @@ if [ -z "$PGBIN" ]; then
 fi
 [ -x "$PGBIN/initdb" ] || { echo "PostgreSQL is not available"; exit 1; }
 id postgres >/dev/null 2>&1 || { echo "no postgres user"; exit 1; }
-as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+as_postgres() { if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi; }
 chmod 755 "$WORK"
 A="$WORK/pg-a"
 B="$WORK/pg-b"

@@ -6,5 +6,6 @@ pgdata_of() {
     echo "${!variable:-}"
 }
 as_postgres() {
-    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+    # From /: the clone (the working directory) may be private to root, as a mktemp directory is.
+    if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
