@@ -142,24 +142,35 @@ extension HealthProber {
         on loop: any EventLoop,
         promise: EventLoopPromise<Outcome>
     ) -> EventLoopFuture<any Channel> {
+        // The TLS and HTTP/2 handlers go in before the connection can read anything (the channel
+        // initializer): added after the connect completed, the endpoint's SETTINGS could be read first and
+        // dropped, and its later SETTINGS ACK then break the connection (NIOHTTP2 ReceivedBadSettings).
+        let multiplexerBox = NIOLoopBoundBox.makeEmptyBox(
+            valueType: NIOHTTP2Handler.StreamMultiplexer.self,
+            eventLoop: loop
+        )
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(TimeAmount(check.timeout))
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    if let tls = endpoint.tls {
+                        try sync.addHandler(tls.makeHandler(host: endpoint.address.host, h2: true))
+                    }
+                    multiplexerBox.value = try sync.configureHTTP2Pipeline(
+                        mode: .client,
+                        connectionConfiguration: .init(),
+                        streamConfiguration: .init(),
+                        inboundStreamInitializer: { stream in stream.close() }
+                    )
+                    try sync.addHandler(GRPCHealthConnectionHandler(promise: promise))
+                }
+            }
         let connected = endpoint.connect(with: bootstrap)
         connected.whenFailure { error in promise.succeed(Outcome(success: false, detail: "connect failed: \(error)")) }
-        connected.whenSuccess { channel in
-            do {
-                let sync = channel.pipeline.syncOperations
-                if let tls = endpoint.tls {
-                    try sync.addHandler(tls.makeHandler(host: endpoint.address.host, h2: true))
-                }
-                let multiplexer = try sync.configureHTTP2Pipeline(
-                    mode: .client,
-                    connectionConfiguration: .init(),
-                    streamConfiguration: .init(),
-                    inboundStreamInitializer: { stream in stream.close() }
-                )
-                try sync.addHandler(GRPCHealthConnectionHandler(promise: promise))
+        connected.whenSuccess { _ in
+            if let multiplexer = multiplexerBox.value {
                 let request = GRPCHealthStreamHandler(
                     headers: GRPCHealth.requestHeaders(
                         authority: endpoint.address.description,
@@ -179,8 +190,6 @@ extension HealthProber {
                 opened.futureResult.whenFailure { error in
                     promise.succeed(Outcome(success: false, detail: "cannot open the health check stream: \(error)"))
                 }
-            } catch {
-                promise.succeed(Outcome(success: false, detail: "\(error)"))
             }
         }
         return connected
