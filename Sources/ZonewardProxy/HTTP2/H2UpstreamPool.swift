@@ -118,6 +118,9 @@ final class H2UpstreamPool {
         let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(TimeAmount(endpoint.timeouts.connect))
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            // Nothing is read until `configure` has added the HTTP/2 handlers: an h2c endpoint sends its
+            // SETTINGS at once, and bytes read before then would be lost.
+            .channelOption(.autoRead, value: false)
         return endpoint.connect(with: bootstrap)
     }
 
@@ -298,6 +301,8 @@ final class H2UpstreamPool {
         let connection = H2UpstreamConnection(endpoint: endpoint, channel: channel, multiplexer: multiplexer)
         do {
             try sync.addHandler(H2UpstreamConnectionHandler(connection: connection, pool: self))
+            // The connector opened the connection without reading (see connectTCP): read from now on.
+            try channel.syncOptions?.setOption(.autoRead, value: true)
         } catch {
             connection.failIfNotReady(error)
             throw error
