@@ -7,30 +7,11 @@ import ZonewardModel
 /// HTTP/1.1 keep-alive connections (NIO's client codec) for HTTP/2 client streams bridged to `http1`
 /// endpoints, for one event loop. Apart from the HTTP/1.1 path's pool (whose connections are tied to its
 /// byte-level handler), with the same limit per endpoint and the same retry budget rules.
-final class H1BridgePool {
-    enum Failure: Error, CustomStringConvertible {
-        case exhausted(String)
+typealias H1BridgePool = KeepAlivePool<H1BridgeUpstream>
 
-        var description: String {
-            switch self {
-            case .exhausted(let key): return "\(key): every HTTP/1.1 connection allowed is busy"
-            }
-        }
-    }
-
-    typealias Connector = (UpstreamEndpoint, any EventLoop) -> EventLoopFuture<any Channel>
-
-    let eventLoop: any EventLoop
-    let timeouts: ProxyTimeouts
-    private var idle: [ObjectIdentifier: [H1BridgeUpstream]] = [:]
-    private var open: [ObjectIdentifier: Int] = [:]
-    private var budget = RetryBudget()
-    private let connector: Connector
-
-    init(eventLoop: any EventLoop, timeouts: ProxyTimeouts, connector: @escaping Connector = H1BridgePool.connectTCP) {
-        self.eventLoop = eventLoop
-        self.timeouts = timeouts
-        self.connector = connector
+extension KeepAlivePool where Connection == H1BridgeUpstream {
+    convenience init(eventLoop: any EventLoop, timeouts: ProxyTimeouts) {
+        self.init(eventLoop: eventLoop, timeouts: timeouts, connector: Self.connectTCP)
     }
 
     /// TCP (and TLS when the service asks for it), NIO's HTTP/1.1 client codec, and an `H1BridgeUpstream`.
@@ -48,72 +29,7 @@ final class H1BridgePool {
             }
         return endpoint.connect(with: bootstrap)
     }
-
-    /// Calls `completion` on this loop with an idle connection to `endpoint`, or a new one.
-    func acquire(_ endpoint: UpstreamEndpoint, _ completion: @escaping (Result<H1BridgeUpstream, any Error>) -> Void) {
-        let key = ObjectIdentifier(endpoint)
-        while let connection = idle[key]?.popLast() {
-            if connection.isUsable {
-                completion(.success(connection))
-                return
-            }
-        }
-        guard open[key, default: 0] < timeouts.maxConnectionsPerEndpoint else {
-            completion(.failure(Failure.exhausted(endpoint.key)))
-            return
-        }
-        open[key, default: 0] += 1
-        connector(endpoint, eventLoop).assumeIsolated().whenComplete { result in
-            switch result {
-            case .success(let channel):
-                do {
-                    let connection = try channel.pipeline.syncOperations.handler(type: H1BridgeUpstream.self)
-                    connection.pool = self
-                    connection.watchIdleness(period: TimeAmount(endpoint.timeouts.upstreamRead / 2))
-                    completion(.success(connection))
-                } catch {
-                    self.open[key, default: 1] -= 1
-                    channel.close(promise: nil)
-                    completion(.failure(error))
-                }
-            case .failure(let error):
-                self.open[key, default: 1] -= 1
-                completion(.failure(error))
-            }
-        }
-    }
-
-    /// Returns a connection whose response ended cleanly.
-    func release(_ connection: H1BridgeUpstream) {
-        guard connection.isUsable else { return }
-        idle[ObjectIdentifier(connection.endpoint), default: []].append(connection)
-    }
-
-    /// A connection closed: forget it.
-    func closed(_ connection: H1BridgeUpstream) {
-        let key = ObjectIdentifier(connection.endpoint)
-        open[key, default: 1] -= 1
-        idle[key]?.removeAll { $0 === connection }
-    }
-
-    /// Closes every idle connection (graceful shutdown).
-    func closeIdle() {
-        let connections = idle.values.joined()
-        idle = [:]
-        for connection in connections { connection.close() }
-    }
-
-    func countRequest() {
-        budget.countRequest(at: .now())
-    }
-
-    func mayRetry() -> Bool {
-        budget.mayRetry(at: .now(), share: timeouts.retryBudget)
-    }
 }
-
-@available(*, unavailable)
-extension H1BridgePool: Sendable {}
 
 typealias H1BridgePools = PerLoopPools<H1BridgePool>
 
@@ -126,7 +42,7 @@ extension PerLoopPools where Pool == H1BridgePool {
 /// One HTTP/1.1 connection to an endpoint, below NIO's client codec: relays one exchange at a time for an
 /// `H2ToH1StreamHandler`, reads only while that stream is writable, and times out an endpoint that goes
 /// quiet (`upstreamRead`) as the HTTP/1.1 path does.
-final class H1BridgeUpstream: ChannelDuplexHandler {
+final class H1BridgeUpstream: ChannelDuplexHandler, PooledConnection {
     typealias InboundIn = HTTPClientResponsePart
     typealias OutboundIn = HTTPClientRequestPart
     typealias OutboundOut = HTTPClientRequestPart

@@ -2,7 +2,7 @@ import NIOCore
 
 /// One keep-alive connection to an endpoint. Frames each response (head, then body by its framing),
 /// hands the bytes to the client side as they arrive, and returns to the pool when a response ends cleanly.
-final class UpstreamConnection: ChannelDuplexHandler, RemovableChannelHandler {
+final class UpstreamConnection: ChannelDuplexHandler, RemovableChannelHandler, PooledConnection {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
     typealias OutboundIn = ByteBuffer

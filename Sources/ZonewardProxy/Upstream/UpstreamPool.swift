@@ -1,11 +1,30 @@
 import NIOCore
 import NIOPosix
 
+/// A pooled keep-alive connection to one endpoint: the HTTP/1.1 path's `UpstreamConnection`, and the
+/// bridge's `H1BridgeUpstream` (HTTP/2 clients of `http1` services).
+protocol PooledConnection: ChannelHandler {
+    var endpoint: UpstreamEndpoint { get }
+    var isUsable: Bool { get }
+    var pool: KeepAlivePool<Self>? { get set }
+    func watchIdleness(period: TimeAmount)
+    func close()
+}
+
+/// The HTTP/1.1 path's pool.
+typealias UpstreamPool = KeepAlivePool<UpstreamConnection>
+
 /// Idle keep-alive connections to endpoints, for one event loop. Confined to that loop: a request's
 /// client and upstream connections share it, so relaying bytes never hops threads.
-final class UpstreamPool {
-    enum Failure: Error {
-        case exhausted(UpstreamEndpoint)
+final class KeepAlivePool<Connection: PooledConnection> {
+    enum Failure: Error, CustomStringConvertible {
+        case exhausted(String)
+
+        var description: String {
+            switch self {
+            case .exhausted(let key): return "\(key): every connection allowed is busy"
+            }
+        }
     }
 
     let eventLoop: any EventLoop
@@ -13,49 +32,33 @@ final class UpstreamPool {
     /// Keyed by the endpoint object, which a reload keeps while the endpoint stays (its counters live in
     /// it): hashing an ObjectIdentifier costs a fraction of hashing the endpoint's `service/host:port` key,
     /// and the request path does it twice per request.
-    private var idle: [ObjectIdentifier: [UpstreamConnection]] = [:]
+    private var idle: [ObjectIdentifier: [Connection]] = [:]
     private var open: [ObjectIdentifier: Int] = [:]
     /// Requests and retries over the last 10 seconds, for the retry budget.
     private var budget = RetryBudget()
 
-    /// Opens a channel to an endpoint with an `UpstreamConnection` in its pipeline.
+    /// Opens a channel to an endpoint with a `Connection` in its pipeline.
     typealias Connector = (UpstreamEndpoint, any EventLoop) -> EventLoopFuture<any Channel>
 
     private let connector: Connector
 
-    /// - Parameter connector: how connections are opened; real sockets by default, embedded channels in tests.
-    init(eventLoop: any EventLoop, timeouts: ProxyTimeouts, connector: @escaping Connector = UpstreamPool.connect) {
+    /// - Parameter connector: how connections are opened: real sockets (each kind's `connect`), embedded
+    ///   channels in tests.
+    init(eventLoop: any EventLoop, timeouts: ProxyTimeouts, connector: @escaping Connector) {
         self.eventLoop = eventLoop
         self.timeouts = timeouts
         self.connector = connector
     }
 
-    /// Connects over TCP (and TLS when the service asks for it).
-    static func connect(_ endpoint: UpstreamEndpoint, on eventLoop: any EventLoop) -> EventLoopFuture<any Channel> {
-        let bootstrap = ClientBootstrap(group: eventLoop)
-            .connectTimeout(TimeAmount(endpoint.timeouts.connect))
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    if let tls = endpoint.tls {
-                        try channel.pipeline.syncOperations.addHandler(tls.makeHandler(host: endpoint.address.host))
-                    }
-                    try channel.pipeline.syncOperations.addHandler(UpstreamConnection(endpoint: endpoint))
-                }
-            }
-        return endpoint.connect(with: bootstrap)
-    }
-
     /// Calls `completion` on this event loop with an idle connection to `endpoint`, or a new one.
-    func acquire(_ endpoint: UpstreamEndpoint, _ completion: @escaping (Result<UpstreamConnection, any Error>) -> Void)
-    {
+    func acquire(_ endpoint: UpstreamEndpoint, _ completion: @escaping (Result<Connection, any Error>) -> Void) {
         if let connection = idleConnection(to: endpoint) {
             completion(.success(connection))
             return
         }
         let key = ObjectIdentifier(endpoint)
         guard open[key, default: 0] < timeouts.maxConnectionsPerEndpoint else {
-            completion(.failure(Failure.exhausted(endpoint)))
+            completion(.failure(Failure.exhausted(endpoint.key)))
             return
         }
         open[key, default: 0] += 1
@@ -63,7 +66,7 @@ final class UpstreamPool {
             switch result {
             case .success(let channel):
                 do {
-                    let connection = try channel.pipeline.syncOperations.handler(type: UpstreamConnection.self)
+                    let connection = try channel.pipeline.syncOperations.handler(type: Connection.self)
                     connection.pool = self
                     connection.watchIdleness(period: TimeAmount(endpoint.timeouts.upstreamRead / 2))
                     completion(.success(connection))
@@ -80,7 +83,7 @@ final class UpstreamPool {
     }
 
     /// An idle pooled connection to `endpoint`, taken out of the pool, or nil when there is none.
-    func idleConnection(to endpoint: UpstreamEndpoint) -> UpstreamConnection? {
+    func idleConnection(to endpoint: UpstreamEndpoint) -> Connection? {
         let key = ObjectIdentifier(endpoint)
         while let connection = idle[key]?.popLast() {
             if connection.isUsable { return connection }
@@ -89,13 +92,13 @@ final class UpstreamPool {
     }
 
     /// Returns a connection whose response ended cleanly, for the next request.
-    func release(_ connection: UpstreamConnection) {
+    func release(_ connection: Connection) {
         guard connection.isUsable else { return }
         idle[ObjectIdentifier(connection.endpoint), default: []].append(connection)
     }
 
     /// A connection closed: forget it.
-    func closed(_ connection: UpstreamConnection) {
+    func closed(_ connection: Connection) {
         let key = ObjectIdentifier(connection.endpoint)
         open[key, default: 1] -= 1
         idle[key]?.removeAll { $0 === connection }
@@ -116,6 +119,32 @@ final class UpstreamPool {
     /// Whether a retry fits the budget; counts it when it does.
     func mayRetry() -> Bool {
         budget.mayRetry(at: .now(), share: timeouts.retryBudget)
+    }
+}
+
+@available(*, unavailable)
+extension KeepAlivePool: Sendable {}
+
+extension KeepAlivePool where Connection == UpstreamConnection {
+    /// A pool that connects over TCP (and TLS when the service asks for it).
+    convenience init(eventLoop: any EventLoop, timeouts: ProxyTimeouts) {
+        self.init(eventLoop: eventLoop, timeouts: timeouts, connector: Self.connect)
+    }
+
+    /// Connects over TCP (and TLS when the service asks for it).
+    static func connect(_ endpoint: UpstreamEndpoint, on eventLoop: any EventLoop) -> EventLoopFuture<any Channel> {
+        let bootstrap = ClientBootstrap(group: eventLoop)
+            .connectTimeout(TimeAmount(endpoint.timeouts.connect))
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if let tls = endpoint.tls {
+                        try channel.pipeline.syncOperations.addHandler(tls.makeHandler(host: endpoint.address.host))
+                    }
+                    try channel.pipeline.syncOperations.addHandler(UpstreamConnection(endpoint: endpoint))
+                }
+            }
+        return endpoint.connect(with: bootstrap)
     }
 }
 
@@ -157,6 +186,3 @@ struct RetryBudget {
         second = target
     }
 }
-
-@available(*, unavailable)
-extension UpstreamPool: Sendable {}
