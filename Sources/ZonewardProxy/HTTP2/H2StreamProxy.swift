@@ -4,12 +4,13 @@ import NIOHTTP2
 import Prometheus
 import ZonewardModel
 
-/// What every stream of one client HTTP/2 connection shares: the service, its routes (re-read only when the
-/// routing table changes), the balancer's random source, and the upstream pool of the connection's loop.
-final class H2ClientConnection {
+/// What the streams of one client connection share: the service, its routes (cached by table version),
+/// the upstream pool of the connection's event loop, the forwarding facts, and a balancer's random state.
+/// For HTTP/2 upstreams (`H2ClientConnection`) and the bridge to HTTP/1.1 upstreams (`H1BridgeClient`).
+final class ClientConnection<Pool> {
     let serviceName: String
     let table: RoutingTable
-    let pool: H2UpstreamPool
+    let pool: Pool
     let scheme: String
     let clientAddress: String
     let trustsPeer: Bool
@@ -22,7 +23,7 @@ final class H2ClientConnection {
     init(
         service: ServiceConfiguration,
         table: RoutingTable,
-        pool: H2UpstreamPool,
+        pool: Pool,
         scheme: String,
         clientAddress: String,
         maxRetries: Int
@@ -56,7 +57,10 @@ final class H2ClientConnection {
 }
 
 @available(*, unavailable)
-extension H2ClientConnection: Sendable {}
+extension ClientConnection: Sendable {}
+
+/// A client connection whose streams go to HTTP/2 endpoints.
+typealias H2ClientConnection = ClientConnection<H2UpstreamPool>
 
 /// A slot reserved on an upstream connection for one stream, given back exactly once.
 final class H2SlotLease {

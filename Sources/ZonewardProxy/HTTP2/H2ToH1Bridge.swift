@@ -188,48 +188,8 @@ final class H1BridgeUpstream: ChannelDuplexHandler, PooledConnection {
 @available(*, unavailable)
 extension H1BridgeUpstream: Sendable {}
 
-/// What the streams of one HTTP/2 client connection to an `http1` service share.
-final class H1BridgeClient {
-    let serviceName: String
-    let table: RoutingTable
-    let pool: H1BridgePool
-    let scheme: String
-    let clientAddress: String
-    let trustsPeer: Bool
-    let maxRetries: Int
-    var random = BalancerRandom(seed: UInt64.random(in: 1...UInt64.max))
-    private var cachedRoutes: ServiceRoutes?
-    private var cachedVersion = -1
-
-    init(
-        service: ServiceConfiguration,
-        table: RoutingTable,
-        pool: H1BridgePool,
-        scheme: String,
-        clientAddress: String,
-        maxRetries: Int
-    ) {
-        self.serviceName = service.name
-        self.table = table
-        self.pool = pool
-        self.scheme = scheme
-        self.clientAddress = clientAddress
-        self.trustsPeer = service.forwardedFor.trusts(peer: clientAddress)
-        self.maxRetries = maxRetries
-    }
-
-    var routes: ServiceRoutes? {
-        let version = table.version
-        if version != cachedVersion {
-            cachedRoutes = table.snapshot.routes(for: serviceName)
-            cachedVersion = version
-        }
-        return cachedRoutes
-    }
-}
-
-@available(*, unavailable)
-extension H1BridgeClient: Sendable {}
+/// A client connection whose HTTP/2 streams go to HTTP/1.1 endpoints.
+typealias H1BridgeClient = ClientConnection<H1BridgePool>
 
 /// One HTTP/2 client stream to an `http1` service, after NIO's `HTTP2FramePayloadToHTTP1ServerCodec`: the
 /// request becomes one HTTP/1.1 exchange with an endpoint picked by the zone plan and power of two choices,
