@@ -12,9 +12,13 @@
 #
 #   swift build -c release && bash bench/callgrind-proxy.sh
 #   ZONEWARD_BIN=/tmp/zoneward-before OUT=/tmp/cg-before bash bench/callgrind-proxy.sh
+#   PROTO=h2 bash bench/callgrind-proxy.sh   # per HTTP/2 stream: h2c end to end, loaded by h2load
+#
+# PROTO=h2: nginx listens with `http2` (h2c), the service has `upstreamProtocol: http2`, and h2load opens
+# CONNECTIONS connections with STREAMS [8] concurrent streams each; the count is per stream.
 #
 # Knobs: ZONEWARD_BIN [.build/release/zoneward], DURATION [10], CONNECTIONS [8], BODY_BYTES [64],
-# OUT [temporary directory, kept: the callgrind file and the full annotation], BASE_PORT [19500],
+# PROTO [h1], STREAMS [8], OUT [temporary directory, kept: the callgrind file and the full annotation], BASE_PORT [19500],
 # TOP [25] functions listed, SYSCALLS [0].
 set -uo pipefail
 
@@ -26,6 +30,8 @@ BODY_BYTES=${BODY_BYTES:-64}
 BASE_PORT=${BASE_PORT:-19500}
 TOP=${TOP:-25}
 SYSCALLS=${SYSCALLS:-0}
+PROTO=${PROTO:-h1}
+STREAMS=${STREAMS:-8}
 HOST=127.0.0.1
 PATH=$PATH:/usr/sbin:/sbin
 OUT=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/callgrind-proxy.XXXXXX")}
@@ -38,6 +44,14 @@ fail() {
 for tool in valgrind callgrind_control callgrind_annotate objcopy cc nginx wrk curl setsid; do
     command -v "$tool" >/dev/null || fail "needs $tool (apt-get install -y valgrind nginx wrk curl)"
 done
+case "$PROTO" in
+h1) h2_listen="" upstream_protocol=http1 curl_proto=() ;;
+h2)
+    h2_listen=" http2" upstream_protocol=http2 curl_proto=(--http2-prior-knowledge)
+    command -v h2load >/dev/null || fail "PROTO=h2 needs h2load (apt-get install -y nghttp2-client)"
+    ;;
+*) fail "PROTO=$PROTO: expected h1 or h2" ;;
+esac
 [ -x "$ZONEWARD_BIN" ] || fail "no release binary at $ZONEWARD_BIN (swift build -c release)"
 DEMANGLE=$(command -v swift-demangle || true)
 [ -n "$DEMANGLE" ] || fail "needs swift-demangle (ships with the Swift toolchain)"
@@ -67,7 +81,7 @@ daemon off; master_process off; worker_processes 1; pid $OUT/nginx.pid; error_lo
 events { worker_connections 4096; }
 http { access_log off; keepalive_timeout 120s; keepalive_requests 100000000;
   client_body_temp_path $OUT; proxy_temp_path $OUT; fastcgi_temp_path $OUT; uwsgi_temp_path $OUT; scgi_temp_path $OUT;
-  server { listen $HOST:$BACKEND_PORT; default_type text/plain; location / { return 200 "$body\n"; } } }
+  server { listen $HOST:$BACKEND_PORT$h2_listen; default_type text/plain; location / { return 200 "$body\n"; } } }
 EOF
 setsid nginx -p "$OUT" -e "$OUT/nginx-error.log" -c "$OUT/nginx.conf" >"$OUT/nginx.log" 2>&1 </dev/null &
 STARTED+=($!)
@@ -78,6 +92,7 @@ services:
   - name: bench
     listen: $HOST:$PROXY_PORT
     healthCheck: {interval: 5s}
+    upstreamProtocol: $upstream_protocol
     endpoints:
       - {address: $HOST:$BACKEND_PORT, zone: bench-a}
 admin: {listen: $HOST:$ADMIN_PORT}
@@ -105,11 +120,11 @@ PROXY_PID=$!
 STARTED+=($PROXY_PID)
 
 for _ in $(seq 600); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$HOST:$PROXY_PORT/" 2>/dev/null)" = 200 ] && break
+    [ "$(curl "${curl_proto[@]}" -s -o /dev/null -w '%{http_code}' "http://$HOST:$PROXY_PORT/" 2>/dev/null)" = 200 ] && break
     kill -0 $PROXY_PID 2>/dev/null || break
     sleep 0.2
 done
-[ "$(curl -s -o /dev/null -w '%{http_code}' "http://$HOST:$PROXY_PORT/" 2>/dev/null)" = 200 ] ||
+[ "$(curl "${curl_proto[@]}" -s -o /dev/null -w '%{http_code}' "http://$HOST:$PROXY_PORT/" 2>/dev/null)" = 200 ] ||
     fail "the proxy did not answer 200 under valgrind: $(tail -5 "$OUT/proxy.log")"
 
 requests_counted() {
@@ -117,8 +132,16 @@ requests_counted() {
         awk '/^zoneward_requests_total/ { n += $NF } END { printf "%d\n", n }'
 }
 
+# load SECONDS OUTPUT: wrk, or h2load for PROTO=h2.
+load() {
+    if [ "$PROTO" = h2 ]; then
+        h2load -t1 -c"$CONNECTIONS" -m"$STREAMS" -D"$1" "http://$HOST:$PROXY_PORT/" >"$2" 2>&1
+    else
+        wrk -t1 -c"$CONNECTIONS" -d"${1}s" "http://$HOST:$PROXY_PORT/" >"$2" 2>&1
+    fi
+}
 # Warm-up: the connection pool fills, lazy initialisations run.
-wrk -t1 -c"$CONNECTIONS" -d3s "http://$HOST:$PROXY_PORT/" >"$OUT/warmup.txt" 2>&1
+load 3 "$OUT/warmup.txt"
 before=$(requests_counted)
 callgrind_control -z $PROXY_PID >/dev/null || fail "callgrind_control -z failed"
 if [ "$SYSCALLS" = 1 ]; then
@@ -127,7 +150,7 @@ if [ "$SYSCALLS" = 1 ]; then
     STRACE_PID=$!
     sleep 1
 fi
-wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" "http://$HOST:$PROXY_PORT/" >"$OUT/wrk.txt" 2>&1
+load "$DURATION" "$OUT/wrk.txt"
 [ "$SYSCALLS" = 1 ] && { kill -INT $STRACE_PID 2>/dev/null; wait $STRACE_PID 2>/dev/null; }
 callgrind_control -d $PROXY_PID >/dev/null || fail "callgrind_control -d failed"
 after=$(requests_counted)
@@ -140,7 +163,9 @@ callgrind_annotate --threshold=100 "$dump" 2>/dev/null | "$DEMANGLE" --simplifie
 callgrind_annotate --inclusive=yes --threshold=100 "$dump" 2>/dev/null | "$DEMANGLE" --simplified >"$OUT/inclusive.txt"
 total=$(awk '/PROGRAM TOTALS/ { gsub(/,/, "", $1); print $1 }' "$OUT/exclusive.txt")
 
-echo "# callgrind-proxy: $(basename "$ZONEWARD_BIN") ($ZONEWARD_BIN), wrk -c$CONNECTIONS for ${DURATION}s, body ${BODY_BYTES} B"
+load_tool="wrk -c$CONNECTIONS"
+[ "$PROTO" = h2 ] && load_tool="h2load -c$CONNECTIONS -m$STREAMS (h2c both sides)"
+echo "# callgrind-proxy: $(basename "$ZONEWARD_BIN") ($ZONEWARD_BIN), $load_tool for ${DURATION}s, body ${BODY_BYTES} B"
 echo "# requests counted by the proxy: $requests; instructions: $total"
 awk -v total="$total" -v n="$requests" 'BEGIN { printf "instructions per request: %.0f\n\n", total / n }'
 
@@ -159,6 +184,10 @@ awk -v n="$requests" -v total="$total" '
     c = "other"
     if (name ~ /swift_(retain|release|bridgeObjectRetain|bridgeObjectRelease|unknownObjectRetain|unknownObjectRelease|isUniquelyReferenced|beginAccess|endAccess)/) c = "ARC retain/release, exclusivity"
     else if (name ~ /swift_(allocObject|deallocObject|deallocClassInstance|slowAlloc|slowDealloc)|malloc|free|_int_|tcache|cfree/) c = "allocation (swift_allocObject, malloc/free)"
+    else if (name ~ /NIOHPACK|HPACK|Huffman|IndexedHeaderTable|DynamicHeaderTable|StaticHeaderTable|HeaderTableStorage/) c = "HPACK (NIOHPACK)"
+    else if (name ~ /HTTP2StreamChannel|MultiplexerAbstractChannel|HTTP2StreamMultiplexer|InlineStreamMultiplexer|HTTP2CommonInboundStreamMultiplexer|StreamChannelList|StreamMap/) c = "HTTP/2 stream channels (NIOHTTP2 multiplexer)"
+    else if (name ~ /NIOHTTP2|HTTP2Frame|HTTP2Connection|HTTP2Stream|HTTP2Settings|HTTP2Headers|HTTP2Flow|ConnectionStateMachine|StreamStateMachine|FrameEncoder|FrameDecoder|HTTP2FrameParser|HTTP2FrameEncoder|OutboundFlowControl|InboundWindowManager|ContentLengthVerifier|HeaderBlockValidator/) c = "HTTP/2 framing and state (NIOHTTP2)"
+    else if (name ~ /H2StreamProxy|H2Upstream|H2Listener|H2Headers|ClientConnection|FlushCoalescer|H2GoAway|H2Client|Bridge/) c = "HTTP/2 proxy (own code)"
     else if (name ~ /HTTPHeadParser|HeaderSummary|LineScanner|ForwardingInfo/) c = "HTTP head parsing and rewriting"
     else if (name ~ /ExchangeStateMachine|BodyTracker|ChunkedBodyScanner/) c = "exchange state machine, body framing"
     else if (name ~ /ClientTimer|IdleWatch/) c = "timers (ClientTimer, IdleWatch)"

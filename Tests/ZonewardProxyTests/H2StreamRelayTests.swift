@@ -66,6 +66,7 @@ import ZonewardModel
                     return loop.makeFailedFuture(error)
                 }
             }
+            self.pool = pool
             let connection = H2ClientConnection(
                 service: configuration.services[0],
                 table: table,
@@ -81,14 +82,18 @@ import ZonewardModel
         }
 
         var clientChannel: EmbeddedChannel?
+        var pool: H2UpstreamPool?
 
         private func openConnection() throws -> any Channel {
             let proxySide = EmbeddedChannel(loop: loop)
             let endpointSide = EmbeddedChannel(loop: loop)
             let bound = NIOLoopBound(self, eventLoop: loop)
+            // The endpoint may send what NIOHTTP2 would refuse to: the proxy must refuse it itself.
+            var endpointConfiguration = NIOHTTP2Handler.ConnectionConfiguration()
+            endpointConfiguration.headerBlockValidation = .disabled
             _ = try endpointSide.pipeline.syncOperations.configureHTTP2Pipeline(
                 mode: .server,
-                connectionConfiguration: .init(),
+                connectionConfiguration: endpointConfiguration,
                 streamConfiguration: .init(),
                 inboundStreamInitializer: { stream in
                     stream.eventLoop.makeCompletedFuture {
@@ -263,5 +268,89 @@ import ZonewardModel
         try harness.pump()
         #expect(Self.grpcStatus(try harness.clientReceived()) == 0)
         #expect(harness.outstanding == 0)
+    }
+
+    /// Upstream connections skip NIOHTTP2's header validation; the relay's own check refuses a malformed
+    /// block as a protocol error: 502 to the client, the endpoint's stream reset, nothing relayed.
+    @Test(arguments: [
+        [(":status", "200"), ("x-bad", "a\r\nb")],
+        [(":status", "200"), ("X-Upper", "v")],
+        [("x-first", "v"), (":status", "200")],
+        [(":status", "200"), (":path", "/")],
+        [("content-type", "text/plain")],
+        [(":status", "200"), ("x-space", " padded")],
+    ])
+    func aMalformedResponseHeadIsA502(_ fields: [(String, String)]) throws {
+        let harness = try Harness()
+        try harness.clientSends(Self.request(grpc: false))
+        try harness.clientSends(Self.data("x", end: true))
+        let stream = try #require(harness.streams.first)
+        var headers = HPACKHeaders()
+        for (name, value) in fields { headers.add(name: name, value: value) }
+        stream.send(.headers(.init(headers: headers)))
+        try harness.pump()
+        let frames = try harness.clientReceived()
+        guard case .headers(let head) = frames.first else {
+            Issue.record("no response: \(frames)")
+            return
+        }
+        #expect(head.headers.first(name: ":status") == "502")
+        #expect(head.headers.first(name: "x-bad") == nil)
+        #expect(stream.closed)
+        #expect(harness.outstanding == 0)
+    }
+
+    /// Trailers with a pseudo-header are malformed too: the gRPC call ends UNAVAILABLE.
+    @Test func malformedTrailersEndAGRPCCallUnavailable() throws {
+        let harness = try Harness()
+        try harness.clientSends(Self.request(grpc: true))
+        try harness.clientSends(Self.data("x", end: true))
+        let stream = try #require(harness.streams.first)
+        stream.send(.headers(.init(headers: [":status": "200", "content-type": "application/grpc"])))
+        stream.send(.headers(.init(headers: [":status": "200", "grpc-status": "0"], endStream: true)))
+        try harness.pump()
+        #expect(Self.grpcStatus(try harness.clientReceived()) == 14)
+        #expect(harness.outstanding == 0)
+    }
+
+    /// An endpoint that sends nothing for `upstreamRead` (30 s here) gets a 504; the loop's silence watch
+    /// forgets the stream and stops ticking once nothing is watched.
+    @Test func aSilentEndpointIsA504AfterUpstreamRead() throws {
+        let harness = try Harness()
+        try harness.clientSends(Self.request(grpc: false))
+        try harness.clientSends(Self.data("x", end: true))
+        let stream = try #require(harness.streams.first)
+        let watch = try #require(harness.pool?.silence)
+        #expect(watch.count == 1)
+        harness.loop.advanceTime(by: .seconds(29))
+        #expect(try harness.clientReceived().isEmpty)
+        harness.loop.advanceTime(by: .seconds(2))
+        try harness.pump()
+        let frames = try harness.clientReceived()
+        guard case .headers(let head) = frames.first else {
+            Issue.record("no response: \(frames)")
+            return
+        }
+        #expect(head.headers.first(name: ":status") == "504")
+        #expect(stream.closed)
+        #expect(watch.count == 0)
+        harness.loop.advanceTime(by: .seconds(1))
+        #expect(!watch.isTicking)
+        #expect(harness.outstanding == 0)
+    }
+
+    /// A stream answered in time leaves the watch.
+    @Test func anAnsweredStreamLeavesTheSilenceWatch() throws {
+        let harness = try Harness()
+        try harness.clientSends(Self.request(grpc: false))
+        try harness.clientSends(Self.data("x", end: true))
+        let stream = try #require(harness.streams.first)
+        let watch = try #require(harness.pool?.silence)
+        #expect(watch.count == 1)
+        stream.send(.headers(.init(headers: [":status": "200"], endStream: true)))
+        try harness.pump()
+        #expect(watch.count == 0)
+        harness.loop.advanceTime(by: .seconds(60))
+        #expect(try harness.clientReceived().count == 1)
     }
 }

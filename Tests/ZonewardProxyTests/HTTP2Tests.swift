@@ -65,6 +65,55 @@ import Testing
     }
 
     @Test(arguments: [
+        ("connection", H2Headers.Field.connectionSpecific), ("Keep-Alive", .connectionSpecific),
+        ("TRANSFER-ENCODING", .connectionSpecific), ("upgrade", .connectionSpecific),
+        ("proxy-connection", .connectionSpecific), ("http2-settings", .connectionSpecific), ("te", .te),
+        ("TE", .te), ("x-forwarded-for", .xForwardedFor), ("X-Forwarded-Proto", .xForwardedProto),
+        ("forwarded", .forwarded), ("grpc-timeout", .grpcTimeout), (":path", .pseudo), ("", .regular),
+        ("connectiom", .regular), ("content-type", .regular), ("x-forwarded-fox", .regular), ("t", .regular),
+    ])
+    func fieldsAreToldByName(_ name: String, _ expected: H2Headers.Field) {
+        #expect(H2Headers.field(name) == expected)
+    }
+
+    @Test func anUppercaseNameFromTheBridgeIsLowercasedAndIPv6IsBracketed() {
+        let out = H2Headers.requestForUpstream(
+            [":method": "GET", "X-Custom": "v"],
+            clientAddress: "2001:db8::1",
+            scheme: "https",
+            trusted: false
+        )
+        #expect(out.first(name: "x-custom") == "v")
+        #expect(!out.contains { $0.name == "X-Custom" })
+        #expect(out.first(name: "forwarded") == #"for="[2001:db8::1]";proto=https"#)
+        #expect(out.first(name: "x-forwarded-proto") == "https")
+    }
+
+    @Test func upstreamBlocksAreValidated() {
+        #expect(H2Headers.isValidFromUpstream([":status": "200", "content-type": "text/plain"], trailers: false))
+        #expect(H2Headers.isValidFromUpstream(["grpc-status": "0", "grpc-message": "a b"], trailers: true))
+        #expect(H2Headers.isValidFromUpstream([:], trailers: true))
+        #expect(!H2Headers.isValidFromUpstream([:], trailers: false), "a head needs :status")
+        #expect(!H2Headers.isValidFromUpstream([":status": "200"], trailers: true), "no pseudo-field in trailers")
+        #expect(!H2Headers.isValidFromUpstream([":status": "200", ":status": "204"], trailers: false))
+        #expect(!H2Headers.isValidFromUpstream(["a": "b", ":status": "200"], trailers: false))
+        #expect(!H2Headers.isValidFromUpstream([":status": "200", ":method": "GET"], trailers: false))
+        for bad in ["a\rb", "a\nb", "a\u{0}b", " a", "a ", "\ta", "a\t"] {
+            #expect(
+                !H2Headers.isValidFromUpstream([":status": "200", "x": bad], trailers: false),
+                "\(bad.debugDescription)"
+            )
+        }
+        for bad in ["X-Upper", "bad name", "bad:name", "", "é"] {
+            #expect(
+                !H2Headers.isValidFromUpstream([":status": "200", bad: "v"], trailers: false),
+                "\(bad.debugDescription)"
+            )
+        }
+        #expect(H2Headers.isValidFromUpstream([":status": "200", "x": "", "y": "a\tb c"], trailers: false))
+    }
+
+    @Test(arguments: [
         ("1S", TimeAmount.seconds(1)), ("100m", .milliseconds(100)), ("5u", .microseconds(5)),
         ("7n", .nanoseconds(7)), ("2M", .seconds(120)), ("1H", .seconds(3600)), ("99999999S", .seconds(99_999_999)),
         ("0m", .milliseconds(0)),

@@ -149,7 +149,7 @@ enum BridgeHeaders {
         var out = HTTPHeaders()
         out.reserveCapacity(headers.count)
         for (name, value, _) in headers where !name.hasPrefix(":") {
-            if H2Headers.connectionSpecific.contains(name.lowercased()) { continue }
+            if H2Headers.field(name) == .connectionSpecific { continue }
             out.add(name: name, value: value)
         }
         return HTTPResponseHead(version: .http1_1, status: .init(statusCode: status), headers: out)
@@ -159,7 +159,7 @@ enum BridgeHeaders {
     static func trailersForHTTP1(_ headers: HPACKHeaders) -> HTTPHeaders {
         var out = HTTPHeaders()
         for (name, value, _) in headers where !name.hasPrefix(":") {
-            if H2Headers.connectionSpecific.contains(name.lowercased()) { continue }
+            if H2Headers.field(name) == .connectionSpecific { continue }
             out.add(name: name, value: value)
         }
         return out

@@ -64,7 +64,7 @@ final class H1ToH2Adapter: ChannelDuplexHandler, RemovableChannelHandler {
             guard !refused, !headEndedStream else { return }
             if let trailers, !trailers.isEmpty {
                 var block = HPACKHeaders()
-                for (name, value) in trailers where !H2Headers.connectionSpecific.contains(name.lowercased()) {
+                for (name, value) in trailers where H2Headers.field(name) != .connectionSpecific {
                     block.add(name: name.lowercased(), value: value)
                 }
                 context.fireChannelRead(wrapInboundOut(.headers(.init(headers: block, endStream: true))))

@@ -14,6 +14,8 @@ final class ClientConnection<Pool> {
     let scheme: String
     let clientAddress: String
     let trustsPeer: Bool
+    /// The forwarding fields for this client, built once per connection.
+    let forwarding: H2Headers.Forwarding
     let maxRetries: Int
     var random = BalancerRandom(seed: UInt64.random(in: 1...UInt64.max))
     private var cachedRoutes: ServiceRoutes?
@@ -34,6 +36,7 @@ final class ClientConnection<Pool> {
         self.scheme = scheme
         self.clientAddress = clientAddress
         self.trustsPeer = service.forwardedFor.trusts(peer: clientAddress)
+        self.forwarding = H2Headers.Forwarding(clientAddress: clientAddress, scheme: scheme, trusted: trustsPeer)
         self.maxRetries = maxRetries
     }
 
@@ -87,7 +90,7 @@ extension H2SlotLease: Sendable {}
 /// choices like an HTTP/1.1 request, opens a stream on a pooled upstream HTTP/2 connection, and relays
 /// HEADERS, DATA and trailers both ways. Each side is read only while the other side's stream is writable,
 /// so nothing buffers beyond the flow-control windows.
-final class H2StreamProxyHandler: ChannelDuplexHandler {
+final class H2StreamProxyHandler: ChannelDuplexHandler, SilenceWatched {
     typealias InboundIn = HTTP2Frame.FramePayload
     typealias OutboundIn = HTTP2Frame.FramePayload
     typealias OutboundOut = HTTP2Frame.FramePayload
@@ -124,8 +127,10 @@ final class H2StreamProxyHandler: ChannelDuplexHandler {
     private var deadline: Scheduled<Void>?
     private var pendingRead = false
     /// The last frame either way on the upstream stream, for `upstreamRead` (streams other than gRPC).
-    private var lastActivity = NIODeadline.now()
-    private var silenceWatch: RepeatedTask?
+    private var lastActivity = NIODeadline.uptimeNanoseconds(0)
+    /// This stream's place in its loop's `StreamSilenceWatch` (-1: not watched).
+    var silenceSlot = -1
+    private var silenceLimit = TimeAmount.seconds(30)
     private var recorded = false
     private var upstreamDone = false
 
@@ -139,8 +144,7 @@ final class H2StreamProxyHandler: ChannelDuplexHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
-        silenceWatch?.cancel()
-        silenceWatch = nil
+        connection.pool.silence.remove(self)
         deadline?.cancel()
         deadline = nil
     }
@@ -204,7 +208,7 @@ final class H2StreamProxyHandler: ChannelDuplexHandler {
     }
 
     private func send(_ frame: HTTP2Frame.FramePayload) {
-        lastActivity = .now()
+        lastActivity = connection.pool.eventLoop.now
         if case .data(let data) = frame { sent += data.data.readableBytes }
         upstream?.send(frame)
     }
@@ -240,12 +244,7 @@ final class H2StreamProxyHandler: ChannelDuplexHandler {
             let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
             deadline = context.eventLoop.scheduleTask(in: timeout) { bound.value.deadlineExpired() }
         }
-        let head = H2Headers.requestForUpstream(
-            headers,
-            clientAddress: connection.clientAddress,
-            scheme: connection.scheme,
-            trusted: connection.trustsPeer
-        )
+        let head = H2Headers.requestForUpstream(headers, forwarding: connection.forwarding)
         replay = [.headers(.init(headers: head, endStream: endStream))]
         phase = .connecting
         dispatch()
@@ -329,21 +328,18 @@ final class H2StreamProxyHandler: ChannelDuplexHandler {
     /// treatment: 504 (or a reset once the response started), counted against it. Not for gRPC, whose
     /// streams may rightly be quiet for long (its deadline is `grpc-timeout`).
     private func watchSilence() {
-        lastActivity = .now()
-        guard !isGRPC, silenceWatch == nil, let context, let endpoint else { return }
-        let limit = TimeAmount(endpoint.timeouts.upstreamRead)
-        let period = TimeAmount.nanoseconds(max(limit.nanoseconds / 4, 1_000_000))
-        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        silenceWatch = context.eventLoop.scheduleRepeatedTask(initialDelay: period, delay: period) { _ in
-            bound.value.checkSilence(limit: limit)
-        }
+        lastActivity = connection.pool.eventLoop.now
+        guard !isGRPC, silenceSlot < 0, context != nil, let endpoint else { return }
+        silenceLimit = TimeAmount(endpoint.timeouts.upstreamRead)
+        connection.pool.silence.add(self)
     }
 
-    private func checkSilence(limit: TimeAmount) {
+    func checkSilence(now: NIODeadline) {
+        let limit = silenceLimit
         guard phase == .open, !responseEnded else { return }
         // The client's stall is not the endpoint's silence: a request body withheld, or a response not taken.
         let waitingOnClient = (!requestEnded && (upstream?.isWritable ?? false)) || !isWritable
-        guard !waitingOnClient, NIODeadline.now() - lastActivity >= limit else { return }
+        guard !waitingOnClient, now - lastActivity >= limit else { return }
         if let endpoint {
             connection.table.recordResult(endpoint, success: false, detail: "no HTTP/2 frame for upstreamRead")
         }
@@ -385,7 +381,7 @@ final class H2StreamProxyHandler: ChannelDuplexHandler {
         }
         replayable = false
         trimReplay()
-        lastActivity = .now()
+        lastActivity = connection.pool.eventLoop.now
         switch payload {
         case .headers(var headers):
             headers.headers = H2Headers.responseForClient(headers.headers)
@@ -552,8 +548,7 @@ final class H2StreamProxyHandler: ChannelDuplexHandler {
         replayBytes = 0
         deadline?.cancel()
         deadline = nil
-        silenceWatch?.cancel()
-        silenceWatch = nil
+        connection.pool.silence.remove(self)
         guard !recorded else { return }
         recorded = true
         guard let routes else { return }
@@ -633,6 +628,8 @@ final class H2UpstreamStreamHandler: ChannelDuplexHandler {
     private var context: ChannelHandlerContext?
     private var pendingRead = false
     private var resetCode: HTTP2ErrorCode?
+    /// A final (non-1xx) response head came: header blocks from now on are trailers.
+    private var finalHeadSeen = false
 
     init(owner: H2StreamProxyHandler, lease: H2SlotLease) {
         self.owner = owner
@@ -665,7 +662,18 @@ final class H2UpstreamStreamHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        owner?.upstreamFrame(unwrapInboundIn(data))
+        let payload = unwrapInboundIn(data)
+        if case .headers(let headers) = payload {
+            // NIOHTTP2 does not validate header blocks on upstream connections (see `isValidFromUpstream`):
+            // a malformed one is this stream's protocol error, as NIOHTTP2 would have made it.
+            guard H2Headers.isValidFromUpstream(headers.headers, trailers: finalHeadSeen) else {
+                resetCode = .protocolError
+                context.close(promise: nil)
+                return
+            }
+            if !finalHeadSeen, let status = H2Headers.status(headers.headers), status >= 200 { finalHeadSeen = true }
+        }
+        owner?.upstreamFrame(payload)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {

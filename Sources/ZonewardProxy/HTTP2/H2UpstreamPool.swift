@@ -97,6 +97,8 @@ final class H2UpstreamPool {
     private var budget = RetryBudget()
     /// Connections with no stream for this long are closed.
     let idleTimeout: TimeAmount
+    /// The streams of this loop that owe a response, watched for `upstreamRead`.
+    let silence: StreamSilenceWatch
 
     /// Opens a connected channel to an endpoint (TCP; embedded channels in tests).
     typealias Connector = (UpstreamEndpoint, any EventLoop) -> EventLoopFuture<any Channel>
@@ -112,6 +114,7 @@ final class H2UpstreamPool {
         self.timeouts = timeouts
         self.idleTimeout = idleTimeout
         self.connector = connector
+        self.silence = StreamSilenceWatch(eventLoop: eventLoop)
     }
 
     static func connectTCP(_ endpoint: UpstreamEndpoint, on eventLoop: any EventLoop) -> EventLoopFuture<any Channel> {
@@ -286,6 +289,9 @@ final class H2UpstreamPool {
         ]
         connectionConfiguration.targetWindowSize = H2Limits.connectionWindow
         connectionConfiguration.maximumRecentlyResetStreams = H2Limits.recentlyResetStreams
+        // Each header block is validated once, not twice: requests were validated as the client's NIOHTTP2
+        // received them; responses are checked by `H2UpstreamStreamHandler` (`H2Headers.isValidFromUpstream`).
+        connectionConfiguration.headerBlockValidation = .disabled
         var streamConfiguration = NIOHTTP2Handler.StreamConfiguration()
         streamConfiguration.targetWindowSize = H2Limits.streamWindow
         try sync.addHandler(FlushCoalescer())
