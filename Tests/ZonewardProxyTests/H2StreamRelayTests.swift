@@ -112,6 +112,8 @@ import ZonewardModel
         /// Carries bytes both ways between each upstream connection and its endpoint until nothing moves.
         func pump() throws {
             for _ in 0..<50 {
+                // Flushes coalesced to the end of a loop tick happen first.
+                loop.run()
                 var moved = false
                 for (proxy, endpoint) in connections {
                     while let bytes = try proxy.readOutbound(as: ByteBuffer.self) {
@@ -352,5 +354,64 @@ import ZonewardModel
         #expect(watch.count == 0)
         harness.loop.advanceTime(by: .seconds(60))
         #expect(try harness.clientReceived().count == 1)
+    }
+
+    /// A response many windows long arrives whole: the relay gives the endpoint back each stream window (and
+    /// the connection's) as the client stream takes the bytes.
+    @Test func aResponseLargerThanTheWindowsIsRelayedWhole() throws {
+        let harness = try Harness()
+        try harness.clientSends(Self.request(grpc: false))
+        try harness.clientSends(Self.data("x", end: true))
+        let stream = try #require(harness.streams.first)
+        stream.send(.headers(.init(headers: [":status": "200"])))
+        let chunk = String(repeating: "z", count: 16_384)
+        let chunks = 1_024  // 16 MiB: 64 stream windows, 2 connection windows
+        var received = 0
+        for index in 0..<chunks {
+            stream.send(Self.data(chunk, end: index == chunks - 1))
+            if index % 32 == 31 {
+                try harness.pump()
+                for case .data(let data) in try harness.clientReceived() {
+                    if case .byteBuffer(let bytes) = data.data { received += bytes.readableBytes }
+                }
+            }
+        }
+        try harness.pump()
+        for case .data(let data) in try harness.clientReceived() {
+            if case .byteBuffer(let bytes) = data.data { received += bytes.readableBytes }
+        }
+        #expect(received == chunks * 16_384)
+        #expect(harness.outstanding == 0)
+    }
+
+    /// A client stream that stops taking bytes holds the endpoint to one window; once it drains, the window
+    /// given back reaches the endpoint at once (not at the endpoint's next frame, which waits for it).
+    @Test func aStalledClientHoldsTheEndpointToAWindowAndResumes() throws {
+        let harness = try Harness()
+        let client = try #require(harness.clientChannel)
+        try harness.clientSends(Self.request(grpc: false))
+        try harness.clientSends(Self.data("x", end: true))
+        let stream = try #require(harness.streams.first)
+        client.isWritable = false
+        client.pipeline.fireChannelWritabilityChanged()
+        stream.send(.headers(.init(headers: [":status": "200"])))
+        let chunk = String(repeating: "z", count: 16_384)
+        let chunks = 64  // 1 MiB: four stream windows
+        for index in 0..<chunks { stream.send(Self.data(chunk, end: index == chunks - 1)) }
+        try harness.pump()
+        var received = 0
+        func take() throws {
+            for case .data(let data) in try harness.clientReceived() {
+                if case .byteBuffer(let bytes) = data.data { received += bytes.readableBytes }
+            }
+        }
+        try take()
+        #expect(received <= H2Limits.streamWindow, "held to one window: \(received)")
+        #expect(received >= H2Limits.streamWindow / 2)
+        client.isWritable = true
+        client.pipeline.fireChannelWritabilityChanged()
+        try harness.pump()
+        try take()
+        #expect(received == chunks * 16_384)
     }
 }

@@ -234,17 +234,12 @@ import Testing
         let loop = EmbeddedEventLoop()
         let pool = H2UpstreamPool(eventLoop: loop, timeouts: ProxyTimeouts())
         let channel = EmbeddedChannel(loop: loop)
-        let multiplexer = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
-            mode: .client,
-            connectionConfiguration: .init(),
-            streamConfiguration: .init(),
-            inboundStreamInitializer: { $0.close() }
-        )
+        try channel.pipeline.syncOperations.addHandler(NIOHTTP2Handler(mode: .client))
         let endpoint = UpstreamEndpoint(
             service: "api",
             configuration: .init(address: .init(host: "127.0.0.1", port: 1), zone: "a")
         )
-        let connection = H2UpstreamConnection(endpoint: endpoint, channel: channel, multiplexer: multiplexer)
+        let connection = H2UpstreamConnection(endpoint: endpoint, channel: channel)
         connection.becameReady()
         pool.maxConcurrentStreamsChanged(connection, to: 2)
         #expect(connection.slots.hasCapacity)

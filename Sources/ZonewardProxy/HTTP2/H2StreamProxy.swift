@@ -114,8 +114,7 @@ final class H2StreamProxyHandler: ChannelDuplexHandler, SilenceWatched {
     private var routes: ServiceRoutes?
     private var endpoint: UpstreamEndpoint?
     private var tried: [UpstreamEndpoint] = []
-    private var lease: H2SlotLease?
-    private var upstream: H2UpstreamStreamHandler?
+    private var upstream: H2UpstreamStream?
     private var isGRPC = false
     private var responseHeadSent = false
     private var responseEnded = false
@@ -281,32 +280,17 @@ final class H2StreamProxyHandler: ChannelDuplexHandler, SilenceWatched {
     }
 
     private func openStream(_ lease: H2SlotLease) {
-        guard let context else {
+        guard context != nil else {
             lease.release()
             return
         }
-        self.lease = lease
-        let promise = context.eventLoop.makePromise(of: (any Channel).self)
-        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        let leaseBound = NIOLoopBound(lease, eventLoop: context.eventLoop)
-        lease.connection.multiplexer.createStreamChannel(promise: promise) { channel in
-            channel.eventLoop.makeCompletedFuture {
-                let handler = H2UpstreamStreamHandler(owner: bound.value, lease: leaseBound.value)
-                try channel.pipeline.syncOperations.addHandler(handler)
-                bound.value.upstream = handler
-            }
+        guard let stream = lease.connection.openStream(owner: self, lease: lease) else {
+            lease.release()
+            connectFailed("cannot open a stream: the connection closed")
+            return
         }
-        promise.futureResult.assumeIsolated().whenComplete { result in
-            switch result {
-            case .success:
-                self.upstreamOpened()
-            case .failure(let error):
-                lease.release()
-                self.upstream = nil
-                guard self.phase == .connecting else { return }
-                self.connectFailed("cannot open a stream: \(error)")
-            }
-        }
+        upstream = stream
+        upstreamOpened()
     }
 
     private func upstreamOpened() {
@@ -615,113 +599,6 @@ final class H2StreamProxyHandler: ChannelDuplexHandler, SilenceWatched {
 
 @available(*, unavailable)
 extension H2StreamProxyHandler: Sendable {}
-
-/// The upstream end of one proxied stream: a child channel of a pooled upstream connection. Hands frames to
-/// the client side, and reads only while the client's stream is writable.
-final class H2UpstreamStreamHandler: ChannelDuplexHandler {
-    typealias InboundIn = HTTP2Frame.FramePayload
-    typealias OutboundIn = HTTP2Frame.FramePayload
-    typealias OutboundOut = HTTP2Frame.FramePayload
-
-    private weak var owner: H2StreamProxyHandler?
-    private let lease: H2SlotLease
-    private var context: ChannelHandlerContext?
-    private var pendingRead = false
-    private var resetCode: HTTP2ErrorCode?
-    /// A final (non-1xx) response head came: header blocks from now on are trailers.
-    private var finalHeadSeen = false
-
-    init(owner: H2StreamProxyHandler, lease: H2SlotLease) {
-        self.owner = owner
-        self.lease = lease
-    }
-
-    func handlerAdded(context: ChannelHandlerContext) {
-        self.context = context
-    }
-
-    func handlerRemoved(context: ChannelHandlerContext) {
-        self.context = nil
-        lease.release()
-    }
-
-    var isWritable: Bool { context?.channel.isWritable ?? false }
-
-    func send(_ payload: HTTP2Frame.FramePayload) {
-        context?.write(wrapOutboundOut(payload), promise: nil)
-    }
-
-    func flush() {
-        context?.flush()
-    }
-
-    /// Closes the stream: RST_STREAM(CANCEL) to the endpoint when it is still open.
-    func close() {
-        owner = nil
-        context?.close(promise: nil)
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let payload = unwrapInboundIn(data)
-        if case .headers(let headers) = payload {
-            // NIOHTTP2 does not validate header blocks on upstream connections (see `isValidFromUpstream`):
-            // a malformed one is this stream's protocol error, as NIOHTTP2 would have made it.
-            guard H2Headers.isValidFromUpstream(headers.headers, trailers: finalHeadSeen) else {
-                resetCode = .protocolError
-                context.close(promise: nil)
-                return
-            }
-            if !finalHeadSeen, let status = H2Headers.status(headers.headers), status >= 200 { finalHeadSeen = true }
-        }
-        owner?.upstreamFrame(payload)
-    }
-
-    func channelReadComplete(context: ChannelHandlerContext) {
-        owner?.flushClient()
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        lease.release()
-        let owner = self.owner
-        self.owner = nil
-        // A stream above the last one of the endpoint's GOAWAY was never processed.
-        var refused = resetCode == .refusedStream
-        if !refused, let last = lease.connection.goAwayLastStreamID,
-            let id = try? context.channel.syncOptions?.getOption(HTTP2StreamChannelOptions.streamID)
-        {
-            refused = id > last
-        }
-        owner?.upstreamClosed(resetCode, refused: refused)
-        context.fireChannelInactive()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if let closed = error as? NIOHTTP2Errors.StreamClosed { resetCode = closed.errorCode }
-        context.close(promise: nil)
-    }
-
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
-        owner?.upstreamWritabilityChanged(writable: context.channel.isWritable)
-        context.fireChannelWritabilityChanged()
-    }
-
-    func read(context: ChannelHandlerContext) {
-        if let owner, !owner.isWritable {
-            pendingRead = true
-            return
-        }
-        context.read()
-    }
-
-    func resumeReading() {
-        guard pendingRead, let context else { return }
-        pendingRead = false
-        read(context: context)
-    }
-}
-
-@available(*, unavailable)
-extension H2UpstreamStreamHandler: Sendable {}
 
 /// The gRPC counters.
 enum H2Metrics {

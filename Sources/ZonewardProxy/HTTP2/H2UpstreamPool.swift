@@ -23,7 +23,8 @@ struct H2StreamSlots: Equatable {
 final class H2UpstreamConnection {
     let endpoint: UpstreamEndpoint
     let channel: any Channel
-    let multiplexer: NIOHTTP2Handler.StreamMultiplexer
+    /// Relays its streams' frames (weak: the handler, in the channel's pipeline, holds the connection).
+    weak var handler: H2UpstreamConnectionHandler?
     var slots = H2StreamSlots()
     /// When the connection last carried no stream (for closing idle ones).
     var idleSince: NIODeadline?
@@ -33,11 +34,15 @@ final class H2UpstreamConnection {
     let ready: EventLoopPromise<Void>
     private(set) var isReady = false
 
-    init(endpoint: UpstreamEndpoint, channel: any Channel, multiplexer: NIOHTTP2Handler.StreamMultiplexer) {
+    init(endpoint: UpstreamEndpoint, channel: any Channel) {
         self.endpoint = endpoint
         self.channel = channel
-        self.multiplexer = multiplexer
         self.ready = channel.eventLoop.makePromise()
+    }
+
+    /// A new stream on this connection for `owner`, on the slot `lease` reserved; nil when it is closed.
+    func openStream(owner: H2StreamProxyHandler, lease: H2SlotLease) -> H2UpstreamStream? {
+        handler?.open(owner: owner, lease: lease)
     }
 
     func becameReady() {
@@ -290,23 +295,24 @@ final class H2UpstreamPool {
         connectionConfiguration.targetWindowSize = H2Limits.connectionWindow
         connectionConfiguration.maximumRecentlyResetStreams = H2Limits.recentlyResetStreams
         // Each header block is validated once, not twice: requests were validated as the client's NIOHTTP2
-        // received them; responses are checked by `H2UpstreamStreamHandler` (`H2Headers.isValidFromUpstream`).
+        // received them; responses are checked by `H2UpstreamConnectionHandler` (`H2Headers.isValidFromUpstream`).
         connectionConfiguration.headerBlockValidation = .disabled
         var streamConfiguration = NIOHTTP2Handler.StreamConfiguration()
         streamConfiguration.targetWindowSize = H2Limits.streamWindow
         try sync.addHandler(FlushCoalescer())
-        let multiplexer = try sync.configureHTTP2Pipeline(
-            mode: .client,
-            connectionConfiguration: connectionConfiguration,
-            streamConfiguration: streamConfiguration,
-            inboundStreamInitializer: { stream in
-                // Server push is disabled in our SETTINGS; a pushed stream is refused.
-                stream.close()
-            }
+        // No stream multiplexer: `H2UpstreamConnectionHandler` relays each stream's frames itself.
+        try sync.addHandler(
+            NIOHTTP2Handler(
+                mode: .client,
+                connectionConfiguration: connectionConfiguration,
+                streamConfiguration: streamConfiguration
+            )
         )
-        let connection = H2UpstreamConnection(endpoint: endpoint, channel: channel, multiplexer: multiplexer)
+        let connection = H2UpstreamConnection(endpoint: endpoint, channel: channel)
         do {
-            try sync.addHandler(H2UpstreamConnectionHandler(connection: connection, pool: self))
+            let handler = H2UpstreamConnectionHandler(connection: connection, pool: self)
+            connection.handler = handler
+            try sync.addHandler(handler)
             // The connector opened the connection without reading (see connectTCP): read from now on.
             try channel.syncOptions?.setOption(.autoRead, value: true)
         } catch {
@@ -339,53 +345,6 @@ extension H2UpstreamPool {
 
 @available(*, unavailable)
 extension H2UpstreamPool: Sendable {}
-
-/// Watches an upstream connection's own frames (SETTINGS, GOAWAY) and its closing, for the pool.
-final class H2UpstreamConnectionHandler: ChannelInboundHandler {
-    typealias InboundIn = HTTP2Frame
-
-    private let connection: H2UpstreamConnection
-    private let pool: H2UpstreamPool
-
-    init(connection: H2UpstreamConnection, pool: H2UpstreamPool) {
-        self.connection = connection
-        self.pool = pool
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
-        switch frame.payload {
-        case .settings(.settings(let settings)):
-            for setting in settings where setting.parameter == .maxConcurrentStreams {
-                pool.maxConcurrentStreamsChanged(connection, to: setting.value)
-            }
-            connection.becameReady()
-        case .goAway(let lastStreamID, _, _):
-            pool.goAwayReceived(connection, lastStreamID: lastStreamID)
-        default:
-            break
-        }
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        connection.failIfNotReady(H2UpstreamPool.Failure.closed)
-        pool.connectionClosed(connection)
-        context.fireChannelInactive()
-    }
-
-    /// NIOHTTP2 reports one stream's error here too: the connection then only stops taking new streams (the
-    /// others finish); a connection-level error closes it.
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if H2ConnectionGuard.endsConnection(error) || error is NIOHTTP2Errors.ActivationError {
-            context.close(promise: nil)
-        } else {
-            pool.stopNewStreams(on: connection)
-        }
-    }
-}
-
-@available(*, unavailable)
-extension H2UpstreamConnectionHandler: Sendable {}
 
 typealias H2UpstreamPools = PerLoopPools<H2UpstreamPool>
 
