@@ -178,7 +178,7 @@ public struct BackupRunner: Sendable {
                     let key = Self.key(s3, job: job.name, id: id)
                     written.append(.s3(bucket: s3.bucket, key: key))
                     // Parts are spooled beside the snapshot, in the run's private directory.
-                    let upload = MultipartUploadSink(
+                    let upload = try MultipartUploadSink(
                         store: client,
                         key: key,
                         partSize: s3.partSize ?? client.partSize,

@@ -97,8 +97,11 @@ final class MultipartUploadSink: ObjectSink, @unchecked Sendable {
     private var freeSlots: [Int]
     private var failure: (any Error)?
     private var completed = false
+    /// Each spool file open for reading, for the uploads: they go on if the files are unlinked under them (a
+    /// signal removes the staging directory before it aborts the upload).
+    private let readers: [RawFile]
     // Only the writing thread touches these.
-    private var spools: [Int: FileHandle] = [:]
+    private let writers: [FileHandle]
     private var slot = 0
     private var filled = 0
     private var hasher = SHA256()
@@ -106,16 +109,25 @@ final class MultipartUploadSink: ObjectSink, @unchecked Sendable {
     /// Bytes written so far: the object's size once `finish` returned.
     private(set) var size: Int64 = 0
 
-    init(store: any MultipartStore, key: String, partSize: Int, spoolDirectory: String, maxInFlight: Int = 1) {
+    /// Creates the spool files (mode 600) in `spoolDirectory`.
+    init(store: any MultipartStore, key: String, partSize: Int, spoolDirectory: String, maxInFlight: Int = 1) throws {
         self.store = store
         self.key = key
         self.partSize = max(1, partSize)
         self.maxInFlight = max(1, maxInFlight)
         let name = "upload-\(UUID().uuidString)"
-        spoolPaths = (0...self.maxInFlight).map {
+        let paths = (0...self.maxInFlight).map {
             URL(fileURLWithPath: spoolDirectory).appendingPathComponent("\(name)-\($0)").path
         }
+        spoolPaths = paths
         freeSlots = Array(1...self.maxInFlight)
+        do {
+            writers = try paths.map { try createPrivateFile($0) }
+            readers = try paths.map { try RawFile(reading: $0) }
+        } catch {
+            for path in paths { unlink(path) }
+            throw error
+        }
     }
 
     func write(_ bytes: [UInt8]) throws {
@@ -126,7 +138,7 @@ final class MultipartUploadSink: ObjectSink, @unchecked Sendable {
             // of exactly one part is one PUT.
             if filled == partSize { try submitPart() }
             let piece = rest.prefix(partSize - filled)
-            try spool(slot).write(contentsOf: piece)
+            try writers[slot].write(contentsOf: piece)
             hasher.update(data: piece)
             filled += piece.count
             rest = rest.dropFirst(piece.count)
@@ -137,7 +149,7 @@ final class MultipartUploadSink: ObjectSink, @unchecked Sendable {
     func finish() throws {
         try checkFailure()
         if nextPart == 1 {
-            let body = try filledRange()
+            let body = filledRange()
             try waitForTask { [store, key] in try await store.putObject(key: key, body: body) }
             condition.withLock { completed = true }
             removeSpools()
@@ -192,18 +204,15 @@ final class MultipartUploadSink: ObjectSink, @unchecked Sendable {
         }
     }
 
-    /// The spool file of `slot`, created (mode 600) on first use.
-    private func spool(_ slot: Int) throws -> FileHandle {
-        if let handle = spools[slot] { return handle }
-        let handle = try createPrivateFile(spoolPaths[slot])
-        spools[slot] = handle
-        return handle
-    }
-
     /// What the current slot holds, with its SHA-256.
-    private func filledRange() throws -> FileRange {
-        _ = try spool(slot)
-        return FileRange(path: spoolPaths[slot], offset: 0, count: filled, sha256: hexString(hasher.finalize()))
+    private func filledRange() -> FileRange {
+        FileRange(
+            path: spoolPaths[slot],
+            offset: 0,
+            count: filled,
+            sha256: hexString(hasher.finalize()),
+            file: readers[slot]
+        )
     }
 
     /// Unlinks the spool files; their descriptors close with the sink (a signal handler's `abort` may run
@@ -227,7 +236,7 @@ final class MultipartUploadSink: ObjectSink, @unchecked Sendable {
             uploadId = created
         }
         guard let uploadId else { return }
-        let part = try filledRange()
+        let part = filledRange()
         let (number, uploading) = (nextPart, slot)
         nextPart += 1
         slot = try condition.withLock {
@@ -249,8 +258,7 @@ final class MultipartUploadSink: ObjectSink, @unchecked Sendable {
             guard !freeSlots.isEmpty else { throw BackupError.io("internal: no free spool file for \(key)") }
             return freeSlots.removeFirst()
         }
-        let next = try spool(slot)
-        try next.truncate(atOffset: 0)
+        try writers[slot].truncate(atOffset: 0)
         filled = 0
         hasher = SHA256()
     }

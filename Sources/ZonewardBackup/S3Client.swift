@@ -39,13 +39,16 @@ public struct S3Client: Sendable {
     }
 
     /// The process's client for S3, never shut down: no redirects, no decompression (an object's bytes are
-    /// what is stored), 120 s without a byte read fails a request.
+    /// what is stored), 10 s to connect, 120 s without a byte read fails a request.
     static let http: HTTPClient = {
         var configuration = HTTPClient.Configuration(
             redirectConfiguration: .disallow,
             timeout: .init(connect: .seconds(10), read: .seconds(120))
         )
         configuration.decompression = .disabled
+        // A refused connection fails the attempt at once (`retrying` backs off), instead of AsyncHTTPClient
+        // retrying it until the request's deadline.
+        configuration.connectionPool.retryConnectionEstablishment = false
         return HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: configuration)
     }()
 
@@ -463,11 +466,13 @@ extension S3Client: MultipartStore {
 
 /// Bytes `offset ..< offset + count` of a local file, with their SHA-256 (hex), which SigV4 signs: what an
 /// upload sends, streamed from disk.
-struct FileRange: Sendable, Equatable {
+struct FileRange: Sendable {
     var path: String
     var offset: Int
     var count: Int
     var sha256: String
+    /// The file already open, read instead of opening `path` (which may be unlinked meanwhile).
+    var file: RawFile?
 
     /// The range with its SHA-256, read off the Swift concurrency pool.
     static func hashing(path: String, offset: Int, count: Int) async throws -> FileRange {
@@ -487,7 +492,7 @@ struct FileRange: Sendable, Equatable {
 
     /// The bytes, read at once (blocking).
     func read() throws -> Data {
-        let file = try RawFile(reading: path)
+        let file = try self.file ?? RawFile(reading: path)
         var data = Data()
         while data.count < count {
             let piece = try file.read(at: offset + data.count, upTo: count - data.count)
@@ -521,7 +526,7 @@ struct FileChunks: AsyncSequence, Sendable {
 
         mutating func next() async throws -> ByteBuffer? {
             guard sent < range.count else { return nil }
-            let file = try self.file ?? RawFile(reading: range.path)
+            let file = try self.file ?? range.file ?? RawFile(reading: range.path)
             self.file = file
             let (offset, count, path) = (
                 range.offset + sent, Swift.min(FileChunks.pieceSize, range.count - sent), range.path

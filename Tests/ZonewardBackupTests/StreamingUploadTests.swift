@@ -113,7 +113,7 @@ final class FakeMultipartStore: MultipartStore, @unchecked Sendable {
         sourceSize: Int,
         partSize: Int
     ) async throws -> (PipelineResult, MultipartUploadSink) {
-        let upload = MultipartUploadSink(
+        let upload = try MultipartUploadSink(
             store: store,
             key: "app/x.zwb",
             partSize: partSize,
@@ -158,7 +158,7 @@ final class FakeMultipartStore: MultipartStore, @unchecked Sendable {
     @Test(arguments: [(10, ["PUT k"], [Int]()), (11, ["CREATE k", "PART 1", "PART 2", "COMPLETE k"], [10, 1])])
     func exactlyOnePartIsOnePutOneByteMoreIsTwoParts(size: Int, calls: [String], parts: [Int]) async throws {
         let store = FakeMultipartStore()
-        let upload = MultipartUploadSink(store: store, key: "k", partSize: 10, spoolDirectory: directory.path)
+        let upload = try MultipartUploadSink(store: store, key: "k", partSize: 10, spoolDirectory: directory.path)
         let bytes = (0..<size).map { UInt8($0) }
         try await onThread("test-write") {
             try upload.write(Array(bytes[..<3]))
@@ -174,7 +174,7 @@ final class FakeMultipartStore: MultipartStore, @unchecked Sendable {
         let store = FakeMultipartStore()
         store.failingPart = 3
         var thrown: (any Error)?
-        let upload = MultipartUploadSink(
+        let upload = try MultipartUploadSink(
             store: store,
             key: "app/x.zwb",
             partSize: 50_000,
@@ -200,7 +200,7 @@ final class FakeMultipartStore: MultipartStore, @unchecked Sendable {
 
     @Test func cancellingStopsTheWriterAndAbortsTheUpload() async throws {
         let store = FakeMultipartStore()
-        let upload = MultipartUploadSink(store: store, key: "k", partSize: 10, spoolDirectory: directory.path)
+        let upload = try MultipartUploadSink(store: store, key: "k", partSize: 10, spoolDirectory: directory.path)
         try await onThread("test-write") { try upload.write(Array(repeating: 1, count: 25)) }
         upload.cancel()
         // The checks come first: neither blocks.
@@ -212,7 +212,7 @@ final class FakeMultipartStore: MultipartStore, @unchecked Sendable {
 
     @Test func abortAfterASinglePutOrACompletedUploadAbortsNothing() async throws {
         let store = FakeMultipartStore()
-        let upload = MultipartUploadSink(store: store, key: "k", partSize: 10, spoolDirectory: directory.path)
+        let upload = try MultipartUploadSink(store: store, key: "k", partSize: 10, spoolDirectory: directory.path)
         try await onThread("test-write") {
             try upload.write(Array(repeating: 1, count: 25))
             try upload.finish()
@@ -236,12 +236,26 @@ final class FakeMultipartStore: MultipartStore, @unchecked Sendable {
 
     @Test func abortRemovesTheSpoolFiles() async throws {
         let store = FakeMultipartStore()
-        let upload = MultipartUploadSink(store: store, key: "k", partSize: 10, spoolDirectory: directory.path)
+        let upload = try MultipartUploadSink(store: store, key: "k", partSize: 10, spoolDirectory: directory.path)
         try await onThread("test-write") { try upload.write(Array(repeating: 1, count: 25)) }
         #expect(try !spoolFiles().isEmpty)
         upload.cancel()
         await upload.abort()
         #expect(try spoolFiles().isEmpty)
+    }
+
+    @Test func partsStillUploadOnceTheSpoolFilesAreUnlinked() async throws {
+        // A signal removes the staging directory first, then aborts the upload: until then, parts go on.
+        let store = FakeMultipartStore()
+        let upload = try MultipartUploadSink(store: store, key: "k", partSize: 10, spoolDirectory: directory.path)
+        let bytes = (0..<45).map { UInt8($0) }
+        try await onThread("test-write") { try upload.write(Array(bytes[..<15])) }
+        for name in try spoolFiles() { try FileManager.default.removeItem(at: directory.appendingPathComponent(name)) }
+        try await onThread("test-write") {
+            try upload.write(Array(bytes[15...]))
+            try upload.finish()
+        }
+        #expect(store.objects["k"] == Data(bytes))
     }
 
     /// A download that hands out `object` from `offset` in pieces of `pieceSize`, logging where each began,
