@@ -419,6 +419,25 @@ final class RawFile: @unchecked Sendable {
             return total
         }
     }
+
+    /// Up to `count` bytes from byte `offset` (pread(2): the file's position is untouched, so one file may be
+    /// read at several places at once); fewer only at the end of the file.
+    func read(at offset: Int, upTo count: Int) throws -> [UInt8] {
+        guard count > 0 else { return [] }
+        return try [UInt8](filling: count) { buffer in
+            var total = 0
+            while total < count {
+                let got = pread(descriptor, buffer.baseAddress.map { $0 + total }, count - total, off_t(offset + total))
+                if got == 0 { break }
+                if got < 0 {
+                    if errno == EINTR { continue }
+                    throw BackupError.io("cannot read \(path): \(String(cString: strerror(errno)))")
+                }
+                total += got
+            }
+            return total
+        }
+    }
 }
 
 /// Runs blocking work (file I/O, compression, SQLite) on a thread of its own rather than on the Swift

@@ -177,7 +177,13 @@ public struct BackupRunner: Sendable {
                     let client = try Self.client(for: s3)
                     let key = Self.key(s3, job: job.name, id: id)
                     written.append(.s3(bucket: s3.bucket, key: key))
-                    let upload = MultipartUploadSink(store: client, key: key, partSize: s3.partSize ?? client.partSize)
+                    // Parts are spooled beside the snapshot, in the run's private directory.
+                    let upload = try MultipartUploadSink(
+                        store: client,
+                        key: key,
+                        partSize: s3.partSize ?? client.partSize,
+                        spoolDirectory: staging.url.path
+                    )
                     uploads.append(upload)
                     InFlightUploads.add(upload)
                     sinks.append(upload)
@@ -390,10 +396,10 @@ public struct BackupRunner: Sendable {
             }
             return
         }
-        // No local copy: read the S3 object by ranges straight into the decoder; nothing of it is stored.
+        // No local copy: stream the S3 object straight into the decoder; nothing of it is stored.
         for case .s3(let bucket, let objectKey) in objects {
             guard let target = job.s3Target(bucket: bucket) else { continue }
-            let reader = try await RangedObjectReader.s3(Self.client(for: target), key: objectKey)
+            let reader = try await StreamedObjectReader.s3(Self.client(for: target), key: objectKey)
             defer { reader.cancel() }
             _ = try await withTaskCancellationHandler {
                 try await onThread("zoneward-decode") {

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 
 #if canImport(Glibc)
@@ -53,14 +54,15 @@ final class FanOutSink: ObjectSink, @unchecked Sendable {
     }
 }
 
-/// The S3 operations an upload needs; `S3Client` sends them, tests fake them.
+/// The S3 operations an upload needs; `S3Client` sends them, tests fake them. Bodies are ranges of local
+/// files with their SHA-256, streamed from disk by the sender.
 protocol MultipartStore: Sendable {
     /// One PUT of the whole object.
-    func putObject(key: String, body: Data) async throws
+    func putObject(key: String, body: FileRange) async throws
     /// CreateMultipartUpload: the upload's id.
     func createMultipartUpload(key: String) async throws -> String
     /// UploadPart: the part's ETag.
-    func uploadPart(key: String, uploadId: String, number: Int, body: Data) async throws -> String
+    func uploadPart(key: String, uploadId: String, number: Int, body: FileRange) async throws -> String
     /// CompleteMultipartUpload with the parts' numbers and ETags, in order.
     func completeMultipartUpload(key: String, uploadId: String, parts: [(number: Int, etag: String)]) async throws
     /// AbortMultipartUpload: the parts uploaded so far are discarded.
@@ -68,10 +70,13 @@ protocol MultipartStore: Sendable {
 }
 
 /// Streams an object into S3 as it is written: parts of `partSize` bytes are uploaded while the pipeline
-/// goes on, at most `maxInFlight` at a time (`write` waits for a slot), so memory stays at about
-/// (`maxInFlight` + 1) × `partSize` whatever the object's size. An object no larger than one part is sent in
-/// one PUT by `finish`. After any failure or cancellation the owner calls `abort()`, which waits for the
-/// parts in flight and aborts the multipart upload, so S3 keeps no orphan parts.
+/// goes on, at most `maxInFlight` at a time (`write` waits for a slot). A part fills a spool file of its own
+/// in `spoolDirectory` (the run's private staging directory), hashed as it is written, and is uploaded from
+/// there, so memory stays at a few hundred KiB whatever `partSize` (up to S3's 5 GiB), and a part that
+/// fails is sent again from its file; `maxInFlight` + 1 spool files are reused in turn, removed by
+/// `finish` and `abort`. An object no larger than one part is sent in one PUT by `finish`. After any
+/// failure or cancellation the owner calls `abort()`, which waits for the parts in flight and aborts the
+/// multipart upload, so S3 keeps no orphan parts.
 final class MultipartUploadSink: ObjectSink, @unchecked Sendable {
     /// S3's limit on the parts of one upload.
     static let maximumParts = 10_000
@@ -80,27 +85,49 @@ final class MultipartUploadSink: ObjectSink, @unchecked Sendable {
     let key: String
     let partSize: Int
     let maxInFlight: Int
+    /// The spool files, one per slot.
+    let spoolPaths: [String]
 
     private let condition = NSCondition()
     // Guarded by `condition`.
     private var uploadId: String?
     private var etags: [Int: String] = [:]
     private var running: [Int: Task<Void, Never>] = [:]
+    /// Spool slots no part fills or uploads from.
+    private var freeSlots: [Int]
     private var failure: (any Error)?
     private var completed = false
+    /// Each spool file open for reading, for the uploads: they go on if the files are unlinked under them (a
+    /// signal removes the staging directory before it aborts the upload).
+    private let readers: [RawFile]
     // Only the writing thread touches these.
-    private var buffer: Data
+    private let writers: [FileHandle]
+    private var slot = 0
+    private var filled = 0
+    private var hasher = SHA256()
     private var nextPart = 1
     /// Bytes written so far: the object's size once `finish` returned.
     private(set) var size: Int64 = 0
 
-    init(store: any MultipartStore, key: String, partSize: Int, maxInFlight: Int = 1) {
-        LargeAllocations.mappedSeparately
+    /// Creates the spool files (mode 600) in `spoolDirectory`.
+    init(store: any MultipartStore, key: String, partSize: Int, spoolDirectory: String, maxInFlight: Int = 1) throws {
         self.store = store
         self.key = key
         self.partSize = max(1, partSize)
         self.maxInFlight = max(1, maxInFlight)
-        self.buffer = Data(capacity: self.partSize)
+        let name = "upload-\(UUID().uuidString)"
+        let paths = (0...self.maxInFlight).map {
+            URL(fileURLWithPath: spoolDirectory).appendingPathComponent("\(name)-\($0)").path
+        }
+        spoolPaths = paths
+        freeSlots = Array(1...self.maxInFlight)
+        do {
+            writers = try paths.map { try createPrivateFile($0) }
+            readers = try paths.map { try RawFile(reading: $0) }
+        } catch {
+            for path in paths { unlink(path) }
+            throw error
+        }
     }
 
     func write(_ bytes: [UInt8]) throws {
@@ -109,10 +136,12 @@ final class MultipartUploadSink: ObjectSink, @unchecked Sendable {
         while !rest.isEmpty {
             // A full part goes only once more bytes follow it: the last part is never empty, and an object
             // of exactly one part is one PUT.
-            if buffer.count == partSize { try submitPart() }
-            let taken = min(partSize - buffer.count, rest.count)
-            rest.prefix(taken).withUnsafeBufferPointer { buffer.append($0) }
-            rest = rest.dropFirst(taken)
+            if filled == partSize { try submitPart() }
+            let piece = rest.prefix(partSize - filled)
+            try writers[slot].write(contentsOf: piece)
+            hasher.update(data: piece)
+            filled += piece.count
+            rest = rest.dropFirst(piece.count)
         }
         size += Int64(bytes.count)
     }
@@ -120,13 +149,13 @@ final class MultipartUploadSink: ObjectSink, @unchecked Sendable {
     func finish() throws {
         try checkFailure()
         if nextPart == 1 {
-            let body = buffer
-            buffer = Data()
+            let body = filledRange()
             try waitForTask { [store, key] in try await store.putObject(key: key, body: body) }
             condition.withLock { completed = true }
+            removeSpools()
             return
         }
-        if !buffer.isEmpty { try submitPart() }
+        if filled > 0 { try submitPart() }
         let (uploadId, parts): (String, [(number: Int, etag: String)]) = try condition.withLock {
             while !running.isEmpty && failure == nil { condition.wait() }
             if let failure { throw failure }
@@ -136,6 +165,7 @@ final class MultipartUploadSink: ObjectSink, @unchecked Sendable {
         guard parts.count == nextPart - 1 else {
             throw BackupError.io("internal: \(parts.count) parts of \(key) uploaded, \(nextPart - 1) sent")
         }
+        removeSpools()
         try waitForTask { [store, key] in
             try await store.completeMultipartUpload(key: key, uploadId: uploadId, parts: parts)
         }
@@ -153,8 +183,8 @@ final class MultipartUploadSink: ObjectSink, @unchecked Sendable {
     }
 
     /// After a failure: waits for (cancelled) parts in flight, then aborts the multipart upload if one was
-    /// started and not completed. Errors are swallowed; the run already failed. Call it once the writer
-    /// returned.
+    /// started and not completed, and removes the spool files. Errors are swallowed; the run already failed.
+    /// Call it once the writer returned.
     func abort() async {
         let (tasks, uploadId, completed) = condition.withLock {
             if failure == nil { failure = CancellationError() }
@@ -163,6 +193,7 @@ final class MultipartUploadSink: ObjectSink, @unchecked Sendable {
             return (Array(running.values), self.uploadId, self.completed)
         }
         for task in tasks { await task.value }
+        removeSpools()
         guard let uploadId, !completed else { return }
         try? await store.abortMultipartUpload(key: key, uploadId: uploadId)
     }
@@ -173,8 +204,25 @@ final class MultipartUploadSink: ObjectSink, @unchecked Sendable {
         }
     }
 
-    /// Hands the full buffer to an upload task, once fewer than `maxInFlight` are running; the first part
-    /// starts the multipart upload.
+    /// What the current slot holds, with its SHA-256.
+    private func filledRange() -> FileRange {
+        FileRange(
+            path: spoolPaths[slot],
+            offset: 0,
+            count: filled,
+            sha256: hexString(hasher.finalize()),
+            file: readers[slot]
+        )
+    }
+
+    /// Unlinks the spool files; their descriptors close with the sink (a signal handler's `abort` may run
+    /// while the writer still writes to one).
+    private func removeSpools() {
+        for path in spoolPaths { unlink(path) }
+    }
+
+    /// Hands the filled spool file to an upload task, once fewer than `maxInFlight` are running, and goes on
+    /// in a free one; the first part starts the multipart upload.
     private func submitPart() throws {
         guard nextPart <= Self.maximumParts else {
             throw BackupError.io(
@@ -188,11 +236,10 @@ final class MultipartUploadSink: ObjectSink, @unchecked Sendable {
             uploadId = created
         }
         guard let uploadId else { return }
-        let part = buffer
-        buffer = Data(capacity: partSize)
-        let number = nextPart
+        let part = filledRange()
+        let (number, uploading) = (nextPart, slot)
         nextPart += 1
-        try condition.withLock {
+        slot = try condition.withLock {
             while running.count >= maxInFlight && failure == nil { condition.wait() }
             if let failure { throw failure }
             // The task reports under this lock, so it finds itself in `running`.
@@ -205,14 +252,21 @@ final class MultipartUploadSink: ObjectSink, @unchecked Sendable {
                 } catch {
                     result = .failure(error)
                 }
-                self.partFinished(number, result)
+                self.partFinished(number, slot: uploading, result)
             }
+            // Slots: one per upload running, one filling; a finished upload frees its own.
+            guard !freeSlots.isEmpty else { throw BackupError.io("internal: no free spool file for \(key)") }
+            return freeSlots.removeFirst()
         }
+        try writers[slot].truncate(atOffset: 0)
+        filled = 0
+        hasher = SHA256()
     }
 
-    private func partFinished(_ number: Int, _ result: Result<String, any Error>) {
+    private func partFinished(_ number: Int, slot: Int, _ result: Result<String, any Error>) {
         condition.withLock {
             running[number] = nil
+            freeSlots.append(slot)
             switch result {
             case .success(let etag): etags[number] = etag
             case .failure(let error): if failure == nil { failure = error }
@@ -283,22 +337,4 @@ public enum InFlightUploads {
         let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
         _ = done.wait(timeout: .now() + seconds)
     }
-}
-
-/// glibc's malloc serves a large block from its heaps once an equally large block was freed (its mmap
-/// threshold adapts upwards, up to 32 MiB), and those heaps, one per thread that allocated, rarely shrink: a
-/// process that allocates and frees multi-MiB buffers in turn on several threads, as S3 parts and ranges are
-/// (and URLSession's copies of them), keeps many of them in its RSS at once. A fixed threshold gives every
-/// block of 4 MiB or more a mapping of its own, returned to the system when it is freed; smaller blocks (the
-/// pipeline's 1 MiB ones) are untouched. Evaluated once, by the first upload or ranged read.
-enum LargeAllocations {
-    static let mappedSeparately: Void = {
-        #if canImport(Glibc)
-        typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
-        // RTLD_DEFAULT is the null handle; M_MMAP_THRESHOLD is -3 (malloc.h, which Swift does not import).
-        if let symbol = dlsym(nil, "mallopt") {
-            _ = unsafeBitCast(symbol, to: Mallopt.self)(-3, 4 << 20)
-        }
-        #endif
-    }()
 }

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import NIOCore
 import Testing
 import ZonewardModel
 
@@ -22,10 +23,19 @@ final class FakeMultipartStore: MultipartStore, @unchecked Sendable {
 
     var openUploads: Int { lock.withLock { open.count } }
 
-    func putObject(key: String, body: Data) async throws {
+    func putObject(key: String, body: FileRange) async throws {
+        let bytes = try body.read()
+        try check(body, bytes)
         lock.withLock {
             calls.append("PUT \(key)")
-            objects[key] = body
+            objects[key] = bytes
+        }
+    }
+
+    /// What S3 checks: the payload's SHA-256 is the one signed.
+    private func check(_ body: FileRange, _ bytes: Data) throws {
+        guard hexString(SHA256.hash(data: bytes)) == body.sha256, bytes.count == body.count else {
+            throw BackupError.io("XAmzContentSHA256Mismatch")
         }
     }
 
@@ -38,13 +48,17 @@ final class FakeMultipartStore: MultipartStore, @unchecked Sendable {
         }
     }
 
-    func uploadPart(key: String, uploadId: String, number: Int, body: Data) async throws -> String {
+    func uploadPart(key: String, uploadId: String, number: Int, body range: FileRange) async throws -> String {
         lock.withLock {
             inFlight += 1
             mostInFlight = max(mostInFlight, inFlight)
         }
         defer { lock.withLock { inFlight -= 1 } }
         try await Task.sleep(for: partDelay)
+        // Read as S3 would, once the upload is under way: the sink must not touch the part's file meanwhile
+        // (it fills the next part in another file), and the SHA-256 it signed must be the bytes'.
+        let body = try range.read()
+        try check(range, body)
         return try lock.withLock {
             if number == failingPart { throw BackupError.io("S3 PUT part \(number) failed") }
             guard open[uploadId] != nil else { throw BackupError.io("no upload \(uploadId)") }
@@ -99,7 +113,12 @@ final class FakeMultipartStore: MultipartStore, @unchecked Sendable {
         sourceSize: Int,
         partSize: Int
     ) async throws -> (PipelineResult, MultipartUploadSink) {
-        let upload = MultipartUploadSink(store: store, key: "app/x.zwb", partSize: partSize)
+        let upload = try MultipartUploadSink(
+            store: store,
+            key: "app/x.zwb",
+            partSize: partSize,
+            spoolDirectory: directory.path
+        )
         let fanOut = FanOutSink([try FileObjectSink(path: path("stored")), upload])
         let source = try makeSource(sourceSize)
         let key = key
@@ -139,7 +158,7 @@ final class FakeMultipartStore: MultipartStore, @unchecked Sendable {
     @Test(arguments: [(10, ["PUT k"], [Int]()), (11, ["CREATE k", "PART 1", "PART 2", "COMPLETE k"], [10, 1])])
     func exactlyOnePartIsOnePutOneByteMoreIsTwoParts(size: Int, calls: [String], parts: [Int]) async throws {
         let store = FakeMultipartStore()
-        let upload = MultipartUploadSink(store: store, key: "k", partSize: 10)
+        let upload = try MultipartUploadSink(store: store, key: "k", partSize: 10, spoolDirectory: directory.path)
         let bytes = (0..<size).map { UInt8($0) }
         try await onThread("test-write") {
             try upload.write(Array(bytes[..<3]))
@@ -155,7 +174,12 @@ final class FakeMultipartStore: MultipartStore, @unchecked Sendable {
         let store = FakeMultipartStore()
         store.failingPart = 3
         var thrown: (any Error)?
-        let upload = MultipartUploadSink(store: store, key: "app/x.zwb", partSize: 50_000)
+        let upload = try MultipartUploadSink(
+            store: store,
+            key: "app/x.zwb",
+            partSize: 50_000,
+            spoolDirectory: directory.path
+        )
         let source = try makeSource(1 << 20)
         let key = key
         do {
@@ -176,7 +200,7 @@ final class FakeMultipartStore: MultipartStore, @unchecked Sendable {
 
     @Test func cancellingStopsTheWriterAndAbortsTheUpload() async throws {
         let store = FakeMultipartStore()
-        let upload = MultipartUploadSink(store: store, key: "k", partSize: 10)
+        let upload = try MultipartUploadSink(store: store, key: "k", partSize: 10, spoolDirectory: directory.path)
         try await onThread("test-write") { try upload.write(Array(repeating: 1, count: 25)) }
         upload.cancel()
         // The checks come first: neither blocks.
@@ -188,7 +212,7 @@ final class FakeMultipartStore: MultipartStore, @unchecked Sendable {
 
     @Test func abortAfterASinglePutOrACompletedUploadAbortsNothing() async throws {
         let store = FakeMultipartStore()
-        let upload = MultipartUploadSink(store: store, key: "k", partSize: 10)
+        let upload = try MultipartUploadSink(store: store, key: "k", partSize: 10, spoolDirectory: directory.path)
         try await onThread("test-write") {
             try upload.write(Array(repeating: 1, count: 25))
             try upload.finish()
@@ -197,16 +221,79 @@ final class FakeMultipartStore: MultipartStore, @unchecked Sendable {
         #expect(store.aborted.isEmpty && store.objects["k"]?.count == 25)
     }
 
-    @Test func aStoredObjectDecodesFromRangedReadsOfAnyRangeSize() async throws {
+    /// The spool files the upload sinks left in the test's directory.
+    func spoolFiles() throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasPrefix("upload-") }
+    }
+
+    @Test func partsAreSpooledToTwoFilesInTurnAndRemovedOnceTheUploadCompletes() async throws {
+        let store = FakeMultipartStore()
+        let (_, upload) = try await encode(store, sourceSize: 1 << 20, partSize: 100_000)
+        #expect(upload.spoolPaths.count == 2)
+        #expect(store.partSizes.count > 2)
+        #expect(try spoolFiles().isEmpty)
+    }
+
+    @Test func abortRemovesTheSpoolFiles() async throws {
+        let store = FakeMultipartStore()
+        let upload = try MultipartUploadSink(store: store, key: "k", partSize: 10, spoolDirectory: directory.path)
+        try await onThread("test-write") { try upload.write(Array(repeating: 1, count: 25)) }
+        #expect(try !spoolFiles().isEmpty)
+        upload.cancel()
+        await upload.abort()
+        #expect(try spoolFiles().isEmpty)
+    }
+
+    @Test func partsStillUploadOnceTheSpoolFilesAreUnlinked() async throws {
+        // A signal removes the staging directory first, then aborts the upload: until then, parts go on.
+        let store = FakeMultipartStore()
+        let upload = try MultipartUploadSink(store: store, key: "k", partSize: 10, spoolDirectory: directory.path)
+        let bytes = (0..<45).map { UInt8($0) }
+        try await onThread("test-write") { try upload.write(Array(bytes[..<15])) }
+        for name in try spoolFiles() { try FileManager.default.removeItem(at: directory.appendingPathComponent(name)) }
+        try await onThread("test-write") {
+            try upload.write(Array(bytes[15...]))
+            try upload.finish()
+        }
+        #expect(store.objects["k"] == Data(bytes))
+    }
+
+    /// A download that hands out `object` from `offset` in pieces of `pieceSize`, logging where each began,
+    /// and breaks off (a network error) after `breakAfter` bytes of its first attempt when given.
+    func download(
+        _ object: Data,
+        pieceSize: Int,
+        log: DownloadLog,
+        breakAfter: Int? = nil
+    ) -> StreamedObjectReader.Download {
+        { offset, deliver in
+            let attempt = log.start(offset)
+            var position = offset
+            while position < object.count {
+                if attempt == 0, let breakAfter, position - offset >= breakAfter {
+                    throw ConnectionLost()
+                }
+                let end = min(object.count, position + pieceSize)
+                try await deliver(ByteBuffer(bytes: object[position..<end]))
+                log.delivered(end - position)
+                position = end
+            }
+        }
+    }
+
+    @Test func aStoredObjectDecodesFromOneStreamedDownloadOfAnyPieceSize() async throws {
         let store = FakeMultipartStore()
         let (result, _) = try await encode(store, sourceSize: 700_000, partSize: 100_000)
         let object = try #require(store.objects["app/x.zwb"])
-        for rangeSize in [1000, 4097, 65_536 + 21, 1 << 20] {
-            let requested = RangeLog()
-            let reader = RangedObjectReader(size: object.count, rangeSize: rangeSize) { range in
-                requested.add(range)
-                return object.subdata(in: range)
-            }
+        for pieceSize in [1000, 4097, 65_536 + 21, 1 << 20] {
+            let log = DownloadLog()
+            let reader = StreamedObjectReader(
+                size: object.count,
+                name: "x",
+                bufferLimit: 50_000,
+                download: download(object, pieceSize: pieceSize, log: log)
+            )
+            defer { reader.cancel() }
             let (output, key) = (path("restored"), key)
             let decoded = try await onThread("test-decode") {
                 try BackupPipeline.decode(from: reader, to: output, key: key, expectedSHA256: result.sha256)
@@ -216,22 +303,113 @@ final class FakeMultipartStore: MultipartStore, @unchecked Sendable {
                 try Data(contentsOf: URL(fileURLWithPath: path("restored")))
                     == Data(contentsOf: URL(fileURLWithPath: path("source")))
             )
-            #expect(requested.total == object.count)
-            if rangeSize == 1 << 20 { #expect(requested.count == 1) }
+            // One request for the whole object.
+            #expect(log.offsets == [0])
+            #expect(log.total == object.count)
         }
     }
 
-    @Test func aFailedRangeFailsTheDecodeAndWritesNothing() async throws {
+    @Test func theDownloadWaitsWhileTheReaderIsBehind() async throws {
+        let object = Data((0..<1_000_000).map { UInt8(truncatingIfNeeded: $0) })
+        let log = DownloadLog()
+        let reader = StreamedObjectReader(
+            size: object.count,
+            name: "x",
+            bufferLimit: 100_000,
+            download: download(object, pieceSize: 10_000, log: log)
+        )
+        defer { reader.cancel() }
+        let first = try await onThread("test-read") { try reader.read(upTo: 10) }
+        #expect(first == Array(object[0..<10]))
+        try await Task.sleep(for: .milliseconds(200))
+        // Queued: at most the limit, and the piece that reached it; the one after that waits.
+        #expect(log.total <= 100_000 + 2 * 10_000, "\(log.total)")
+        let rest = try await onThread("test-read") { try reader.read(upTo: 2_000_000) }
+        #expect(first + rest == Array(object))
+        #expect(try await onThread("test-read") { try reader.read(upTo: 10) }.isEmpty)
+    }
+
+    @Test func aDownloadThatBreaksOffResumesFromTheByteReached() async throws {
+        let object = Data((0..<300_000).map { UInt8(truncatingIfNeeded: $0 * 7) })
+        let log = DownloadLog()
+        let reader = StreamedObjectReader(
+            size: object.count,
+            name: "x",
+            retryDelay: .zero,
+            download: download(object, pieceSize: 30_000, log: log, breakAfter: 120_000)
+        )
+        defer { reader.cancel() }
+        let bytes = try await onThread("test-read") { try reader.read(upTo: 400_000) }
+        #expect(bytes == Array(object))
+        #expect(log.offsets == [0, 120_000])
+    }
+
+    @Test func aRefusedOrWrongDownloadFailsAtOnceAndARepeatedBreakFailsAfterTheAttempts() async throws {
+        let log = DownloadLog()
+        let refused = StreamedObjectReader(size: 100, name: "s3://b/k", retryDelay: .zero) { offset, _ in
+            _ = log.start(offset)
+            throw S3Client.S3Error.status(412, "PreconditionFailed")
+        }
+        defer { refused.cancel() }
+        await #expect(throws: S3Client.S3Error.self) { try await onThread("test-read") { try refused.read(upTo: 10) } }
+        #expect(log.offsets == [0])
+        let tooLong = StreamedObjectReader(size: 5, name: "s3://b/k") { _, deliver in
+            try await deliver(ByteBuffer(bytes: [1, 2, 3, 4, 5, 6]))
+        }
+        defer { tooLong.cancel() }
+        await #expect(throws: BackupError.io("s3://b/k sent more than its 5 bytes")) {
+            try await onThread("test-read") { try tooLong.read(upTo: 10) }
+        }
+        let breaking = DownloadLog()
+        let broken = StreamedObjectReader(size: 100, name: "s3://b/k", attempts: 3, retryDelay: .zero) { offset, _ in
+            _ = breaking.start(offset)
+            throw ConnectionLost()
+        }
+        defer { broken.cancel() }
+        do {
+            _ = try await onThread("test-read") { try broken.read(upTo: 10) }
+            Issue.record("a download that always breaks was read")
+        } catch {
+            #expect("\(error)".contains("the download of s3://b/k failed 3 times at byte 0"), "\(error)")
+        }
+        #expect(breaking.offsets == [0, 0, 0])
+    }
+
+    @Test func cancellingEndsABlockedReadAndTheDownloadAtOnce() async throws {
+        let ended = DownloadLog()
+        let reader = StreamedObjectReader(size: 1 << 30, name: "x", bufferLimit: 1000) { offset, deliver in
+            _ = ended.start(offset)
+            defer { ended.end() }
+            // Endless: only cancellation stops it.
+            while true { try await deliver(ByteBuffer(repeating: 1, count: 500)) }
+        }
+        let reading = Task {
+            try await onThread("test-read") {
+                while true { _ = try reader.read(upTo: 100) }
+            }
+        }
+        // Cancelled once the download runs (on a busy pool that may take a while).
+        for _ in 0..<500 where ended.offsets.isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+        try await Task.sleep(for: .milliseconds(20))
+        let started = ContinuousClock.now
+        reader.cancel()
+        await #expect(throws: CancellationError.self) { try await reading.value }
+        for _ in 0..<100 where ended.ends == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(ended.offsets == [0] && ended.ends == 1)
+        #expect(ContinuousClock.now - started < .seconds(1))
+    }
+
+    @Test func aFailedDownloadFailsTheDecodeAndWritesNothing() async throws {
         let store = FakeMultipartStore()
         let (result, _) = try await encode(store, sourceSize: 700_000, partSize: 100_000)
         let object = try #require(store.objects["app/x.zwb"])
-        let reader = RangedObjectReader(size: object.count, rangeSize: 100_000) { range in
-            if range.lowerBound >= 300_000 { throw BackupError.io("S3 GET range failed") }
-            return object.subdata(in: range)
+        let reader = StreamedObjectReader(size: object.count, name: "x") { _, deliver in
+            try await deliver(ByteBuffer(bytes: object[0..<300_000]))
+            throw BackupError.io("S3 GET failed")
         }
         defer { reader.cancel() }
         let (output, key) = (path("restored"), key)
-        await #expect(throws: BackupError.io("S3 GET range failed")) {
+        await #expect(throws: BackupError.io("S3 GET failed")) {
             try await onThread("test-decode") {
                 try BackupPipeline.decode(from: reader, to: output, key: key, expectedSHA256: result.sha256)
             }
@@ -281,12 +459,34 @@ final class FakeMultipartStore: MultipartStore, @unchecked Sendable {
     }
 }
 
-/// The ranges a reader asked for.
-final class RangeLog: @unchecked Sendable {
+/// Where each attempt of a download began, and the bytes it delivered.
+final class DownloadLog: @unchecked Sendable {
     private let lock = NSLock()
-    private var ranges: [Range<Int>] = []
+    private var starts: [Int] = []
+    private var bytes = 0
+    private var finished = 0
 
-    func add(_ range: Range<Int>) { lock.withLock { ranges.append(range) } }
-    var total: Int { lock.withLock { ranges.reduce(0) { $0 + $1.count } } }
-    var count: Int { lock.withLock { ranges.count } }
+    /// Logs an attempt from `offset`; its number, from 0.
+    func start(_ offset: Int) -> Int {
+        lock.withLock {
+            starts.append(offset)
+            return starts.count - 1
+        }
+    }
+
+    func delivered(_ count: Int) {
+        lock.withLock { bytes += count }
+    }
+
+    /// An attempt returned or threw.
+    func end() {
+        lock.withLock { finished += 1 }
+    }
+
+    var offsets: [Int] { lock.withLock { starts } }
+    var total: Int { lock.withLock { bytes } }
+    var ends: Int { lock.withLock { finished } }
 }
+
+/// A network error, as a connection that breaks off gives.
+struct ConnectionLost: Error {}
