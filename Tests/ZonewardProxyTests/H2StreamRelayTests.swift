@@ -414,4 +414,27 @@ import ZonewardModel
         try take()
         #expect(received == chunks * 16_384)
     }
+
+    /// A connection carrying a stream that goes silent for a sweep (30 s) is sent a PING; an endpoint that
+    /// answers keeps it; one that stays silent another sweep has it closed, and the call ends UNAVAILABLE.
+    @Test func aSilentUpstreamConnectionIsPingedThenClosed() throws {
+        let harness = try Harness()
+        try harness.clientSends(Self.request(grpc: true))
+        try harness.clientSends(Self.data("x", end: true))
+        #expect(harness.streams.count == 1)
+        for _ in 0..<4 {
+            harness.loop.advanceTime(by: .seconds(30))
+            try harness.pump()
+        }
+        #expect(try harness.clientReceived().isEmpty, "a live endpoint answers the PING")
+        let proxy = try #require(harness.connections.first?.proxy)
+        // The endpoint goes silent: nothing is carried to it any more.
+        harness.loop.advanceTime(by: .seconds(30))
+        harness.loop.advanceTime(by: .seconds(30))
+        harness.loop.advanceTime(by: .seconds(30))
+        harness.loop.run()
+        #expect(!proxy.isActive)
+        #expect(Self.grpcStatus(try harness.clientReceived()) == 14)
+        #expect(harness.outstanding == 0)
+    }
 }

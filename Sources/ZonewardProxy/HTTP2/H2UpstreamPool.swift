@@ -235,6 +235,9 @@ final class H2UpstreamPool {
         }
     }
 
+    /// Every half `idleTimeout` (30 s): idle connections are closed, and a connection carrying streams that
+    /// has been silent since the last sweep is sent a PING; silent for another sweep, it is closed, so its
+    /// streams end (gRPC UNAVAILABLE, 502 otherwise) instead of waiting on a peer that is gone.
     private func startSweeping() {
         guard sweeper == nil else { return }
         let period = TimeAmount.nanoseconds(max(idleTimeout.nanoseconds / 2, 1_000_000))
@@ -247,7 +250,11 @@ final class H2UpstreamPool {
     private func closeIdle(olderThan age: TimeAmount) {
         let now = NIODeadline.now()
         for connection in connections.values.joined() {
-            if let since = connection.idleSince, now - since >= age { connection.channel.close(promise: nil) }
+            if let since = connection.idleSince, now - since >= age {
+                connection.channel.close(promise: nil)
+            } else if connection.slots.active > 0 {
+                connection.handler?.keepAlive()
+            }
         }
     }
 

@@ -92,6 +92,10 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler {
     private var inRead = false
     /// Frames were written during this read.
     private var unflushed = false
+    /// Frames read so far, and how many the last keepalive check saw (`keepAlive`).
+    private var framesRead: UInt64 = 0
+    private var framesAtLastCheck: UInt64 = 0
+    private var pingSent = false
 
     init(
         connection: H2UpstreamConnection,
@@ -228,11 +232,30 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler {
         context?.write(wrapOutboundOut(frame), promise: nil)
     }
 
+    /// Called by the pool's sweeper while streams are open: a connection that read nothing since the last
+    /// call gets a PING; one that still read nothing (not even the PING's ACK) is closed.
+    func keepAlive() {
+        guard let context else { return }
+        defer { framesAtLastCheck = framesRead }
+        guard framesRead == framesAtLastCheck else {
+            pingSent = false
+            return
+        }
+        if pingSent {
+            context.close(promise: nil)
+        } else {
+            pingSent = true
+            write(HTTP2Frame(streamID: .rootStream, payload: .ping(HTTP2PingData(withInteger: framesRead), ack: false)))
+            context.flush()
+        }
+    }
+
     // MARK: Inbound
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         inRead = true
+        framesRead &+= 1
         guard frame.streamID != .rootStream else {
             connectionFrame(frame.payload)
             return
