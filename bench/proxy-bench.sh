@@ -11,11 +11,17 @@
 #   PIN=split bash bench/proxy-bench.sh          # wrk + backends on CPU 1, every proxy on CPU 0
 #   BASELINE_BIN=/tmp/zoneward-before bash bench/proxy-bench.sh   # also an older binary, as "baseline"
 #   PROTO=h2 PIN=split bash bench/proxy-bench.sh  # HTTP/2 (h2c) end to end, loaded by h2load
+#   PROTO=h2h1 PIN=split bash bench/proxy-bench.sh  # HTTP/2 (h2c) clients, HTTP/1.1 backends
 #
 # PROTO=h2: the backends speak h2c (nginx `listen … http2`), HAProxy uses `proto h2` on both sides, nginx
 # proxies with `grpc_pass` (its HTTP/2 upstream), Zoneward with `upstreamProtocol: http2`; h2load opens
 # CONNECTIONS [8] connections with STREAMS [8] concurrent streams each (64 in flight), and p50/p99 come from
 # its per-request log. Requests/s are then streams/s.
+#
+# PROTO=h2h1: h2load's HTTP/2 clients as above, HTTP/1.1 backends: HAProxy binds `proto h2` and keeps its
+# HTTP/1.1 servers, nginx listens `http2` and uses proxy_pass, Zoneward bridges each stream to an HTTP/1.1
+# exchange (`upstreamProtocol: http1`, what TLS clients offered h2 by ALPN get). No direct run (the
+# backends do not speak HTTP/2 to h2load).
 #
 # Knobs (defaults in brackets): DURATION [10] seconds per run, WARMUP [2] seconds per target first,
 # ROUNDS [3], CONNECTIONS [64], THREADS [1] wrk threads, BODY_BYTES [64], BACKENDS [3],
@@ -34,9 +40,9 @@ ROUNDS=${ROUNDS:-3}
 PROTO=${PROTO:-h1}
 case "$PROTO" in
 h1) CONNECTIONS=${CONNECTIONS:-64} ;;
-h2) CONNECTIONS=${CONNECTIONS:-8} ;;
+h2 | h2h1) CONNECTIONS=${CONNECTIONS:-8} ;;
 *)
-    echo "proxy-bench: PROTO=$PROTO: expected h1 or h2" >&2
+    echo "proxy-bench: PROTO=$PROTO: expected h1, h2 or h2h1" >&2
     exit 2
     ;;
 esac
@@ -59,13 +65,20 @@ fail() {
 for tool in nginx haproxy wrk setsid timeout awk curl sort; do
     command -v "$tool" >/dev/null || fail "needs $tool (apt-get install -y nginx haproxy wrk curl)"
 done
-[ "$PROTO" = h1 ] || command -v h2load >/dev/null || fail "PROTO=h2 needs h2load (apt-get install -y nghttp2-client)"
-# HTTP/2 without TLS (h2c, prior knowledge) on every hop, for PROTO=h2.
+[ "$PROTO" = h1 ] || command -v h2load >/dev/null || fail "PROTO=$PROTO needs h2load (apt-get install -y nghttp2-client)"
+# HTTP/2 without TLS (h2c, prior knowledge): clients to proxies for PROTO=h2 and h2h1 (h2_listen, h2_curl),
+# proxies to backends for PROTO=h2 only (backend_listen, backend_curl).
 h2_listen=""
 h2_curl=()
-if [ "$PROTO" = h2 ]; then
+backend_listen=""
+backend_curl=()
+if [ "$PROTO" != h1 ]; then
     h2_listen=" http2"
     h2_curl=(--http2-prior-knowledge)
+fi
+if [ "$PROTO" = h2 ]; then
+    backend_listen=" http2"
+    backend_curl=(--http2-prior-knowledge)
 fi
 [ -x "$ZONEWARD_BIN" ] || fail "no Zoneward release binary at $ZONEWARD_BIN (swift build -c release)"
 [ -z "$BASELINE_BIN" ] || [ -x "$BASELINE_BIN" ] || fail "BASELINE_BIN=$BASELINE_BIN is not executable"
@@ -116,11 +129,12 @@ launch() {
     eval "PID_${name//-/_}=$!"
 }
 
-# ready NAME PORT: waits up to 15 s for a 200 on the port.
+# ready NAME PORT [CURL OPTIONS...]: waits up to 15 s for a 200 on the port.
 ready() {
     local name=$1 port=$2 pidvar="PID_${1//-/_}"
+    shift 2
     for _ in $(seq 150); do
-        [ "$(curl "${h2_curl[@]}" -s -o /dev/null -w '%{http_code}' "http://$HOST:$port/" 2>/dev/null)" = 200 ] &&
+        [ "$(curl "$@" -s -o /dev/null -w '%{http_code}' "http://$HOST:$port/" 2>/dev/null)" = 200 ] &&
             return 0
         kill -0 "${!pidvar}" 2>/dev/null || break
         sleep 0.1
@@ -149,7 +163,7 @@ for ((i = 1; i <= BACKENDS; i++)); do
         echo "daemon off; master_process off; worker_processes 1;"
         nginx_common "$dir"
         echo "http { $(nginx_http_common "$dir")"
-        echo "  server { listen $HOST:$port$h2_listen; default_type text/plain; location / { return 200 \"$body\n\"; } } }"
+        echo "  server { listen $HOST:$port$backend_listen; default_type text/plain; location / { return 200 \"$body\n\"; } } }"
     } >"$dir/nginx.conf"
     launch "backend$i" "${load_pin[@]}" nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf"
     backend_list+=("$HOST:$port")
@@ -159,6 +173,7 @@ BACKEND_CSV=$(IFS=,; echo "${backend_list[*]}")
 declare -A PORT=([direct]=$((BASE_PORT + 1)) [haproxy]=$((BASE_PORT + 20)) [nginx]=$((BASE_PORT + 21))
     [zoneward]=$((BASE_PORT + 22)) [baseline]=$((BASE_PORT + 23)))
 default_targets="direct haproxy nginx zoneward"
+[ "$PROTO" = h2h1 ] && default_targets="haproxy nginx zoneward"
 [ -n "$BASELINE_BIN" ] && default_targets="$default_targets baseline"
 read -ra targets <<<"${TARGETS:-$default_targets}"
 wants() { [[ " ${targets[*]} " == *" $1 "* ]]; }
@@ -180,7 +195,7 @@ if wants haproxy; then
         echo "backend backends"
         echo "  balance roundrobin"
         echo "  http-reuse always"
-        for ((i = 0; i < BACKENDS; i++)); do echo "  server b$i ${backend_list[$i]}${h2_listen:+ proto h2}"; done
+        for ((i = 0; i < BACKENDS; i++)); do echo "  server b$i ${backend_list[$i]}${backend_listen:+ proto h2}"; done
     } >"$WORK/haproxy.cfg"
     haproxy -c -q -f "$WORK/haproxy.cfg" || fail "haproxy refused its configuration"
     launch haproxy "${proxy_pin[@]}" haproxy -db -f "$WORK/haproxy.cfg"
@@ -197,7 +212,7 @@ if wants nginx; then
         for backend in "${backend_list[@]}"; do echo "    server $backend;"; done
         echo "    keepalive 256; keepalive_requests 100000000; }"
         echo "  server { listen $HOST:${PORT[nginx]}$h2_listen; location / {"
-        if [ "$PROTO" = h2 ]; then
+        if [ -n "$backend_listen" ]; then
             # nginx's HTTP/2 upstream is its gRPC proxy module: it relays any HTTP/2 request.
             echo "    grpc_pass grpc://backends; } } }"
         else
@@ -211,21 +226,22 @@ fi
 zoneward_target() {
     launch "$1" env ZONEWARD_RELEASE_BIN="$2" CANDIDATE_PORT="${PORT[$1]}" CANDIDATE_ADMIN_PORT="$3" \
         BACKENDS="$BACKEND_CSV" PROXY_WORKERS="$WORKERS" TMPDIR="$WORK" \
-        UPSTREAM_PROTOCOL="$([ "$PROTO" = h2 ] && echo http2 || echo http1)" \
+        UPSTREAM_PROTOCOL="$([ -n "$backend_listen" ] && echo http2 || echo http1)" \
         "${proxy_pin[@]}" bash "$ROOT/bench/proxy-candidate.sh"
 }
 wants zoneward && zoneward_target zoneward "$ZONEWARD_BIN" $((BASE_PORT + 30))
 wants baseline && zoneward_target baseline "$BASELINE_BIN" $((BASE_PORT + 31))
 
-for ((i = 1; i <= BACKENDS; i++)); do ready "backend$i" $((BASE_PORT + i)); done
+for ((i = 1; i <= BACKENDS; i++)); do ready "backend$i" $((BASE_PORT + i)) "${backend_curl[@]}"; done
 for target in "${targets[@]}"; do
     [ -n "${PORT[$target]:-}" ] || fail "unknown target $target"
-    [ "$target" = direct ] || ready "$target" "${PORT[$target]}"
+    [ "$PROTO" = h2h1 ] && [ "$target" = direct ] && fail "PROTO=h2h1 has no direct run (HTTP/1.1 backends)"
+    [ "$target" = direct ] || ready "$target" "${PORT[$target]}" "${h2_curl[@]}"
 done
 
 # load_run TARGET SECONDS OUTPUT: wrk (h1), or h2load with a per-request log in OUTPUT.log (h2).
 load_run() {
-    if [ "$PROTO" = h2 ]; then
+    if [ "$PROTO" != h1 ]; then
         timeout -k 5 $(($2 + 30)) "${load_pin[@]}" h2load -t"$THREADS" -c"$CONNECTIONS" -m"$STREAMS" -D"$2" \
             --log-file="$3.log" "http://$HOST:${PORT[$1]}/" >"$3" 2>&1
     else
@@ -252,6 +268,7 @@ milliseconds() {
 echo "# proxy-bench: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); $(haproxy -v | head -1 | cut -d' ' -f1-3); $(nginx -v 2>&1)"
 load_tool="wrk -t$THREADS -c$CONNECTIONS"
 [ "$PROTO" = h2 ] && load_tool="h2load -t$THREADS -c$CONNECTIONS -m$STREAMS (h2c)"
+[ "$PROTO" = h2h1 ] && load_tool="h2load -t$THREADS -c$CONNECTIONS -m$STREAMS (h2c clients, HTTP/1.1 backends)"
 echo "# ${DURATION}s x $ROUNDS rounds, $load_tool, body ${BODY_BYTES} B, $BACKENDS backends, $WORKERS proxy workers, pin: proxies ${PROXY_CPUS:-any}, wrk+backends ${LOAD_CPUS:-any}"
 for target in "${targets[@]}"; do
     load_run "$target" "$WARMUP" "$WORK/warmup-$target.txt" || fail "warm-up of $target failed: $(tail -3 "$WORK/warmup-$target.txt")"
@@ -264,7 +281,7 @@ for ((round = 0; round < ROUNDS; round++)); do
         target=${targets[$(((k + round) % count))]}
         out="$WORK/run$round-$target.txt"
         load_run "$target" "$DURATION" "$out" || fail "load against $target failed: $(tail -3 "$out")"
-        if [ "$PROTO" = h2 ]; then
+        if [ "$PROTO" != h1 ]; then
             # "finished in 10.00s, 12345.60 req/s, …"; "requests: N total, N started, N done, N succeeded, N failed, N errored, …"
             rps=$(awk '/^finished in/ { print $4 }' "$out")
             p50=$(h2_percentile "$out.log" 50)
