@@ -340,18 +340,11 @@ public enum HTTPHeadParser {
 
     // MARK: Bytes
 
-    /// RFC 9110 tchar: DIGIT, ALPHA and ! # $ % & ' * + - . ^ _ ` | ~.
+    /// RFC 9110 tchar (`HTTPTokens`).
     @inline(__always)
     static func isTokenCharacter(_ byte: UInt8) -> Bool {
-        // A bitmap of the 128 ASCII bytes (bit n of the pair is byte n): a shift and a mask per byte, where
-        // the switch compiled to a chain of range tests.
-        byte < 64
-            ? (tokenBitsLow >> UInt64(byte)) & 1 != 0 : (tokenBitsHigh >> UInt64(byte & 63)) & 1 != 0 && byte < 128
+        HTTPTokens.isTokenCharacter(byte)
     }
-
-    /// Bytes 0–63 and 64–127 that are tchar.
-    @inline(__always) private static var tokenBitsLow: UInt64 { 0x03FF_6CFA_0000_0000 }
-    @inline(__always) private static var tokenBitsHigh: UInt64 { 0x57FF_FFFF_C7FF_FFFE }
 
     /// HTAB, SP, VCHAR, obs-text.
     @inline(__always)

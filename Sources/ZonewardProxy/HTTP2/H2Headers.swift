@@ -172,7 +172,7 @@ enum H2Headers {
                     return true
                 }
                 regularSeen = true
-                for byte in name where !HTTPHeadParser.isTokenCharacter(byte) || (byte &- UInt8(ascii: "A")) < 26 {
+                for byte in name where !HTTPTokens.isTokenCharacter(byte) || (byte &- UInt8(ascii: "A")) < 26 {
                     return false
                 }
                 return true

@@ -1,0 +1,1 @@
+../../Sources/ZonewardProxy/HTTP/HTTPTokens.swift
