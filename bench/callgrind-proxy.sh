@@ -13,6 +13,7 @@
 #   swift build -c release && bash bench/callgrind-proxy.sh
 #   ZONEWARD_BIN=/tmp/zoneward-before OUT=/tmp/cg-before bash bench/callgrind-proxy.sh
 #   PROTO=h2 bash bench/callgrind-proxy.sh   # per HTTP/2 stream: h2c end to end, loaded by h2load
+#   PROTO=h2h1 bash bench/callgrind-proxy.sh # per HTTP/2 stream bridged to an HTTP/1.1 backend
 #
 # PROTO=h2: nginx listens with `http2` (h2c), the service has `upstreamProtocol: http2`, and h2load opens
 # CONNECTIONS connections with STREAMS [8] concurrent streams each; the count is per stream.
@@ -50,7 +51,12 @@ h2)
     h2_listen=" http2" upstream_protocol=http2 curl_proto=(--http2-prior-knowledge)
     command -v h2load >/dev/null || fail "PROTO=h2 needs h2load (apt-get install -y nghttp2-client)"
     ;;
-*) fail "PROTO=$PROTO: expected h1 or h2" ;;
+h2h1)
+    # HTTP/2 clients, an HTTP/1.1 backend: the bridge.
+    h2_listen="" upstream_protocol=http1 curl_proto=(--http2-prior-knowledge)
+    command -v h2load >/dev/null || fail "PROTO=h2h1 needs h2load (apt-get install -y nghttp2-client)"
+    ;;
+*) fail "PROTO=$PROTO: expected h1, h2 or h2h1" ;;
 esac
 [ -x "$ZONEWARD_BIN" ] || fail "no release binary at $ZONEWARD_BIN (swift build -c release)"
 DEMANGLE=$(command -v swift-demangle || true)
@@ -134,7 +140,7 @@ requests_counted() {
 
 # load SECONDS OUTPUT: wrk, or h2load for PROTO=h2.
 load() {
-    if [ "$PROTO" = h2 ]; then
+    if [ "$PROTO" != h1 ]; then
         h2load -t1 -c"$CONNECTIONS" -m"$STREAMS" -D"$1" "http://$HOST:$PROXY_PORT/" >"$2" 2>&1
     else
         wrk -t1 -c"$CONNECTIONS" -d"${1}s" "http://$HOST:$PROXY_PORT/" >"$2" 2>&1
@@ -165,6 +171,7 @@ total=$(awk '/PROGRAM TOTALS/ { gsub(/,/, "", $1); print $1 }' "$OUT/exclusive.t
 
 load_tool="wrk -c$CONNECTIONS"
 [ "$PROTO" = h2 ] && load_tool="h2load -c$CONNECTIONS -m$STREAMS (h2c both sides)"
+[ "$PROTO" = h2h1 ] && load_tool="h2load -c$CONNECTIONS -m$STREAMS (h2c clients, HTTP/1.1 backend)"
 echo "# callgrind-proxy: $(basename "$ZONEWARD_BIN") ($ZONEWARD_BIN), $load_tool for ${DURATION}s, body ${BODY_BYTES} B"
 echo "# requests counted by the proxy: $requests; instructions: $total"
 awk -v total="$total" -v n="$requests" 'BEGIN { printf "instructions per request: %.0f\n\n", total / n }'
