@@ -11,8 +11,11 @@
 # printing wall time, throughput (of the database's size), output size and peak RSS (GNU time's maximum
 # resident set: for a pipeline, its largest process). Zoneward does more than the pipelines: it hashes the
 # object (SHA-256) and checks the size written before it counts, counts rows for the
-# manifest, and a restore runs PRAGMA integrity_check and compares row counts; the `+check` line adds
-# that integrity_check to the pipeline's restore, for a like-for-like figure.
+# manifest, and a restore of a backup not yet verified runs PRAGMA integrity_check and compares row
+# counts; the `+check` line adds that integrity_check to the pipeline's restore, for a like-for-like figure.
+# The `-verified` lines restore the same backups once `zoneward backup verify` passed them (not timed): the
+# restore then checks the SHA-256 only (the content checks already passed on those bytes), like for like
+# with the bare pipelines.
 # Needs a release build, sqlite3, zstd, pigz, openssl, GNU time; not run in CI.
 #   swift build -c release
 #   bash bench/backup-bench.sh                        SIZE_MIB=128 SHAPES=text bash bench/backup-bench.sh
@@ -135,6 +138,12 @@ YAML
         "${ENC[*]} -d -in '$WORK/copy.gz.enc' | pigz -d >'$WORK/restored-gzip-pipe.db'"
     measure openssl+pigz-d+check "$WORK/restored-gzip-pipe.db" bash -c \
         "${ENC[*]} -d -in '$WORK/copy.gz.enc' | pigz -d >'$WORK/restored-gzip-pipe.db' && sqlite3 '$WORK/restored-gzip-pipe.db' 'PRAGMA integrity_check; SELECT COUNT(*) FROM events' >/dev/null"
+    "${ZW[@]}" backup verify "$ZSTD_ID" "${OPTS[@]}" >/dev/null
+    "${ZW[@]}" backup verify "$GZIP_ID" "${OPTS[@]}" >/dev/null
+    measure zoneward-restore-zstd-verified "$WORK/restored-zstd.db" \
+        "${ZW[@]}" backup restore "$ZSTD_ID" --force --to "$WORK/restored-zstd.db" "${OPTS[@]}"
+    measure zoneward-restore-gzip-verified "$WORK/restored-gzip.db" \
+        "${ZW[@]}" backup restore "$GZIP_ID" --force --to "$WORK/restored-gzip.db" "${OPTS[@]}"
     cmp -s "$WORK/restored-zstd.db" "$WORK/restored-gzip.db" || echo "  warning: the two restores differ" >&2
     echo "  ratios ($SHAPE):"
     ratio zoneward-zstd sqlite3+zstd-1-T0+openssl
@@ -143,6 +152,8 @@ YAML
     ratio zoneward-restore-zstd openssl+zstd-d+check
     ratio zoneward-restore-gzip openssl+pigz-d
     ratio zoneward-restore-gzip openssl+pigz-d+check
+    ratio zoneward-restore-zstd-verified openssl+zstd-d
+    ratio zoneward-restore-gzip-verified openssl+pigz-d
 done
 echo
 echo "machine after: load $(cut -d' ' -f1-3 /proc/loadavg)"

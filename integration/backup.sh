@@ -128,6 +128,8 @@ rm "$WORK/backups/app/$ID.zwb"
 run_zw 0 "verify again from the S3 copy only" backup verify "$ID" "${CONFIG[@]}"
 run_zw 0 "restore to a new file" backup restore "$ID" --to "$WORK/restored.db" "${CONFIG[@]}"
 check "the restored database passes integrity_check" bash -c "python3 -c \"import sqlite3; assert sqlite3.connect('$WORK/restored.db').execute('PRAGMA integrity_check').fetchone()[0]=='ok'\""
+run_zw 0 "a verified backup restores with --full-check too (integrity_check and row counts again)" \
+    backup restore "$ID" --to "$WORK/restored-full.db" --full-check "${CONFIG[@]}"
 run_zw 1 "restore never overwrites without --force" backup restore "$ID" --to "$WORK/restored.db" "${CONFIG[@]}"
 check "the refusal says so" contains "$ERR" "pass --force"
 touch "$WORK/restored.db-wal"

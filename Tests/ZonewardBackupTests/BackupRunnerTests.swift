@@ -60,6 +60,28 @@ import ZonewardState
         try await runner.restore(record.id, to: restored, force: true)
     }
 
+    /// A verified backup's bytes (SHA-256 checked on every restore) already passed integrity_check and the
+    /// row counts: a restore does not repeat them unless asked. A manifest whose row count is wrong shows which
+    /// ran: an unverified record fails on it, a verified one restores, and `fullCheck` fails again.
+    @Test func aVerifiedBackupRestoresWithoutRepeatingItsContentChecks() async throws {
+        let record = try await runner.run(job)
+        let wrong = record.manifest.replacingOccurrences(of: "\"items\" : 2000", with: "\"items\" : 1999")
+        #expect(wrong != record.manifest)
+        var unverified = record
+        unverified.manifest = wrong
+        let path = directory.appendingPathComponent("checked.db").path
+        await #expect(throws: BackupError.self) { try await runner.restore(record: unverified, to: path, force: true) }
+        #expect(!FileManager.default.fileExists(atPath: path))
+        var verified = unverified
+        verified.state = .verified
+        try await runner.restore(record: verified, to: path, force: true)
+        let count = try await DatabaseQueue(path: path).read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM items") }
+        #expect(count == 2000)
+        await #expect(throws: BackupError.self) {
+            try await runner.restore(record: verified, to: path, force: true, fullCheck: true)
+        }
+    }
+
     @Test func aCorruptObjectFailsVerificationNamingTheChunk() async throws {
         let record = try await runner.run(job)
         for path in record.objectPaths {
