@@ -404,30 +404,26 @@ final class RawFile: @unchecked Sendable {
 
     /// Up to `count` bytes: fewer only at the end of the file.
     func read(upTo count: Int) throws -> [UInt8] {
-        guard count > 0 else { return [] }
-        return try [UInt8](filling: count) { buffer in
-            var total = 0
-            while total < count {
-                let got = readBytes(descriptor, buffer.baseAddress.map { $0 + total }, count - total)
-                if got == 0 { break }
-                if got < 0 {
-                    if errno == EINTR { continue }
-                    throw BackupError.io("cannot read \(path): \(String(cString: strerror(errno)))")
-                }
-                total += got
-            }
-            return total
-        }
+        try fill(count) { pointer, length, _ in readBytes(descriptor, pointer, length) }
     }
 
     /// Up to `count` bytes from byte `offset` (pread(2): the file's position is untouched, so one file may be
     /// read at several places at once); fewer only at the end of the file.
     func read(at offset: Int, upTo count: Int) throws -> [UInt8] {
+        try fill(count) { pointer, length, done in pread(descriptor, pointer, length, off_t(offset + done)) }
+    }
+
+    /// Up to `count` bytes from repeated `read(pointer, length, bytesSoFar)` calls (retried on EINTR) until
+    /// `count` or the end of the file.
+    private func fill(
+        _ count: Int,
+        _ read: (UnsafeMutablePointer<UInt8>?, Int, Int) -> Int
+    ) throws -> [UInt8] {
         guard count > 0 else { return [] }
         return try [UInt8](filling: count) { buffer in
             var total = 0
             while total < count {
-                let got = pread(descriptor, buffer.baseAddress.map { $0 + total }, count - total, off_t(offset + total))
+                let got = read(buffer.baseAddress.map { $0 + total }, count - total, total)
                 if got == 0 { break }
                 if got < 0 {
                     if errno == EINTR { continue }

@@ -136,6 +136,22 @@ import ZonewardModel
             try pump()
         }
 
+        /// A whole request (head and a one-byte body) from the client: the endpoint's stream for it.
+        func requestSent(grpc: Bool) throws -> EndpointStream {
+            try clientSends(H2StreamRelayTests.request(grpc: grpc))
+            try clientSends(H2StreamRelayTests.data("x", end: true))
+            return try #require(streams.last)
+        }
+
+        /// The DATA bytes the proxy wrote to the client stream since the last call.
+        func clientDataBytes() throws -> Int {
+            var count = 0
+            for case .data(let data) in try clientReceived() {
+                if case .byteBuffer(let bytes) = data.data { count += bytes.readableBytes }
+            }
+            return count
+        }
+
         /// Frames the proxy wrote to the client stream so far.
         func clientReceived() throws -> [HTTP2Frame.FramePayload] {
             var frames: [HTTP2Frame.FramePayload] = []
@@ -161,6 +177,12 @@ import ZonewardModel
 
     static func data(_ text: String, end: Bool) -> HTTP2Frame.FramePayload {
         .data(.init(data: .byteBuffer(ByteBuffer(string: text)), endStream: end))
+    }
+
+    /// The first header block the proxy wrote to the client.
+    static func responseHead(_ frames: [HTTP2Frame.FramePayload]) -> HPACKHeaders? {
+        for case .headers(let headers) in frames { return headers.headers }
+        return nil
     }
 
     static func grpcStatus(_ frames: [HTTP2Frame.FramePayload]) -> Int? {
@@ -202,9 +224,7 @@ import ZonewardModel
 
     @Test func anUpstreamResetAfterHeadersEndsAGRPCCallUnavailable() throws {
         let harness = try Harness()
-        try harness.clientSends(Self.request(grpc: true))
-        try harness.clientSends(Self.data("x", end: true))
-        let stream = try #require(harness.streams.first)
+        let stream = try harness.requestSent(grpc: true)
         stream.send(.headers(.init(headers: [":status": "200", "content-type": "application/grpc"])))
         stream.send(.rstStream(.internalError))
         try harness.pump()
@@ -221,18 +241,12 @@ import ZonewardModel
 
     @Test func anUpstreamResetBeforeHeadersIsA502ForPlainHTTP2() throws {
         let harness = try Harness()
-        try harness.clientSends(Self.request(grpc: false))
-        try harness.clientSends(Self.data("x", end: true))
-        let stream = try #require(harness.streams.first)
+        let stream = try harness.requestSent(grpc: false)
         stream.send(.rstStream(.internalError))
         try harness.pump()
-        let frames = try harness.clientReceived()
-        guard case .headers(let head) = frames.first else {
-            Issue.record("no response: \(frames)")
-            return
-        }
-        #expect(head.headers.first(name: ":status") == "502")
-        #expect(head.headers.first(name: "x-zoneward-error") == "upstream-reset")
+        let head = try #require(Self.responseHead(try harness.clientReceived()))
+        #expect(head.first(name: ":status") == "502")
+        #expect(head.first(name: "x-zoneward-error") == "upstream-reset")
     }
 
     @Test func grpcTimeoutEndsTheCallWithDeadlineExceededAndCancelsUpstream() throws {
@@ -284,20 +298,14 @@ import ZonewardModel
     ])
     func aMalformedResponseHeadIsA502(_ fields: [(String, String)]) throws {
         let harness = try Harness()
-        try harness.clientSends(Self.request(grpc: false))
-        try harness.clientSends(Self.data("x", end: true))
-        let stream = try #require(harness.streams.first)
+        let stream = try harness.requestSent(grpc: false)
         var headers = HPACKHeaders()
         for (name, value) in fields { headers.add(name: name, value: value) }
         stream.send(.headers(.init(headers: headers)))
         try harness.pump()
-        let frames = try harness.clientReceived()
-        guard case .headers(let head) = frames.first else {
-            Issue.record("no response: \(frames)")
-            return
-        }
-        #expect(head.headers.first(name: ":status") == "502")
-        #expect(head.headers.first(name: "x-bad") == nil)
+        let head = try #require(Self.responseHead(try harness.clientReceived()))
+        #expect(head.first(name: ":status") == "502")
+        #expect(head.first(name: "x-bad") == nil)
         #expect(stream.closed)
         #expect(harness.outstanding == 0)
     }
@@ -305,9 +313,7 @@ import ZonewardModel
     /// Trailers with a pseudo-header are malformed too: the gRPC call ends UNAVAILABLE.
     @Test func malformedTrailersEndAGRPCCallUnavailable() throws {
         let harness = try Harness()
-        try harness.clientSends(Self.request(grpc: true))
-        try harness.clientSends(Self.data("x", end: true))
-        let stream = try #require(harness.streams.first)
+        let stream = try harness.requestSent(grpc: true)
         stream.send(.headers(.init(headers: [":status": "200", "content-type": "application/grpc"])))
         stream.send(.headers(.init(headers: [":status": "200", "grpc-status": "0"], endStream: true)))
         try harness.pump()
@@ -319,21 +325,15 @@ import ZonewardModel
     /// forgets the stream and stops ticking once nothing is watched.
     @Test func aSilentEndpointIsA504AfterUpstreamRead() throws {
         let harness = try Harness()
-        try harness.clientSends(Self.request(grpc: false))
-        try harness.clientSends(Self.data("x", end: true))
-        let stream = try #require(harness.streams.first)
+        let stream = try harness.requestSent(grpc: false)
         let watch = try #require(harness.pool?.silence)
         #expect(watch.count == 1)
         harness.loop.advanceTime(by: .seconds(29))
         #expect(try harness.clientReceived().isEmpty)
         harness.loop.advanceTime(by: .seconds(2))
         try harness.pump()
-        let frames = try harness.clientReceived()
-        guard case .headers(let head) = frames.first else {
-            Issue.record("no response: \(frames)")
-            return
-        }
-        #expect(head.headers.first(name: ":status") == "504")
+        let head = try #require(Self.responseHead(try harness.clientReceived()))
+        #expect(head.first(name: ":status") == "504")
         #expect(stream.closed)
         #expect(watch.count == 0)
         harness.loop.advanceTime(by: .seconds(1))
@@ -344,9 +344,7 @@ import ZonewardModel
     /// A stream answered in time leaves the watch.
     @Test func anAnsweredStreamLeavesTheSilenceWatch() throws {
         let harness = try Harness()
-        try harness.clientSends(Self.request(grpc: false))
-        try harness.clientSends(Self.data("x", end: true))
-        let stream = try #require(harness.streams.first)
+        let stream = try harness.requestSent(grpc: false)
         let watch = try #require(harness.pool?.silence)
         #expect(watch.count == 1)
         stream.send(.headers(.init(headers: [":status": "200"], endStream: true)))
@@ -360,9 +358,7 @@ import ZonewardModel
     /// the connection's) as the client stream takes the bytes.
     @Test func aResponseLargerThanTheWindowsIsRelayedWhole() throws {
         let harness = try Harness()
-        try harness.clientSends(Self.request(grpc: false))
-        try harness.clientSends(Self.data("x", end: true))
-        let stream = try #require(harness.streams.first)
+        let stream = try harness.requestSent(grpc: false)
         stream.send(.headers(.init(headers: [":status": "200"])))
         let chunk = String(repeating: "z", count: 16_384)
         let chunks = 1_024  // 16 MiB: 64 stream windows, 2 connection windows
@@ -371,15 +367,11 @@ import ZonewardModel
             stream.send(Self.data(chunk, end: index == chunks - 1))
             if index % 32 == 31 {
                 try harness.pump()
-                for case .data(let data) in try harness.clientReceived() {
-                    if case .byteBuffer(let bytes) = data.data { received += bytes.readableBytes }
-                }
+                received += try harness.clientDataBytes()
             }
         }
         try harness.pump()
-        for case .data(let data) in try harness.clientReceived() {
-            if case .byteBuffer(let bytes) = data.data { received += bytes.readableBytes }
-        }
+        received += try harness.clientDataBytes()
         #expect(received == chunks * 16_384)
         #expect(harness.outstanding == 0)
     }
@@ -389,9 +381,7 @@ import ZonewardModel
     @Test func aStalledClientHoldsTheEndpointToAWindowAndResumes() throws {
         let harness = try Harness()
         let client = try #require(harness.clientChannel)
-        try harness.clientSends(Self.request(grpc: false))
-        try harness.clientSends(Self.data("x", end: true))
-        let stream = try #require(harness.streams.first)
+        let stream = try harness.requestSent(grpc: false)
         client.isWritable = false
         client.pipeline.fireChannelWritabilityChanged()
         stream.send(.headers(.init(headers: [":status": "200"])))
@@ -399,19 +389,13 @@ import ZonewardModel
         let chunks = 64  // 1 MiB: four stream windows
         for index in 0..<chunks { stream.send(Self.data(chunk, end: index == chunks - 1)) }
         try harness.pump()
-        var received = 0
-        func take() throws {
-            for case .data(let data) in try harness.clientReceived() {
-                if case .byteBuffer(let bytes) = data.data { received += bytes.readableBytes }
-            }
-        }
-        try take()
+        var received = try harness.clientDataBytes()
         #expect(received <= H2Limits.streamWindow, "held to one window: \(received)")
         #expect(received >= H2Limits.streamWindow / 2)
         client.isWritable = true
         client.pipeline.fireChannelWritabilityChanged()
         try harness.pump()
-        try take()
+        received += try harness.clientDataBytes()
         #expect(received == chunks * 16_384)
     }
 
