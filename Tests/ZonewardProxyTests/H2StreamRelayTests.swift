@@ -83,6 +83,8 @@ import ZonewardModel
 
         var clientChannel: EmbeddedChannel?
         var pool: H2UpstreamPool?
+        /// false: endpoint streams read nothing, so they give no window back.
+        var endpointReads = true
 
         private func openConnection() throws -> any Channel {
             let proxySide = EmbeddedChannel(loop: loop)
@@ -99,6 +101,7 @@ import ZonewardModel
                     stream.eventLoop.makeCompletedFuture {
                         let handler = EndpointStream()
                         bound.value.streams.append(handler)
+                        if !bound.value.endpointReads { try stream.syncOptions?.setOption(.autoRead, value: false) }
                         try stream.pipeline.syncOperations.addHandler(handler)
                     }
                 }
@@ -141,6 +144,22 @@ import ZonewardModel
             try clientSends(H2StreamRelayTests.request(grpc: grpc))
             try clientSends(H2StreamRelayTests.data("x", end: true))
             return try #require(streams.last)
+        }
+
+        /// The types of the frames the proxy's first upstream connection wrote since the last call (not carried).
+        func upstreamFrameTypes() throws -> [UInt8] {
+            var types: [UInt8] = []
+            guard let proxy = connections.first?.proxy else { return types }
+            loop.run()
+            while var bytes = try proxy.readOutbound(as: ByteBuffer.self) {
+                while let length = bytes.readInteger(as: UInt8.self).flatMap({ high in
+                    bytes.readInteger(as: UInt16.self).map { Int(high) << 16 | Int($0) }
+                }), let type = bytes.readInteger(as: UInt8.self) {
+                    types.append(type)
+                    bytes.moveReaderIndex(forwardBy: min(bytes.readableBytes, 5 + length))
+                }
+            }
+            return types
         }
 
         /// The DATA bytes the proxy wrote to the client stream since the last call.
@@ -399,26 +418,68 @@ import ZonewardModel
         #expect(received == chunks * 16_384)
     }
 
-    /// A connection carrying a stream that goes silent for a sweep (30 s) is sent a PING; an endpoint that
-    /// answers keeps it; one that stays silent another sweep has it closed, and the call ends UNAVAILABLE.
+    /// A connection carrying a stream that reads nothing for 5 minutes (ten 30 s sweeps) is sent a PING, no
+    /// sooner (gRPC servers close connections that PING more often); an endpoint that answers keeps it; one
+    /// that stays silent 60 s more has it closed, and the call ends UNAVAILABLE.
     @Test func aSilentUpstreamConnectionIsPingedThenClosed() throws {
         let harness = try Harness()
-        try harness.clientSends(Self.request(grpc: true))
-        try harness.clientSends(Self.data("x", end: true))
-        #expect(harness.streams.count == 1)
-        for _ in 0..<4 {
+        _ = try harness.requestSent(grpc: true)
+        let proxy = try #require(harness.connections.first?.proxy)
+        var pings = 0
+        func sweep() throws {
             harness.loop.advanceTime(by: .seconds(30))
+            while let bytes = try proxy.readOutbound(as: ByteBuffer.self) {
+                // Frame type 6 (PING) in the 9-byte frame header; the sweep writes it on its own.
+                if bytes.readableBytes == 17, bytes.getInteger(at: bytes.readerIndex + 3, as: UInt8.self) == 6 {
+                    pings += 1
+                }
+                try harness.connections[0].endpoint.writeInbound(bytes)
+            }
             try harness.pump()
         }
-        #expect(try harness.clientReceived().isEmpty, "a live endpoint answers the PING")
-        let proxy = try #require(harness.connections.first?.proxy)
-        // The endpoint goes silent: nothing is carried to it any more.
-        harness.loop.advanceTime(by: .seconds(30))
-        harness.loop.advanceTime(by: .seconds(30))
-        harness.loop.advanceTime(by: .seconds(30))
+        for _ in 0..<10 { try sweep() }
+        #expect(pings == 0, "no PING before 5 minutes of silence")
+        try sweep()
+        #expect(pings == 1)
+        for _ in 0..<9 { try sweep() }
+        #expect(pings == 1, "answered: the next PING waits another 5 minutes")
+        #expect(proxy.isActive)
+        #expect(try harness.clientReceived().isEmpty)
+        // The endpoint goes silent: what the proxy writes is no longer carried to it.
+        var pingedAt: Int?
+        var closedAt: Int?
+        for index in 1...20 where closedAt == nil {
+            harness.loop.advanceTime(by: .seconds(30))
+            while let bytes = try proxy.readOutbound(as: ByteBuffer.self) {
+                if bytes.readableBytes == 17, bytes.getInteger(at: bytes.readerIndex + 3, as: UInt8.self) == 6 {
+                    pingedAt = index
+                }
+            }
+            if !proxy.isActive { closedAt = index }
+        }
+        let pinged = try #require(pingedAt)
+        #expect(closedAt == pinged + 2, "given up 60 s after an unanswered PING")
         harness.loop.run()
         #expect(!proxy.isActive)
         #expect(Self.grpcStatus(try harness.clientReceived()) == 14)
+        #expect(harness.outstanding == 0)
+    }
+
+    /// A stream whose END_STREAM still waits behind DATA the endpoint's window holds back is open at the
+    /// endpoint: cancelled (the client went away after the answer), it is reset there, not just forgotten
+    /// here with its slot given back.
+    @Test func aCancelledStreamWithItsEndStillBufferedIsReset() throws {
+        let harness = try Harness()
+        harness.endpointReads = false
+        try harness.clientSends(Self.request(grpc: false))
+        try harness.clientSends(Self.data(String(repeating: "b", count: 100_000), end: true))
+        let stream = try #require(harness.streams.last)
+        stream.send(.headers(.init(headers: [":status": "413"], endStream: true)))
+        try harness.pump()
+        #expect(Self.responseHead(try harness.clientReceived())?.first(name: ":status") == "413")
+        _ = try harness.upstreamFrameTypes()
+        try harness.clientChannel?.close().wait()
+        #expect(try harness.upstreamFrameTypes().contains(3), "RST_STREAM (type 3) to the endpoint")
         #expect(harness.outstanding == 0)
     }
 }

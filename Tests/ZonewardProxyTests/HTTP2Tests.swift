@@ -111,6 +111,12 @@ import Testing
             )
         }
         #expect(H2Headers.isValidFromUpstream([":status": "200", "x": "", "y": "a\tb c"], trailers: false))
+        for status in ["0200", "abc", "20", "600", "101"] {
+            #expect(!H2Headers.isValidFromUpstream([":status": status], trailers: false), "\(status)")
+        }
+        #expect(H2Headers.isValidFromUpstream([":status": "103"], trailers: false))
+        #expect(!H2Headers.isValidFromUpstream([":status": "103"], trailers: false, endStream: true))
+        #expect(H2Headers.isValidFromUpstream([":status": "204"], trailers: false, endStream: true))
     }
 
     @Test(arguments: [

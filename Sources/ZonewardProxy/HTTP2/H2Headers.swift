@@ -154,13 +154,14 @@ enum H2Headers {
 
     /// Whether a header block an endpoint sent may be relayed (RFC 9113 §8.2, §8.3): names are lowercase
     /// tokens; values hold no NUL, CR or LF and no leading or trailing space or tab; pseudo-header fields
-    /// come first, and only `:status`, once, in a response head (`trailers: false`), none in trailers.
+    /// come first, and only `:status`, once, in a response head (`trailers: false`), none in trailers; that
+    /// status is three digits, not 101, and a 1xx head does not end the stream (`endStream`).
     ///
     /// Upstream connections run NIOHTTP2 without its header-block validation: requests sent there were
     /// validated when the client's NIOHTTP2 received them, and this one pass stands for NIOHTTP2's on
     /// responses, so each block is checked once instead of twice (NIOHTTP2's validation, per block sent and
     /// received, cost about 38,000 of 342,000 instructions per proxied stream).
-    static func isValidFromUpstream(_ headers: HPACKHeaders, trailers: Bool) -> Bool {
+    static func isValidFromUpstream(_ headers: HPACKHeaders, trailers: Bool, endStream: Bool = false) -> Bool {
         var regularSeen = false
         var statusSeen = false
         for (name, value, _) in headers {
@@ -179,7 +180,11 @@ enum H2Headers {
             }
             guard valid, utf8Bytes(of: value, isValidValue) else { return false }
         }
-        return trailers || statusSeen
+        guard !trailers else { return true }
+        // A head's `:status` is three digits, 100–599 (not 101: no upgrade in HTTP/2, RFC 9113 §8.6), and an
+        // informational one never ends the stream (§8.1).
+        guard statusSeen, let status = status(headers), status != 101 else { return false }
+        return status >= 200 || !endStream
     }
 
     /// A field value holds no NUL, CR or LF and starts and ends with no space or tab (RFC 9113 §8.2.1).

@@ -95,7 +95,15 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler {
     /// Frames read so far, and how many the last keepalive check saw (`keepAlive`).
     private var framesRead: UInt64 = 0
     private var framesAtLastCheck: UInt64 = 0
-    private var pingSent = false
+    /// Keepalive checks in a row that saw no frame, and the one a PING went out at (nil: none outstanding).
+    private var silentChecks = 0
+    private var pingSentAt: Int?
+    /// Silent checks (of the pool's 30 s sweep) before a PING: 5 minutes. gRPC servers count a PING sooner
+    /// than 5 minutes after the last one as abuse and close the connection after a few (grpc-go, grpc-java
+    /// and grpc-core's default `MinTime`), which would end every stream on it.
+    static let checksBeforePing = 10
+    /// Silent checks after the PING before the connection is given up: 60 s without its ACK or any frame.
+    static let checksForAck = 2
 
     init(
         connection: H2UpstreamConnection,
@@ -128,6 +136,14 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
+        forgetTouched()
+    }
+
+    /// A read that closed the connection gets no `channelReadComplete`: the streams it touched (which hold
+    /// this handler) must not stay listed here.
+    private func forgetTouched() {
+        for stream in touched { stream.touched = false }
+        touched.removeAll()
     }
 
     // MARK: Streams
@@ -180,7 +196,10 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler {
 
     fileprivate func cancel(_ stream: H2UpstreamStream) {
         guard !stream.isClosed else { return }
-        let open = !(stream.inboundEnded && stream.outboundEnded)
+        // Both ends ended and nothing of ours still buffered in NIOHTTP2 (an END_STREAM behind DATA the
+        // endpoint's window holds back has not left yet): NIOHTTP2 closed the stream, and a reset would only
+        // be noise for the endpoint. Otherwise it is still open there, and holds one of its stream slots.
+        let open = !(stream.inboundEnded && stream.outboundEnded && stream.pendingOutbound == 0)
         forget(stream)
         if open {
             write(HTTP2Frame(streamID: stream.id, payload: .rstStream(.cancel)))
@@ -232,19 +251,22 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler {
         context?.write(wrapOutboundOut(frame), promise: nil)
     }
 
-    /// Called by the pool's sweeper while streams are open: a connection that read nothing since the last
-    /// call gets a PING; one that still read nothing (not even the PING's ACK) is closed.
+    /// Called by the pool's sweeper (every 30 s) while streams are open: a connection that read nothing for
+    /// `checksBeforePing` checks gets a PING; one that then reads nothing for `checksForAck` more checks (not
+    /// even the PING's ACK) is closed, so its streams end instead of waiting on a peer that is gone.
     func keepAlive() {
         guard let context else { return }
         defer { framesAtLastCheck = framesRead }
         guard framesRead == framesAtLastCheck else {
-            pingSent = false
+            silentChecks = 0
+            pingSentAt = nil
             return
         }
-        if pingSent {
-            context.close(promise: nil)
-        } else {
-            pingSent = true
+        silentChecks += 1
+        if let sentAt = pingSentAt {
+            if silentChecks - sentAt >= Self.checksForAck { context.close(promise: nil) }
+        } else if silentChecks >= Self.checksBeforePing {
+            pingSentAt = silentChecks
             write(HTTP2Frame(streamID: .rootStream, payload: .ping(HTTP2PingData(withInteger: framesRead), ack: false)))
             context.flush()
         }
@@ -266,7 +288,13 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler {
         case .headers(let headers):
             // NIOHTTP2 does not validate header blocks on upstream connections (see `isValidFromUpstream`):
             // a malformed one is this stream's protocol error, as NIOHTTP2 would have made it.
-            guard H2Headers.isValidFromUpstream(headers.headers, trailers: stream.finalHeadSeen) else {
+            guard
+                H2Headers.isValidFromUpstream(
+                    headers.headers,
+                    trailers: stream.finalHeadSeen,
+                    endStream: headers.endStream
+                )
+            else {
                 let owner = stream.owner
                 cancelWith(stream, code: .protocolError)
                 owner?.upstreamClosed(.protocolError, refused: false)
@@ -367,6 +395,7 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler {
         connection.failIfNotReady(H2UpstreamPool.Failure.closed)
         pool.connectionClosed(connection)
         for stream in Array(streams.values) { end(stream, code: nil) }
+        forgetTouched()
         context.fireChannelInactive()
     }
 
@@ -374,10 +403,12 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler {
     /// connection closes it; anything else stops new streams here while the others finish.
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if let streamError = error as? NIOHTTP2Errors.StreamError {
+            // A frame of ours NIOHTTP2 refused (it resets only the streams whose inbound frames fail): reset
+            // the stream here, so it does not stay open at the endpoint after its slot is given back.
             if let stream = streams[streamError.streamID] {
-                stream.inboundEnded = true
-                stream.outboundEnded = true
-                end(stream, code: .protocolError)
+                let owner = stream.owner
+                cancelWith(stream, code: .internalError)
+                owner?.upstreamClosed(.internalError, refused: false)
             }
             return
         }
