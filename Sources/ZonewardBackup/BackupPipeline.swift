@@ -208,7 +208,7 @@ public enum BackupPipeline {
         if length > head.count { head += try source.read(upTo: length - head.count) }
         let header = try ObjectHeader(parsing: head)
         guard header.keyId == key.id else { throw BackupError.wrongKey(expected: header.keyId, actual: key.id) }
-        let writer = try createPrivateFile(output)
+        let writer = try WritebackFile(creating: output)
         var succeeded = false
         defer {
             try? writer.close()
@@ -243,7 +243,7 @@ public enum BackupPipeline {
         header: ObjectHeader,
         codec: BlockCodec,
         key: BackupKey,
-        writer: FileHandle,
+        writer: WritebackFile,
         workers: Int,
         progress: (@Sendable (Int64) -> Void)?
     ) throws -> PipelineResult {
@@ -324,7 +324,7 @@ public enum BackupPipeline {
         _ source: any ByteSource,
         header: ObjectHeader,
         key: BackupKey,
-        writer: FileHandle,
+        writer: WritebackFile,
         progress: (@Sendable (Int64) -> Void)?
     ) throws -> PipelineResult {
         var opener = ChunkOpener(key: key)

@@ -18,12 +18,12 @@ protocol ObjectSink: AnyObject, Sendable {
 /// A new file (mode 0600), fsynced by `finish` unless told not to.
 final class FileObjectSink: ObjectSink, @unchecked Sendable {
     let path: String
-    private let handle: FileHandle
+    private let handle: WritebackFile
     private let synchronize: Bool
 
     init(path: String, synchronize: Bool = true) throws {
         self.path = path
-        self.handle = try createPrivateFile(path)
+        self.handle = try WritebackFile(creating: path)
         self.synchronize = synchronize
     }
 
