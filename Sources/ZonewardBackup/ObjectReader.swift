@@ -177,8 +177,14 @@ final class StreamedObjectReader: ByteSource, @unchecked Sendable {
                 }
                 problem = BackupError.io("the download of \(name) ended at byte \(reached) of \(size)")
             } catch {
-                let stop = condition.withLock { cancelled }
+                let (stop, reached) = condition.withLock { (cancelled, received) }
                 if stop || Task.isCancelled { return }
+                // Every byte arrived before the connection failed: nothing is left to resume (a Range from
+                // the end would be refused, 416).
+                if reached == size {
+                    end(nil)
+                    return
+                }
                 if !Self.resumable(error) {
                     end(error)
                     return

@@ -93,6 +93,9 @@ final class MultipartUploadSink: ObjectSink, @unchecked Sendable {
     private var uploadId: String?
     private var etags: [Int: String] = [:]
     private var running: [Int: Task<Void, Never>] = [:]
+    /// The one request the writer waits on (the single PUT, the create, the complete): cancelled with the
+    /// parts, so a cancelled run does not wait out its retries.
+    private var request: Task<Void, Never>?
     /// Spool slots no part fills or uploads from.
     private var freeSlots: [Int]
     private var failure: (any Error)?
@@ -150,7 +153,7 @@ final class MultipartUploadSink: ObjectSink, @unchecked Sendable {
         try checkFailure()
         if nextPart == 1 {
             let body = filledRange()
-            try waitForTask { [store, key] in try await store.putObject(key: key, body: body) }
+            try awaitRequest { [store, key] in try await store.putObject(key: key, body: body) }
             condition.withLock { completed = true }
             removeSpools()
             return
@@ -166,7 +169,7 @@ final class MultipartUploadSink: ObjectSink, @unchecked Sendable {
             throw BackupError.io("internal: \(parts.count) parts of \(key) uploaded, \(nextPart - 1) sent")
         }
         removeSpools()
-        try waitForTask { [store, key] in
+        try awaitRequest { [store, key] in
             try await store.completeMultipartUpload(key: key, uploadId: uploadId, parts: parts)
         }
         condition.withLock { completed = true }
@@ -178,6 +181,7 @@ final class MultipartUploadSink: ObjectSink, @unchecked Sendable {
         condition.withLock {
             if failure == nil { failure = CancellationError() }
             for task in running.values { task.cancel() }
+            request?.cancel()
             condition.broadcast()
         }
     }
@@ -189,6 +193,7 @@ final class MultipartUploadSink: ObjectSink, @unchecked Sendable {
         let (tasks, uploadId, completed) = condition.withLock {
             if failure == nil { failure = CancellationError() }
             for task in running.values { task.cancel() }
+            request?.cancel()
             condition.broadcast()
             return (Array(running.values), self.uploadId, self.completed)
         }
@@ -196,6 +201,27 @@ final class MultipartUploadSink: ObjectSink, @unchecked Sendable {
         removeSpools()
         guard let uploadId, !completed else { return }
         try? await store.abortMultipartUpload(key: key, uploadId: uploadId)
+    }
+
+    /// Runs one request from the writing thread and waits for it, as `waitForTask` does, but where
+    /// `cancel()` and `abort()` can cancel it; fails at once after a failure.
+    private func awaitRequest<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
+        let box = ResultBox<T>()
+        let done = DispatchSemaphore(value: 0)
+        try condition.withLock {
+            if let failure { throw failure }
+            request = Task {
+                do {
+                    box.set(.success(try await body()))
+                } catch {
+                    box.set(.failure(error))
+                }
+                done.signal()
+            }
+        }
+        done.wait()
+        condition.withLock { request = nil }
+        return try box.get()
     }
 
     private func checkFailure() throws {
@@ -231,8 +257,18 @@ final class MultipartUploadSink: ObjectSink, @unchecked Sendable {
         }
         var uploadId = condition.withLock { self.uploadId }
         if uploadId == nil {
-            let created = try waitForTask { [store, key] in try await store.createMultipartUpload(key: key) }
-            condition.withLock { self.uploadId = created }
+            let created = try awaitRequest { [store, key] in try await store.createMultipartUpload(key: key) }
+            let failed = condition.withLock { () -> (any Error)? in
+                self.uploadId = created
+                return failure
+            }
+            if let failed {
+                // Cancelled while it was being created: `abort()` may have found no upload to abort.
+                _ = try? waitForTask { [store, key] in
+                    try await store.abortMultipartUpload(key: key, uploadId: created)
+                }
+                throw failed
+            }
             uploadId = created
         }
         guard let uploadId else { return }

@@ -20,10 +20,13 @@ final class FakeMultipartStore: MultipartStore, @unchecked Sendable {
     var failingPart: Int?
     /// How long each part takes, so uploads overlap.
     var partDelay: Duration = .milliseconds(5)
+    /// How long a single PUT takes (an S3 that stalls); it honours cancellation.
+    var putDelay: Duration = .zero
 
     var openUploads: Int { lock.withLock { open.count } }
 
     func putObject(key: String, body: FileRange) async throws {
+        if putDelay > .zero { try await Task.sleep(for: putDelay) }
         let bytes = try body.read()
         try check(body, bytes)
         lock.withLock {
@@ -210,6 +213,27 @@ final class FakeMultipartStore: MultipartStore, @unchecked Sendable {
         #expect(store.openUploads == 0 && store.aborted.count == 1 && store.objects.isEmpty)
     }
 
+    /// A cancelled run does not wait out the single PUT (or create, or complete) it is blocked in: the
+    /// request is cancelled with the parts.
+    @Test func cancellingEndsASinglePutInFlight() async throws {
+        let store = FakeMultipartStore()
+        store.putDelay = .seconds(60)
+        let upload = try MultipartUploadSink(store: store, key: "k", partSize: 10, spoolDirectory: directory.path)
+        let started = ContinuousClock.now
+        let finished = Task {
+            try await onThread("test-finish") {
+                try upload.write([1, 2, 3])
+                try upload.finish()
+            }
+        }
+        try await Task.sleep(for: .milliseconds(200))
+        upload.cancel()
+        await #expect(throws: CancellationError.self) { try await finished.value }
+        #expect(ContinuousClock.now - started < .seconds(10))
+        await upload.abort()
+        #expect(store.objects.isEmpty)
+    }
+
     @Test func abortAfterASinglePutOrACompletedUploadAbortsNothing() async throws {
         let store = FakeMultipartStore()
         let upload = try MultipartUploadSink(store: store, key: "k", partSize: 10, spoolDirectory: directory.path)
@@ -342,6 +366,21 @@ final class FakeMultipartStore: MultipartStore, @unchecked Sendable {
         let bytes = try await onThread("test-read") { try reader.read(upTo: 400_000) }
         #expect(bytes == Array(object))
         #expect(log.offsets == [0, 120_000])
+    }
+
+    /// A connection that fails after the last byte arrived leaves nothing to resume: the read succeeds
+    /// (a Range from the end would be refused).
+    @Test func aDownloadThatFailsAfterItsLastByteIsWhole() async throws {
+        let object = Data((0..<50_000).map { UInt8(truncatingIfNeeded: $0) })
+        let log = DownloadLog()
+        let reader = StreamedObjectReader(size: object.count, name: "x", retryDelay: .zero) { offset, deliver in
+            guard log.start(offset) == 0 else { throw BackupError.io("416: the range is past the end") }
+            try await deliver(ByteBuffer(bytes: object))
+            throw ConnectionLost()
+        }
+        defer { reader.cancel() }
+        let bytes = try await onThread("test-read") { try reader.read(upTo: 60_000) }
+        #expect(bytes == Array(object))
     }
 
     @Test func aRefusedOrWrongDownloadFailsAtOnceAndARepeatedBreakFailsAfterTheAttempts() async throws {
