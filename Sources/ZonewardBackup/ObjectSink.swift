@@ -203,25 +203,17 @@ final class MultipartUploadSink: ObjectSink, @unchecked Sendable {
         try? await store.abortMultipartUpload(key: key, uploadId: uploadId)
     }
 
-    /// Runs one request from the writing thread and waits for it, as `waitForTask` does, but where
-    /// `cancel()` and `abort()` can cancel it; fails at once after a failure.
+    /// Runs one request from the writing thread and waits for it (`waitForTask`), where `cancel()` and
+    /// `abort()` can cancel it; after a failure it is cancelled as it starts.
     private func awaitRequest<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
-        let box = ResultBox<T>()
-        let done = DispatchSemaphore(value: 0)
-        try condition.withLock {
-            if let failure { throw failure }
-            request = Task {
-                do {
-                    box.set(.success(try await body()))
-                } catch {
-                    box.set(.failure(error))
-                }
-                done.signal()
+        try checkFailure()
+        defer { condition.withLock { request = nil } }
+        return try waitForTask(body) { task in
+            condition.withLock {
+                request = task
+                if failure != nil { task.cancel() }
             }
         }
-        done.wait()
-        condition.withLock { request = nil }
-        return try box.get()
     }
 
     private func checkFailure() throws {
@@ -313,11 +305,14 @@ final class MultipartUploadSink: ObjectSink, @unchecked Sendable {
 }
 
 /// Runs async work from a thread that may block (a pipeline's, never the Swift concurrency pool's) and
-/// waits for its result.
-func waitForTask<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
+/// waits for its result; `started` gets the task first (to cancel it from elsewhere).
+func waitForTask<T: Sendable>(
+    _ body: @escaping @Sendable () async throws -> T,
+    started: (Task<Void, Never>) -> Void = { _ in }
+) throws -> T {
     let box = ResultBox<T>()
     let done = DispatchSemaphore(value: 0)
-    Task {
+    let task = Task {
         do {
             box.set(.success(try await body()))
         } catch {
@@ -325,6 +320,7 @@ func waitForTask<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) 
         }
         done.signal()
     }
+    started(task)
     done.wait()
     return try box.get()
 }

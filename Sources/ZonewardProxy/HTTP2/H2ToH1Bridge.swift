@@ -16,9 +16,7 @@ extension KeepAlivePool where Connection == H1BridgeUpstream {
 
     /// TCP (and TLS when the service asks for it), NIO's HTTP/1.1 client codec, and an `H1BridgeUpstream`.
     static func connectTCP(_ endpoint: UpstreamEndpoint, on eventLoop: any EventLoop) -> EventLoopFuture<any Channel> {
-        let bootstrap = ClientBootstrap(group: eventLoop)
-            .connectTimeout(TimeAmount(endpoint.timeouts.connect))
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+        let bootstrap = endpoint.bootstrap(on: eventLoop)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations

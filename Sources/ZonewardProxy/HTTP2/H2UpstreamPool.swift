@@ -1,7 +1,6 @@
 import NIOCore
 import NIOHTTP2
 import NIOPosix
-import NIOSSL
 import Synchronization
 
 /// How many streams one upstream HTTP/2 connection carries and may carry. Pure, for the pool's decisions.
@@ -84,10 +83,6 @@ final class H2UpstreamPool {
     /// being opened to it will take.
     private var knownLimits: [String: Int] = [:]
 
-    /// Client TLS contexts offering only `h2` by ALPN, per CA file and server name (the HTTP/1.1 pool's
-    /// contexts offer no ALPN).
-    private var tlsContexts: [String: NIOSSLContext] = [:]
-
     /// A connection being opened, and the streams waiting for it.
     private final class Pending {
         var waiters: [Completion] = []
@@ -123,9 +118,7 @@ final class H2UpstreamPool {
     }
 
     static func connectTCP(_ endpoint: UpstreamEndpoint, on eventLoop: any EventLoop) -> EventLoopFuture<any Channel> {
-        let bootstrap = ClientBootstrap(group: eventLoop)
-            .connectTimeout(TimeAmount(endpoint.timeouts.connect))
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+        let bootstrap = endpoint.bootstrap(on: eventLoop)
             // Nothing is read until `configure` has added the HTTP/2 handlers: an h2c endpoint sends its
             // SETTINGS at once, and bytes read before then would be lost.
             .channelOption(.autoRead, value: false)
@@ -291,7 +284,8 @@ final class H2UpstreamPool {
     private func configure(_ channel: any Channel, endpoint: UpstreamEndpoint) throws -> H2UpstreamConnection {
         let sync = channel.pipeline.syncOperations
         if let tls = endpoint.tls {
-            try sync.addHandler(tlsHandler(tls, host: endpoint.address.host))
+            // `h2` offered by ALPN, verified as the HTTP/1.1 path verifies it.
+            try sync.addHandler(tls.makeHandler(host: endpoint.address.host, h2: true))
         }
         var connectionConfiguration = NIOHTTP2Handler.ConnectionConfiguration()
         connectionConfiguration.initialSettings = [
@@ -327,26 +321,6 @@ final class H2UpstreamPool {
             throw error
         }
         return connection
-    }
-}
-
-extension H2UpstreamPool {
-    /// TLS to an endpoint with `h2` offered by ALPN, verified as the HTTP/1.1 path verifies it.
-    fileprivate func tlsHandler(_ tls: UpstreamTLS, host: String) throws -> NIOSSLClientHandler {
-        let key = "\(tls.configuration.caFile)|\(tls.configuration.serverName ?? "")"
-        let context: NIOSSLContext
-        if let cached = tlsContexts[key] {
-            context = cached
-        } else {
-            var configuration = TLSConfiguration.makeClientConfiguration()
-            configuration.trustRoots = .file(tls.configuration.caFile)
-            configuration.applicationProtocols = ["h2"]
-            context = try NIOSSLContext(configuration: configuration)
-            tlsContexts[key] = context
-        }
-        // SNI carries names, not addresses: an IP endpoint is verified against its IP SANs instead.
-        let isAddress = (try? SocketAddress(ipAddress: host, port: 0)) != nil
-        return try NIOSSLClientHandler(context: context, serverHostname: tls.serverName ?? (isAddress ? nil : host))
     }
 }
 

@@ -42,6 +42,14 @@ public final class UpstreamEndpoint: Sendable {
 
     public var outstandingRequests: Int { outstanding.load(ordering: .relaxed) }
 
+    /// A client bootstrap for a connection to this endpoint: its connect timeout, and TCP_NODELAY (a proxy
+    /// writes whole messages).
+    func bootstrap(on eventLoop: any EventLoop) -> ClientBootstrap {
+        ClientBootstrap(group: eventLoop)
+            .connectTimeout(TimeAmount(timeouts.connect))
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+    }
+
     /// Connects with `bootstrap`: to the address resolved at load time, or by name.
     func connect(with bootstrap: ClientBootstrap) -> EventLoopFuture<any Channel> {
         if let socketAddress { return bootstrap.connect(to: socketAddress) }

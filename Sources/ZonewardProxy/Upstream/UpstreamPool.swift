@@ -133,9 +133,7 @@ extension KeepAlivePool where Connection == UpstreamConnection {
 
     /// Connects over TCP (and TLS when the service asks for it).
     static func connect(_ endpoint: UpstreamEndpoint, on eventLoop: any EventLoop) -> EventLoopFuture<any Channel> {
-        let bootstrap = ClientBootstrap(group: eventLoop)
-            .connectTimeout(TimeAmount(endpoint.timeouts.connect))
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+        let bootstrap = endpoint.bootstrap(on: eventLoop)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     if let tls = endpoint.tls {
