@@ -135,17 +135,35 @@ import Testing
         #expect(H2Headers.grpcTimeout(text) == nil)
     }
 
-    /// Forwarded upstream, grpc-timeout is canonical (or gone), and nothing a client sent is indexed in the
-    /// HPACK table many clients share.
+    /// Forwarded upstream, grpc-timeout is canonical (or gone), and no value a client chose is indexed in the
+    /// HPACK table many clients share: only the proxy's own values and whole static-table entries are.
     @Test func grpcTimeoutIsRewrittenAndNothingIsIndexed() {
         let good = H2Headers.requestForUpstream(
-            ["grpc-timeout": "1500m", "x-a": "b"],
+            [
+                ":method": "PUT", ":scheme": "http", ":path": "/a", ":authority": "api", "grpc-timeout": "1500m",
+                "x-a": "b", "content-type": "application/grpc+json", "te": "trailers",
+            ],
             clientAddress: "1.2.3.4",
             scheme: "http",
             trusted: false
         )
         #expect(good.first(name: "grpc-timeout") == "1500000u")
-        #expect(good.allSatisfy { $0.indexable != .indexable })
+        let indexed = good.filter { $0.indexable == .indexable }.map { "\($0.name): \($0.value)" }
+        #expect(
+            indexed == [
+                ":scheme: http", "te: trailers", "x-forwarded-for: 1.2.3.4", "x-forwarded-proto: http",
+                "forwarded: for=1.2.3.4;proto=http",
+            ]
+        )
+        // A trusted peer's chain is its own: not indexed (its request had no `forwarded`: that one is ours).
+        let chained = H2Headers.requestForUpstream(
+            [":method": "GET", "x-forwarded-for": "9.9.9.9", "content-type": "application/grpc"],
+            clientAddress: "1.2.3.4",
+            scheme: "https",
+            trusted: true
+        )
+        let chainIndexed = chained.filter { $0.indexable == .indexable }.map(\.name)
+        #expect(chainIndexed == [":method", "content-type", "x-forwarded-proto", "forwarded"])
         for bad in ["bad", "1", "123456789S", "-5m"] {
             let out = H2Headers.requestForUpstream(
                 ["grpc-timeout": bad],

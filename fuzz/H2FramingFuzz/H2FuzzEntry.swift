@@ -125,7 +125,23 @@ final class CheckingStreamHandler: ChannelInboundHandler {
                 fatalError("a connection-specific field goes upstream: \(name)")
             }
             if name != name.lowercased() { fatalError("an upper-case field name goes upstream: \(name)") }
-            if indexing == .indexable { fatalError("a client's field would be indexed upstream: \(name)") }
+        }
+        // Indexed upstream: only whole static-table entries, gRPC's content-type, and the proxy's own values
+        // (the forwarding fields when the peer is not trusted: no `x-trust` in the request).
+        let trusted = request.contains(name: "x-trust")
+        let own: Set<String> = [
+            ":method: GET", ":method: POST", ":scheme: http", ":scheme: https", ":path: /", ":path: /index.html",
+            "content-type: application/grpc", "accept-encoding: gzip, deflate", "te: trailers",
+            "x-forwarded-proto: http",
+        ]
+        for (name, value, indexing) in upstream where indexing == .indexable {
+            let forwardingField =
+                !trusted
+                && ((name == "x-forwarded-for" && value == "192.0.2.7")
+                    || (name == "forwarded" && value == "for=192.0.2.7;proto=http"))
+            if !own.contains("\(name): \(value)") && !forwardingField {
+                fatalError("a client's field would be indexed upstream: \(name)")
+            }
         }
         for name in ["x-forwarded-for", "x-forwarded-proto", "forwarded"] where upstream[name].count != 1 {
             fatalError("\(upstream[name].count) \(name) fields go upstream")
