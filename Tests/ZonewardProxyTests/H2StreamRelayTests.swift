@@ -8,9 +8,10 @@ import ZonewardModel
 
 @testable import ZonewardProxy
 
-/// The HTTP/2 stream relay driven through embedded channels: a client stream, the proxy's pooled upstream
+/// The HTTP/2 stream relay driven through embedded channels: a client (a NIOHTTP2 client), the proxy's
+/// client connection (NIOHTTP2's server and `H2ClientStreamsHandler`), the proxy's pooled upstream
 /// connection, and the endpoint (a NIOHTTP2 server) share one `EmbeddedEventLoop`; `pump` carries bytes
-/// between the upstream connection and the endpoint, so each test controls every frame and the clock.
+/// between each pair, so each test controls every frame and the clock.
 @Suite struct H2StreamRelayTests {
     /// One endpoint stream: what it received, and a way to answer.
     final class EndpointStream: ChannelInboundHandler {
@@ -75,16 +76,38 @@ import ZonewardModel
                 clientAddress: "192.0.2.7",
                 maxRetries: 2
             )
-            let clientOnLoop = EmbeddedChannel(loop: loop)
-            self.clientChannel = clientOnLoop
-            try clientOnLoop.pipeline.syncOperations.addHandler(H2StreamProxyHandler(connection: connection))
-            try clientOnLoop.connect(to: SocketAddress(ipAddress: "192.0.2.7", port: 40000)).wait()
+            let clientSide = EmbeddedChannel(loop: loop)
+            self.clientChannel = clientSide
+            // As the listener builds it, with the connection manager's timers far off.
+            let management = NIOHTTP2ServerConnectionManagementHandler(
+                eventLoop: loop,
+                configuration: .init(
+                    maxIdleTime: .hours(1),
+                    maxAge: nil,
+                    maxGraceTime: .seconds(30),
+                    keepalive: .init(pingInterval: .hours(1), ackTimeout: .seconds(20))
+                )
+            )
+            try H2Listener.addRelay(clientSide.pipeline.syncOperations, management: management, connection: connection)
+            try clientSide.connect(to: SocketAddress(ipAddress: "192.0.2.7", port: 40000)).wait()
+            try client.pipeline.syncOperations.addHandler(NIOHTTP2Handler(mode: .client))
+            try client.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+            try pump()
         }
 
+        /// The proxy's client connection, and the client: a NIOHTTP2 client without a multiplexer, whose
+        /// frames the test writes and reads itself.
         var clientChannel: EmbeddedChannel?
+        lazy var client = EmbeddedChannel(loop: loop)
         var pool: H2UpstreamPool?
         /// false: endpoint streams read nothing, so they give no window back.
         var endpointReads = true
+        /// false: the client gives no window back for the DATA it gets.
+        var clientReads = true
+        /// Frames the client got, by stream, not yet taken by `clientReceived`.
+        private var clientFrames: [HTTP2StreamID: [HTTP2Frame.FramePayload]] = [:]
+        /// DATA bytes carried from endpoints to the proxy.
+        var upstreamDataBytes = 0
 
         private func openConnection() throws -> any Channel {
             let proxySide = EmbeddedChannel(loop: loop)
@@ -112,19 +135,51 @@ import ZonewardModel
             return proxySide
         }
 
-        /// Carries bytes both ways between each upstream connection and its endpoint until nothing moves.
+        /// Carries bytes both ways between the client and the proxy, and between each upstream connection
+        /// and its endpoint, until nothing moves.
         func pump() throws {
-            for _ in 0..<50 {
+            for _ in 0..<200 {
                 // Flushes coalesced to the end of a loop tick happen first.
                 loop.run()
                 var moved = false
+                if let clientSide = clientChannel {
+                    while let bytes = try clientSide.readOutbound(as: ByteBuffer.self) {
+                        try client.writeInbound(bytes)
+                        client.pipeline.fireChannelReadComplete()
+                        moved = true
+                    }
+                    while let bytes = try client.readOutbound(as: ByteBuffer.self) {
+                        try clientSide.writeInbound(bytes)
+                        clientSide.pipeline.fireChannelReadComplete()
+                        moved = true
+                    }
+                    while let frame = try client.readInbound(as: HTTP2Frame.self) {
+                        guard frame.streamID != .rootStream else { continue }
+                        clientFrames[frame.streamID, default: []].append(frame.payload)
+                        if clientReads, case .data(let data) = frame.payload, data.data.readableBytes > 0 {
+                            let size = data.data.readableBytes
+                            client.write(
+                                HTTP2Frame(streamID: frame.streamID, payload: .windowUpdate(windowSizeIncrement: size)),
+                                promise: nil
+                            )
+                            client.write(
+                                HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: size)),
+                                promise: nil
+                            )
+                            client.flush()
+                        }
+                    }
+                }
                 for (proxy, endpoint) in connections {
                     while let bytes = try proxy.readOutbound(as: ByteBuffer.self) {
                         try endpoint.writeInbound(bytes)
+                        endpoint.pipeline.fireChannelReadComplete()
                         moved = true
                     }
                     while let bytes = try endpoint.readOutbound(as: ByteBuffer.self) {
+                        upstreamDataBytes += bytes.readableBytes
                         try proxy.writeInbound(bytes)
+                        proxy.pipeline.fireChannelReadComplete()
                         moved = true
                     }
                     while try endpoint.readInbound(as: HTTP2Frame.self) != nil {}
@@ -134,8 +189,9 @@ import ZonewardModel
             }
         }
 
-        func clientSends(_ payload: HTTP2Frame.FramePayload) throws {
-            try clientChannel?.writeInbound(payload)
+        func clientSends(_ payload: HTTP2Frame.FramePayload, on stream: HTTP2StreamID = 1) throws {
+            client.write(HTTP2Frame(streamID: stream, payload: payload), promise: nil)
+            client.flush()
             try pump()
         }
 
@@ -171,11 +227,15 @@ import ZonewardModel
             return count
         }
 
-        /// Frames the proxy wrote to the client stream so far.
-        func clientReceived() throws -> [HTTP2Frame.FramePayload] {
-            var frames: [HTTP2Frame.FramePayload] = []
-            while let frame = try clientChannel?.readOutbound(as: HTTP2Frame.FramePayload.self) { frames.append(frame) }
-            return frames
+        /// Frames the proxy sent on the client's `stream` since the last call (window updates left out).
+        func clientReceived(on stream: HTTP2StreamID = 1) throws -> [HTTP2Frame.FramePayload] {
+            try pump()
+            let frames = clientFrames[stream] ?? []
+            clientFrames[stream] = nil
+            return frames.filter {
+                if case .windowUpdate = $0 { return false }
+                return true
+            }
         }
 
         var outstanding: Int { table.endpoints.map(\.outstandingRequests).reduce(0, +) }
@@ -399,20 +459,28 @@ import ZonewardModel
     /// given back reaches the endpoint at once (not at the endpoint's next frame, which waits for it).
     @Test func aStalledClientHoldsTheEndpointToAWindowAndResumes() throws {
         let harness = try Harness()
-        let client = try #require(harness.clientChannel)
         let stream = try harness.requestSent(grpc: false)
-        client.isWritable = false
-        client.pipeline.fireChannelWritabilityChanged()
+        harness.clientReads = false
         stream.send(.headers(.init(headers: [":status": "200"])))
         let chunk = String(repeating: "z", count: 16_384)
         let chunks = 64  // 1 MiB: four stream windows
         for index in 0..<chunks { stream.send(Self.data(chunk, end: index == chunks - 1)) }
         try harness.pump()
         var received = try harness.clientDataBytes()
-        #expect(received <= H2Limits.streamWindow, "held to one window: \(received)")
-        #expect(received >= H2Limits.streamWindow / 2)
-        client.isWritable = true
-        client.pipeline.fireChannelWritabilityChanged()
+        // The client's window (65,535 bytes) is all it gets; the proxy holds what the endpoint sent in its
+        // stream's window, and gives none back while the client stream is full.
+        #expect(received <= 65_535, "held to the client's window: \(received)")
+        #expect(harness.upstreamDataBytes <= H2Limits.streamWindow + 16_384, "\(harness.upstreamDataBytes)")
+        harness.clientReads = true
+        harness.client.write(
+            HTTP2Frame(streamID: 1, payload: .windowUpdate(windowSizeIncrement: received)),
+            promise: nil
+        )
+        harness.client.write(
+            HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: received)),
+            promise: nil
+        )
+        harness.client.flush()
         try harness.pump()
         received += try harness.clientDataBytes()
         #expect(received == chunks * 16_384)
@@ -466,8 +534,8 @@ import ZonewardModel
     }
 
     /// A stream whose END_STREAM still waits behind DATA the endpoint's window holds back is open at the
-    /// endpoint: cancelled (the client went away after the answer), it is reset there, not just forgotten
-    /// here with its slot given back.
+    /// endpoint: cancelled (the client's stream closed with the answer), it is reset there, not just
+    /// forgotten here with its slot given back.
     @Test func aCancelledStreamWithItsEndStillBufferedIsReset() throws {
         let harness = try Harness()
         harness.endpointReads = false
@@ -477,9 +545,62 @@ import ZonewardModel
         stream.send(.headers(.init(headers: [":status": "413"], endStream: true)))
         try harness.pump()
         #expect(Self.responseHead(try harness.clientReceived())?.first(name: ":status") == "413")
-        _ = try harness.upstreamFrameTypes()
+        // Half-closed at the endpoint (its END_STREAM sent, ours still held back): only a reset ends it.
+        #expect(stream.closed, "RST_STREAM to the endpoint")
+        #expect(harness.outstanding == 0)
+    }
+
+    /// The client's connection going away cancels its open streams upstream.
+    @Test func aClosedClientConnectionCancelsItsStreams() throws {
+        let harness = try Harness()
+        try harness.clientSends(Self.request(grpc: true))
+        try harness.clientSends(Self.request(grpc: true), on: 3)
+        #expect(harness.streams.count == 2)
+        #expect(harness.outstanding == 2)
         try harness.clientChannel?.close().wait()
-        #expect(try harness.upstreamFrameTypes().contains(3), "RST_STREAM (type 3) to the endpoint")
+        try harness.pump()
+        #expect(harness.streams.allSatisfy { $0.closed })
+        #expect(harness.outstanding == 0)
+    }
+
+    /// A request body many windows long reaches the endpoint whole: the client gets its stream window (and
+    /// the connection's) back as the upstream stream takes the bytes.
+    @Test func aRequestLargerThanTheWindowsIsRelayedWhole() throws {
+        let harness = try Harness()
+        try harness.clientSends(Self.request(grpc: false))
+        let chunk = String(repeating: "q", count: 16_384)
+        let chunks = 96  // 1.5 MiB: six client stream windows
+        for index in 0..<chunks { try harness.clientSends(Self.data(chunk, end: index == chunks - 1)) }
+        let stream = try #require(harness.streams.last)
+        let bytes = stream.frames.reduce(0) { sum, frame in
+            guard case .data(let data) = frame else { return sum }
+            return sum + data.data.readableBytes
+        }
+        #expect(bytes == chunks * 16_384)
+        stream.send(.headers(.init(headers: [":status": "204"], endStream: true)))
+        #expect(Self.responseHead(try harness.clientReceived())?.first(name: ":status") == "204")
+        #expect(harness.outstanding == 0)
+    }
+
+    /// Streams of one client connection are relayed side by side, each on its own upstream stream, and a
+    /// response that ends with its head (no DATA) reaches the client.
+    @Test func twoStreamsOfOneConnectionAreRelayedApart() throws {
+        let harness = try Harness()
+        try harness.clientSends(Self.request(grpc: false))
+        try harness.clientSends(Self.request(grpc: false), on: 3)
+        try harness.clientSends(Self.data("one", end: true))
+        try harness.clientSends(Self.data("three", end: true), on: 3)
+        #expect(harness.streams.count == 2)
+        let first = harness.streams[0]
+        let second = harness.streams[1]
+        second.send(.headers(.init(headers: [":status": "201"], endStream: true)))
+        first.send(.headers(.init(headers: [":status": "200"])))
+        first.send(Self.data("done", end: true))
+        try harness.pump()
+        #expect(Self.responseHead(try harness.clientReceived(on: 3))?.first(name: ":status") == "201")
+        let frames = try harness.clientReceived(on: 1)
+        #expect(Self.responseHead(frames)?.first(name: ":status") == "200")
+        #expect(frames.count == 2)
         #expect(harness.outstanding == 0)
     }
 }

@@ -8,12 +8,17 @@ import NIOHTTP2
 /// with CONTINUATION, DATA, RST_STREAM, PING, PRIORITY, WINDOW_UPDATE, GOAWAY, in any order and shape.
 ///
 /// The server is built as the proxy builds it (`H2ServerSettings`: the advertised limits, the windows, the
-/// rapid-reset limit) on an EmbeddedChannel, with a stream handler that relays each request's header
-/// block through `H2Headers` as H2StreamProxyHandler does, and answers it. The first byte seeds how the
-/// input is split into reads. Properties checked on every request, not only "no crash":
+/// rapid-reset limit) on an EmbeddedChannel, in either of its two forms, chosen by the first byte's low bit:
+/// for an `http2` service, NIOHTTP2 without a multiplexer and the proxy's `H2ClientStreamsHandler`, whose
+/// streams get a checking owner; for an `http1` service, NIOHTTP2's multiplexer with a checking stream
+/// handler. Both relay each request's header block through `H2Headers` as `H2StreamProxy` does, and answer
+/// it. The first byte also seeds how the input is split into reads. Properties checked on every request,
+/// not only "no crash":
 /// - the header block sent upstream holds no connection-specific field, exactly one of each forwarding
 ///   field, and the client's `grpc-timeout` only in canonical form that parses back to the same deadline;
-/// - what goes back to the client holds no connection-specific field.
+/// - what goes back to the client holds no connection-specific field;
+/// - `H2ClientStreamsHandler` hands a stream's owner frames only until it tells it the stream closed, tells
+///   it so once, and, once the connection is gone, has told every owner it made.
 /// A broken property stops the run with `fatalError` naming it.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzH2Framing(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
@@ -28,22 +33,46 @@ enum H2Fuzz {
 
     static func run(split: UInt8, frames: UnsafeRawBufferPointer) {
         let channel = EmbeddedChannel()
+        var owners: [CheckingStreamOwner] = []
         do {
-            _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
-                mode: .server,
-                connectionConfiguration: H2ServerSettings.connection,
-                streamConfiguration: H2ServerSettings.stream,
-                inboundStreamInitializer: { stream in
-                    stream.eventLoop.makeCompletedFuture {
-                        try stream.pipeline.syncOperations.addHandler(CheckingStreamHandler())
+            let sync = channel.pipeline.syncOperations
+            if split & 1 == 0 {
+                try sync.addHandler(
+                    NIOHTTP2Handler(
+                        mode: .server,
+                        connectionConfiguration: H2ServerSettings.connection,
+                        streamConfiguration: H2ServerSettings.stream
+                    )
+                )
+                try sync.addHandler(
+                    H2ClientStreamsHandler { stream in
+                        let owner = CheckingStreamOwner(client: stream)
+                        owners.append(owner)
+                        return owner
                     }
-                }
-            )
+                )
+            } else {
+                _ = try sync.configureHTTP2Pipeline(
+                    mode: .server,
+                    connectionConfiguration: H2ServerSettings.connection,
+                    streamConfiguration: H2ServerSettings.stream,
+                    inboundStreamInitializer: { stream in
+                        stream.eventLoop.makeCompletedFuture {
+                            try stream.pipeline.syncOperations.addHandler(CheckingStreamHandler())
+                        }
+                    }
+                )
+            }
             try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         } catch {
             fatalError("the server pipeline could not be built: \(error)")
         }
-        defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
+        defer {
+            _ = try? channel.finish(acceptAlreadyClosed: true)
+            if let open = owners.first(where: { !$0.closed }) {
+                fatalError("the connection is gone and stream \(open.id) was not told")
+            }
+        }
         var buffer = channel.allocator.buffer(capacity: preface.count + frames.count)
         buffer.writeBytes(preface)
         buffer.writeBytes(frames)
@@ -74,6 +103,48 @@ enum H2Fuzz {
     }
 }
 
+/// A stream's owner under `H2ClientStreamsHandler`: checks what it is handed, relays the head and answers as
+/// `CheckingStreamHandler` does, and takes the request's bytes in fits and starts (every third frame it
+/// stops taking more until the next), so the handler's window keeping is exercised.
+final class CheckingStreamOwner: H2ClientStreamOwner {
+    let client: H2ClientStream
+    var id: HTTP2StreamID { client.id }
+    private(set) var closed = false
+    private var answered = false
+    private var frames = 0
+    private(set) var takesMore = true
+
+    init(client: H2ClientStream) {
+        self.client = client
+    }
+
+    func receive(_ payload: HTTP2Frame.FramePayload) {
+        if closed { fatalError("stream \(id) got a frame after it closed") }
+        frames += 1
+        if !takesMore {
+            takesMore = true
+            client.resumeReading()
+        } else if frames % 3 == 0 {
+            takesMore = false
+        }
+        guard case .headers(let headers) = payload, !answered else { return }
+        answered = true
+        for frame in CheckingStreamHandler.answer(headers.headers) { client.write(frame) }
+        client.flush()
+    }
+
+    func clientReadComplete() {
+        if closed { fatalError("stream \(id) heard of a read after it closed") }
+    }
+
+    func clientClosed() {
+        if closed { fatalError("stream \(id) was told twice that it closed") }
+        closed = true
+    }
+
+    func clientWritabilityChanged() {}
+}
+
 /// Relays each request head through `H2Headers` as the proxy does, checks what would go upstream, and
 /// answers with a local response (or gRPC trailers) built by `H2Headers`.
 final class CheckingStreamHandler: ChannelInboundHandler {
@@ -87,28 +158,7 @@ final class CheckingStreamHandler: ChannelInboundHandler {
         case .headers(let headers):
             guard !answered else { return }
             answered = true
-            let upstream = H2Headers.requestForUpstream(
-                headers.headers,
-                clientAddress: "192.0.2.7",
-                scheme: "http",
-                trusted: headers.headers.contains(name: "x-trust")
-            )
-            CheckingStreamHandler.check(upstream: upstream, from: headers.headers)
-            let grpc = H2Headers.isGRPC(headers.headers)
-            let response: HPACKHeaders =
-                grpc
-                ? H2Headers.grpcTrailers(status: 14, message: "no endpoint", withHead: true)
-                : H2Headers.localResponse(status: 503, cause: "no-endpoint", bodyLength: 4)
-            let forClient = H2Headers.responseForClient(response)
-            for (name, _, _) in forClient where H2Headers.connectionSpecific.contains(name.lowercased()) {
-                fatalError("a connection-specific field goes to the client: \(name)")
-            }
-            context.write(wrapOutboundOut(.headers(.init(headers: forClient, endStream: grpc))), promise: nil)
-            if !grpc {
-                var body = context.channel.allocator.buffer(capacity: 4)
-                body.writeString("none")
-                context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(body), endStream: true))), promise: nil)
-            }
+            for frame in Self.answer(headers.headers) { context.write(wrapOutboundOut(frame), promise: nil) }
             context.flush()
         default:
             break
@@ -117,6 +167,29 @@ final class CheckingStreamHandler: ChannelInboundHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         context.close(promise: nil)
+    }
+
+    /// Checks the request head relayed upstream, and returns the local answer's frames.
+    static func answer(_ request: HPACKHeaders) -> [HTTP2Frame.FramePayload] {
+        let upstream = H2Headers.requestForUpstream(
+            request,
+            clientAddress: "192.0.2.7",
+            scheme: "http",
+            trusted: request.contains(name: "x-trust")
+        )
+        check(upstream: upstream, from: request)
+        let grpc = H2Headers.isGRPC(request)
+        let response: HPACKHeaders =
+            grpc
+            ? H2Headers.grpcTrailers(status: 14, message: "no endpoint", withHead: true)
+            : H2Headers.localResponse(status: 503, cause: "no-endpoint", bodyLength: 4)
+        let forClient = H2Headers.responseForClient(response)
+        for (name, _, _) in forClient where H2Headers.connectionSpecific.contains(name.lowercased()) {
+            fatalError("a connection-specific field goes to the client: \(name)")
+        }
+        var frames: [HTTP2Frame.FramePayload] = [.headers(.init(headers: forClient, endStream: grpc))]
+        if !grpc { frames.append(.data(.init(data: .byteBuffer(ByteBuffer(string: "none")), endStream: true))) }
+        return frames
     }
 
     static func check(upstream: HPACKHeaders, from request: HPACKHeaders) {

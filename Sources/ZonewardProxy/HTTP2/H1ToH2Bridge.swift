@@ -5,17 +5,19 @@ import NIOHTTP2
 
 /// An HTTP/1.1 client on the listener of an `http2` service: NIO's HTTP/1.1 server codec (with the strict
 /// parser's size limits and pipelining assistance: one request at a time, keep-alive) in front of this
-/// adapter, which turns each request into the frames of one HTTP/2 stream for a fresh
-/// `H2StreamProxyHandler` (the HTTP/2 path's routing, pooled upstream streams, retries and metrics), and
-/// that handler's response frames back into an HTTP/1.1 response.
-final class H1ToH2Adapter: ChannelDuplexHandler, RemovableChannelHandler {
+/// adapter, which turns each request into the frames of one HTTP/2 stream for a fresh `H2StreamProxy` (the
+/// HTTP/2 path's routing, pooled upstream streams, retries and metrics), and that stream's response frames
+/// back into an HTTP/1.1 response. It is the proxy's client side (`H2ClientSide`): reading stops while the
+/// proxy takes no more of the request.
+final class H1ToH2Adapter: ChannelDuplexHandler, RemovableChannelHandler, H2ClientSide {
     typealias InboundIn = HTTPServerRequestPart
-    typealias InboundOut = HTTP2Frame.FramePayload
-    typealias OutboundIn = HTTP2Frame.FramePayload
+    typealias OutboundIn = Never
     typealias OutboundOut = HTTPServerResponsePart
 
     private let connection: H2ClientConnection
-    private var proxy: H2StreamProxyHandler?
+    private var context: ChannelHandlerContext?
+    private var proxy: H2StreamProxy?
+    private var pendingRead = false
     private var keepAlive = true
     /// The request's HEADERS went with END_STREAM (no body): its `end` part is not relayed.
     private var headEndedStream = false
@@ -50,6 +52,16 @@ final class H1ToH2Adapter: ChannelDuplexHandler, RemovableChannelHandler {
         try pipeline.addHandler(H1ToH2Adapter(connection: connection))
     }
 
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        proxy?.clientClosed()
+        proxy = nil
+        self.context = nil
+    }
+
     // MARK: Requests
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -58,7 +70,7 @@ final class H1ToH2Adapter: ChannelDuplexHandler, RemovableChannelHandler {
             begin(context: context, head: head)
         case .body(let bytes):
             guard !refused else { return }
-            context.fireChannelRead(wrapInboundOut(.data(.init(data: .byteBuffer(bytes)))))
+            proxy?.receive(.data(.init(data: .byteBuffer(bytes))))
         case .end(let trailers):
             requestEnded = true
             guard !refused, !headEndedStream else { return }
@@ -67,12 +79,32 @@ final class H1ToH2Adapter: ChannelDuplexHandler, RemovableChannelHandler {
                 for (name, value) in trailers where H2Headers.field(name) != .connectionSpecific {
                     block.add(name: name.lowercased(), value: value)
                 }
-                context.fireChannelRead(wrapInboundOut(.headers(.init(headers: block, endStream: true))))
+                proxy?.receive(.headers(.init(headers: block, endStream: true)))
             } else {
                 let empty = context.channel.allocator.buffer(capacity: 0)
-                context.fireChannelRead(wrapInboundOut(.data(.init(data: .byteBuffer(empty), endStream: true))))
+                proxy?.receive(.data(.init(data: .byteBuffer(empty), endStream: true)))
             }
         }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        proxy?.clientReadComplete()
+        context.fireChannelReadComplete()
+    }
+
+    /// Held while the proxy takes no more of the request (its upstream stream is being opened, or is full).
+    func read(context: ChannelHandlerContext) {
+        if let proxy, !proxy.takesMore {
+            pendingRead = true
+        } else {
+            context.read()
+        }
+    }
+
+    func resumeReading() {
+        guard pendingRead, let context else { return }
+        pendingRead = false
+        read(context: context)
     }
 
     private func begin(context: ChannelHandlerContext, head: HTTPRequestHead) {
@@ -97,21 +129,12 @@ final class H1ToH2Adapter: ChannelDuplexHandler, RemovableChannelHandler {
         let length = head.headers.first(name: "content-length").flatMap { Int($0) } ?? 0
         let chunked = head.headers.first(name: "transfer-encoding") != nil
         headEndedStream = length == 0 && !chunked
-        // A fresh stream handler per request (the previous one finished: the pipelining assistance delivers
-        // a request only after the previous response ended).
-        let pipeline = context.pipeline.syncOperations
-        if let previous = proxy {
-            pipeline.removeHandler(previous, promise: nil)
-        }
-        let handler = H2StreamProxyHandler(connection: connection)
-        do {
-            try pipeline.addHandler(handler, position: .after(self))
-        } catch {
-            context.close(promise: nil)
-            return
-        }
-        proxy = handler
-        context.fireChannelRead(wrapInboundOut(.headers(.init(headers: block, endStream: headEndedStream))))
+        // A fresh stream per request (the previous one finished: the pipelining assistance delivers a request
+        // only after the previous response ended).
+        proxy?.clientClosed()
+        let stream = H2StreamProxy(connection: connection, client: self)
+        proxy = stream
+        stream.receive(.headers(.init(headers: block, endStream: headEndedStream)))
     }
 
     /// Answers a request the adapter will not relay, and closes the connection after the answer.
@@ -141,37 +164,39 @@ final class H1ToH2Adapter: ChannelDuplexHandler, RemovableChannelHandler {
 
     // MARK: Responses
 
+    var isWritable: Bool { context?.channel.isWritable ?? false }
+
+    func flush() {
+        context?.flush()
+    }
+
     /// Response frames become one HTTP/1.1 response: a head (informational ones first), body parts, an end
     /// with trailers. Anything out of that order (data before the head, frames after the end) is dropped, as
     /// NIO's encoder would refuse it.
-
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        switch unwrapOutboundIn(data) {
+    func write(_ payload: HTTP2Frame.FramePayload) {
+        guard let context else { return }
+        switch payload {
         case .headers(let headers) where !responseStarted:
             guard var head = BridgeHeaders.responseForHTTP1(headers.headers), head.status.code != 101 else {
-                promise?.fail(ChannelError.inappropriateOperationForState)
                 context.close(promise: nil)
                 return
             }
             if head.status.code < 200 {
-                context.write(wrapOutboundOut(.head(head)), promise: promise)
+                context.write(wrapOutboundOut(.head(head)), promise: nil)
                 return
             }
             responseStarted = true
             if !keepAlive { head.headers.replaceOrAdd(name: "connection", value: "close") }
-            context.write(wrapOutboundOut(.head(head)), promise: headers.endStream ? nil : promise)
-            if headers.endStream { end(context: context, trailers: nil, promise: promise) }
+            context.write(wrapOutboundOut(.head(head)), promise: nil)
+            if headers.endStream { end(context: context, trailers: nil) }
         case .headers(let trailers) where !responseEnded:
-            end(context: context, trailers: BridgeHeaders.trailersForHTTP1(trailers.headers), promise: promise)
+            end(context: context, trailers: BridgeHeaders.trailersForHTTP1(trailers.headers))
         case .data(let data) where responseStarted && !responseEnded:
             if case .byteBuffer(let bytes) = data.data, bytes.readableBytes > 0 {
-                context.write(wrapOutboundOut(.body(.byteBuffer(bytes))), promise: data.endStream ? nil : promise)
-            } else if !data.endStream {
-                promise?.succeed(())
+                context.write(wrapOutboundOut(.body(.byteBuffer(bytes))), promise: nil)
             }
-            if data.endStream { end(context: context, trailers: nil, promise: promise) }
+            if data.endStream { end(context: context, trailers: nil) }
         case .rstStream:
-            promise?.succeed(())
             // After a complete response: the client's body is not wanted (the connection closes after the
             // response). Before or during one: HTTP/1.1 has no reset but the connection's end.
             if !responseEnded || !requestEnded {
@@ -179,22 +204,29 @@ final class H1ToH2Adapter: ChannelDuplexHandler, RemovableChannelHandler {
                 context.close(promise: nil)
             }
         default:
-            promise?.succeed(())
+            break
         }
     }
 
-    private func end(context: ChannelHandlerContext, trailers: HTTPHeaders?, promise: EventLoopPromise<Void>?) {
-        guard !responseEnded else {
-            promise?.succeed(())
-            return
-        }
+    private func end(context: ChannelHandlerContext, trailers: HTTPHeaders?) {
+        guard !responseEnded else { return }
         responseEnded = true
         let closing = !keepAlive || !requestEnded
         let written = context.writeAndFlush(wrapOutboundOut(.end(trailers)))
-        written.cascade(to: promise)
         if closing {
             written.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        proxy?.clientWritabilityChanged()
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        proxy?.clientClosed()
+        proxy = nil
+        context.fireChannelInactive()
     }
 
     /// A malformed request (NIO's decoder answered it 400) or a failed connection: close.
@@ -214,5 +246,3 @@ final class H1ToH2Adapter: ChannelDuplexHandler, RemovableChannelHandler {
 
 @available(*, unavailable)
 extension H1ToH2Adapter: Sendable {}
-
-extension H2StreamProxyHandler: RemovableChannelHandler {}

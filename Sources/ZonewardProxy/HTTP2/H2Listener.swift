@@ -5,8 +5,7 @@ import Prometheus
 import ZonewardModel
 
 /// The HTTP/2 side of every `http` listener: detects the client connection preface (h2c with prior
-/// knowledge; over TLS, after ALPN chose `h2`), then runs NIOHTTP2's server with one child channel per
-/// stream. HTTP/1.1 clients on the same port get the HTTP/1.1 pipeline, whatever the upstream protocol.
+/// knowledge; over TLS, after ALPN chose `h2`), then runs NIOHTTP2's server. HTTP/1.1 clients on the same port get the HTTP/1.1 pipeline, whatever the upstream protocol.
 enum H2Listener {
     /// `PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`: what every HTTP/2 client sends first (RFC 9113 §3.4).
     static let preface: [UInt8] = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
@@ -24,9 +23,9 @@ enum H2Listener {
     }
 
     /// Adds the sniffer to a new client connection of an `http` listener (after TLS, when the listener
-    /// terminates it). A client that opens with the HTTP/2 preface gets NIOHTTP2's server, one child channel
-    /// per stream: relayed on upstream HTTP/2 streams for an `http2` service, or each stream bridged to one
-    /// HTTP/1.1 exchange for an `http1` service. Any other client is HTTP/1.1: `http1` installs the HTTP/1.1
+    /// terminates it). A client that opens with the HTTP/2 preface gets NIOHTTP2's server: for an `http2`
+    /// service each stream is relayed on an upstream HTTP/2 stream (`H2ClientStreamsHandler`, no child
+    /// channels); for an `http1` service each stream is a child channel bridged to one HTTP/1.1 exchange. Any other client is HTTP/1.1: `http1` installs the HTTP/1.1
     /// proxy for an `http1` service; for an `http2` service each request is bridged to an upstream stream.
     static func configure(
         channel: any Channel,
@@ -47,40 +46,6 @@ enum H2Listener {
             onHTTP2: { context in
                 let sync = context.pipeline.syncOperations
                 let clientAddress = context.channel.remoteAddress?.ipAddress ?? "unknown"
-                let initializer: NIOChannelInitializer
-                if upstreamHTTP2 {
-                    let client = H2ClientConnection(
-                        service: service,
-                        table: table,
-                        pool: pools.pool(for: loop),
-                        scheme: scheme,
-                        clientAddress: clientAddress,
-                        maxRetries: maxRetries
-                    )
-                    let bound = NIOLoopBound(client, eventLoop: loop)
-                    initializer = { stream in
-                        stream.eventLoop.makeCompletedFuture {
-                            try stream.pipeline.syncOperations.addHandler(H2StreamProxyHandler(connection: bound.value))
-                        }
-                    }
-                } else {
-                    let client = H1BridgeClient(
-                        service: service,
-                        table: table,
-                        pool: bridgePools.pool(for: loop),
-                        scheme: scheme,
-                        clientAddress: clientAddress,
-                        maxRetries: maxRetries
-                    )
-                    let bound = NIOLoopBound(client, eventLoop: loop)
-                    initializer = { stream in
-                        stream.eventLoop.makeCompletedFuture {
-                            let sync = stream.pipeline.syncOperations
-                            try sync.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
-                            try sync.addHandler(H2ToH1StreamHandler(client: bound.value))
-                        }
-                    }
-                }
                 let management = NIOHTTP2ServerConnectionManagementHandler(
                     eventLoop: loop,
                     configuration: .init(
@@ -95,15 +60,44 @@ enum H2Listener {
                     )
                 )
                 try sync.addHandler(FlushCoalescer())
-                _ = try sync.configureHTTP2Pipeline(
-                    mode: .server,
-                    connectionConfiguration: serverConnectionConfiguration,
-                    streamConfiguration: serverStreamConfiguration,
-                    streamDelegate: management.http2StreamDelegate,
-                    position: .last,
-                    inboundStreamInitializer: initializer
-                )
-                try sync.addHandler(management)
+                if upstreamHTTP2 {
+                    // Streams relayed to upstream streams: no child channels (H2ClientStreamsHandler).
+                    let client = H2ClientConnection(
+                        service: service,
+                        table: table,
+                        pool: pools.pool(for: loop),
+                        scheme: scheme,
+                        clientAddress: clientAddress,
+                        maxRetries: maxRetries
+                    )
+                    try addRelay(sync, management: management, connection: client)
+                } else {
+                    // Each stream bridged to an HTTP/1.1 exchange: a child channel with NIOHTTP2's HTTP/1.1 codec.
+                    let client = H1BridgeClient(
+                        service: service,
+                        table: table,
+                        pool: bridgePools.pool(for: loop),
+                        scheme: scheme,
+                        clientAddress: clientAddress,
+                        maxRetries: maxRetries
+                    )
+                    let bound = NIOLoopBound(client, eventLoop: loop)
+                    _ = try sync.configureHTTP2Pipeline(
+                        mode: .server,
+                        connectionConfiguration: serverConnectionConfiguration,
+                        streamConfiguration: serverStreamConfiguration,
+                        streamDelegate: management.http2StreamDelegate,
+                        position: .last,
+                        inboundStreamInitializer: { stream in
+                            stream.eventLoop.makeCompletedFuture {
+                                let sync = stream.pipeline.syncOperations
+                                try sync.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
+                                try sync.addHandler(H2ToH1StreamHandler(client: bound.value))
+                            }
+                        }
+                    )
+                    try sync.addHandler(management)
+                }
                 try sync.addHandler(H2ConnectionGuard(metrics: table.metrics, service: service.name))
             },
             otherwise: { context in
@@ -125,6 +119,25 @@ enum H2Listener {
             }
         )
         try channel.pipeline.syncOperations.addHandler(sniffer)
+    }
+
+    /// The handlers that relay a client connection's streams to HTTP/2 endpoints (after TLS and the flush
+    /// coalescer): NIOHTTP2's server without a multiplexer, its connection manager (idle timeout, keepalive,
+    /// graceful shutdown), and the streams handler, which gives each stream an `H2StreamProxy`.
+    static func addRelay(
+        _ sync: ChannelPipeline.SynchronousOperations,
+        management: NIOHTTP2ServerConnectionManagementHandler,
+        connection: H2ClientConnection
+    ) throws {
+        try sync.addHandler(
+            NIOHTTP2Handler(
+                mode: .server,
+                connectionConfiguration: serverConnectionConfiguration,
+                streamConfiguration: serverStreamConfiguration
+            )
+        )
+        try sync.addHandler(management)
+        try sync.addHandler(H2ClientStreamsHandler { H2StreamProxy(connection: connection, client: $0) })
     }
 
     /// The client connection's limits (H2ServerSettings, shared with the HTTP/2 fuzzer).

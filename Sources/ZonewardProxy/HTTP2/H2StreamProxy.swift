@@ -86,21 +86,19 @@ final class H2SlotLease {
 @available(*, unavailable)
 extension H2SlotLease: Sendable {}
 
-/// One client stream (a child channel of the client connection): routes it by the zone plan and power of two
-/// choices like an HTTP/1.1 request, opens a stream on a pooled upstream HTTP/2 connection, and relays
-/// HEADERS, DATA and trailers both ways. Each side is read only while the other side's stream is writable,
-/// so nothing buffers beyond the flow-control windows.
-final class H2StreamProxyHandler: ChannelDuplexHandler, SilenceWatched {
-    typealias InboundIn = HTTP2Frame.FramePayload
-    typealias OutboundIn = HTTP2Frame.FramePayload
-    typealias OutboundOut = HTTP2Frame.FramePayload
-
+/// One client stream: routes it by the zone plan and power of two choices like an HTTP/1.1 request, opens a
+/// stream on a pooled upstream HTTP/2 connection, and relays HEADERS, DATA and trailers both ways. Neither
+/// side has a channel of its own (see `H2ClientStreamsHandler` and `H2UpstreamStream`): frames are handed
+/// over by calls. Each side is read (its window given back) only while the other side can take more, so
+/// nothing buffers beyond the flow-control windows.
+final class H2StreamProxy: H2ClientStreamOwner, SilenceWatched {
     private enum Phase {
         case awaitingHeaders, connecting, open, finished
     }
 
     private let connection: H2ClientConnection
-    private var context: ChannelHandlerContext?
+    /// The client end; nil once it is gone (`detach`).
+    private var client: (any H2ClientSide)?
     private var phase = Phase.awaitingHeaders
     /// The frames for the upstream, head first: what arrived while the stream was being opened (at most
     /// one read's worth), and what was sent, kept while the stream may be retried (no response yet, at most
@@ -124,7 +122,6 @@ final class H2StreamProxyHandler: ChannelDuplexHandler, SilenceWatched {
     private var received = 0
     private var sentAt = NIODeadline.now()
     private var deadline: Scheduled<Void>?
-    private var pendingRead = false
     /// The last frame either way on the upstream stream, for `upstreamRead` (streams other than gRPC).
     private var lastActivity = NIODeadline.uptimeNanoseconds(0)
     /// This stream's place in its loop's `StreamSilenceWatch` (-1: not watched).
@@ -133,27 +130,36 @@ final class H2StreamProxyHandler: ChannelDuplexHandler, SilenceWatched {
     private var recorded = false
     private var upstreamDone = false
 
-    init(connection: H2ClientConnection) {
+    init(connection: H2ClientConnection, client: any H2ClientSide) {
         self.connection = connection
+        self.client = client
     }
 
-    func handlerAdded(context: ChannelHandlerContext) {
-        self.context = context
-    }
-
-    func handlerRemoved(context: ChannelHandlerContext) {
-        self.context = nil
+    /// The client end is gone: nothing more is written to it, and no timer or watch keeps this stream.
+    func detach() {
+        client = nil
         connection.pool.silence.remove(self)
         deadline?.cancel()
         deadline = nil
     }
 
-    var isWritable: Bool { context?.channel.isWritable ?? false }
+    var isWritable: Bool { client?.isWritable ?? false }
+
+    /// Whether the request's next frames can go on: not while the upstream stream is being opened, nor while
+    /// it cannot take more. The client side holds back (its window, or its reads) while this is false, and
+    /// is told by `H2ClientSide.resumeReading` when it turns true.
+    var takesMore: Bool {
+        switch phase {
+        case .connecting: return false
+        case .open: return upstream?.isWritable ?? false
+        case .awaitingHeaders, .finished: return true
+        }
+    }
 
     // MARK: Client → upstream
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let payload = unwrapInboundIn(data)
+    /// A frame of the client's stream.
+    func receive(_ payload: HTTP2Frame.FramePayload) {
         if case .rstStream = payload {
             clientGone()
             return
@@ -172,9 +178,9 @@ final class H2StreamProxyHandler: ChannelDuplexHandler, SilenceWatched {
         }
     }
 
-    func channelReadComplete(context: ChannelHandlerContext) {
+    /// The client side's read is over: what it relayed goes out.
+    func clientReadComplete() {
         upstream?.flush()
-        context.fireChannelReadComplete()
     }
 
     private func noteRequestEnd(_ payload: HTTP2Frame.FramePayload) {
@@ -237,11 +243,10 @@ final class H2StreamProxyHandler: ChannelDuplexHandler, SilenceWatched {
         routes.demandCounter.count.wrappingAdd(1, ordering: .relaxed)
         if routes.condition == .panic { routes.metrics.panicRequests.increment() }
         connection.pool.countRequest()
-        if isGRPC, let text = headers.first(name: "grpc-timeout"), let timeout = H2Headers.grpcTimeout(text),
-            let context
-        {
-            let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-            deadline = context.eventLoop.scheduleTask(in: timeout) { bound.value.deadlineExpired() }
+        if isGRPC, let text = headers.first(name: "grpc-timeout"), let timeout = H2Headers.grpcTimeout(text) {
+            let loop = connection.pool.eventLoop
+            let bound = NIOLoopBound(self, eventLoop: loop)
+            deadline = loop.scheduleTask(in: timeout) { bound.value.deadlineExpired() }
         }
         let head = H2Headers.requestForUpstream(headers, forwarding: connection.forwarding)
         replay = [.headers(.init(headers: head, endStream: endStream))]
@@ -280,7 +285,7 @@ final class H2StreamProxyHandler: ChannelDuplexHandler, SilenceWatched {
     }
 
     private func openStream(_ lease: H2SlotLease) {
-        guard context != nil else {
+        guard client != nil else {
             lease.release()
             return
         }
@@ -313,7 +318,7 @@ final class H2StreamProxyHandler: ChannelDuplexHandler, SilenceWatched {
     /// streams may rightly be quiet for long (its deadline is `grpc-timeout`).
     private func watchSilence() {
         lastActivity = connection.pool.eventLoop.now
-        guard !isGRPC, silenceSlot < 0, context != nil, let endpoint else { return }
+        guard !isGRPC, silenceSlot < 0, client != nil, let endpoint else { return }
         silenceLimit = TimeAmount(endpoint.timeouts.upstreamRead)
         connection.pool.silence.add(self)
     }
@@ -358,7 +363,7 @@ final class H2StreamProxyHandler: ChannelDuplexHandler, SilenceWatched {
     // MARK: Upstream → client
 
     func upstreamFrame(_ payload: HTTP2Frame.FramePayload) {
-        guard phase == .open, !responseEnded, let context else { return }
+        guard phase == .open, !responseEnded, let client else { return }
         if case .rstStream(let code) = payload {
             upstreamClosed(code, refused: code == .refusedStream)
             return
@@ -380,20 +385,22 @@ final class H2StreamProxyHandler: ChannelDuplexHandler, SilenceWatched {
                 }
             }
             if let code = H2Headers.grpcStatus(headers.headers) { grpcStatus = code }
-            context.write(wrapOutboundOut(.headers(headers)), promise: nil)
-            if headers.endStream { responseComplete() }
+            client.write(.headers(headers))
+            if headers.endStream { responseComplete(client) }
         case .data(let data):
             if case .byteBuffer(let bytes) = data.data { received += bytes.readableBytes }
-            context.write(wrapOutboundOut(payload), promise: nil)
-            if data.endStream { responseComplete() }
+            client.write(payload)
+            if data.endStream { responseComplete(client) }
         default:
             break
         }
     }
 
-    private func responseComplete() {
+    /// - Parameter client: the client side the last frame went to. (Writing a stream's last frame may close
+    ///   it at once, and this proxy is then detached from its client side; the frame still needs the flush.)
+    private func responseComplete(_ client: any H2ClientSide) {
         responseEnded = true
-        context?.flush()
+        client.flush()
         let success = status < 500 && (grpcStatus.map { ![13, 14].contains($0) } ?? true)
         finish(success: success)
         endRequestEarly()
@@ -444,7 +451,7 @@ final class H2StreamProxyHandler: ChannelDuplexHandler, SilenceWatched {
     }
 
     func flushClient() {
-        context?.flush()
+        client?.flush()
     }
 
     // MARK: Endings
@@ -461,12 +468,13 @@ final class H2StreamProxyHandler: ChannelDuplexHandler, SilenceWatched {
     }
 
     private func endWithGRPCStatus(_ code: Int, message: String) {
-        guard let context else { return }
+        guard let client else { return }
         if !responseHeadSent { status = 200 }
         let trailers = H2Headers.grpcTrailers(status: code, message: message, withHead: !responseHeadSent)
         responseHeadSent = true
         responseEnded = true
-        context.writeAndFlush(wrapOutboundOut(.headers(.init(headers: trailers, endStream: true))), promise: nil)
+        client.write(.headers(.init(headers: trailers, endStream: true)))
+        client.flush()
     }
 
     /// Answers from the proxy: a gRPC call gets a trailers-only response with `grpc`'s status, anything else
@@ -476,7 +484,7 @@ final class H2StreamProxyHandler: ChannelDuplexHandler, SilenceWatched {
             endpoint.outstanding.wrappingAdd(-1, ordering: .relaxed)
             self.endpoint = nil
         }
-        guard let context, !responseEnded else {
+        guard let client, !responseEnded else {
             finish(success: nil)
             return
         }
@@ -485,19 +493,17 @@ final class H2StreamProxyHandler: ChannelDuplexHandler, SilenceWatched {
             var trailers = H2Headers.grpcTrailers(status: grpc, message: cause, withHead: !responseHeadSent)
             trailers.add(name: "x-zoneward-error", value: cause)
             self.status = 200
-            context.write(wrapOutboundOut(.headers(.init(headers: trailers, endStream: true))), promise: nil)
+            client.write(.headers(.init(headers: trailers, endStream: true)))
         } else {
             self.status = status
             let body = "\(status): \(cause)\n"
-            var buffer = context.channel.allocator.buffer(capacity: body.utf8.count)
-            buffer.writeString(body)
             let headers = H2Headers.localResponse(status: status, cause: cause, bodyLength: body.utf8.count)
-            context.write(wrapOutboundOut(.headers(.init(headers: headers))), promise: nil)
-            context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(buffer), endStream: true))), promise: nil)
+            client.write(.headers(.init(headers: headers)))
+            client.write(.data(.init(data: .byteBuffer(ByteBuffer(string: body)), endStream: true)))
         }
         responseHeadSent = true
         responseEnded = true
-        context.flush()
+        client.flush()
         finish(success: nil)
         endRequestEarly()
     }
@@ -510,8 +516,16 @@ final class H2StreamProxyHandler: ChannelDuplexHandler, SilenceWatched {
     }
 
     private func reset(_ code: HTTP2ErrorCode) {
-        guard let context else { return }
-        context.writeAndFlush(wrapOutboundOut(.rstStream(code)), promise: nil)
+        guard let client else { return }
+        client.write(.rstStream(code))
+        client.flush()
+    }
+
+    /// The client's stream is closed (reset, ended both ways, or its connection gone): the upstream stream is
+    /// cancelled if still open, and nothing more goes to the client.
+    func clientClosed() {
+        clientGone()
+        detach()
     }
 
     /// The client reset the stream or went away: cancel the upstream stream.
@@ -556,33 +570,11 @@ final class H2StreamProxyHandler: ChannelDuplexHandler, SilenceWatched {
         resumeReading()
     }
 
-    // MARK: Lifecycle and backpressure
+    // MARK: Backpressure
 
-    func channelInactive(context: ChannelHandlerContext) {
-        clientGone()
-        context.fireChannelInactive()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // A stream error (the client's reset, a protocol error on this stream) ends this stream only.
-        clientGone()
-        context.close(promise: nil)
-    }
-
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { upstream?.resumeReading() }
-        context.fireChannelWritabilityChanged()
-    }
-
-    func read(context: ChannelHandlerContext) {
-        switch phase {
-        case .connecting:
-            pendingRead = true
-        case .open where !(upstream?.isWritable ?? false):
-            pendingRead = true
-        default:
-            context.read()
-        }
+    /// The client takes more of the response again: the upstream stream is read on.
+    func clientWritabilityChanged() {
+        if isWritable { upstream?.resumeReading() }
     }
 
     func upstreamWritabilityChanged(writable: Bool) {
@@ -590,15 +582,12 @@ final class H2StreamProxyHandler: ChannelDuplexHandler, SilenceWatched {
     }
 
     private func resumeReading() {
-        guard pendingRead, let context else { return }
-        pendingRead = false
-        read(context: context)
+        if takesMore { client?.resumeReading() }
     }
-
 }
 
 @available(*, unavailable)
-extension H2StreamProxyHandler: Sendable {}
+extension H2StreamProxy: Sendable {}
 
 /// The gRPC counters.
 enum H2Metrics {

@@ -40,7 +40,7 @@ final class H2UpstreamConnection {
     }
 
     /// A new stream on this connection for `owner`, on the slot `lease` reserved; nil when it is closed.
-    func openStream(owner: H2StreamProxyHandler, lease: H2SlotLease) -> H2UpstreamStream? {
+    func openStream(owner: H2StreamProxy, lease: H2SlotLease) -> H2UpstreamStream? {
         handler?.open(owner: owner, lease: lease)
     }
 

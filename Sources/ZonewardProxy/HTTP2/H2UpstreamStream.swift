@@ -2,7 +2,7 @@ import NIOCore
 import NIOHTTP2
 
 /// One stream on a pooled upstream HTTP/2 connection: an ID and a few counters. The connection's
-/// `H2UpstreamConnectionHandler` relays its frames to and from the client stream's `H2StreamProxyHandler`
+/// `H2UpstreamConnectionHandler` relays its frames to and from the client stream's `H2StreamProxy`
 /// directly. NIOHTTP2 runs without a stream multiplexer on upstream connections, so a stream has no child
 /// channel: no channel, pipeline, promise and activation per proxied stream (about 60,000 of 288,000
 /// instructions per stream in `PROTO=h2 bench/callgrind-proxy.sh`).
@@ -18,7 +18,7 @@ final class H2UpstreamStream {
     /// Strong: a stream its owner still holds keeps the handler; the handler forgets every stream when its
     /// connection closes.
     let handler: H2UpstreamConnectionHandler
-    fileprivate(set) var owner: H2StreamProxyHandler?
+    fileprivate(set) var owner: H2StreamProxy?
     /// A final (non-1xx) response head came: header blocks from now on are trailers.
     fileprivate var finalHeadSeen = false
     /// DATA bytes taken from the endpoint and not yet given back by WINDOW_UPDATE.
@@ -38,7 +38,7 @@ final class H2UpstreamStream {
         id: HTTP2StreamID,
         lease: H2SlotLease,
         handler: H2UpstreamConnectionHandler,
-        owner: H2StreamProxyHandler
+        owner: H2StreamProxy
     ) {
         self.id = id
         self.lease = lease
@@ -150,7 +150,7 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler {
 
     /// A new stream for `owner`, on a slot `lease` reserved; nil when the connection is closed or out of
     /// stream IDs (it then takes no new stream).
-    func open(owner: H2StreamProxyHandler, lease: H2SlotLease) -> H2UpstreamStream? {
+    func open(owner: H2StreamProxy, lease: H2SlotLease) -> H2UpstreamStream? {
         guard let context, context.channel.isActive else { return nil }
         guard nextStreamID <= Int(Int32.max) else {
             pool.stopNewStreams(on: connection)

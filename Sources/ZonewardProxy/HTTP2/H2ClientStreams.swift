@@ -1,0 +1,278 @@
+import NIOCore
+import NIOHTTP2
+
+/// The client end of a proxied stream, as the stream's owner (`H2StreamProxy`) sees it: a stream of an
+/// HTTP/2 client connection (`H2ClientStream`), or one HTTP/1.1 exchange (`H1ToH2Adapter`).
+protocol H2ClientSide: AnyObject {
+    /// Sends a frame of the response to the client (flushed by `flush`).
+    func write(_ payload: HTTP2Frame.FramePayload)
+    func flush()
+    /// The client takes more of the response: while false, the upstream stream is not read.
+    var isWritable: Bool { get }
+    /// The owner takes more of the request again (`H2ClientStreamOwner.takesMore`): read on, or give the
+    /// client back its stream window.
+    func resumeReading()
+}
+
+/// What a client stream's frames are handed to (`H2StreamProxy`; a checking stand-in in the HTTP/2 fuzzer).
+protocol H2ClientStreamOwner: AnyObject {
+    /// A frame of the client's stream: HEADERS, DATA, or RST_STREAM.
+    func receive(_ payload: HTTP2Frame.FramePayload)
+    /// The read that brought frames for this stream is over.
+    func clientReadComplete()
+    /// The stream is closed (ended both ways, reset either way, or its connection gone): no more calls.
+    func clientClosed()
+    /// The client side's `isWritable` may have changed.
+    func clientWritabilityChanged()
+    /// Whether the request's next bytes can go on now; while false the stream's window is not given back.
+    var takesMore: Bool { get }
+}
+
+/// One stream of an HTTP/2 client connection: an ID and a few counters. `H2ClientStreamsHandler` hands its
+/// frames to its owner and writes the owner's frames, with the flow control a child channel had:
+/// - in: the client's DATA is given back (WINDOW_UPDATE) once half the stream's window is taken and only
+///   while the owner takes more, so a stream holds at most one window the upstream has not taken;
+/// - out: DATA written and not yet on the wire (NIOHTTP2 holds it while the client's window is shut) is
+///   counted; above `outboundHighWater` the stream is not writable, and the upstream stream is not read.
+final class H2ClientStream: H2ClientSide {
+    let id: HTTP2StreamID
+    /// Strong: an owner that still holds its stream keeps the handler; the handler forgets every stream when
+    /// its connection closes.
+    let handler: H2ClientStreamsHandler
+    fileprivate(set) var owner: (any H2ClientStreamOwner)?
+    /// DATA bytes taken from the client and not yet given back by WINDOW_UPDATE.
+    fileprivate var unacknowledged = 0
+    fileprivate var inboundEnded = false
+    /// DATA bytes written to NIOHTTP2 and not yet written to the socket.
+    fileprivate var pendingOutbound = 0
+    /// Frames came in this read: the owner hears when the read completes.
+    fileprivate var touched = false
+    fileprivate(set) var isClosed = false
+
+    /// Above this many DATA bytes not yet on the wire, the stream is not writable.
+    static let outboundHighWater = 64 << 10
+
+    fileprivate init(id: HTTP2StreamID, handler: H2ClientStreamsHandler) {
+        self.id = id
+        self.handler = handler
+    }
+
+    func write(_ payload: HTTP2Frame.FramePayload) {
+        handler.send(payload, on: self)
+    }
+
+    func flush() {
+        handler.flush()
+    }
+
+    var isWritable: Bool {
+        !isClosed && pendingOutbound < Self.outboundHighWater && handler.isChannelWritable
+    }
+
+    func resumeReading() {
+        handler.giveBackWindow(self, atLeast: 1)
+    }
+}
+
+@available(*, unavailable)
+extension H2ClientStream: Sendable {}
+
+/// The last HTTP/2 handler of a client connection: NIOHTTP2 runs without a stream multiplexer, and each
+/// stream the client opens gets an owner made by `makeOwner` (an `H2StreamProxy`), called directly: no
+/// child channel, pipeline, promise and activation per stream (`HTTP2StreamChannel.configure` alone was
+/// about a third of a proxied stream's instructions in `PROTO=h2 bench/callgrind-proxy.sh`).
+///
+/// It keeps what the multiplexer did: the stream and connection receive windows (given back as owners take
+/// what arrived) and each stream's writability. NIOHTTP2 itself still enforces the concurrent-stream limit,
+/// the header list size, the flood and rapid-reset limits and every frame's validity, and reports streams
+/// opened and closed as events, which `NIOHTTP2ServerConnectionManagementHandler` counts for its idle
+/// timeout and graceful shutdown.
+final class H2ClientStreamsHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTP2Frame
+    typealias OutboundOut = HTTP2Frame
+
+    private let makeOwner: (H2ClientStream) -> any H2ClientStreamOwner
+    private let streamWindow: Int
+    private let connectionWindow: Int
+    private var context: ChannelHandlerContext?
+    private var streams: [HTTP2StreamID: H2ClientStream] = [:]
+    /// The highest stream the client opened: a HEADERS frame above it opens a new one.
+    private var lastStreamID = HTTP2StreamID(0)
+    /// Streams that got frames in the current read.
+    private var touched: [H2ClientStream] = []
+
+    init(
+        streamWindow: Int = H2Limits.streamWindow,
+        connectionWindow: Int = H2Limits.connectionWindow,
+        makeOwner: @escaping (H2ClientStream) -> any H2ClientStreamOwner
+    ) {
+        self.streamWindow = streamWindow
+        self.connectionWindow = connectionWindow
+        self.makeOwner = makeOwner
+    }
+
+    var isChannelWritable: Bool { context?.channel.isWritable ?? false }
+    var openStreams: Int { streams.count }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        forgetTouched()
+    }
+
+    /// A read that closed the connection gets no `channelReadComplete`: the streams it touched (which hold
+    /// this handler) must not stay listed here.
+    private func forgetTouched() {
+        for stream in touched { stream.touched = false }
+        touched.removeAll()
+    }
+
+    // MARK: Inbound
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        // Connection frames (SETTINGS, PING, GOAWAY, WINDOW_UPDATE) are NIOHTTP2's and the connection
+        // manager's business.
+        guard frame.streamID != .rootStream else { return }
+        let stream: H2ClientStream
+        if let known = streams[frame.streamID] {
+            stream = known
+        } else if case .headers = frame.payload, frame.streamID > lastStreamID {
+            // NIOHTTP2 accepted it: a new stream, within the concurrent-stream limit.
+            lastStreamID = frame.streamID
+            stream = H2ClientStream(id: frame.streamID, handler: self)
+            streams[frame.streamID] = stream
+            stream.owner = makeOwner(stream)
+        } else {
+            // Late frames of a stream closed here (NIOHTTP2 accounts their flow control), or PRIORITY and
+            // WINDOW_UPDATE for one never opened.
+            return
+        }
+        switch frame.payload {
+        case .headers(let headers):
+            if headers.endStream { stream.inboundEnded = true }
+        case .data(let data):
+            stream.unacknowledged += data.data.readableBytes + (data.paddingBytes.map { $0 + 1 } ?? 0)
+            if data.endStream { stream.inboundEnded = true }
+        case .rstStream:
+            // Closed by NIOHTTP2 too: its StreamClosedEvent follows and forgets the stream.
+            break
+        default:
+            // PRIORITY (ignored, RFC 9113 §5.3.2) and the stream's WINDOW_UPDATE (NIOHTTP2 sends what it held).
+            return
+        }
+        if !stream.touched {
+            stream.touched = true
+            touched.append(stream)
+        }
+        stream.owner?.receive(frame.payload)
+        giveBackWindow(stream, atLeast: streamWindow / 2)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if !touched.isEmpty {
+            let read = touched
+            touched.removeAll(keepingCapacity: true)
+            for stream in read {
+                stream.touched = false
+                stream.owner?.clientReadComplete()
+            }
+        }
+        context.fireChannelReadComplete()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        switch event {
+        case let closed as StreamClosedEvent:
+            if let stream = streams[closed.streamID] { end(stream) }
+        case let window as NIOHTTP2WindowUpdatedEvent where window.streamID == .rootStream:
+            // The connection's window: topped up to its size once half is taken (the stream windows bound
+            // what any one stream holds), as NIOHTTP2's multiplexer does. Late frames of closed streams count.
+            if let size = window.inboundWindowSize, size <= connectionWindow / 2 {
+                write(
+                    HTTP2Frame(
+                        streamID: .rootStream,
+                        payload: .windowUpdate(windowSizeIncrement: connectionWindow - size)
+                    )
+                )
+                flush()
+            }
+        default:
+            break
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            for stream in Array(streams.values) where stream.isWritable {
+                stream.owner?.clientWritabilityChanged()
+            }
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        for stream in Array(streams.values) { end(stream) }
+        forgetTouched()
+        context.fireChannelInactive()
+    }
+
+    // MARK: Streams
+
+    /// The stream is closed: its owner hears it once, and it is forgotten.
+    private func end(_ stream: H2ClientStream) {
+        guard !stream.isClosed else { return }
+        stream.isClosed = true
+        streams[stream.id] = nil
+        let owner = stream.owner
+        stream.owner = nil
+        owner?.clientClosed()
+    }
+
+    fileprivate func send(_ payload: HTTP2Frame.FramePayload, on stream: H2ClientStream) {
+        guard !stream.isClosed, let context else { return }
+        if case .data(let data) = payload, data.data.readableBytes > 0 {
+            // Counted until written to the socket (or dropped with the stream): the stream's backpressure.
+            let length = data.data.readableBytes
+            stream.pendingOutbound += length
+            let promise = context.eventLoop.makePromise(of: Void.self)
+            promise.futureResult.assumeIsolated().whenComplete { _ in
+                let wasWritable = stream.isWritable
+                stream.pendingOutbound -= length
+                if !wasWritable, stream.isWritable { stream.owner?.clientWritabilityChanged() }
+            }
+            context.write(wrapOutboundOut(HTTP2Frame(streamID: stream.id, payload: payload)), promise: promise)
+        } else {
+            write(HTTP2Frame(streamID: stream.id, payload: payload))
+        }
+    }
+
+    /// Gives the client back what the stream took, once at least `threshold` bytes, while its owner takes
+    /// more.
+    fileprivate func giveBackWindow(_ stream: H2ClientStream, atLeast threshold: Int) {
+        guard !stream.isClosed, !stream.inboundEnded, stream.unacknowledged >= threshold,
+            stream.owner?.takesMore ?? false
+        else { return }
+        let increment = stream.unacknowledged
+        stream.unacknowledged = 0
+        write(HTTP2Frame(streamID: stream.id, payload: .windowUpdate(windowSizeIncrement: increment)))
+        flush()
+    }
+
+    /// Flushes what was written. NIOHTTP2 holds a flush back until its read completes, and the flush
+    /// coalescer below it until the event-loop tick ends, so the frames of many streams leave in one write.
+    fileprivate func flush() {
+        context?.flush()
+    }
+
+    private func write(_ frame: HTTP2Frame) {
+        context?.write(wrapOutboundOut(frame), promise: nil)
+    }
+}
+
+@available(*, unavailable)
+extension H2ClientStreamsHandler: Sendable {}
