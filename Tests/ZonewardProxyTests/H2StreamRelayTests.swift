@@ -90,7 +90,12 @@ import ZonewardModel
             )
             try H2Listener.addRelay(clientSide.pipeline.syncOperations, management: management, connection: connection)
             try clientSide.connect(to: SocketAddress(ipAddress: "192.0.2.7", port: 40000)).wait()
-            try client.pipeline.syncOperations.addHandler(NIOHTTP2Handler(mode: .client))
+            // The client sends what it is told, malformed or not.
+            var unvalidated = NIOHTTP2Handler.ConnectionConfiguration()
+            unvalidated.headerBlockValidation = .disabled
+            try client.pipeline.syncOperations.addHandler(
+                NIOHTTP2Handler(mode: .client, connectionConfiguration: unvalidated)
+            )
             try client.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
             try pump()
         }
@@ -547,6 +552,22 @@ import ZonewardModel
         #expect(Self.responseHead(try harness.clientReceived())?.first(name: ":status") == "413")
         // Half-closed at the endpoint (its END_STREAM sent, ours still held back): only a reset ends it.
         #expect(stream.closed, "RST_STREAM to the endpoint")
+        #expect(harness.outstanding == 0)
+    }
+
+    /// Client connections run NIOHTTP2 without its header validation; the streams handler's own check
+    /// refuses malformed trailers: the client's stream is reset (PROTOCOL_ERROR) and the upstream stream
+    /// cancelled, its endpoint released.
+    @Test func malformedClientTrailersResetTheStreamBothWays() throws {
+        let harness = try Harness()
+        try harness.clientSends(Self.request(grpc: true))
+        try harness.clientSends(Self.data("x", end: false))
+        let stream = try #require(harness.streams.first)
+        #expect(harness.outstanding == 1)
+        try harness.clientSends(.headers(.init(headers: [":path": "/smuggled"], endStream: true)))
+        let frames = try harness.clientReceived()
+        #expect(frames.contains { if case .rstStream(.protocolError) = $0 { return true } else { return false } })
+        #expect(stream.closed)
         #expect(harness.outstanding == 0)
     }
 

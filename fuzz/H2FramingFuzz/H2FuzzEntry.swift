@@ -17,6 +17,8 @@ import NIOHTTP2
 /// - the header block sent upstream holds no connection-specific field, exactly one of each forwarding
 ///   field, and the client's `grpc-timeout` only in canonical form that parses back to the same deadline;
 /// - what goes back to the client holds no connection-specific field;
+/// - a request head NIOHTTP2 accepts, `H2Headers.isValidFromClient` accepts too (the other way round is
+///   held by a unit test, `H2ClientValidationTests`);
 /// - `H2ClientStreamsHandler` hands a stream's owner frames only until it tells it the stream closed, tells
 ///   it so once, and, once the connection is gone, has told every owner it made.
 /// A broken property stops the run with `fatalError` naming it.
@@ -40,7 +42,7 @@ enum H2Fuzz {
                 try sync.addHandler(
                     NIOHTTP2Handler(
                         mode: .server,
-                        connectionConfiguration: H2ServerSettings.connection,
+                        connectionConfiguration: H2ServerSettings.relayConnection,
                         streamConfiguration: H2ServerSettings.stream
                     )
                 )
@@ -158,6 +160,11 @@ final class CheckingStreamHandler: ChannelInboundHandler {
         case .headers(let headers):
             guard !answered else { return }
             answered = true
+            // NIOHTTP2 accepted this request head: the proxy's own check (on connections that relay to HTTP/2
+            // endpoints) must accept it too.
+            if !H2Headers.isValidFromClient(headers.headers, trailers: false) {
+                fatalError("NIOHTTP2 accepts a request head H2Headers.isValidFromClient refuses: \(headers.headers)")
+            }
             for frame in Self.answer(headers.headers) { context.write(wrapOutboundOut(frame), promise: nil) }
             context.flush()
         default:

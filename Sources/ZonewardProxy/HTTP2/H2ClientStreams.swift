@@ -83,10 +83,13 @@ extension H2ClientStream: Sendable {}
 /// about a third of a proxied stream's instructions in `PROTO=h2 bench/callgrind-proxy.sh`).
 ///
 /// It keeps what the multiplexer did: the stream and connection receive windows (given back as owners take
-/// what arrived) and each stream's writability. NIOHTTP2 itself still enforces the concurrent-stream limit,
-/// the header list size, the flood and rapid-reset limits and every frame's validity, and reports streams
-/// opened and closed as events, which `NIOHTTP2ServerConnectionManagementHandler` counts for its idle
-/// timeout and graceful shutdown.
+/// what arrived) and each stream's writability. It checks each header block the client sends
+/// (`H2Headers.isValidFromClient`, in place of NIOHTTP2's validation, which this connection runs without):
+/// a malformed one resets its stream (PROTOCOL_ERROR), and more than `H2Limits.maxMalformedBlocks` in
+/// `malformedWindow` end the connection as NIOHTTP2's own stream-error limit would. NIOHTTP2 still enforces
+/// the concurrent-stream limit, the header list size, content-length, the flood and rapid-reset limits and
+/// every frame's validity, and reports streams opened and closed as events, which
+/// `NIOHTTP2ServerConnectionManagementHandler` counts for its idle timeout and graceful shutdown.
 final class H2ClientStreamsHandler: ChannelInboundHandler {
     typealias InboundIn = HTTP2Frame
     typealias OutboundOut = HTTP2Frame
@@ -100,6 +103,9 @@ final class H2ClientStreamsHandler: ChannelInboundHandler {
     private var lastStreamID = HTTP2StreamID(0)
     /// Streams that got frames in the current read.
     private var touched: [H2ClientStream] = []
+    /// Malformed header blocks in the current window, and when it began.
+    private var malformed = 0
+    private var malformedSince = NIODeadline.uptimeNanoseconds(0)
 
     init(
         streamWindow: Int = H2Limits.streamWindow,
@@ -138,12 +144,18 @@ final class H2ClientStreamsHandler: ChannelInboundHandler {
         // manager's business.
         guard frame.streamID != .rootStream else { return }
         let stream: H2ClientStream
+        var opened = false
         if let known = streams[frame.streamID] {
             stream = known
-        } else if case .headers = frame.payload, frame.streamID > lastStreamID {
+        } else if case .headers(let headers) = frame.payload, frame.streamID > lastStreamID {
             // NIOHTTP2 accepted it: a new stream, within the concurrent-stream limit.
             lastStreamID = frame.streamID
+            guard H2Headers.isValidFromClient(headers.headers, trailers: false) else {
+                refuseMalformed(frame.streamID, context: context)
+                return
+            }
             stream = H2ClientStream(id: frame.streamID, handler: self)
+            opened = true
             streams[frame.streamID] = stream
             stream.owner = makeOwner(stream)
         } else {
@@ -153,6 +165,13 @@ final class H2ClientStreamsHandler: ChannelInboundHandler {
         }
         switch frame.payload {
         case .headers(let headers):
+            // A header block after the one that opened the stream is its trailers.
+            if !opened, !H2Headers.isValidFromClient(headers.headers, trailers: true) {
+                // Malformed trailers make the request malformed (RFC 9113 §8.1.1): reset, and its owner told.
+                refuseMalformed(stream.id, context: context)
+                end(stream)
+                return
+            }
             if headers.endStream { stream.inboundEnded = true }
         case .data(let data):
             stream.unacknowledged += data.data.readableBytes + (data.paddingBytes.map { $0 + 1 } ?? 0)
@@ -231,6 +250,30 @@ final class H2ClientStreamsHandler: ChannelInboundHandler {
         let owner = stream.owner
         stream.owner = nil
         owner?.clientClosed()
+    }
+
+    /// A malformed header block: its stream is reset (PROTOCOL_ERROR, RFC 9113 §8.1.1), and too many end
+    /// the connection (GOAWAY ENHANCE_YOUR_CALM; `H2ConnectionGuard` closes it and counts it "misbehaving").
+    private func refuseMalformed(_ id: HTTP2StreamID, context: ChannelHandlerContext) {
+        write(HTTP2Frame(streamID: id, payload: .rstStream(.protocolError)))
+        let now = context.eventLoop.now
+        if now - malformedSince > H2Limits.malformedWindow {
+            malformedSince = now
+            malformed = 0
+        }
+        malformed += 1
+        guard malformed > H2Limits.maxMalformedBlocks else {
+            context.flush()
+            return
+        }
+        write(
+            HTTP2Frame(
+                streamID: .rootStream,
+                payload: .goAway(lastStreamID: lastStreamID, errorCode: .enhanceYourCalm, opaqueData: nil)
+            )
+        )
+        context.flush()
+        context.fireErrorCaught(NIOHTTP2Errors.excessiveStreamErrors())
     }
 
     fileprivate func send(_ payload: HTTP2Frame.FramePayload, on stream: H2ClientStream) {

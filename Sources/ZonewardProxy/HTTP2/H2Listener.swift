@@ -132,7 +132,7 @@ enum H2Listener {
         try sync.addHandler(
             NIOHTTP2Handler(
                 mode: .server,
-                connectionConfiguration: serverConnectionConfiguration,
+                connectionConfiguration: H2ServerSettings.relayConnection,
                 streamConfiguration: serverStreamConfiguration
             )
         )

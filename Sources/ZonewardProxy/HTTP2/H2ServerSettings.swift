@@ -1,3 +1,4 @@
+import NIOCore
 import NIOHTTP2
 
 // The HTTP/2 limits and the client-facing NIOHTTP2 configuration, in a file of their own (NIOHTTP2 only) so
@@ -22,6 +23,10 @@ enum H2Limits {
     /// Client RST_STREAM frames allowed per connection per second (CVE-2023-44487, rapid reset); beyond it
     /// the connection gets GOAWAY ENHANCE_YOUR_CALM and is closed.
     static let maxResetsPerSecond = 100
+    /// Malformed header blocks a client may send in `malformedWindow` (each resets its stream); beyond it the
+    /// connection gets GOAWAY ENHANCE_YOUR_CALM and is closed, as NIOHTTP2 treats its own stream errors.
+    static let maxMalformedBlocks = 200
+    static let malformedWindow = TimeAmount.seconds(30)
 }
 
 /// NIOHTTP2's configuration for client connections.
@@ -38,6 +43,16 @@ enum H2ServerSettings {
         ]
         configuration.targetWindowSize = H2Limits.connectionWindow
         configuration.maximumRecentlyResetStreams = H2Limits.recentlyResetStreams
+        return configuration
+    }
+
+    /// For client connections whose streams are relayed to HTTP/2 endpoints (`H2ClientStreamsHandler`): as
+    /// `connection`, but NIOHTTP2 does not validate header blocks; the streams handler checks each block the
+    /// client sends (`H2Headers.isValidFromClient`), and what goes back was checked when it came from the
+    /// endpoint. Content-length is still checked by NIOHTTP2.
+    static var relayConnection: NIOHTTP2Handler.ConnectionConfiguration {
+        var configuration = connection
+        configuration.headerBlockValidation = .disabled
         return configuration
     }
 
