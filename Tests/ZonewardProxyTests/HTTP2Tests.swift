@@ -1,6 +1,7 @@
 import NIOCore
 import NIOEmbedded
 import NIOHPACK
+import NIOHTTP1
 import NIOHTTP2
 import Testing
 
@@ -76,9 +77,15 @@ import Testing
         #expect(H2Headers.field(name) == expected)
     }
 
-    @Test func anUppercaseNameFromTheBridgeIsLowercasedAndIPv6IsBracketed() {
+    /// `requestForUpstream` relays names as they are: the HTTP/1.1 bridge lowercases them first (HTTP/2
+    /// clients' are lowercase, or refused by `isValidFromClient`).
+    @Test func anUppercaseNameFromTheBridgeIsLowercasedAndIPv6IsBracketed() throws {
+        var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/")
+        head.headers.add(name: "Host", value: "api")
+        head.headers.add(name: "X-Custom", value: "v")
+        let block = try #require(BridgeHeaders.requestForHTTP2(head, scheme: "https"))
         let out = H2Headers.requestForUpstream(
-            [":method": "GET", "X-Custom": "v"],
+            block,
             clientAddress: "2001:db8::1",
             scheme: "https",
             trusted: false

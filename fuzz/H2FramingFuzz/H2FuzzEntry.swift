@@ -74,6 +74,8 @@ enum H2Fuzz {
             if let open = owners.first(where: { !$0.closed }) {
                 fatalError("the connection is gone and stream \(open.id) was not told")
             }
+            // The owners hold their streams, which hold the handler, which holds the closure that holds them.
+            owners.removeAll()
         }
         var buffer = channel.allocator.buffer(capacity: preface.count + frames.count)
         buffer.writeBytes(preface)

@@ -53,13 +53,6 @@ enum H2Headers {
         return true
     }
 
-    /// `name` lowercased, or `name` itself (no copy) when it has no uppercase letter: HTTP/2 clients' names
-    /// are lowercase already (NIOHTTP2 checks), and so are the bridge's.
-    @inline(__always)
-    private static func lowercaseName(_ name: String) -> String {
-        utf8Bytes(of: name) { bytes in bytes.contains { ($0 &- UInt8(ascii: "A")) < 26 } } ? name.lowercased() : name
-    }
-
     /// The forwarding fields for a client, fixed for its connection: `x-forwarded-for` and `forwarded` as
     /// added for this client (its own hop), and `x-forwarded-proto`.
     struct Forwarding {
@@ -86,7 +79,8 @@ enum H2Headers {
     ///
     /// Many clients share one upstream connection, and so its HPACK table: what a client chose is sent
     /// without indexing (`upstreamIndexing`); `grpc-timeout` is re-written in canonical form, or dropped when
-    /// malformed.
+    /// malformed. Names arrive lowercase (`isValidFromClient` refuses others; the HTTP/1.1 bridge lowercases
+    /// them) and are relayed as they are.
     static func requestForUpstream(
         _ headers: HPACKHeaders,
         clientAddress: String,
@@ -127,8 +121,7 @@ enum H2Headers {
                     out.add(name: "grpc-timeout", value: formatGrpcTimeout(timeout), indexing: .nonIndexable)
                 }
             case .pseudo, .regular:
-                let lowercased = lowercaseName(name)
-                out.add(name: lowercased, value: value, indexing: upstreamIndexing(lowercased, value, client: indexing))
+                out.add(name: name, value: value, indexing: upstreamIndexing(name, value, client: indexing))
             }
         }
         // The proxy's own values are indexed: after a client's first request each is one byte upstream.

@@ -361,13 +361,13 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        switch event {
-        case let closed as StreamClosedEvent:
-            if let stream = streams[closed.streamID] { end(stream, code: closed.reason) }
-        case let window as NIOHTTP2WindowUpdatedEvent where window.streamID == .rootStream:
+        switch H2Event(event) {
+        case .streamClosed(let id, let reason):
+            if let stream = streams[id] { end(stream, code: reason) }
+        case .connectionWindow(let inbound):
             // The connection's window: topped up to its size once half is taken (per-stream windows bound
             // what any one stream holds). Late frames of reset streams count here too.
-            if let size = window.inboundWindowSize, size <= connectionWindow / 2 {
+            if let size = inbound, size <= connectionWindow / 2 {
                 write(
                     HTTP2Frame(
                         streamID: .rootStream,
@@ -376,7 +376,7 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler {
                 )
                 unflushed = true
             }
-        default:
+        case .other:
             break
         }
         context.fireUserInboundEventTriggered(event)
