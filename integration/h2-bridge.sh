@@ -106,6 +106,11 @@ OUT=$(curl -s -D - -o /dev/null --max-time 5 --http2-prior-knowledge "http://127
 check "an HTTP/2 response carries no Connection or Keep-Alive" \
     bash -c '! grep -qiE "^(connection|keep-alive|transfer-encoding):" <<<"$1"' _ "$OUT"
 check "... and is still the endpoint's 200" contains "$OUT" "HTTP/2 200"
+# HEAD: the endpoint's Content-Length with no body, which NIOHTTP2's content-length check allows for HEAD only.
+OUT=$(curl -s -I --max-time 5 --http2-prior-knowledge -w 'code=%{http_code} size=%{size_download}' \
+    "http://127.0.0.1:$WEB/big.bin")
+check "HEAD over h2c gets the endpoint's 200 and Content-Length, no body" \
+    bash -c 'grep -q "^HTTP/2 200" <<<"$1" && grep -qi "^content-length: 3145728" <<<"$1" && grep -q "size=0" <<<"$1"' _ "$OUT"
 OUT=$(curl -s --max-time 10 --http2-prior-knowledge -o "$WORK/big.h2c" -w '%{http_code} %{size_download}' \
     "http://127.0.0.1:$WEB/big.bin")
 check "a 3 MiB download over h2c arrives whole ($OUT)" cmp -s "$WORK/www/big.bin" "$WORK/big.h2c"

@@ -10,6 +10,43 @@ import ZonewardModel
 @testable import ZonewardProxy
 
 @Suite struct BridgeHeadersTests {
+    /// HTTP/1.1 heads and trailers become HTTP/2 blocks with lowercase names, or nil when a field is unfit.
+    @Test func responseBlocksAreLowercaseAndRefuseWhatHTTP2Cannot() throws {
+        let good = HTTPResponseHead(version: .http1_1, status: .ok, headers: ["Content-Type": "text/plain"])
+        let block = try #require(BridgeHeaders.responseBlock(good))
+        #expect(block.map(\.name) == [":status", "content-type"])
+        for (name, value) in [("bad name", "v"), ("x", "a\rb"), ("x", " padded"), ("x", "nul\u{0}")] {
+            let head = HTTPResponseHead(version: .http1_1, status: .ok, headers: [name: value])
+            #expect(BridgeHeaders.responseBlock(head) == nil, "\(name): \(value)")
+        }
+        #expect(BridgeHeaders.trailersBlock(["Grpc-Status": "0", "Connection": "x"])?.map(\.name) == ["grpc-status"])
+        #expect(BridgeHeaders.trailersBlock([":status": "200"]) == nil)
+    }
+
+    /// An HTTP/2 request head becomes what NIOHTTP2's codec made of it: Host from :authority, and framing for
+    /// a body of unknown length.
+    @Test func requestHeadsFromHTTP2GetHostAndFraming() throws {
+        var block: HPACKHeaders = [":method": "POST", ":scheme": "https", ":authority": "api:8443", ":path": "/a?b"]
+        var head = try #require(BridgeHeaders.requestFromHTTP2(block, endStream: false))
+        #expect(head.method == .POST)
+        #expect(head.uri == "/a?b")
+        #expect(head.headers["host"] == ["api:8443"])
+        #expect(head.headers["transfer-encoding"] == ["chunked"])
+        head = try #require(BridgeHeaders.requestFromHTTP2(block, endStream: true))
+        #expect(head.headers["content-length"] == ["0"])
+        block.add(name: "content-length", value: "5")
+        head = try #require(BridgeHeaders.requestFromHTTP2(block, endStream: false))
+        #expect(head.headers["content-length"] == ["5"])
+        #expect(head.headers["transfer-encoding"].isEmpty)
+        let get: HPACKHeaders = [":method": "GET", ":scheme": "http", ":path": "/", "host": "h"]
+        head = try #require(BridgeHeaders.requestFromHTTP2(get, endStream: false))
+        #expect(head.headers["host"] == ["h"])
+        #expect(head.headers["transfer-encoding"].isEmpty)
+        #expect(
+            BridgeHeaders.requestFromHTTP2([":method": "GET", ":scheme": "http", ":path": "/"], endStream: true) == nil
+        )
+    }
+
     @Test func anHTTP2RequestGoesToHTTP1WithoutHopByHopFieldsAndWithForwardingFields() {
         var headers = HTTPHeaders()
         headers.add(name: "host", value: "api.example")
@@ -214,13 +251,35 @@ import ZonewardModel
     }
 }
 
-/// An HTTP/2 client stream bridged to an HTTP/1.1 endpoint, through embedded channels on one loop: the
-/// stream's handler (after the HTTP/2-to-HTTP/1 codec, so fed HTTP parts), and the pooled upstream
+/// An HTTP/2 client stream bridged to an HTTP/1.1 endpoint on one embedded loop: the stream's owner
+/// (`H2ToH1Stream`, fed the client's frames and writing to a recording client side), and the pooled upstream
 /// connection with NIO's client codec, whose bytes the test reads and writes.
 @Suite struct H2ToH1StreamTests {
+    /// The client's stream as the owner sees it: what was written, and whether it was flushed.
+    final class RecordingSide: H2ClientSide {
+        var written: [HTTP2Frame.FramePayload] = []
+        var flushed: [HTTP2Frame.FramePayload] = []
+        var isWritable = true
+        var resumed = 0
+        /// Writing END_STREAM closes the stream and tells the owner at once, as NIOHTTP2 may.
+        var closesOnEnd = false
+        weak var owner: H2ToH1Stream?
+
+        func write(_ payload: HTTP2Frame.FramePayload) {
+            written.append(payload)
+            if closesOnEnd, case .data(let data) = payload, data.endStream { owner?.clientClosed() }
+        }
+        func flush() {
+            flushed += written
+            written = []
+        }
+        func resumeReading() { resumed += 1 }
+    }
+
     final class Harness {
         let loop = EmbeddedEventLoop()
-        let stream: EmbeddedChannel
+        let side = RecordingSide()
+        var stream: H2ToH1Stream?
         var upstreams: [EmbeddedChannel] = []
 
         init() throws {
@@ -239,7 +298,6 @@ import ZonewardModel
                 metrics: ProxyMetrics(),
                 logger: Logger(label: "test")
             )
-            stream = EmbeddedChannel(loop: loop)
             let pool = H1BridgePool(eventLoop: loop, timeouts: ProxyTimeouts()) { [weak self] endpoint, loop in
                 guard let self else { return loop.makeFailedFuture(ChannelError.ioOnClosedChannel) }
                 let channel = EmbeddedChannel(loop: self.loop)
@@ -261,8 +319,14 @@ import ZonewardModel
                 clientAddress: "192.0.2.7",
                 maxRetries: 2
             )
-            try stream.pipeline.syncOperations.addHandler(H2ToH1StreamHandler(client: client))
-            try stream.connect(to: SocketAddress(ipAddress: "192.0.2.7", port: 40000)).wait()
+            stream = H2ToH1Stream(client: client, side: side)
+            side.owner = stream
+        }
+
+        func send(_ payload: HTTP2Frame.FramePayload) {
+            stream?.receive(payload)
+            stream?.clientReadComplete()
+            loop.run()
         }
 
         func upstreamBytes(_ index: Int = 0) throws -> String {
@@ -271,23 +335,30 @@ import ZonewardModel
             return text
         }
 
-        func responseParts() throws -> [HTTPServerResponsePart] {
-            var parts: [HTTPServerResponsePart] = []
-            while let part = try stream.readOutbound(as: HTTPServerResponsePart.self) { parts.append(part) }
-            return parts
+        /// The frames the client was sent (flushed) since the last call.
+        func responseFrames() -> [HTTP2Frame.FramePayload] {
+            defer { side.flushed = [] }
+            return side.flushed
         }
+    }
+
+    static func head(_ fields: [(String, String)], end: Bool = false) -> HTTP2Frame.FramePayload {
+        var block = HPACKHeaders()
+        for (name, value) in fields { block.add(name: name, value: value) }
+        return .headers(.init(headers: block, endStream: end))
     }
 
     @Test func aStreamBecomesOneHTTP1ExchangeWithoutHopByHopFields() throws {
         let harness = try Harness()
-        let head = HTTPRequestHead(
-            version: .http2,
-            method: .GET,
-            uri: "/x",
-            headers: ["host": "api", "x-forwarded-for": "6.6.6.6", "accept": "*/*"]
+        harness.send(
+            Self.head(
+                [
+                    (":method", "GET"), (":scheme", "http"), (":authority", "api"), (":path", "/x"),
+                    ("x-forwarded-for", "6.6.6.6"), ("accept", "*/*"),
+                ],
+                end: true
+            )
         )
-        try harness.stream.writeInbound(HTTPServerRequestPart.head(head))
-        try harness.stream.writeInbound(HTTPServerRequestPart.end(nil))
         #expect(harness.upstreams.count == 1)
         let request = try harness.upstreamBytes()
         #expect(request.hasPrefix("GET /x HTTP/1.1\r\n"))
@@ -300,60 +371,92 @@ import ZonewardModel
                     "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n\r\nok"
             )
         )
-        let parts = try harness.responseParts()
-        guard parts.count == 3, case .head(let response) = parts[0], case .body(.byteBuffer(let body)) = parts[1],
-            case .end = parts[2]
+        let frames = harness.responseFrames()
+        guard frames.count == 3, case .headers(let response) = frames[0], case .data(let body) = frames[1],
+            case .data(let end) = frames[2], case .byteBuffer(let bytes) = body.data
         else {
-            Issue.record("expected head, body, end; got \(parts)")
+            Issue.record("expected HEADERS, DATA, DATA(END_STREAM); got \(frames)")
             return
         }
-        #expect(response.status == .ok)
-        #expect(response.headers.map { $0.name.lowercased() } == ["content-length"])
-        #expect(String(buffer: body) == "ok")
+        #expect(response.headers.map(\.name) == [":status", "content-length"])
+        #expect(response.headers.first(name: ":status") == "200")
+        #expect(String(buffer: bytes) == "ok")
+        #expect(end.endStream)
         // The connection went back to the pool: the next stream reuses it.
         #expect(harness.upstreams[0].isActive)
     }
 
     @Test func aClientResetClosesTheUpstreamConnection() throws {
         let harness = try Harness()
-        let head = HTTPRequestHead(
-            version: .http2,
-            method: .POST,
-            uri: "/up",
-            headers: ["host": "api", "transfer-encoding": "chunked"]
-        )
-        try harness.stream.writeInbound(HTTPServerRequestPart.head(head))
-        try harness.stream.writeInbound(HTTPServerRequestPart.body(ByteBuffer(string: "part")))
+        harness.send(Self.head([(":method", "POST"), (":scheme", "http"), (":authority", "api"), (":path", "/up")]))
+        harness.send(.data(.init(data: .byteBuffer(ByteBuffer(string: "part")))))
         let request = try harness.upstreamBytes()
         #expect(request.lowercased().contains("transfer-encoding: chunked\r\n"))
         #expect(request.contains("\r\n\r\n4\r\npart"))
         #expect(harness.upstreams[0].isActive)
-        // RST_STREAM closes the stream channel.
-        _ = try? harness.stream.close().wait()
+        harness.send(.rstStream(.cancel))
+        harness.stream?.clientClosed()
         #expect(!harness.upstreams[0].isActive)
     }
 
     @Test func anUpstreamResetBeforeTheResponseIsA502() throws {
         let harness = try Harness()
-        let head = HTTPRequestHead(
-            version: .http2,
-            method: .POST,
-            uri: "/up",
-            headers: ["host": "api", "content-length": "4"]
+        harness.send(
+            Self.head([
+                (":method", "POST"), (":scheme", "http"), (":authority", "api"), (":path", "/up"),
+                ("content-length", "4"),
+            ])
         )
-        try harness.stream.writeInbound(HTTPServerRequestPart.head(head))
-        try harness.stream.writeInbound(HTTPServerRequestPart.body(ByteBuffer(string: "part")))
-        try harness.stream.writeInbound(HTTPServerRequestPart.end(nil))
+        harness.send(.data(.init(data: .byteBuffer(ByteBuffer(string: "part")), endStream: true)))
         _ = try harness.upstreamBytes()
         // A POST whose body went out is not retried.
         _ = try? harness.upstreams[0].close().wait()
-        let parts = try harness.responseParts()
-        guard case .head(let response) = parts.first else {
-            Issue.record("expected a response head; got \(parts)")
+        let frames = harness.responseFrames()
+        guard case .headers(let response) = frames.first else {
+            Issue.record("expected a response head; got \(frames)")
             return
         }
-        #expect(response.status.code == 502)
-        #expect(response.headers["x-zoneward-error"] == ["upstream-reset"])
+        #expect(response.headers.first(name: ":status") == "502")
+        #expect(response.headers.first(name: "x-zoneward-error") == "upstream-reset")
         #expect(harness.upstreams.count == 1)
+    }
+
+    /// A response head HTTP/2 cannot carry is the endpoint's invalid response: 502, not relayed.
+    @Test func aResponseHeadUnfitForHTTP2IsA502() throws {
+        let harness = try Harness()
+        harness.send(
+            Self.head([(":method", "POST"), (":scheme", "http"), (":authority", "api"), (":path", "/")], end: true)
+        )
+        _ = try harness.upstreamBytes()
+        _ = try? harness.upstreams[0].writeInbound(
+            ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Pad:  v \r\nX-Nul: a\u{0}b\r\n\r\n")
+        )
+        let frames = harness.responseFrames()
+        guard case .headers(let response) = frames.first else {
+            Issue.record("expected a response head; got \(frames)")
+            return
+        }
+        #expect(response.headers.first(name: ":status") == "502")
+        #expect(response.headers.first(name: "x-nul") == nil)
+    }
+
+    /// Writing a stream's last frame may close it at once, and tell its owner so before the owner flushes:
+    /// the frame is flushed all the same.
+    @Test func theLastFrameIsFlushedWhenWritingItClosesTheStream() throws {
+        let harness = try Harness()
+        harness.side.closesOnEnd = true
+        harness.send(
+            Self.head([(":method", "GET"), (":scheme", "http"), (":authority", "api"), (":path", "/")], end: true)
+        )
+        _ = try harness.upstreamBytes()
+        try harness.upstreams[0].writeInbound(ByteBuffer(string: "HTTP/1.1 204 No Content\r\n\r\n"))
+        let frames = harness.responseFrames()
+        #expect(frames.count == 2, "\(frames)")
+        guard case .data(let end) = frames.last else {
+            Issue.record("expected DATA(END_STREAM) last; got \(frames)")
+            return
+        }
+        #expect(end.endStream)
+        #expect(harness.side.written.isEmpty)
     }
 }

@@ -88,7 +88,9 @@ import ZonewardModel
                     keepalive: .init(pingInterval: .hours(1), ackTimeout: .seconds(20))
                 )
             )
-            try H2Listener.addRelay(clientSide.pipeline.syncOperations, management: management, connection: connection)
+            try H2Listener.addRelay(clientSide.pipeline.syncOperations, management: management) {
+                H2StreamProxy(connection: connection, client: $0)
+            }
             try clientSide.connect(to: SocketAddress(ipAddress: "192.0.2.7", port: 40000)).wait()
             // The client sends what it is told, malformed or not.
             var unvalidated = NIOHTTP2Handler.ConnectionConfiguration()

@@ -363,6 +363,10 @@ import Testing
         let settings = H2Listener.serverConnectionConfiguration.initialSettings
         #expect(settings.contains { $0.parameter == .maxConcurrentStreams && $0.value == 100 })
         #expect(settings.contains { $0.parameter == .maxHeaderListSize && $0.value == 65_536 })
+        // Header blocks are checked by H2ClientStreamsHandler instead (H2ClientValidationTests); content-length
+        // stays NIOHTTP2's.
+        #expect(H2Listener.serverConnectionConfiguration.headerBlockValidation == .disabled)
+        #expect(H2Listener.serverConnectionConfiguration.contentLengthValidation == .enabled)
         let stream = H2Listener.serverStreamConfiguration
         #expect(stream.streamResetFrameRateLimit.maximumCount == H2Limits.maxResetsPerSecond)
         #expect(stream.streamResetFrameRateLimit.windowLength == .seconds(1))

@@ -7,13 +7,13 @@ import NIOHTTP2
 /// after the connection preface (which the harness sends first, so inputs are frames): SETTINGS, HEADERS
 /// with CONTINUATION, DATA, RST_STREAM, PING, PRIORITY, WINDOW_UPDATE, GOAWAY, in any order and shape.
 ///
-/// The server is built as the proxy builds it (`H2ServerSettings`: the advertised limits, the windows, the
-/// rapid-reset limit) on an EmbeddedChannel, in either of its two forms, chosen by the first byte's low bit:
-/// for an `http2` service, NIOHTTP2 without a multiplexer and the proxy's `H2ClientStreamsHandler`, whose
-/// streams get a checking owner; for an `http1` service, NIOHTTP2's multiplexer with a checking stream
-/// handler. Both relay each request's header block through `H2Headers` as `H2StreamProxy` does, and answer
-/// it. The first byte also seeds how the input is split into reads. Properties checked on every request,
-/// not only "no crash":
+/// The server is built on an EmbeddedChannel in one of two forms, chosen by the first byte's low bit: as the
+/// proxy builds it (`H2ServerSettings.relayConnection`: the advertised limits, the windows, the rapid-reset
+/// limit, no NIOHTTP2 header validation; the proxy's `H2ClientStreamsHandler`, whose streams get a
+/// checking owner), or as a reference, NIOHTTP2 validating header blocks, with its multiplexer and a
+/// checking stream handler. Both relay each request's header block through `H2Headers` as `H2StreamProxy`
+/// does, and answer it. The first byte also seeds how the input is split into reads. Properties checked on
+/// every request, not only "no crash":
 /// - the header block sent upstream holds no connection-specific field, exactly one of each forwarding
 ///   field, and the client's `grpc-timeout` only in canonical form that parses back to the same deadline;
 /// - what goes back to the client holds no connection-specific field;

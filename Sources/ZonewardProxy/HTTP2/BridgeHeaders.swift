@@ -18,6 +18,50 @@ enum BridgeHeaders {
 
     // MARK: HTTP/2 client → HTTP/1.1 endpoint
 
+    /// An HTTP/2 client's request head (checked by `H2Headers.isValidFromClient`) as an HTTP/1.1 head, as
+    /// NIOHTTP2's HTTP/2-to-HTTP/1 codec makes it: `Host` from `:authority` unless the block has one, and, for
+    /// a method whose requests carry bodies, `content-length: 0` when the HEADERS ended the stream or
+    /// `transfer-encoding: chunked` when a body of unknown length follows (no `content-length`). nil when
+    /// nothing names the target (no `:authority`, no `host`).
+    static func requestFromHTTP2(_ block: HPACKHeaders, endStream: Bool) -> HTTPRequestHead? {
+        var method: HTTPMethod?
+        var path = ""
+        var authority: String?
+        var headers = HTTPHeaders()
+        headers.reserveCapacity(block.count)
+        var hasHost = false
+        var hasLength = false
+        for (name, value, _) in block {
+            switch name {
+            case ":method": method = HTTPMethod(rawValue: value)
+            case ":path": path = value
+            case ":authority": authority = value
+            case ":scheme": continue
+            default:
+                if name == "host" { hasHost = true }
+                if name == "content-length" { hasLength = true }
+                headers.add(name: name, value: value)
+            }
+        }
+        guard let method, authority != nil || hasHost else { return nil }
+        var framing: (String, String)?
+        switch method {
+        case .GET, .HEAD, .DELETE, .CONNECT, .TRACE: break
+        default:
+            if !hasLength { framing = endStream ? ("content-length", "0") : ("transfer-encoding", "chunked") }
+        }
+        if let framing { headers.replaceOrAdd(name: framing.0, value: framing.1) }
+        if !hasHost, let authority { headers.replaceOrAdd(name: "host", value: authority) }
+        return HTTPRequestHead(version: .http2, method: method, uri: path, headers: headers)
+    }
+
+    /// An HTTP/2 client's trailers as HTTP/1.1 trailer fields.
+    static func trailersFromHTTP2(_ block: HPACKHeaders) -> HTTPHeaders {
+        var trailers = HTTPHeaders()
+        for (name, value, _) in block { trailers.add(name: name, value: value) }
+        return trailers
+    }
+
     /// A request NIO's HTTP/2-to-HTTP/1 codec decoded (`:authority` already the Host field, and
     /// `transfer-encoding: chunked` added by the codec for a body of unknown length) as sent to an HTTP/1.1
     /// endpoint: HTTP/1.1, hop-by-hop fields dropped, and the forwarding fields set as the HTTP/1.1 path
@@ -77,6 +121,30 @@ enum BridgeHeaders {
             out.add(name: name, value: value)
         }
         return HTTPResponseHead(version: .http2, status: head.status, headers: out)
+    }
+
+    /// An HTTP/1.1 endpoint's response head (after `responseForHTTP2`) as the HTTP/2 header block sent to
+    /// the client: `:status`, then the fields with lowercase names. nil when it is not a block a client may
+    /// be sent (`H2Headers.isValidFromUpstream`: a name that is not a token, a value with CR, LF or NUL, or
+    /// leading or trailing space): the endpoint's response is invalid.
+    static func responseBlock(_ head: HTTPResponseHead) -> HPACKHeaders? {
+        var block = HPACKHeaders()
+        block.reserveCapacity(head.headers.count + 1)
+        block.add(name: ":status", value: String(head.status.code))
+        for (name, value) in head.headers { block.add(name: name.lowercased(), value: value) }
+        guard H2Headers.isValidFromUpstream(block, trailers: false) else { return nil }
+        return block
+    }
+
+    /// An HTTP/1.1 endpoint's trailer fields as an HTTP/2 trailers block: lowercase names, connection-specific
+    /// fields dropped; nil when a field is not one a client may be sent.
+    static func trailersBlock(_ trailers: HTTPHeaders) -> HPACKHeaders? {
+        var block = HPACKHeaders()
+        for (name, value) in trailers where H2Headers.field(name) != .connectionSpecific {
+            block.add(name: name.lowercased(), value: value)
+        }
+        guard H2Headers.isValidFromUpstream(block, trailers: true) else { return nil }
+        return block
     }
 
     // MARK: HTTP/1.1 client → HTTP/2 endpoint

@@ -78,9 +78,10 @@ final class H2ClientStream: H2ClientSide {
 extension H2ClientStream: Sendable {}
 
 /// The last HTTP/2 handler of a client connection: NIOHTTP2 runs without a stream multiplexer, and each
-/// stream the client opens gets an owner made by `makeOwner` (an `H2StreamProxy`), called directly: no
-/// child channel, pipeline, promise and activation per stream (`HTTP2StreamChannel.configure` alone was
-/// about a third of a proxied stream's instructions in `PROTO=h2 bench/callgrind-proxy.sh`).
+/// stream the client opens gets an owner made by `makeOwner` (`H2StreamProxy`, or `H2ToH1Stream` for an
+/// `http1` service), called directly: no child channel, pipeline, promise and activation per stream
+/// (`HTTP2StreamChannel.configure` alone was about a third of a proxied stream's instructions in
+/// `PROTO=h2 bench/callgrind-proxy.sh`).
 ///
 /// It keeps what the multiplexer did: the stream and connection receive windows (given back as owners take
 /// what arrived) and each stream's writability. It checks each header block the client sends

@@ -23,9 +23,9 @@ enum H2Listener {
     }
 
     /// Adds the sniffer to a new client connection of an `http` listener (after TLS, when the listener
-    /// terminates it). A client that opens with the HTTP/2 preface gets NIOHTTP2's server: for an `http2`
-    /// service each stream is relayed on an upstream HTTP/2 stream (`H2ClientStreamsHandler`, no child
-    /// channels); for an `http1` service each stream is a child channel bridged to one HTTP/1.1 exchange. Any other client is HTTP/1.1: `http1` installs the HTTP/1.1
+    /// terminates it). A client that opens with the HTTP/2 preface gets NIOHTTP2's server without child
+    /// channels (`H2ClientStreamsHandler`): for an `http2` service each stream is relayed on an upstream
+    /// HTTP/2 stream; for an `http1` service each stream is bridged to one HTTP/1.1 exchange. Any other client is HTTP/1.1: `http1` installs the HTTP/1.1
     /// proxy for an `http1` service; for an `http2` service each request is bridged to an upstream stream.
     static func configure(
         channel: any Channel,
@@ -60,8 +60,9 @@ enum H2Listener {
                     )
                 )
                 try sync.addHandler(FlushCoalescer())
+                let makeOwner: (H2ClientStream) -> any H2ClientStreamOwner
                 if upstreamHTTP2 {
-                    // Streams relayed to upstream streams: no child channels (H2ClientStreamsHandler).
+                    // Each stream relayed on an upstream HTTP/2 stream.
                     let client = H2ClientConnection(
                         service: service,
                         table: table,
@@ -70,9 +71,9 @@ enum H2Listener {
                         clientAddress: clientAddress,
                         maxRetries: maxRetries
                     )
-                    try addRelay(sync, management: management, connection: client)
+                    makeOwner = { H2StreamProxy(connection: client, client: $0) }
                 } else {
-                    // Each stream bridged to an HTTP/1.1 exchange: a child channel with NIOHTTP2's HTTP/1.1 codec.
+                    // Each stream bridged to one HTTP/1.1 exchange.
                     let client = H1BridgeClient(
                         service: service,
                         table: table,
@@ -81,23 +82,9 @@ enum H2Listener {
                         clientAddress: clientAddress,
                         maxRetries: maxRetries
                     )
-                    let bound = NIOLoopBound(client, eventLoop: loop)
-                    _ = try sync.configureHTTP2Pipeline(
-                        mode: .server,
-                        connectionConfiguration: serverConnectionConfiguration,
-                        streamConfiguration: serverStreamConfiguration,
-                        streamDelegate: management.http2StreamDelegate,
-                        position: .last,
-                        inboundStreamInitializer: { stream in
-                            stream.eventLoop.makeCompletedFuture {
-                                let sync = stream.pipeline.syncOperations
-                                try sync.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
-                                try sync.addHandler(H2ToH1StreamHandler(client: bound.value))
-                            }
-                        }
-                    )
-                    try sync.addHandler(management)
+                    makeOwner = { H2ToH1Stream(client: client, side: $0) }
                 }
+                try addRelay(sync, management: management, makeOwner: makeOwner)
                 try sync.addHandler(H2ConnectionGuard(metrics: table.metrics, service: service.name))
             },
             otherwise: { context in
@@ -121,27 +108,31 @@ enum H2Listener {
         try channel.pipeline.syncOperations.addHandler(sniffer)
     }
 
-    /// The handlers that relay a client connection's streams to HTTP/2 endpoints (after TLS and the flush
-    /// coalescer): NIOHTTP2's server without a multiplexer, its connection manager (idle timeout, keepalive,
-    /// graceful shutdown), and the streams handler, which gives each stream an `H2StreamProxy`.
+    /// The handlers that relay a client connection's streams (after TLS and the flush coalescer): NIOHTTP2's
+    /// server without a multiplexer, its connection manager (idle timeout, keepalive, graceful shutdown), and
+    /// the streams handler, which gives each stream the owner `makeOwner` makes (`H2StreamProxy` for HTTP/2
+    /// endpoints, `H2ToH1Stream` for HTTP/1.1 ones).
     static func addRelay(
         _ sync: ChannelPipeline.SynchronousOperations,
         management: NIOHTTP2ServerConnectionManagementHandler,
-        connection: H2ClientConnection
+        makeOwner: @escaping (H2ClientStream) -> any H2ClientStreamOwner
     ) throws {
         try sync.addHandler(
             NIOHTTP2Handler(
                 mode: .server,
-                connectionConfiguration: H2ServerSettings.relayConnection,
+                connectionConfiguration: serverConnectionConfiguration,
                 streamConfiguration: serverStreamConfiguration
             )
         )
         try sync.addHandler(management)
-        try sync.addHandler(H2ClientStreamsHandler { H2StreamProxy(connection: connection, client: $0) })
+        try sync.addHandler(H2ClientStreamsHandler(makeOwner: makeOwner))
     }
 
-    /// The client connection's limits (H2ServerSettings, shared with the HTTP/2 fuzzer).
-    static var serverConnectionConfiguration: NIOHTTP2Handler.ConnectionConfiguration { H2ServerSettings.connection }
+    /// The client connection's limits, without NIOHTTP2's header validation (H2ServerSettings, shared with
+    /// the HTTP/2 fuzzer).
+    static var serverConnectionConfiguration: NIOHTTP2Handler.ConnectionConfiguration {
+        H2ServerSettings.relayConnection
+    }
 
     /// Per stream: the receive window and the rapid-reset defence (H2ServerSettings).
     static var serverStreamConfiguration: NIOHTTP2Handler.StreamConfiguration { H2ServerSettings.stream }

@@ -38,7 +38,7 @@ extension PerLoopPools where Pool == H1BridgePool {
 }
 
 /// One HTTP/1.1 connection to an endpoint, below NIO's client codec: relays one exchange at a time for an
-/// `H2ToH1StreamHandler`, reads only while that stream is writable, and times out an endpoint that goes
+/// `H2ToH1Stream`, reads only while that stream is writable, and times out an endpoint that goes
 /// quiet (`upstreamRead`) as the HTTP/1.1 path does.
 final class H1BridgeUpstream: ChannelDuplexHandler, PooledConnection {
     typealias InboundIn = HTTPClientResponsePart
@@ -48,7 +48,7 @@ final class H1BridgeUpstream: ChannelDuplexHandler, PooledConnection {
     let endpoint: UpstreamEndpoint
     var pool: H1BridgePool?
     private var context: ChannelHandlerContext?
-    private var owner: H2ToH1StreamHandler?
+    private var owner: H2ToH1Stream?
     private var pendingRead = false
     private var receivedAnything = false
     private var keepAlive = true
@@ -84,7 +84,7 @@ final class H1BridgeUpstream: ChannelDuplexHandler, PooledConnection {
         }
     }
 
-    func begin(_ head: HTTPRequestHead, for owner: H2ToH1StreamHandler) {
+    func begin(_ head: HTTPRequestHead, for owner: H2ToH1Stream) {
         self.owner = owner
         receivedAnything = false
         keepAlive = true
@@ -189,18 +189,16 @@ extension H1BridgeUpstream: Sendable {}
 /// A client connection whose HTTP/2 streams go to HTTP/1.1 endpoints.
 typealias H1BridgeClient = ClientConnection<H1BridgePool>
 
-/// One HTTP/2 client stream to an `http1` service, after NIO's `HTTP2FramePayloadToHTTP1ServerCodec`: the
-/// request becomes one HTTP/1.1 exchange with an endpoint picked by the zone plan and power of two choices,
-/// on a pooled connection. Retries, outstanding counts, metrics per zone pair and outlier results follow
-/// the HTTP/1.1 path's `ExchangeStateMachine`. Bodies stream both ways, each side read only while the other
-/// is writable.
-final class H2ToH1StreamHandler: ChannelDuplexHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundIn = HTTPServerResponsePart
-    typealias OutboundOut = HTTPServerResponsePart
-
+/// One HTTP/2 client stream to an `http1` service (the owner `H2ClientStreamsHandler` gives it: no child
+/// channel, no HTTP/2-to-HTTP/1 codec): the request becomes one HTTP/1.1 exchange with an endpoint picked by
+/// the zone plan and power of two choices, on a pooled connection. Retries, outstanding counts, metrics per
+/// zone pair and outlier results follow the HTTP/1.1 path's `ExchangeStateMachine`. Bodies stream both
+/// ways, each side read only while the other can take more.
+final class H2ToH1Stream: H2ClientStreamOwner {
     private let client: H1BridgeClient
-    private var context: ChannelHandlerContext?
+    /// The client's stream; nil once it closed.
+    private var side: (any H2ClientSide)?
+    private var requestStarted = false
     private var head: HTTPRequestHead?
     private var machine: ExchangeStateMachine?
     private var routes: ServiceRoutes?
@@ -215,16 +213,16 @@ final class H2ToH1StreamHandler: ChannelDuplexHandler {
     private var replay: [HTTPClientRequestPart] = []
     private var requestEnded = false
     private var finished = false
-    private var pendingRead = false
     private var sent = 0
     private var received = 0
     private var sentAt = NIODeadline.now()
 
-    init(client: H1BridgeClient) {
+    init(client: H1BridgeClient, side: any H2ClientSide) {
         self.client = client
+        self.side = side
     }
 
-    var clientIsWritable: Bool { context?.channel.isWritable ?? false }
+    var clientIsWritable: Bool { side?.isWritable ?? false }
 
     /// The exchange waits on the client: its body withheld while the endpoint could take it, or the
     /// response not taken.
@@ -232,32 +230,39 @@ final class H2ToH1StreamHandler: ChannelDuplexHandler {
         (!requestEnded && (upstream?.isWritable ?? false)) || !clientIsWritable
     }
 
-    func handlerAdded(context: ChannelHandlerContext) {
-        self.context = context
-    }
-
-    func handlerRemoved(context: ChannelHandlerContext) {
-        self.context = nil
-    }
-
     // MARK: Client → endpoint
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head(let request):
-            guard head == nil, !finished else { return }
+    func receive(_ payload: HTTP2Frame.FramePayload) {
+        switch payload {
+        case .headers(let headers) where !requestStarted:
+            requestStarted = true
+            requestEnded = headers.endStream
+            guard let request = BridgeHeaders.requestFromHTTP2(headers.headers, endStream: headers.endStream) else {
+                respondLocally(status: 400, cause: "missing-authority")
+                return
+            }
             start(request)
-        case .body(let bytes):
-            requestPart(.body(.byteBuffer(bytes)))
-        case .end(let trailers):
+            if headers.endStream { requestPart(.end(nil)) }
+        case .headers(let trailers):
             requestEnded = true
-            requestPart(.end(trailers))
+            requestPart(.end(BridgeHeaders.trailersFromHTTP2(trailers.headers)))
+        case .data(let data):
+            if case .byteBuffer(let bytes) = data.data, bytes.readableBytes > 0 {
+                requestPart(.body(.byteBuffer(bytes)))
+            }
+            if data.endStream {
+                requestEnded = true
+                requestPart(.end(nil))
+            }
+        case .rstStream:
+            clientGone()
+        default:
+            break
         }
     }
 
-    func channelReadComplete(context: ChannelHandlerContext) {
+    func clientReadComplete() {
         upstream?.flush()
-        context.fireChannelReadComplete()
     }
 
     private func requestPart(_ part: HTTPClientRequestPart) {
@@ -316,7 +321,7 @@ final class H2ToH1StreamHandler: ChannelDuplexHandler {
 
     /// Picks an endpoint (not one already tried) and gets a connection to it.
     private func dispatch() {
-        guard let routes, let machine, context != nil else { return }
+        guard let routes, let machine, side != nil else { return }
         guard let (endpoint, zone) = routes.pickWithZone(&client.random, excluding: tried) else {
             if let failure = machine.lastFailure {
                 respondToFailure(failure)
@@ -331,7 +336,7 @@ final class H2ToH1StreamHandler: ChannelDuplexHandler {
         connecting = true
         let pool = client.pool
         pool.acquire(endpoint) { result in
-            guard self.connecting, self.endpoint === endpoint, !self.finished, self.context != nil else {
+            guard self.connecting, self.endpoint === endpoint, !self.finished, self.side != nil else {
                 if case .success(let connection) = result { pool.release(connection) }
                 return
             }
@@ -362,7 +367,14 @@ final class H2ToH1StreamHandler: ChannelDuplexHandler {
     // MARK: Endpoint → client
 
     func responseHead(_ response: HTTPResponseHead) {
-        guard let context, !finished else { return }
+        guard let side, !finished else { return }
+        guard let block = BridgeHeaders.responseBlock(BridgeHeaders.responseForHTTP2(response)) else {
+            // Nothing NIO's HTTP/1.1 decoder would refuse, but not fit for HTTP/2: the response is invalid.
+            let connection = upstream
+            upstreamFailed(.invalidResponse)
+            connection?.close()
+            return
+        }
         let code = Int(response.status.code)
         let interim = code < 200
         machine?.responseHead(status: code, interim: interim, closesClient: false)
@@ -370,17 +382,17 @@ final class H2ToH1StreamHandler: ChannelDuplexHandler {
         if !interim, let routes, endpoint != nil, zone >= 0, zone < routes.metrics.latency.count {
             routes.metrics.latency[zone].recordNanoseconds((NIODeadline.now() - sentAt).nanoseconds)
         }
-        context.write(wrapOutboundOut(.head(BridgeHeaders.responseForHTTP2(response))), promise: nil)
+        side.write(.headers(.init(headers: block)))
     }
 
     func responseBody(_ bytes: ByteBuffer) {
-        guard let context, !finished else { return }
+        guard let side, !finished else { return }
         received += bytes.readableBytes
-        context.write(wrapOutboundOut(.body(.byteBuffer(bytes))), promise: nil)
+        side.write(.data(.init(data: .byteBuffer(bytes))))
     }
 
     func flushClient() {
-        context?.flush()
+        side?.flush()
     }
 
     func upstreamBecameWritable() {
@@ -389,7 +401,7 @@ final class H2ToH1StreamHandler: ChannelDuplexHandler {
 
     func responseEnded(upstream connection: H1BridgeUpstream, reusable: Bool, trailers: HTTPHeaders?) {
         upstream = nil
-        guard var machine, let context, !finished else {
+        guard var machine, let side, !finished else {
             connection.close()
             return
         }
@@ -403,11 +415,22 @@ final class H2ToH1StreamHandler: ChannelDuplexHandler {
             connection.close()
         }
         finished = true
-        context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
-        if !requestEnded {
-            // The response is complete while the client still sends: end the stream (RST_STREAM).
-            context.close(promise: nil)
+        // Written through `side`, held here: the stream's last frame may close it at once, and this owner is
+        // then told (`clientClosed`) before the flush.
+        if let trailers, !trailers.isEmpty {
+            if let block = BridgeHeaders.trailersBlock(trailers) {
+                side.write(.headers(.init(headers: block, endStream: true)))
+            } else {
+                side.write(.rstStream(.internalError))
+            }
+        } else {
+            side.write(.data(.init(data: .byteBuffer(ByteBuffer()), endStream: true)))
         }
+        if !requestEnded {
+            // The response is complete while the client still sends: RST_STREAM(NO_ERROR) (RFC 9113 §8.1).
+            side.write(.rstStream(.noError))
+        }
+        side.flush()
     }
 
     /// The endpoint could not complete the exchange: retried where the HTTP/1.1 path retries, else 502/503/504
@@ -433,7 +456,7 @@ final class H2ToH1StreamHandler: ChannelDuplexHandler {
             )
             endpoint = nil
             finished = true
-            context?.close(promise: nil)
+            reset(.cancel)
         case .retry:
             endpoint = nil
             sent = 0
@@ -475,7 +498,7 @@ final class H2ToH1StreamHandler: ChannelDuplexHandler {
     /// Answers from the proxy: a short text body and `x-zoneward-error` naming the cause; a stream whose
     /// response already started is reset instead.
     private func respondLocally(status: Int, cause: String) {
-        guard let context, !finished else { return }
+        guard let side, !finished else { return }
         finished = true
         pending = []
         replay = []
@@ -485,67 +508,59 @@ final class H2ToH1StreamHandler: ChannelDuplexHandler {
         }
         if var machine, machine.localError() == .closeClient {
             self.machine = machine
-            context.close(promise: nil)
+            reset(.cancel)
             return
         }
         let body = "\(status): \(cause)\n"
-        var headers = HTTPHeaders()
-        headers.add(name: "content-type", value: "text/plain; charset=utf-8")
-        headers.add(name: "content-length", value: String(body.utf8.count))
-        headers.add(name: "x-zoneward-error", value: cause)
-        var buffer = context.channel.allocator.buffer(capacity: body.utf8.count)
-        buffer.writeString(body)
         let destination = tried.last.flatMap { routes?.zoneIndex[$0.zone] } ?? -1
         (routes ?? client.routes)?.metrics.recordRequest(destination: destination, status: status, sent: 0, received: 0)
-        context.write(
-            wrapOutboundOut(
-                .head(HTTPResponseHead(version: .http2, status: .init(statusCode: status), headers: headers))
-            ),
-            promise: nil
-        )
-        context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-        if !requestEnded { context.close(promise: nil) }
+        let headers = H2Headers.localResponse(status: status, cause: cause, bodyLength: body.utf8.count)
+        side.write(.headers(.init(headers: headers)))
+        side.write(.data(.init(data: .byteBuffer(ByteBuffer(string: body)), endStream: true)))
+        if !requestEnded { side.write(.rstStream(.noError)) }
+        side.flush()
         resumeReading()
+    }
+
+    /// Ends the client's stream with RST_STREAM.
+    private func reset(_ code: HTTP2ErrorCode) {
+        guard let side else { return }
+        side.write(.rstStream(code))
+        side.flush()
     }
 
     // MARK: Lifecycle and backpressure
 
-    func channelInactive(context: ChannelHandlerContext) {
-        // The client reset the stream or went away: the upstream exchange is cancelled with its connection.
+    /// The client reset the stream or went away: the upstream exchange is cancelled with its connection.
+    private func clientGone() {
         finished = true
         upstream?.close()
         upstream = nil
+        connecting = false
         if let endpoint {
             endpoint.outstanding.wrappingAdd(-1, ordering: .relaxed)
             self.endpoint = nil
         }
-        context.fireChannelInactive()
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        context.close(promise: nil)
+    func clientClosed() {
+        clientGone()
+        side = nil
     }
 
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { upstream?.resumeReading() }
-        context.fireChannelWritabilityChanged()
+    func clientWritabilityChanged() {
+        if clientIsWritable { upstream?.resumeReading() }
     }
 
-    func read(context: ChannelHandlerContext) {
-        if !finished, connecting || (upstream.map { !$0.isWritable } ?? false) {
-            pendingRead = true
-            return
-        }
-        context.read()
+    /// Not while the endpoint's connection is being got, nor while it cannot take more.
+    var takesMore: Bool {
+        finished || !(connecting || (upstream.map { !$0.isWritable } ?? false))
     }
 
     private func resumeReading() {
-        guard pendingRead, let context else { return }
-        pendingRead = false
-        read(context: context)
+        if takesMore { side?.resumeReading() }
     }
 }
 
 @available(*, unavailable)
-extension H2ToH1StreamHandler: Sendable {}
+extension H2ToH1Stream: Sendable {}
