@@ -73,65 +73,78 @@ enum BridgeHeaders {
         scheme: String,
         trusted: Bool
     ) -> HTTPRequestHead {
-        let nominated = nominated(head.headers)
+        requestForHTTP1(
+            head,
+            forwarding: H2Headers.Forwarding(clientAddress: clientAddress, scheme: scheme, trusted: trusted)
+        )
+    }
+
+    /// As above, with the client connection's forwarding facts built once. Fields are told apart by
+    /// `H2Headers.field` (length, then bytes: no lowercased copy per field), and the fields `Connection`
+    /// nominates are looked for only when there is a `Connection` field (an HTTP/2 client's request never has
+    /// one).
+    static func requestForHTTP1(_ head: HTTPRequestHead, forwarding: H2Headers.Forwarding) -> HTTPRequestHead {
+        let hasConnection = head.headers.contains {
+            H2Headers.field($0.name) == .connectionSpecific && $0.name.utf8.count == 10
+        }
+        let nominated = hasConnection ? nominated(head.headers) : []
         var out = HTTPHeaders()
         out.reserveCapacity(head.headers.count + 3)
         var forwardedFor: [String] = []
         var forwarded: [String] = []
         var hasHost = false
         for (name, value) in head.headers {
-            let lowered = name.lowercased()
-            switch lowered {
-            case "transfer-encoding":
+            switch H2Headers.field(name) {
+            case .connectionSpecific:
                 // Only the codec's own framing survives; an HTTP/2 client cannot send this field.
-                if value.lowercased() == "chunked" { out.add(name: "Transfer-Encoding", value: "chunked") }
-            case "host":
-                guard !hasHost else { continue }
-                hasHost = true
-                out.add(name: "Host", value: value)
-            case "x-forwarded-proto":
+                if name.utf8.count == 17, value.lowercased() == "chunked" {
+                    out.add(name: "Transfer-Encoding", value: "chunked")
+                }
+            case .te, .xForwardedProto, .pseudo:
                 continue
-            case "x-forwarded-for":
-                if trusted { forwardedFor.append(value) }
-            case "forwarded":
-                if trusted { forwarded.append(value) }
-            case _ where isHopByHop(lowered, nominated: nominated):
-                continue
-            default:
-                out.add(name: name, value: value)
+            case .xForwardedFor:
+                if forwarding.trusted { forwardedFor.append(value) }
+            case .forwarded:
+                if forwarding.trusted { forwarded.append(value) }
+            case .regular, .grpcTimeout:
+                if name.utf8.count == 4, name.lowercased() == "host" {
+                    guard !hasHost else { continue }
+                    hasHost = true
+                    out.add(name: "Host", value: value)
+                } else if nominated.isEmpty || !nominated.contains(name.lowercased()) {
+                    out.add(name: name, value: value)
+                }
             }
         }
-        forwardedFor.append(clientAddress)
-        let node = clientAddress.contains(":") ? "\"[\(clientAddress)]\"" : clientAddress
-        forwarded.append("for=\(node);proto=\(scheme)")
+        forwardedFor.append(forwarding.clientAddress)
+        forwarded.append(forwarding.forwardedElement)
         out.add(name: "X-Forwarded-For", value: forwardedFor.joined(separator: ", "))
-        out.add(name: "X-Forwarded-Proto", value: scheme)
+        out.add(name: "X-Forwarded-Proto", value: forwarding.scheme)
         out.add(name: "Forwarded", value: forwarded.joined(separator: ", "))
         return HTTPRequestHead(version: .http1_1, method: head.method, uri: head.uri, headers: out)
     }
 
-    /// An HTTP/1.1 endpoint's response head as sent to an HTTP/2 client: `Connection`, `Keep-Alive`,
-    /// `Transfer-Encoding`, `Upgrade`, `Proxy-Connection` and the fields `Connection` nominates dropped
-    /// (they are malformed in HTTP/2).
-    static func responseForHTTP2(_ head: HTTPResponseHead) -> HTTPResponseHead {
-        let nominated = nominated(head.headers)
-        var out = HTTPHeaders()
-        out.reserveCapacity(head.headers.count)
-        for (name, value) in head.headers where !isHopByHop(name.lowercased(), nominated: nominated) {
-            out.add(name: name, value: value)
-        }
-        return HTTPResponseHead(version: .http2, status: head.status, headers: out)
-    }
-
-    /// An HTTP/1.1 endpoint's response head (after `responseForHTTP2`) as the HTTP/2 header block sent to
-    /// the client: `:status`, then the fields with lowercase names. nil when it is not a block a client may
-    /// be sent (`H2Headers.isValidFromUpstream`: a name that is not a token, a value with CR, LF or NUL, or
-    /// leading or trailing space): the endpoint's response is invalid.
+    /// An HTTP/1.1 endpoint's response head as the HTTP/2 header block sent to the client: `:status`, then
+    /// the fields with lowercase names, without `Connection`, `Keep-Alive`, `Transfer-Encoding`, `Upgrade`,
+    /// `Proxy-Connection`, `TE` and the fields `Connection` nominates (they are malformed in HTTP/2). nil when
+    /// it is not a block a client may be sent (`H2Headers.isValidFromUpstream`: a name that is not a token, a
+    /// value with CR, LF or NUL, or leading or trailing space): the endpoint's response is invalid.
     static func responseBlock(_ head: HTTPResponseHead) -> HPACKHeaders? {
+        let hasConnection = head.headers.contains {
+            H2Headers.field($0.name) == .connectionSpecific && $0.name.utf8.count == 10
+        }
+        let nominated = hasConnection ? nominated(head.headers) : []
         var block = HPACKHeaders()
         block.reserveCapacity(head.headers.count + 1)
         block.add(name: ":status", value: String(head.status.code))
-        for (name, value) in head.headers { block.add(name: name.lowercased(), value: value) }
+        for (name, value) in head.headers {
+            switch H2Headers.field(name) {
+            case .connectionSpecific, .te: continue
+            default:
+                let lowered = name.lowercased()
+                if nominated.isEmpty || !nominated.contains(lowered) { block.add(name: lowered, value: value) }
+            }
+        }
         guard H2Headers.isValidFromUpstream(block, trailers: false) else { return nil }
         return block
     }

@@ -301,12 +301,7 @@ final class H2ToH1Stream: H2ClientStreamOwner {
         routes.demandCounter.count.wrappingAdd(1, ordering: .relaxed)
         if routes.condition == .panic { routes.metrics.panicRequests.increment() }
         client.pool.countRequest()
-        head = BridgeHeaders.requestForHTTP1(
-            request,
-            clientAddress: client.clientAddress,
-            scheme: client.scheme,
-            trusted: client.trustsPeer
-        )
+        head = BridgeHeaders.requestForHTTP1(request, forwarding: client.forwarding)
         let idempotent: Bool
         switch request.method {
         case .GET, .HEAD, .OPTIONS, .TRACE, .PUT, .DELETE: idempotent = true
@@ -368,7 +363,7 @@ final class H2ToH1Stream: H2ClientStreamOwner {
 
     func responseHead(_ response: HTTPResponseHead) {
         guard let side, !finished else { return }
-        guard let block = BridgeHeaders.responseBlock(BridgeHeaders.responseForHTTP2(response)) else {
+        guard let block = BridgeHeaders.responseBlock(response) else {
             // Nothing NIO's HTTP/1.1 decoder would refuse, but not fit for HTTP/2: the response is invalid.
             let connection = upstream
             upstreamFailed(.invalidResponse)
