@@ -42,7 +42,8 @@ import ZonewardModel
         var connections: [(proxy: EmbeddedChannel, endpoint: EmbeddedChannel)] = []
         var streams: [EndpointStream] = []
 
-        init() throws {
+        /// The client connection's idle timeout and keepalive interval (far off unless a test says).
+        init(keepIdle: TimeAmount = .hours(1), keepPing: TimeAmount = .hours(1)) throws {
             let configuration = try ZonewardConfiguration.parse(
                 yaml: """
                     zones: [{name: a, region: r}]
@@ -78,17 +79,14 @@ import ZonewardModel
             )
             let clientSide = EmbeddedChannel(loop: loop)
             self.clientChannel = clientSide
-            // As the listener builds it, with the connection manager's timers far off.
-            let management = NIOHTTP2ServerConnectionManagementHandler(
-                eventLoop: loop,
-                configuration: .init(
-                    maxIdleTime: .hours(1),
-                    maxAge: nil,
-                    maxGraceTime: .seconds(30),
-                    keepalive: .init(pingInterval: .hours(1), ackTimeout: .seconds(20))
-                )
+            // As the listener builds it.
+            let keeping = H2ClientStreamsHandler.Keeping(
+                maxIdle: keepIdle,
+                pingInterval: keepPing,
+                ackTimeout: .seconds(20),
+                maxGrace: .seconds(30)
             )
-            try H2Listener.addRelay(clientSide.pipeline.syncOperations, management: management) {
+            try H2Listener.addRelay(clientSide.pipeline.syncOperations, keeping: keeping) {
                 H2StreamProxy(connection: connection, client: $0)
             }
             try clientSide.connect(to: SocketAddress(ipAddress: "192.0.2.7", port: 40000)).wait()
@@ -113,6 +111,21 @@ import ZonewardModel
         var clientReads = true
         /// Frames the client got, by stream, not yet taken by `clientReceived`.
         private var clientFrames: [HTTP2StreamID: [HTTP2Frame.FramePayload]] = [:]
+        /// Connection frames the client got (SETTINGS, PING, GOAWAY, …).
+        var clientRootFrames: [HTTP2Frame.FramePayload] = []
+        /// The GOAWAY frames' last stream IDs, in order.
+        var clientGoAways: [HTTP2StreamID] {
+            clientRootFrames.compactMap {
+                if case .goAway(let last, _, _) = $0 { return last }
+                return nil
+            }
+        }
+        var clientPings: Int {
+            clientRootFrames.filter {
+                if case .ping(_, ack: false) = $0 { return true }
+                return false
+            }.count
+        }
         /// DATA bytes carried from endpoints to the proxy.
         var upstreamDataBytes = 0
 
@@ -161,7 +174,10 @@ import ZonewardModel
                         moved = true
                     }
                     while let frame = try client.readInbound(as: HTTP2Frame.self) {
-                        guard frame.streamID != .rootStream else { continue }
+                        guard frame.streamID != .rootStream else {
+                            clientRootFrames.append(frame.payload)
+                            continue
+                        }
                         clientFrames[frame.streamID, default: []].append(frame.payload)
                         if clientReads, case .data(let data) = frame.payload, data.data.readableBytes > 0 {
                             let size = data.data.readableBytes
@@ -570,6 +586,81 @@ import ZonewardModel
         let frames = try harness.clientReceived()
         #expect(frames.contains { if case .rstStream(.protocolError) = $0 { return true } else { return false } })
         #expect(stream.closed)
+        #expect(harness.outstanding == 0)
+    }
+
+    /// A client connection with no stream for `clientIdle` gets GOAWAY and is closed; one with a stream
+    /// open is not.
+    @Test func anIdleClientConnectionIsClosedWithGoAway() throws {
+        let harness = try Harness(keepIdle: .seconds(10))
+        let client = try #require(harness.clientChannel)
+        harness.loop.advanceTime(by: .seconds(9))
+        try harness.pump()
+        #expect(client.isActive)
+        // The check runs every 2.5 s: closed between 10 and 12.5 s.
+        harness.loop.advanceTime(by: .seconds(4))
+        try harness.pump()
+        #expect(!client.isActive)
+        #expect(harness.clientGoAways == [HTTP2StreamID(0)])
+
+        let busy = try Harness(keepIdle: .seconds(10))
+        try busy.clientSends(Self.request(grpc: true))
+        busy.loop.advanceTime(by: .seconds(30))
+        #expect(busy.clientChannel?.isActive == true)
+    }
+
+    /// A client that sends nothing for `clientWrite` is sent a PING; one that answers stays, one that stays
+    /// silent 20 s more is closed.
+    @Test func aSilentClientIsPingedAndClosedIfItDoesNotAnswer() throws {
+        let harness = try Harness(keepPing: .seconds(8))
+        let client = try #require(harness.clientChannel)
+        try harness.clientSends(Self.request(grpc: true))
+        harness.loop.advanceTime(by: .seconds(7))
+        try harness.pump()
+        #expect(harness.clientPings == 0)
+        harness.loop.advanceTime(by: .seconds(3))
+        // The client's NIOHTTP2 answers the PING when its bytes reach it.
+        try harness.pump()
+        #expect(harness.clientPings == 1)
+        harness.loop.advanceTime(by: .seconds(25))
+        try harness.pump()
+        #expect(client.isActive, "answered: kept")
+        // Now nothing reaches the client, and nothing comes back.
+        harness.loop.advanceTime(by: .seconds(10))
+        #expect(client.isActive)
+        harness.loop.advanceTime(by: .seconds(24))
+        #expect(!client.isActive)
+        #expect(harness.outstanding == 0)
+    }
+
+    /// Shutdown: GOAWAY with the highest stream ID and a PING; on its ACK, GOAWAY with the last stream; the
+    /// stream in flight finishes, then the connection closes.
+    @Test func aGracefulShutdownLetsTheStreamInFlightFinish() throws {
+        let harness = try Harness()
+        let client = try #require(harness.clientChannel)
+        let stream = try harness.requestSent(grpc: false)
+        client.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        try harness.pump()
+        #expect(harness.clientGoAways == [.maxID, HTTP2StreamID(1)])
+        #expect(client.isActive)
+        stream.send(.headers(.init(headers: [":status": "200"], endStream: true)))
+        try harness.pump()
+        #expect(Self.responseHead(try harness.clientReceived())?.first(name: ":status") == "200")
+        #expect(!client.isActive)
+    }
+
+    /// A stream that does not finish within the grace (`drain`, 30 s here) is cut off with its connection.
+    @Test func aGracefulShutdownEndsAtTheGrace() throws {
+        let harness = try Harness()
+        let client = try #require(harness.clientChannel)
+        _ = try harness.requestSent(grpc: true)
+        client.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        try harness.pump()
+        harness.loop.advanceTime(by: .seconds(29))
+        #expect(client.isActive)
+        harness.loop.advanceTime(by: .seconds(20))
+        try harness.pump()
+        #expect(!client.isActive)
         #expect(harness.outstanding == 0)
     }
 

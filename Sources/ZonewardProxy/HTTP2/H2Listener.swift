@@ -46,18 +46,12 @@ enum H2Listener {
             onHTTP2: { context in
                 let sync = context.pipeline.syncOperations
                 let clientAddress = context.channel.remoteAddress?.ipAddress ?? "unknown"
-                let management = NIOHTTP2ServerConnectionManagementHandler(
-                    eventLoop: loop,
-                    configuration: .init(
-                        maxIdleTime: TimeAmount(service.timeouts.clientIdle),
-                        maxAge: nil,
-                        maxGraceTime: TimeAmount(drain),
-                        // A client that reads nothing (not even a PING) for `clientWrite` is closed.
-                        keepalive: .init(
-                            pingInterval: TimeAmount(service.timeouts.clientWrite),
-                            ackTimeout: .seconds(20)
-                        )
-                    )
+                let keeping = H2ClientStreamsHandler.Keeping(
+                    maxIdle: TimeAmount(service.timeouts.clientIdle),
+                    // A client that reads nothing (not even a PING) for `clientWrite` is closed.
+                    pingInterval: TimeAmount(service.timeouts.clientWrite),
+                    ackTimeout: .seconds(20),
+                    maxGrace: TimeAmount(drain)
                 )
                 try sync.addHandler(FlushCoalescer())
                 let makeOwner: (H2ClientStream) -> any H2ClientStreamOwner
@@ -84,7 +78,7 @@ enum H2Listener {
                     )
                     makeOwner = { H2ToH1Stream(client: client, side: $0) }
                 }
-                try addRelay(sync, management: management, makeOwner: makeOwner)
+                try addRelay(sync, keeping: keeping, makeOwner: makeOwner)
                 try sync.addHandler(H2ConnectionGuard(metrics: table.metrics, service: service.name))
             },
             otherwise: { context in
@@ -109,12 +103,12 @@ enum H2Listener {
     }
 
     /// The handlers that relay a client connection's streams (after TLS and the flush coalescer): NIOHTTP2's
-    /// server without a multiplexer, its connection manager (idle timeout, keepalive, graceful shutdown), and
-    /// the streams handler, which gives each stream the owner `makeOwner` makes (`H2StreamProxy` for HTTP/2
-    /// endpoints, `H2ToH1Stream` for HTTP/1.1 ones).
+    /// server without a multiplexer, and the streams handler, which keeps the connection (idle timeout,
+    /// keepalive, graceful shutdown) and gives each stream the owner `makeOwner` makes (`H2StreamProxy` for
+    /// HTTP/2 endpoints, `H2ToH1Stream` for HTTP/1.1 ones).
     static func addRelay(
         _ sync: ChannelPipeline.SynchronousOperations,
-        management: NIOHTTP2ServerConnectionManagementHandler,
+        keeping: H2ClientStreamsHandler.Keeping,
         makeOwner: @escaping (H2ClientStream) -> any H2ClientStreamOwner
     ) throws {
         try sync.addHandler(
@@ -124,8 +118,7 @@ enum H2Listener {
                 streamConfiguration: serverStreamConfiguration
             )
         )
-        try sync.addHandler(management)
-        try sync.addHandler(H2ClientStreamsHandler(makeOwner: makeOwner))
+        try sync.addHandler(H2ClientStreamsHandler(keeping: keeping, makeOwner: makeOwner))
     }
 
     /// The client connection's limits, without NIOHTTP2's header validation (H2ServerSettings, shared with

@@ -376,7 +376,7 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler {
                 )
                 unflushed = true
             }
-        case .other:
+        case .quiesce, .other:
             break
         }
         context.fireUserInboundEventTriggered(event)
