@@ -23,28 +23,78 @@ import ZonewardModel
         #expect(BridgeHeaders.trailersBlock([":status": "200"]) == nil)
     }
 
-    /// An HTTP/2 request head becomes what NIOHTTP2's codec made of it: Host from :authority, and framing for
-    /// a body of unknown length.
+    /// An HTTP/2 request head becomes an HTTP/1.1 head: Host from :authority, and the body framed so that the
+    /// endpoint reads exactly the client's DATA, whatever the method.
     @Test func requestHeadsFromHTTP2GetHostAndFraming() throws {
         var block: HPACKHeaders = [":method": "POST", ":scheme": "https", ":authority": "api:8443", ":path": "/a?b"]
-        var head = try #require(BridgeHeaders.requestFromHTTP2(block, endStream: false))
+        var head = try BridgeHeaders.requestFromHTTP2(block, endStream: false).get()
         #expect(head.method == .POST)
         #expect(head.uri == "/a?b")
         #expect(head.headers["host"] == ["api:8443"])
         #expect(head.headers["transfer-encoding"] == ["chunked"])
-        head = try #require(BridgeHeaders.requestFromHTTP2(block, endStream: true))
+        head = try BridgeHeaders.requestFromHTTP2(block, endStream: true).get()
         #expect(head.headers["content-length"] == ["0"])
         block.add(name: "content-length", value: "5")
-        head = try #require(BridgeHeaders.requestFromHTTP2(block, endStream: false))
+        head = try BridgeHeaders.requestFromHTTP2(block, endStream: false).get()
         #expect(head.headers["content-length"] == ["5"])
         #expect(head.headers["transfer-encoding"].isEmpty)
         let get: HPACKHeaders = [":method": "GET", ":scheme": "http", ":path": "/", "host": "h"]
-        head = try #require(BridgeHeaders.requestFromHTTP2(get, endStream: false))
+        head = try BridgeHeaders.requestFromHTTP2(get, endStream: true).get()
         #expect(head.headers["host"] == ["h"])
         #expect(head.headers["transfer-encoding"].isEmpty)
-        #expect(
-            BridgeHeaders.requestFromHTTP2([":method": "GET", ":scheme": "http", ":path": "/"], endStream: true) == nil
-        )
+        #expect(head.headers["content-length"].isEmpty)
+        // A GET whose HEADERS did not end the stream may carry a body: chunked, never raw bytes.
+        head = try BridgeHeaders.requestFromHTTP2(get, endStream: false).get()
+        #expect(head.headers["transfer-encoding"] == ["chunked"])
+    }
+
+    @Test(
+        arguments: [
+            ([(":method", "GET"), (":scheme", "http"), (":path", "/")], true, "missing-authority"),
+            (
+                [(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "a"), ("host", "b")], true,
+                "host-mismatch"
+            ),
+            (
+                [(":method", "GET"), (":scheme", "http"), (":path", "http://evil/x"), (":authority", "a")], true,
+                "invalid-path"
+            ),
+            ([(":method", "GET"), (":scheme", "http"), (":path", "*"), (":authority", "a")], true, "invalid-path"),
+            (
+                [
+                    (":method", "POST"), (":scheme", "http"), (":path", "/"), (":authority", "a"),
+                    ("content-length", "+5"),
+                ], false,
+                "invalid-content-length"
+            ),
+            (
+                [
+                    (":method", "POST"), (":scheme", "http"), (":path", "/"), (":authority", "a"),
+                    ("content-length", "5, 5"),
+                ], false,
+                "invalid-content-length"
+            ),
+            (
+                [
+                    (":method", "POST"), (":scheme", "http"), (":path", "/"), (":authority", "a"),
+                    ("content-length", "5"),
+                    ("content-length", "6"),
+                ], false, "invalid-content-length"
+            ),
+            (
+                [(":method", "TRACE"), (":scheme", "http"), (":path", "/"), (":authority", "a")], false,
+                "trace-with-body"
+            ),
+        ] as [([(String, String)], Bool, String)]
+    )
+    func requestsTheBridgeRefuses(_ fields: [(String, String)], _ endStream: Bool, _ cause: String) {
+        var block = HPACKHeaders()
+        for (name, value) in fields { block.add(name: name, value: value) }
+        guard case .failure(let refusal) = BridgeHeaders.requestFromHTTP2(block, endStream: endStream) else {
+            Issue.record("\(fields) was bridged")
+            return
+        }
+        #expect(refusal.rawValue == cause)
     }
 
     @Test func anHTTP2RequestGoesToHTTP1WithoutHopByHopFieldsAndWithForwardingFields() {
@@ -260,13 +310,15 @@ import ZonewardModel
         var flushed: [HTTP2Frame.FramePayload] = []
         var isWritable = true
         var resumed = 0
-        /// Writing END_STREAM closes the stream and tells the owner at once, as NIOHTTP2 may.
+        /// Writing HEADERS with END_STREAM closes the stream and tells the owner at once, as NIOHTTP2 does
+        /// when the request had ended (it applies a HEADERS frame's state change as it is written; DATA waits
+        /// for the flush).
         var closesOnEnd = false
         weak var owner: H2ToH1Stream?
 
         func write(_ payload: HTTP2Frame.FramePayload) {
             written.append(payload)
-            if closesOnEnd, case .data(let data) = payload, data.endStream { owner?.clientClosed() }
+            if closesOnEnd, case .headers(let headers) = payload, headers.endStream { owner?.clientClosed() }
         }
         func flush() {
             flushed += written
@@ -439,8 +491,8 @@ import ZonewardModel
         #expect(response.headers.first(name: "x-nul") == nil)
     }
 
-    /// Writing a stream's last frame may close it at once, and tell its owner so before the owner flushes:
-    /// the frame is flushed all the same.
+    /// Writing a stream's last frame (trailers) may close it at once, and tell its owner so before the owner
+    /// flushes: the frames are flushed all the same.
     @Test func theLastFrameIsFlushedWhenWritingItClosesTheStream() throws {
         let harness = try Harness()
         harness.side.closesOnEnd = true
@@ -448,14 +500,50 @@ import ZonewardModel
             Self.head([(":method", "GET"), (":scheme", "http"), (":authority", "api"), (":path", "/")], end: true)
         )
         _ = try harness.upstreamBytes()
-        try harness.upstreams[0].writeInbound(ByteBuffer(string: "HTTP/1.1 204 No Content\r\n\r\n"))
+        try harness.upstreams[0].writeInbound(
+            ByteBuffer(string: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-Sum: 1\r\n\r\n")
+        )
         let frames = harness.responseFrames()
-        #expect(frames.count == 2, "\(frames)")
-        guard case .data(let end) = frames.last else {
-            Issue.record("expected DATA(END_STREAM) last; got \(frames)")
+        #expect(frames.count == 3, "\(frames)")
+        guard case .headers(let trailers) = frames.last else {
+            Issue.record("expected trailers last; got \(frames)")
             return
         }
-        #expect(end.endStream)
+        #expect(trailers.endStream)
+        #expect(trailers.headers.first(name: "x-sum") == "1")
         #expect(harness.side.written.isEmpty)
+    }
+
+    /// A GET whose HEADERS did not end the stream and that then sends DATA: the endpoint gets that body
+    /// chunked, never as bytes after a head that says there is none (another request, smuggled).
+    @Test func aGETWithABodyGoesChunked() throws {
+        let harness = try Harness()
+        harness.send(Self.head([(":method", "GET"), (":scheme", "http"), (":authority", "api"), (":path", "/")]))
+        let smuggled = "GET /admin HTTP/1.1\r\nHost: api\r\n\r\n"
+        harness.send(.data(.init(data: .byteBuffer(ByteBuffer(string: smuggled)), endStream: true)))
+        let request = try harness.upstreamBytes()
+        #expect(request.hasPrefix("GET / HTTP/1.1\r\n"))
+        #expect(request.lowercased().contains("transfer-encoding: chunked\r\n"))
+        #expect(request.contains("\r\n\r\n\(String(smuggled.utf8.count, radix: 16))\r\nGET /admin"))
+        #expect(request.hasSuffix("\r\n0\r\n\r\n"))
+    }
+
+    /// A HEAD request answered by the proxy itself gets the head alone (a body would break NIOHTTP2's
+    /// content-length check and leave the stream open).
+    @Test func aLocalAnswerToHEADHasNoBody() throws {
+        let harness = try Harness()
+        harness.send(
+            Self.head(
+                [(":method", "HEAD"), (":scheme", "http"), (":authority", "a"), ("host", "b"), (":path", "/")],
+                end: true
+            )
+        )
+        let frames = harness.responseFrames()
+        #expect(frames.count == 1, "\(frames)")
+        guard case .headers(let head) = frames.first else { return }
+        #expect(head.endStream)
+        #expect(head.headers.first(name: ":status") == "400")
+        #expect(head.headers.first(name: "x-zoneward-error") == "host-mismatch")
+        #expect(harness.upstreams.isEmpty)
     }
 }

@@ -32,6 +32,7 @@ import Testing
         let ours = EmbeddedChannel()
         let reference = EmbeddedChannel()
         var owners: [HTTP2StreamID: RecordingOwner] = [:]
+        var sides: [HTTP2StreamID: H2ClientStream] = [:]
         var referenceFrames: [HTTP2StreamID: [HTTP2Frame.FramePayload]] = [:]
         var referenceResets: Set<HTTP2StreamID> = []
 
@@ -53,6 +54,7 @@ import Testing
                 H2ClientStreamsHandler { [unowned self] stream in
                     let owner = RecordingOwner(id: stream.id)
                     self.owners[stream.id] = owner
+                    self.sides[stream.id] = stream
                     return owner
                 }
             )
@@ -260,6 +262,28 @@ import Testing
         #expect(H2Headers.isValidFromClient(Self.block([("grpc-status", "0"), ("te", "x")]), trailers: true))
         #expect(!H2Headers.isValidFromClient(Self.block([(":path", "/")]), trailers: true))
         #expect(!H2Headers.isValidFromClient(Self.block([("connection", "close")]), trailers: true))
+    }
+
+    /// A frame NIOHTTP2 refuses from an owner (DATA after its END_STREAM) resets the stream and tells the
+    /// owner, instead of leaving the stream open.
+    @Test func aFrameNIOHTTP2RefusesResetsTheStream() throws {
+        let trio = try Trio()
+        try trio.send(
+            Self.block([(":method", "POST"), (":scheme", "http"), (":path", "/"), (":authority", "a")]),
+            on: 1,
+            endStream: false
+        )
+        let owner = try #require(trio.owners[1])
+        let side = try #require(trio.sides[1])
+        side.write(.headers(.init(headers: [":status": "200"], endStream: true)))
+        side.write(.data(.init(data: .byteBuffer(ByteBuffer(string: "late")))))
+        side.flush()
+        var resets: [UInt8] = []
+        while let bytes = try trio.ours.readOutbound(as: ByteBuffer.self) {
+            resets += Self.Trio.frameHeaders(bytes).filter { $0.0 == 1 }.map(\.1)
+        }
+        #expect(resets.contains(3), "RST_STREAM on stream 1: \(resets)")
+        #expect(owner.closed)
     }
 
     /// More malformed blocks than the limit within the window end the connection with GOAWAY

@@ -664,6 +664,48 @@ import ZonewardModel
         #expect(harness.outstanding == 0)
     }
 
+    /// A response complete while the client still sends ends with RST_STREAM(NO_ERROR), but only once its
+    /// DATA is on the wire: NIOHTTP2 holds DATA the client's window has no room for, and a reset would drop it.
+    @Test func theResetAfterAnEarlyResponseWaitsForItsData() throws {
+        let harness = try Harness()
+        try harness.clientSends(Self.request(grpc: false))
+        try harness.clientSends(Self.data("upload", end: false))
+        let stream = try #require(harness.streams.first)
+        harness.clientReads = false
+        stream.send(.headers(.init(headers: [":status": "413"])))
+        let chunk = String(repeating: "z", count: 16_384)
+        for index in 0..<6 { stream.send(Self.data(chunk, end: index == 5)) }
+        try harness.pump()
+        var frames = try harness.clientReceived()
+        var received = frames.reduce(0) { sum, frame in
+            if case .data(let data) = frame { return sum + data.data.readableBytes }
+            return sum
+        }
+        #expect(received < 6 * 16_384, "held at the client's window")
+        #expect(!frames.contains { if case .rstStream = $0 { return true } else { return false } })
+        harness.clientReads = true
+        harness.client.write(
+            HTTP2Frame(streamID: 1, payload: .windowUpdate(windowSizeIncrement: received)),
+            promise: nil
+        )
+        harness.client.write(
+            HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: received)),
+            promise: nil
+        )
+        harness.client.flush()
+        try harness.pump()
+        frames = try harness.clientReceived()
+        received += frames.reduce(0) { sum, frame in
+            if case .data(let data) = frame { return sum + data.data.readableBytes }
+            return sum
+        }
+        #expect(received == 6 * 16_384)
+        guard case .rstStream(.noError) = frames.last else {
+            Issue.record("expected RST_STREAM(NO_ERROR) after the DATA; got \(frames.suffix(2))")
+            return
+        }
+    }
+
     /// The client's connection going away cancels its open streams upstream.
     @Test func aClosedClientConnectionCancelsItsStreams() throws {
         let harness = try Harness()

@@ -18,41 +18,75 @@ enum BridgeHeaders {
 
     // MARK: HTTP/2 client → HTTP/1.1 endpoint
 
-    /// An HTTP/2 client's request head (checked by `H2Headers.isValidFromClient`) as an HTTP/1.1 head, as
-    /// NIOHTTP2's HTTP/2-to-HTTP/1 codec makes it: `Host` from `:authority` unless the block has one, and, for
-    /// a method whose requests carry bodies, `content-length: 0` when the HEADERS ended the stream or
-    /// `transfer-encoding: chunked` when a body of unknown length follows (no `content-length`). nil when
-    /// nothing names the target (no `:authority`, no `host`).
-    static func requestFromHTTP2(_ block: HPACKHeaders, endStream: Bool) -> HTTPRequestHead? {
+    /// Why an HTTP/2 request is not bridged to HTTP/1.1 (answered `400` with `x-zoneward-error` naming it).
+    enum RequestRefusal: String, Error {
+        /// Neither `:authority` nor `host` names the target.
+        case missingAuthority = "missing-authority"
+        /// `host` names another target than `:authority` (RFC 9113 §8.3.1).
+        case hostMismatch = "host-mismatch"
+        /// `:path` is not origin-form (`/…`), nor `*` for OPTIONS: an absolute-form target would name its own
+        /// authority to the endpoint.
+        case invalidPath = "invalid-path"
+        /// `content-length` is not one decimal number (NIOHTTP2 takes `+5` or `5, 5`; HTTP/1.1 parsers differ
+        /// on them).
+        case invalidContentLength = "invalid-content-length"
+        /// TRACE with a body, which HTTP/1.1 forbids and NIO's encoder would frame as none.
+        case traceWithBody = "trace-with-body"
+    }
+
+    /// An HTTP/2 client's request head (checked by `H2Headers.isValidFromClient`) as an HTTP/1.1 head: `Host`
+    /// from `:authority` unless the block has one (the same), and the body framed so that the endpoint reads
+    /// exactly the DATA the client sends: `content-length` as the client gave it (one decimal number), else
+    /// `transfer-encoding: chunked` while the stream is open, whatever the method (a GET's body with no framing
+    /// would reach the endpoint as the start of another request), or `content-length: 0` for a method whose
+    /// requests carry bodies when the HEADERS ended the stream.
+    static func requestFromHTTP2(_ block: HPACKHeaders, endStream: Bool) -> Result<HTTPRequestHead, RequestRefusal> {
         var method: HTTPMethod?
         var path = ""
         var authority: String?
+        var host: String?
+        var length: String?
         var headers = HTTPHeaders()
-        headers.reserveCapacity(block.count)
-        var hasHost = false
-        var hasLength = false
+        headers.reserveCapacity(block.count + 1)
         for (name, value, _) in block {
             switch name {
             case ":method": method = HTTPMethod(rawValue: value)
             case ":path": path = value
             case ":authority": authority = value
             case ":scheme": continue
+            case "content-length":
+                guard !value.isEmpty, value.utf8.count <= 18, value.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }),
+                    length == nil || length == value
+                else { return .failure(.invalidContentLength) }
+                length = value
+            case "host":
+                guard host == nil else { return .failure(.hostMismatch) }
+                host = value
+                headers.add(name: name, value: value)
             default:
-                if name == "host" { hasHost = true }
-                if name == "content-length" { hasLength = true }
                 headers.add(name: name, value: value)
             }
         }
-        guard let method, authority != nil || hasHost else { return nil }
-        var framing: (String, String)?
-        switch method {
-        case .GET, .HEAD, .DELETE, .CONNECT, .TRACE: break
-        default:
-            if !hasLength { framing = endStream ? ("content-length", "0") : ("transfer-encoding", "chunked") }
+        guard let method else { return .failure(.invalidPath) }
+        guard let target = host ?? authority else { return .failure(.missingAuthority) }
+        if let authority, authority.lowercased() != target.lowercased() { return .failure(.hostMismatch) }
+        guard path.utf8.first == UInt8(ascii: "/") || (path == "*" && method == .OPTIONS) else {
+            return .failure(.invalidPath)
         }
-        if let framing { headers.replaceOrAdd(name: framing.0, value: framing.1) }
-        if !hasHost, let authority { headers.replaceOrAdd(name: "host", value: authority) }
-        return HTTPRequestHead(version: .http2, method: method, uri: path, headers: headers)
+        // NIO's encoder sends a TRACE without a body whatever it is told.
+        if method == .TRACE, length.map({ $0 != "0" }) ?? !endStream { return .failure(.traceWithBody) }
+        if let length {
+            headers.add(name: "content-length", value: length)
+        } else if !endStream {
+            headers.add(name: "transfer-encoding", value: "chunked")
+        } else {
+            switch method {
+            case .GET, .HEAD, .DELETE, .CONNECT, .TRACE, .OPTIONS: break
+            default: headers.add(name: "content-length", value: "0")
+            }
+        }
+        if host == nil { headers.add(name: "host", value: target) }
+        return .success(HTTPRequestHead(version: .http2, method: method, uri: path, headers: headers))
     }
 
     /// An HTTP/2 client's trailers as HTTP/1.1 trailer fields.

@@ -77,7 +77,7 @@ final class H1ToH2Adapter: ChannelDuplexHandler, RemovableChannelHandler, H2Clie
             if let trailers, !trailers.isEmpty {
                 var block = HPACKHeaders()
                 for (name, value) in trailers where H2Headers.field(name) != .connectionSpecific {
-                    block.add(name: name.lowercased(), value: value)
+                    block.add(name: name.lowercased(), value: value, indexing: .nonIndexable)
                 }
                 proxy?.receive(.headers(.init(headers: block, endStream: true)))
             } else {

@@ -43,8 +43,11 @@ final class H2ClientStream: H2ClientSide {
     /// DATA bytes taken from the client and not yet given back by WINDOW_UPDATE.
     fileprivate var unacknowledged = 0
     fileprivate var inboundEnded = false
-    /// DATA bytes written to NIOHTTP2 and not yet written to the socket.
+    /// DATA bytes written to NIOHTTP2 and not yet written to the socket, and DATA frames (empty ones too).
     fileprivate var pendingOutbound = 0
+    fileprivate var pendingFrames = 0
+    /// RST_STREAM(NO_ERROR) the owner wrote while DATA was still held back: sent once that DATA is out.
+    fileprivate var heldReset = false
     /// Frames came in this read: the owner hears when the read completes.
     fileprivate var touched = false
     fileprivate(set) var isClosed = false
@@ -237,8 +240,8 @@ final class H2ClientStreamsHandler: ChannelInboundHandler {
             stream.unacknowledged += data.data.readableBytes + (data.paddingBytes.map { $0 + 1 } ?? 0)
             if data.endStream { stream.inboundEnded = true }
         case .rstStream:
-            // Closed by NIOHTTP2 too: its StreamClosedEvent follows and forgets the stream.
-            break
+            // Closed by NIOHTTP2 too: its StreamClosedEvent follows and forgets the stream. No window back.
+            stream.inboundEnded = true
         default:
             // PRIORITY (ignored, RFC 9113 §5.3.2) and the stream's WINDOW_UPDATE (NIOHTTP2 sends what it held).
             return
@@ -294,6 +297,19 @@ final class H2ClientStreamsHandler: ChannelInboundHandler {
             }
         }
         context.fireChannelWritabilityChanged()
+    }
+
+    /// NIOHTTP2 refused a frame an owner wrote (DATA past a HEAD response's zero length, …): the stream is
+    /// reset, so it does not stay open holding one of the client's stream slots. Connection errors go on to
+    /// `H2ConnectionGuard`.
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let streamError = error as? NIOHTTP2Errors.StreamError, let stream = streams[streamError.streamID] {
+            write(HTTP2Frame(streamID: stream.id, payload: .rstStream(.internalError)))
+            context.flush()
+            end(stream)
+            return
+        }
+        context.fireErrorCaught(error)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -438,18 +454,31 @@ final class H2ClientStreamsHandler: ChannelInboundHandler {
 
     fileprivate func send(_ payload: HTTP2Frame.FramePayload, on stream: H2ClientStream) {
         guard !stream.isClosed, let context else { return }
-        if case .data(let data) = payload, data.data.readableBytes > 0 {
+        switch payload {
+        case .data(let data):
             // Counted until written to the socket (or dropped with the stream): the stream's backpressure.
             let length = data.data.readableBytes
             stream.pendingOutbound += length
+            stream.pendingFrames += 1
             let promise = context.eventLoop.makePromise(of: Void.self)
             promise.futureResult.assumeIsolated().whenComplete { _ in
                 let wasWritable = stream.isWritable
                 stream.pendingOutbound -= length
+                stream.pendingFrames -= 1
+                if stream.pendingFrames == 0, stream.heldReset {
+                    stream.heldReset = false
+                    self.send(.rstStream(.noError), on: stream)
+                    self.flush()
+                }
                 if !wasWritable, stream.isWritable { stream.owner?.clientWritabilityChanged() }
             }
             context.write(wrapOutboundOut(HTTP2Frame(streamID: stream.id, payload: payload)), promise: promise)
-        } else {
+        case .rstStream(.noError) where stream.pendingFrames > 0:
+            // NIOHTTP2 holds DATA until it is flushed and the client's window has room, but a RST_STREAM
+            // goes at once and drops what it holds: a response complete while the client still sends would
+            // lose its end. The reset waits for the DATA.
+            stream.heldReset = true
+        default:
             write(HTTP2Frame(streamID: stream.id, payload: payload))
         }
     }

@@ -167,6 +167,17 @@ enum H2Headers {
         return fixed ? .indexable : .nonIndexable
     }
 
+    /// A client's trailers as sent upstream: connection-specific fields dropped, and indexed as
+    /// `upstreamIndexing` says (not as the client's encoder chose: the upstream HPACK table is shared).
+    static func trailersForUpstream(_ headers: HPACKHeaders) -> HPACKHeaders {
+        var out = HPACKHeaders()
+        out.reserveCapacity(headers.count)
+        for (name, value, indexing) in headers where field(name) != .connectionSpecific {
+            out.add(name: name, value: value, indexing: upstreamIndexing(name, value, client: indexing))
+        }
+        return out
+    }
+
     /// A response header block (or trailers) as sent to the client: connection-specific fields dropped.
     static func responseForClient(_ headers: HPACKHeaders) -> HPACKHeaders {
         guard headers.contains(where: { field($0.name) == .connectionSpecific }) else { return headers }

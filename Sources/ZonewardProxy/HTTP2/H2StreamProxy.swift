@@ -114,6 +114,7 @@ final class H2StreamProxy: H2ClientStreamOwner, SilenceWatched {
     private var tried: [UpstreamEndpoint] = []
     private var upstream: H2UpstreamStream?
     private var isGRPC = false
+    private var isHead = false
     private var responseHeadSent = false
     private var responseEnded = false
     private var status = 0
@@ -195,7 +196,7 @@ final class H2StreamProxy: H2ClientStreamOwner, SilenceWatched {
     private func keep(_ payload: HTTP2Frame.FramePayload) {
         switch payload {
         case .headers(var trailers):
-            trailers.headers = H2Headers.responseForClient(trailers.headers)
+            trailers.headers = H2Headers.trailersForUpstream(trailers.headers)
             replay.append(.headers(trailers))
         case .data(let data):
             replayBytes += data.data.readableBytes
@@ -230,6 +231,7 @@ final class H2StreamProxy: H2ClientStreamOwner, SilenceWatched {
     private func start(_ headers: HPACKHeaders, endStream: Bool) {
         requestEnded = endStream
         isGRPC = H2Headers.isGRPC(headers)
+        isHead = headers.first(name: ":method") == "HEAD"
         guard let routes = connection.routes else {
             respondLocally(status: 503, grpc: 14, cause: "service-not-configured")
             return
@@ -498,8 +500,13 @@ final class H2StreamProxy: H2ClientStreamOwner, SilenceWatched {
             self.status = status
             let body = "\(status): \(cause)\n"
             let headers = H2Headers.localResponse(status: status, cause: cause, bodyLength: body.utf8.count)
-            client.write(.headers(.init(headers: headers)))
-            client.write(.data(.init(data: .byteBuffer(ByteBuffer(string: body)), endStream: true)))
+            if isHead {
+                // A HEAD response has no body (NIOHTTP2 refuses DATA against its content-length).
+                client.write(.headers(.init(headers: headers, endStream: true)))
+            } else {
+                client.write(.headers(.init(headers: headers)))
+                client.write(.data(.init(data: .byteBuffer(ByteBuffer(string: body)), endStream: true)))
+            }
         }
         responseHeadSent = true
         responseEnded = true

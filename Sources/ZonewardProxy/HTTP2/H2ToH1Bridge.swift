@@ -199,6 +199,8 @@ final class H2ToH1Stream: H2ClientStreamOwner {
     /// The client's stream; nil once it closed.
     private var side: (any H2ClientSide)?
     private var requestStarted = false
+    /// A HEAD request: a local answer carries no body.
+    private var isHead = false
     private var head: HTTPRequestHead?
     private var machine: ExchangeStateMachine?
     private var routes: ServiceRoutes?
@@ -237,11 +239,13 @@ final class H2ToH1Stream: H2ClientStreamOwner {
         case .headers(let headers) where !requestStarted:
             requestStarted = true
             requestEnded = headers.endStream
-            guard let request = BridgeHeaders.requestFromHTTP2(headers.headers, endStream: headers.endStream) else {
-                respondLocally(status: 400, cause: "missing-authority")
+            isHead = headers.headers.first(name: ":method") == "HEAD"
+            switch BridgeHeaders.requestFromHTTP2(headers.headers, endStream: headers.endStream) {
+            case .success(let request): start(request)
+            case .failure(let refusal):
+                respondLocally(status: 400, cause: refusal.rawValue)
                 return
             }
-            start(request)
             if headers.endStream { requestPart(.end(nil)) }
         case .headers(let trailers):
             requestEnded = true
@@ -422,7 +426,8 @@ final class H2ToH1Stream: H2ClientStreamOwner {
             side.write(.data(.init(data: .byteBuffer(ByteBuffer()), endStream: true)))
         }
         if !requestEnded {
-            // The response is complete while the client still sends: RST_STREAM(NO_ERROR) (RFC 9113 §8.1).
+            // The response is complete while the client still sends: RST_STREAM(NO_ERROR) (RFC 9113 §8.1),
+            // held by the streams handler until the response's DATA is on the wire.
             side.write(.rstStream(.noError))
         }
         side.flush()
@@ -510,8 +515,13 @@ final class H2ToH1Stream: H2ClientStreamOwner {
         let destination = tried.last.flatMap { routes?.zoneIndex[$0.zone] } ?? -1
         (routes ?? client.routes)?.metrics.recordRequest(destination: destination, status: status, sent: 0, received: 0)
         let headers = H2Headers.localResponse(status: status, cause: cause, bodyLength: body.utf8.count)
-        side.write(.headers(.init(headers: headers)))
-        side.write(.data(.init(data: .byteBuffer(ByteBuffer(string: body)), endStream: true)))
+        if isHead {
+            side.write(.headers(.init(headers: headers, endStream: true)))
+        } else {
+            side.write(.headers(.init(headers: headers)))
+            side.write(.data(.init(data: .byteBuffer(ByteBuffer(string: body)), endStream: true)))
+        }
+        // The streams handler holds RST_STREAM(NO_ERROR) until the response's DATA is on the wire.
         if !requestEnded { side.write(.rstStream(.noError)) }
         side.flush()
         resumeReading()
