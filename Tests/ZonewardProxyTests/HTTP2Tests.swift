@@ -186,6 +186,18 @@ import Testing
         #expect(kept.contains { $0.name == "authorization" && $0.indexable == .neverIndexed })
     }
 
+    /// A client's trailers go upstream indexed by the proxy's rule, whatever the client's encoder chose (the
+    /// upstream table is shared); never-indexed stays so, connection-specific fields go.
+    @Test func clientTrailersAreNotIndexedUpstream() {
+        var trailers = HPACKHeaders()
+        trailers.add(name: "x-checksum", value: "abc", indexing: .indexable)
+        trailers.add(name: "x-secret", value: "s", indexing: .neverIndexed)
+        trailers.add(name: "connection", value: "close", indexing: .indexable)
+        let out = H2Headers.trailersForUpstream(trailers)
+        #expect(out.map(\.name) == ["x-checksum", "x-secret"])
+        #expect(out.map(\.indexable) == [.nonIndexable, .neverIndexed])
+    }
+
     @Test(arguments: [
         (TimeAmount.nanoseconds(5), "5n"), (.milliseconds(100), "100000u"), (.seconds(100), "100000m"),
         (.seconds(99_999_999), "99999999S"), (.seconds(200_000_000), "3333334M"), (.nanoseconds(-3), "0n"),
