@@ -589,7 +589,8 @@ import ZonewardModel
         #expect(harness.outstanding == 0)
     }
 
-    /// A client connection with no stream for `clientIdle` gets GOAWAY and is closed; one with a stream
+    /// A client connection with no stream for `clientIdle` is shut down as at shutdown (GOAWAY with the
+    /// highest stream ID and a PING; on its ACK, GOAWAY with the last stream) and closed; one with a stream
     /// open is not.
     @Test func anIdleClientConnectionIsClosedWithGoAway() throws {
         let harness = try Harness(keepIdle: .seconds(10))
@@ -597,16 +598,71 @@ import ZonewardModel
         harness.loop.advanceTime(by: .seconds(9))
         try harness.pump()
         #expect(client.isActive)
-        // The check runs every 2.5 s: closed between 10 and 12.5 s.
+        // The check runs every 2.5 s: shut down between 10 and 12.5 s.
         harness.loop.advanceTime(by: .seconds(4))
         try harness.pump()
         #expect(!client.isActive)
-        #expect(harness.clientGoAways == [HTTP2StreamID(0)])
+        #expect(harness.clientGoAways == [.maxID, HTTP2StreamID(0)])
 
         let busy = try Harness(keepIdle: .seconds(10))
         try busy.clientSends(Self.request(grpc: true))
         busy.loop.advanceTime(by: .seconds(30))
         #expect(busy.clientChannel?.isActive == true)
+    }
+
+    /// Short requests now and then keep a connection: each one starts the idle time afresh, even when no
+    /// check ever sees it open.
+    @Test func shortRequestsKeepAConnectionFromIdling() throws {
+        let harness = try Harness(keepIdle: .seconds(10))
+        let client = try #require(harness.clientChannel)
+        for index in 0..<15 {
+            let id = HTTP2StreamID(2 * index + 1)
+            try harness.clientSends(Self.request(grpc: false), on: id)
+            try harness.clientSends(Self.data("x", end: true), on: id)
+            let stream = try #require(harness.streams.last)
+            stream.send(.headers(.init(headers: [":status": "204"], endStream: true)))
+            try harness.pump()
+            harness.loop.advanceTime(by: .seconds(2))
+            try harness.pump()
+        }
+        #expect(client.isActive, "30 s of a request every 2 s is not idle")
+        #expect(harness.clientGoAways.isEmpty)
+    }
+
+    /// A HEAD request the proxy answers itself (here 504: the endpoint is silent) gets the head alone, with
+    /// END_STREAM: a body would be refused by NIOHTTP2 (HEAD responses carry none) and leave the stream open.
+    @Test func aLocalAnswerToHEADIsTheHeadAlone() throws {
+        let harness = try Harness()
+        try harness.clientSends(
+            .headers(
+                .init(
+                    headers: [":method": "HEAD", ":path": "/", ":scheme": "http", ":authority": "api"],
+                    endStream: true
+                )
+            )
+        )
+        harness.loop.advanceTime(by: .seconds(31))
+        try harness.pump()
+        let frames = try harness.clientReceived()
+        #expect(frames.count == 1, "\(frames)")
+        guard case .headers(let head) = frames.first else { return }
+        #expect(head.endStream)
+        #expect(head.headers.first(name: ":status") == "504")
+        #expect(harness.outstanding == 0)
+    }
+
+    /// A gRPC call that ends with its trailers (the stream closing as they are written) records the
+    /// endpoint's success: its run of consecutive failures starts again.
+    @Test func aCallEndedByTrailersCountsAsTheEndpointsSuccess() throws {
+        let harness = try Harness()
+        let endpoint = try #require(harness.table.endpoints.first)
+        endpoint.consecutiveFailures.store(2, ordering: .relaxed)
+        let stream = try harness.requestSent(grpc: true)
+        stream.send(.headers(.init(headers: [":status": "200", "content-type": "application/grpc"])))
+        stream.send(.headers(.init(headers: ["grpc-status": "0"], endStream: true)))
+        try harness.pump()
+        #expect(Self.grpcStatus(try harness.clientReceived()) == 0)
+        #expect(endpoint.consecutiveFailures.load(ordering: .relaxed) == 0)
     }
 
     /// A client that sends nothing for `clientWrite` is sent a PING; one that answers stays, one that stays

@@ -32,6 +32,8 @@ enum BridgeHeaders {
         case invalidContentLength = "invalid-content-length"
         /// TRACE with a body, which HTTP/1.1 forbids and NIO's encoder would frame as none.
         case traceWithBody = "trace-with-body"
+        /// CONNECT: no tunnels through the bridge (`405`).
+        case connect = "connect-not-supported"
     }
 
     /// An HTTP/2 client's request head (checked by `H2Headers.isValidFromClient`) as an HTTP/1.1 head: `Host`
@@ -68,6 +70,7 @@ enum BridgeHeaders {
             }
         }
         guard let method else { return .failure(.invalidPath) }
+        if method == .CONNECT { return .failure(.connect) }
         guard let target = host ?? authority else { return .failure(.missingAuthority) }
         if let authority, authority.lowercased() != target.lowercased() { return .failure(.hostMismatch) }
         guard path.utf8.first == UInt8(ascii: "/") || (path == "*" && method == .OPTIONS) else {

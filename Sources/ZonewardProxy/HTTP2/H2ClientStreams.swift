@@ -219,6 +219,8 @@ final class H2ClientStreamsHandler: ChannelInboundHandler {
             }
             stream = H2ClientStream(id: frame.streamID, handler: self)
             opened = true
+            // Not idle: the next tick that finds no stream starts the idle time afresh.
+            idleSince = nil
             streams[frame.streamID] = stream
             stream.owner = makeOwner(stream)
         } else {
@@ -354,14 +356,8 @@ final class H2ClientStreamsHandler: ChannelInboundHandler {
             let since = idleSince ?? now
             idleSince = since
             if now - since >= keeping.maxIdle {
-                write(
-                    HTTP2Frame(
-                        streamID: .rootStream,
-                        payload: .goAway(lastStreamID: lastStreamID, errorCode: .noError, opaqueData: nil)
-                    )
-                )
-                context.flush()
-                context.close(promise: nil)
+                // As a shutdown: a request the client sends meanwhile is still taken, not lost to a close.
+                announceShutdown(context)
                 return
             }
         } else {
@@ -461,11 +457,15 @@ final class H2ClientStreamsHandler: ChannelInboundHandler {
             stream.pendingOutbound += length
             stream.pendingFrames += 1
             let promise = context.eventLoop.makePromise(of: Void.self)
-            promise.futureResult.assumeIsolated().whenComplete { _ in
+            promise.futureResult.assumeIsolated().whenComplete { result in
                 let wasWritable = stream.isWritable
                 stream.pendingOutbound -= length
                 stream.pendingFrames -= 1
-                if stream.pendingFrames == 0, stream.heldReset {
+                if case .failure = result {
+                    // Dropped: the stream was reset (by the client, or for the frame NIOHTTP2 refused) and
+                    // needs no reset from here (none answers a reset, RFC 9113 §5.4.2).
+                    stream.heldReset = false
+                } else if stream.pendingFrames == 0, stream.heldReset {
                     stream.heldReset = false
                     self.send(.rstStream(.noError), on: stream)
                     self.flush()
@@ -486,7 +486,9 @@ final class H2ClientStreamsHandler: ChannelInboundHandler {
     /// Gives the client back what the stream took, once at least `threshold` bytes, while its owner takes
     /// more.
     fileprivate func giveBackWindow(_ stream: H2ClientStream, atLeast threshold: Int) {
-        guard !stream.isClosed, !stream.inboundEnded, stream.unacknowledged >= threshold,
+        // Not while a reset waits: the request is not wanted, and a client that holds its own window shut
+        // must not be able to keep uploading into nowhere.
+        guard !stream.isClosed, !stream.inboundEnded, !stream.heldReset, stream.unacknowledged >= threshold,
             stream.owner?.takesMore ?? false
         else { return }
         let increment = stream.unacknowledged

@@ -387,24 +387,34 @@ final class H2StreamProxy: H2ClientStreamOwner, SilenceWatched {
                 }
             }
             if let code = H2Headers.grpcStatus(headers.headers) { grpcStatus = code }
+            if headers.endStream { responseEnding() }
             client.write(.headers(headers))
-            if headers.endStream { responseComplete(client) }
+            if headers.endStream { responseEnded(client) }
         case .data(let data):
             if case .byteBuffer(let bytes) = data.data { received += bytes.readableBytes }
+            if data.endStream { responseEnding() }
             client.write(payload)
-            if data.endStream { responseComplete(client) }
+            if data.endStream { responseEnded(client) }
         default:
             break
         }
     }
 
-    /// - Parameter client: the client side the last frame went to. (Writing a stream's last frame may close
-    ///   it at once, and this proxy is then detached from its client side; the frame still needs the flush.)
-    private func responseComplete(_ client: any H2ClientSide) {
+    /// The response's last frame is about to go to the client: the stream is counted now, with the
+    /// endpoint's success. Writing that frame may close the client's stream at once (a HEADERS frame that
+    /// ends a stream whose request ended), and the close would otherwise count it first as cut short, and
+    /// the endpoint's success would never be recorded (its outlier count of consecutive failures never
+    /// reset, for every gRPC call, which ends with trailers).
+    private func responseEnding() {
         responseEnded = true
-        client.flush()
         let success = status < 500 && (grpcStatus.map { ![13, 14].contains($0) } ?? true)
         finish(success: success)
+    }
+
+    /// - Parameter client: the client side the last frame went to. (Writing it may have closed the stream
+    ///   and detached this proxy from its client side; the frame still needs the flush.)
+    private func responseEnded(_ client: any H2ClientSide) {
+        client.flush()
         endRequestEarly()
     }
 

@@ -243,7 +243,7 @@ final class H2ToH1Stream: H2ClientStreamOwner {
             switch BridgeHeaders.requestFromHTTP2(headers.headers, endStream: headers.endStream) {
             case .success(let request): start(request)
             case .failure(let refusal):
-                respondLocally(status: 400, cause: refusal.rawValue)
+                respondLocally(status: refusal == .connect ? 405 : 400, cause: refusal.rawValue)
                 return
             }
             if headers.endStream { requestPart(.end(nil)) }
@@ -288,10 +288,6 @@ final class H2ToH1Stream: H2ClientStreamOwner {
     }
 
     private func start(_ request: HTTPRequestHead) {
-        guard request.method != .CONNECT else {
-            respondLocally(status: 405, cause: "connect-not-supported")
-            return
-        }
         guard let routes = client.routes else {
             respondLocally(status: 503, cause: "service-not-configured")
             return
