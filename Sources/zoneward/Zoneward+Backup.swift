@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Synchronization
 import ZonewardBackup
 import ZonewardFailover
 import ZonewardModel
@@ -138,7 +139,8 @@ extension Zoneward.Backup {
                 } catch {
                     printError("backup job \(job.name) failed: \(error)")
                     failed = true
-                    badInput = badInput || backupExitCode(error) == .badInput
+                    let code = await runFailureExitCode(error)
+                    badInput = badInput || code == .badInput
                 }
             }
             if badInput { throw ExitCode.badInput }
@@ -226,7 +228,7 @@ extension Zoneward.Backup {
                         }
                     } catch {
                         printError("backup job \(job.name): \(error)")
-                        throw backupExitCode(error)
+                        throw await runFailureExitCode(error)
                     }
                 }
                 records.sort { ($0.startedAt, $0.id) > ($1.startedAt, $1.id) }
@@ -287,7 +289,7 @@ extension Zoneward.Backup {
                 print("\(record.id): verified (checksum, integrity_check and row counts match the manifest)")
             } catch {
                 printError("\(target): verification failed: \(error)")
-                throw backupExitCode(error)
+                throw await runFailureExitCode(error)
             }
         }
     }
@@ -415,7 +417,7 @@ extension Zoneward.Backup {
                 throw exit
             } catch {
                 printError("restore of \(label) failed: \(error)")
-                throw backupExitCode(error)
+                throw await runFailureExitCode(error)
             }
         }
 
@@ -442,7 +444,7 @@ extension Zoneward.Backup {
                 throw exit
             } catch {
                 printError("restore of the controller state failed: \(error)")
-                throw backupExitCode(error)
+                throw await runFailureExitCode(error)
             }
         }
     }
@@ -502,7 +504,7 @@ extension Zoneward.Backup {
                 )
             } catch {
                 printError("shipping \(options.database.db) failed: \(error)")
-                throw backupExitCode(error)
+                throw await runFailureExitCode(error)
             }
         }
     }
@@ -656,6 +658,25 @@ func backupExitCode(_ error: any Error) -> ExitCode {
     return .failure
 }
 
+/// `backupExitCode` for a run that failed; but while a signal's cleanup runs (`removePlaintextOnSignals`),
+/// the failure it causes (the staging directory removed, the upload aborted under the run) waits for the
+/// handler's exit with 128 + the signal: without the wait, this path could exit 1 first, before the upload
+/// was aborted (seen once in CI: "SIGTERM mid-upload exits 143 (got 1)").
+func runFailureExitCode(_ error: any Error) async -> ExitCode {
+    let signalled = SignalExit.code.load(ordering: .acquiring)
+    if signalled != 0 {
+        // The handler exits within its abort's 5 s; should it not, exit as it would have.
+        try? await Task.sleep(for: .seconds(15))
+        exit(signalled)
+    }
+    return backupExitCode(error)
+}
+
+/// 128 + the signal being handled, once a handler started its cleanup; 0 before.
+enum SignalExit {
+    static let code = Atomic<Int32>(0)
+}
+
 /// On SIGINT, SIGTERM or SIGHUP, removes the plaintext in flight (staging directories, a restore's temporary
 /// file), aborts the S3 multipart uploads under way (waiting a few seconds at most) and exits 128 + the signal, as a shell reports it; without this only the next run would remove it.
 func removePlaintextOnSignals() -> [any DispatchSourceSignal] {
@@ -663,6 +684,7 @@ func removePlaintextOnSignals() -> [any DispatchSourceSignal] {
         signal(number, SIG_IGN)
         let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
         source.setEventHandler {
+            SignalExit.code.store(128 + number, ordering: .releasing)
             InFlight.removeAll()
             InFlightUploads.abortAll()
             exit(128 + number)
