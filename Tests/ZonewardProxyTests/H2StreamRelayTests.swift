@@ -180,16 +180,7 @@ import ZonewardModel
                         }
                         clientFrames[frame.streamID, default: []].append(frame.payload)
                         if clientReads, case .data(let data) = frame.payload, data.data.readableBytes > 0 {
-                            let size = data.data.readableBytes
-                            client.write(
-                                HTTP2Frame(streamID: frame.streamID, payload: .windowUpdate(windowSizeIncrement: size)),
-                                promise: nil
-                            )
-                            client.write(
-                                HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: size)),
-                                promise: nil
-                            )
-                            client.flush()
+                            clientGivesBack(data.data.readableBytes, on: frame.streamID)
                         }
                     }
                 }
@@ -210,6 +201,16 @@ import ZonewardModel
                 loop.run()
                 if !moved { return }
             }
+        }
+
+        /// The client gives the proxy back `bytes` of window on `stream` and on the connection.
+        func clientGivesBack(_ bytes: Int, on stream: HTTP2StreamID = 1) {
+            client.write(HTTP2Frame(streamID: stream, payload: .windowUpdate(windowSizeIncrement: bytes)), promise: nil)
+            client.write(
+                HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: bytes)),
+                promise: nil
+            )
+            client.flush()
         }
 
         func clientSends(_ payload: HTTP2Frame.FramePayload, on stream: HTTP2StreamID = 1) throws {
@@ -243,11 +244,7 @@ import ZonewardModel
 
         /// The DATA bytes the proxy wrote to the client stream since the last call.
         func clientDataBytes() throws -> Int {
-            var count = 0
-            for case .data(let data) in try clientReceived() {
-                if case .byteBuffer(let bytes) = data.data { count += bytes.readableBytes }
-            }
-            return count
+            H2StreamRelayTests.dataBytes(try clientReceived())
         }
 
         /// Frames the proxy sent on the client's `stream` since the last call (window updates left out).
@@ -275,6 +272,14 @@ import ZonewardModel
         }
         if let timeout { headers.add(name: "grpc-timeout", value: timeout) }
         return .headers(.init(headers: headers))
+    }
+
+    /// The DATA bytes among `frames`.
+    static func dataBytes(_ frames: [HTTP2Frame.FramePayload]) -> Int {
+        frames.reduce(0) { sum, frame in
+            guard case .data(let data) = frame else { return sum }
+            return sum + data.data.readableBytes
+        }
     }
 
     static func data(_ text: String, end: Bool) -> HTTP2Frame.FramePayload {
@@ -495,15 +500,7 @@ import ZonewardModel
         #expect(received <= 65_535, "held to the client's window: \(received)")
         #expect(harness.upstreamDataBytes <= H2Limits.streamWindow + 16_384, "\(harness.upstreamDataBytes)")
         harness.clientReads = true
-        harness.client.write(
-            HTTP2Frame(streamID: 1, payload: .windowUpdate(windowSizeIncrement: received)),
-            promise: nil
-        )
-        harness.client.write(
-            HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: received)),
-            promise: nil
-        )
-        harness.client.flush()
+        harness.clientGivesBack(received)
         try harness.pump()
         received += try harness.clientDataBytes()
         #expect(received == chunks * 16_384)
@@ -733,28 +730,14 @@ import ZonewardModel
         for index in 0..<6 { stream.send(Self.data(chunk, end: index == 5)) }
         try harness.pump()
         var frames = try harness.clientReceived()
-        var received = frames.reduce(0) { sum, frame in
-            if case .data(let data) = frame { return sum + data.data.readableBytes }
-            return sum
-        }
+        var received = Self.dataBytes(frames)
         #expect(received < 6 * 16_384, "held at the client's window")
         #expect(!frames.contains { if case .rstStream = $0 { return true } else { return false } })
         harness.clientReads = true
-        harness.client.write(
-            HTTP2Frame(streamID: 1, payload: .windowUpdate(windowSizeIncrement: received)),
-            promise: nil
-        )
-        harness.client.write(
-            HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: received)),
-            promise: nil
-        )
-        harness.client.flush()
+        harness.clientGivesBack(received)
         try harness.pump()
         frames = try harness.clientReceived()
-        received += frames.reduce(0) { sum, frame in
-            if case .data(let data) = frame { return sum + data.data.readableBytes }
-            return sum
-        }
+        received += Self.dataBytes(frames)
         #expect(received == 6 * 16_384)
         guard case .rstStream(.noError) = frames.last else {
             Issue.record("expected RST_STREAM(NO_ERROR) after the DATA; got \(frames.suffix(2))")
@@ -784,10 +767,7 @@ import ZonewardModel
         let chunks = 96  // 1.5 MiB: six client stream windows
         for index in 0..<chunks { try harness.clientSends(Self.data(chunk, end: index == chunks - 1)) }
         let stream = try #require(harness.streams.last)
-        let bytes = stream.frames.reduce(0) { sum, frame in
-            guard case .data(let data) = frame else { return sum }
-            return sum + data.data.readableBytes
-        }
+        let bytes = Self.dataBytes(stream.frames)
         #expect(bytes == chunks * 16_384)
         stream.send(.headers(.init(headers: [":status": "204"], endStream: true)))
         #expect(Self.responseHead(try harness.clientReceived())?.first(name: ":status") == "204")

@@ -165,7 +165,6 @@ final class H2ClientStreamsHandler: ChannelInboundHandler {
     }
 
     var isChannelWritable: Bool { context?.channel.isWritable ?? false }
-    var openStreams: Int { streams.count }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
@@ -273,15 +272,8 @@ final class H2ClientStreamsHandler: ChannelInboundHandler {
         case .streamClosed(let id, _):
             if let stream = streams[id] { end(stream) }
         case .connectionWindow(let inbound):
-            // The connection's window: topped up to its size once half is taken (the stream windows bound
-            // what any one stream holds), as NIOHTTP2's multiplexer does. Late frames of closed streams count.
-            if let size = inbound, size <= connectionWindow / 2 {
-                write(
-                    HTTP2Frame(
-                        streamID: .rootStream,
-                        payload: .windowUpdate(windowSizeIncrement: connectionWindow - size)
-                    )
-                )
+            if let update = H2Event.connectionWindowUpdate(inbound: inbound, target: connectionWindow) {
+                write(update)
                 flush()
             }
         case .quiesce:
@@ -523,6 +515,14 @@ enum H2Event {
     /// The proxy is shutting down.
     case quiesce
     case other
+
+    /// The connection's receive window, topped up to `target` once half is taken (the stream windows bound
+    /// what any one stream holds), as NIOHTTP2's multiplexer does; late frames of closed streams count. For
+    /// both relay handlers: nil while more than half is left.
+    static func connectionWindowUpdate(inbound: Int?, target: Int) -> HTTP2Frame? {
+        guard let size = inbound, size <= target / 2 else { return nil }
+        return HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: target - size))
+    }
 
     @inline(__always)
     init(_ event: Any) {

@@ -118,7 +118,6 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler {
     }
 
     var isChannelWritable: Bool { context?.channel.isWritable ?? false }
-    var openStreams: Int { streams.count }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
@@ -365,15 +364,8 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler {
         case .streamClosed(let id, let reason):
             if let stream = streams[id] { end(stream, code: reason) }
         case .connectionWindow(let inbound):
-            // The connection's window: topped up to its size once half is taken (per-stream windows bound
-            // what any one stream holds). Late frames of reset streams count here too.
-            if let size = inbound, size <= connectionWindow / 2 {
-                write(
-                    HTTP2Frame(
-                        streamID: .rootStream,
-                        payload: .windowUpdate(windowSizeIncrement: connectionWindow - size)
-                    )
-                )
+            if let update = H2Event.connectionWindowUpdate(inbound: inbound, target: connectionWindow) {
+                write(update)
                 unflushed = true
             }
         case .quiesce, .other:
