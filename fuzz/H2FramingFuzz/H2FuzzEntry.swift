@@ -202,7 +202,7 @@ final class CheckingStreamHandler: ChannelInboundHandler {
     }
 
     static func check(upstream: HPACKHeaders, from request: HPACKHeaders) {
-        for (name, _, indexing) in upstream {
+        for (name, _, _) in upstream {
             if H2Headers.connectionSpecific.contains(name) {
                 fatalError("a connection-specific field goes upstream: \(name)")
             }
