@@ -301,6 +301,10 @@ wait "$RUN"
 TERM_CODE=$?
 check "SIGTERM mid-upload exits 143 (got $TERM_CODE)" [ "$TERM_CODE" = 143 ]
 check "and aborted the multipart upload on its way out" nothing_open
+check "and left no object without its manifest" s3py "
+keys = {o['Key'] for o in s3.list_objects_v2(Bucket='zoneward-dr').get('Contents', [])}
+bare = [k for k in keys if k.endswith('.zwb') and k[:-4] + '.json' not in keys]
+assert not bare, bare"
 
 echo "backup: child processes and keys"
 # A server that accepts connections and never answers: pg_dump would wait forever.

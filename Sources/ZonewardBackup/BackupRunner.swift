@@ -255,6 +255,8 @@ public struct BackupRunner: Sendable {
                     throw BackupError.io("internal: an S3 object for a filesystem target")
                 }
             }
+            // Each object is a backup its target can list now; a signal from here on leaves them.
+            for upload in uploads { upload.keep() }
             record.state = .completed
             record.finishedAt = Date()
             record.plainBytes = result.plainBytes

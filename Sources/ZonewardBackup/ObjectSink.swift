@@ -67,6 +67,8 @@ protocol MultipartStore: Sendable {
     func completeMultipartUpload(key: String, uploadId: String, parts: [(number: Int, etag: String)]) async throws
     /// AbortMultipartUpload: the parts uploaded so far are discarded.
     func abortMultipartUpload(key: String, uploadId: String) async throws
+    /// DeleteObject: an object the run stored, or may have stored, and will not describe.
+    func deleteObject(key: String) async throws
 }
 
 /// Streams an object into S3 as it is written: parts of `partSize` bytes are uploaded while the pipeline
@@ -76,7 +78,9 @@ protocol MultipartStore: Sendable {
 /// fails is sent again from its file; `maxInFlight` + 1 spool files are reused in turn, removed by
 /// `finish` and `abort`. An object no larger than one part is sent in one PUT by `finish`. After any
 /// failure or cancellation the owner calls `abort()`, which waits for the parts in flight and aborts the
-/// multipart upload, so S3 keeps no orphan parts.
+/// multipart upload, so S3 keeps no orphan parts; and it deletes the object if the single PUT or the
+/// completion was sent (its answer may be lost or cancelled after S3 stored the object) and the owner has
+/// not said `keep()` (the manifest describing it is written).
 final class MultipartUploadSink: ObjectSink, @unchecked Sendable {
     /// S3's limit on the parts of one upload.
     static let maximumParts = 10_000
@@ -100,6 +104,10 @@ final class MultipartUploadSink: ObjectSink, @unchecked Sendable {
     private var freeSlots: [Int]
     private var failure: (any Error)?
     private var completed = false
+    /// The single PUT or the completion was sent: the object may exist from then on.
+    private var objectMayExist = false
+    /// The owner wrote the manifest: the object is a backup and `abort` leaves it.
+    private var kept = false
     /// Each spool file open for reading, for the uploads: they go on if the files are unlinked under them (a
     /// signal removes the staging directory before it aborts the upload).
     private let readers: [RawFile]
@@ -153,6 +161,7 @@ final class MultipartUploadSink: ObjectSink, @unchecked Sendable {
         try checkFailure()
         if nextPart == 1 {
             let body = filledRange()
+            condition.withLock { objectMayExist = true }
             try awaitRequest { [store, key] in try await store.putObject(key: key, body: body) }
             condition.withLock { completed = true }
             removeSpools()
@@ -169,6 +178,7 @@ final class MultipartUploadSink: ObjectSink, @unchecked Sendable {
             throw BackupError.io("internal: \(parts.count) parts of \(key) uploaded, \(nextPart - 1) sent")
         }
         removeSpools()
+        condition.withLock { objectMayExist = true }
         try awaitRequest { [store, key] in
             try await store.completeMultipartUpload(key: key, uploadId: uploadId, parts: parts)
         }
@@ -186,21 +196,34 @@ final class MultipartUploadSink: ObjectSink, @unchecked Sendable {
         }
     }
 
+    /// The object is described by a manifest now: `abort` (a signal arriving before the run returns) leaves
+    /// it.
+    func keep() {
+        condition.withLock { kept = true }
+    }
+
     /// After a failure: waits for (cancelled) parts in flight, then aborts the multipart upload if one was
-    /// started and not completed, and removes the spool files. Errors are swallowed; the run already failed.
-    /// Call it once the writer returned.
+    /// started and not completed, deletes the object if it may exist and was not kept, and removes the spool
+    /// files. Errors are swallowed; the run already failed. Call it once the writer returned.
+    ///
+    /// The delete is for a signal's clean-up: the process exits and the run's own (which deletes what it
+    /// wrote) never runs. Before, a completion under way when SIGTERM came could store an object that no
+    /// manifest described and nothing would ever delete.
     func abort() async {
-        let (tasks, uploadId, completed) = condition.withLock {
+        let (tasks, uploadId, completed, mayExist, kept) = condition.withLock {
             if failure == nil { failure = CancellationError() }
             for task in running.values { task.cancel() }
             request?.cancel()
             condition.broadcast()
-            return (Array(running.values), self.uploadId, self.completed)
+            return (Array(running.values), self.uploadId, self.completed, objectMayExist, self.kept)
         }
         for task in tasks { await task.value }
         removeSpools()
-        guard let uploadId, !completed else { return }
-        try? await store.abortMultipartUpload(key: key, uploadId: uploadId)
+        if let uploadId, !completed { try? await store.abortMultipartUpload(key: key, uploadId: uploadId) }
+        if mayExist && !kept {
+            // The manifest too: the owner may be writing it as the signal comes.
+            for stored in [key, StoredObject.manifestName(key)] { try? await store.deleteObject(key: stored) }
+        }
     }
 
     /// Runs one request from the writing thread and waits for it (`waitForTask`), where `cancel()` and

@@ -290,14 +290,21 @@ public struct S3Client: Sendable {
         payload: Payload = .empty
     ) async throws -> Answer {
         try await retrying(method, key: key) {
-            let response = try await execute(method, key: key, query: query, headers: headers, payload: payload)
-            let body = try await response.body.collect(upTo: Self.maximumAnswer)
-            return Answer(
-                status: Int(response.status.code),
-                headers: response.headers,
-                body: Data(body.readableBytesView)
-            )
+            try await sendOnce(method, key: key, query: query, headers: headers, payload: payload)
         }
+    }
+
+    /// One attempt of `send`.
+    func sendOnce(
+        _ method: String,
+        key: String,
+        query: [String: String] = [:],
+        headers: [String: String] = [:],
+        payload: Payload = .empty
+    ) async throws -> Answer {
+        let response = try await execute(method, key: key, query: query, headers: headers, payload: payload)
+        let body = try await response.body.collect(upTo: Self.maximumAnswer)
+        return Answer(status: Int(response.status.code), headers: response.headers, body: Data(body.readableBytesView))
     }
 
     /// Runs `body` up to `attempts` times while it fails with a network error or a 5xx, with exponential
@@ -445,22 +452,65 @@ extension S3Client: MultipartStore {
         return etag
     }
 
+    /// CompleteMultipartUpload, retried like every request, with two cases S3 documents:
+    /// - a 200 whose body is an `<Error>` (S3 failed after it began answering) is retried;
+    /// - the answer to an attempt can be lost after S3 completed the upload. The next attempt then finds no
+    ///   such upload (404 `NoSuchUpload`). The upload counts as completed when the object under `key` is the
+    ///   one these parts make: its ETag is the multipart ETag of the parts (`multipartETag`). Anything else is
+    ///   the failure it was.
     func completeMultipartUpload(key: String, uploadId: String, parts: [(number: Int, etag: String)]) async throws {
         let list = parts.map { "<Part><PartNumber>\($0.number)</PartNumber><ETag>\($0.etag)</ETag></Part>" }.joined()
-        let completed = try await send(
-            "POST",
-            key: key,
-            query: ["uploadId": uploadId],
-            payload: .data(Data("<CompleteMultipartUpload>\(list)</CompleteMultipartUpload>".utf8))
-        ).body
-        // S3 may answer 200 and still fail the completion, in the body.
-        if String(decoding: completed, as: UTF8.self).contains("<Error>") {
-            throw BackupError.io("S3 refused to complete the upload of \(key)")
+        let payload = Payload.data(Data("<CompleteMultipartUpload>\(list)</CompleteMultipartUpload>".utf8))
+        var attempt = 0
+        try await retrying("POST", key: key) {
+            attempt += 1
+            do {
+                let answer = try await sendOnce("POST", key: key, query: ["uploadId": uploadId], payload: payload)
+                let text = String(decoding: answer.body, as: UTF8.self)
+                if text.contains("<Error>") {
+                    throw BackupError.io("S3 failed to complete the upload of \(key): \(text.prefix(300))")
+                }
+            } catch S3Error.status(404, let text) where attempt > 1 && text.contains("NoSuchUpload") {
+                guard let expected = Self.multipartETag(parts), try await etag(key: key) == expected else {
+                    throw S3Error.status(404, text)
+                }
+            }
+        }
+    }
+
+    /// The ETag S3 gives an object completed from these parts: the MD5 of the parts' MD5s (their ETags, as
+    /// bytes) in order, then `-` and the number of parts. Nil when a part's ETag is not an MD5 in hex.
+    static func multipartETag(_ parts: [(number: Int, etag: String)]) -> String? {
+        var digests: [UInt8] = []
+        for part in parts {
+            let hex = Array(part.etag.utf8.filter { $0 != UInt8(ascii: "\"") })
+            guard hex.count == 32 else { return nil }
+            for index in stride(from: 0, to: 32, by: 2) {
+                guard let byte = UInt8(String(decoding: hex[index..<(index + 2)], as: UTF8.self), radix: 16) else {
+                    return nil
+                }
+                digests.append(byte)
+            }
+        }
+        return "\(hexString(Insecure.MD5.hash(data: digests)))-\(parts.count)"
+    }
+
+    /// The object's ETag without its quotes, or nil when it does not exist.
+    func etag(key: String) async throws -> String? {
+        do {
+            let answer = try await send("HEAD", key: key)
+            return answer.headers.first(name: "ETag").map { $0.filter { $0 != "\"" } }
+        } catch S3Error.status(404, _) {
+            return nil
         }
     }
 
     func abortMultipartUpload(key: String, uploadId: String) async throws {
         _ = try await send("DELETE", key: key, query: ["uploadId": uploadId])
+    }
+
+    func deleteObject(key: String) async throws {
+        try await delete(key: key)
     }
 }
 

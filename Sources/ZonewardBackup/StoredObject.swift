@@ -36,7 +36,7 @@ public enum StoredObject: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    private static func manifestName(_ name: String) -> String {
+    static func manifestName(_ name: String) -> String {
         let base = name.hasSuffix(objectExtension) ? String(name.dropLast(objectExtension.count)) : name
         return base + manifestExtension
     }

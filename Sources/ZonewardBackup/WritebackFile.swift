@@ -41,7 +41,7 @@ final class WritebackFile: @unchecked Sendable {
     private typealias SyncFileRange = @convention(c) (Int32, Int64, Int64, UInt32) -> Int32
     /// sync_file_range from libc, found at run time: Swift's Glibc module does not declare it (a GNU
     /// extension). Immutable once loaded.
-    nonisolated(unsafe) private static let syncFileRange: SyncFileRange? = {
+    private static let syncFileRange: SyncFileRange? = {
         #if os(Linux)
         guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "sync_file_range") else { return nil }
         return unsafeBitCast(symbol, to: SyncFileRange.self)

@@ -22,6 +22,9 @@ final class FakeMultipartStore: MultipartStore, @unchecked Sendable {
     var partDelay: Duration = .milliseconds(5)
     /// How long a single PUT takes (an S3 that stalls); it honours cancellation.
     var putDelay: Duration = .zero
+    /// The completion stores the object, then its answer never comes (until cancelled): a completion
+    /// S3 carried out whose answer is lost.
+    var completionStalls = false
     /// The single PUTs that were cancelled while they stalled.
     private(set) var cancelledPuts = 0
 
@@ -89,6 +92,14 @@ final class FakeMultipartStore: MultipartStore, @unchecked Sendable {
             else { throw BackupError.io("bad part list") }
             objects[key] = parts.reduce(into: Data()) { whole, part in whole += stored[part.number] ?? Data() }
             calls.append("COMPLETE \(key)")
+        }
+        if completionStalls { try await Task.sleep(for: .seconds(3600)) }
+    }
+
+    func deleteObject(key: String) async throws {
+        lock.withLock {
+            objects[key] = nil
+            calls.append("DELETE \(key)")
         }
     }
 
@@ -244,15 +255,54 @@ final class FakeMultipartStore: MultipartStore, @unchecked Sendable {
         #expect(store.objects.isEmpty)
     }
 
-    @Test func abortAfterASinglePutOrACompletedUploadAbortsNothing() async throws {
+    /// Once the owner kept the object (its manifest is written), `abort` (a signal before the run returns)
+    /// aborts and deletes nothing.
+    @Test(arguments: [25, 5]) func abortAfterAKeptObjectDoesNothing(size: Int) async throws {
         let store = FakeMultipartStore()
         let upload = try MultipartUploadSink(store: store, key: "k", partSize: 10, spoolDirectory: directory.path)
         try await onThread("test-write") {
-            try upload.write(Array(repeating: 1, count: 25))
+            try upload.write(Array(repeating: 1, count: size))
+            try upload.finish()
+        }
+        upload.keep()
+        await upload.abort()
+        #expect(store.aborted.isEmpty && store.objects["k"]?.count == size)
+        #expect(!store.calls.contains { $0.hasPrefix("DELETE") })
+    }
+
+    /// A stored object no manifest describes yet is deleted by `abort`, with the manifest that may be on its
+    /// way: after a signal nothing else would delete them.
+    @Test(arguments: [25, 5]) func abortBeforeTheObjectIsKeptDeletesIt(size: Int) async throws {
+        let store = FakeMultipartStore()
+        let upload = try MultipartUploadSink(store: store, key: "j/k.zwb", partSize: 10, spoolDirectory: directory.path)
+        try await onThread("test-write") {
+            try upload.write(Array(repeating: 1, count: size))
             try upload.finish()
         }
         await upload.abort()
-        #expect(store.aborted.isEmpty && store.objects["k"]?.count == 25)
+        #expect(store.objects.isEmpty)
+        #expect(store.calls.suffix(2) == ["DELETE j/k.zwb", "DELETE j/k.json"])
+    }
+
+    /// Before: SIGTERM during the completion cancelled it after S3 had stored the object; the abort found no
+    /// upload to abort, and the object stayed in the bucket with no manifest, for good.
+    @Test(.timeLimit(.minutes(2))) func aCompletionCancelledAfterS3StoredTheObjectLeavesNoObject() async throws {
+        let store = FakeMultipartStore()
+        store.completionStalls = true
+        let upload = try MultipartUploadSink(store: store, key: "k", partSize: 10, spoolDirectory: directory.path)
+        let finished = Task {
+            try await onThread("test-finish") {
+                try upload.write(Array(repeating: 1, count: 25))
+                try upload.finish()
+            }
+        }
+        for _ in 0..<1000 where !store.calls.contains("COMPLETE k") { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(store.objects["k"] != nil)
+        upload.cancel()
+        await #expect(throws: CancellationError.self) { try await finished.value }
+        await upload.abort()
+        #expect(store.objects.isEmpty)
+        #expect(store.calls.contains("DELETE k"))
     }
 
     /// The spool files the upload sinks left in the test's directory.
