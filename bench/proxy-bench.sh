@@ -27,7 +27,12 @@
 # ROUNDS [3], CONNECTIONS [64], THREADS [1] wrk threads, BODY_BYTES [64], BACKENDS [3],
 # PIN [none] (split: pin as above; PROXY_CPUS / LOAD_CPUS override the CPU lists),
 # WORKERS [CPUs the proxies may use] threads of each proxy, TARGETS [direct haproxy nginx zoneward
-# (baseline)], ZONEWARD_BIN [.build/release/zoneward], BASE_PORT [19400], KEEP_WORK [0] (1: keep logs).
+# (baseline)], ZONEWARD_BIN [.build/release/zoneward], BASE_PORT [19400], KEEP_WORK [0] (1: keep logs),
+# FORWARDING [1].
+#
+# FORWARDING=1: HAProxy and nginx also set X-Forwarded-For (replacing the client's), X-Forwarded-Proto and
+# Forwarded on each request, as Zoneward always does, so every proxy does the same work. FORWARDING=0:
+# HAProxy and nginx pass the request on with no forwarding fields (the figures before session 7).
 #
 # Everything runs from a temporary directory; every process started is stopped by its pid (each in its own
 # process group, so a wrapper's child goes too) on exit, also on failure or Ctrl-C.
@@ -55,6 +60,7 @@ BASE_PORT=${BASE_PORT:-19400}
 ZONEWARD_BIN=${ZONEWARD_BIN:-$ROOT/.build/release/zoneward}
 BASELINE_BIN=${BASELINE_BIN:-}
 KEEP_WORK=${KEEP_WORK:-0}
+FORWARDING=${FORWARDING:-1}
 HOST=127.0.0.1
 PATH=$PATH:/usr/sbin:/sbin
 
@@ -191,6 +197,11 @@ if wants haproxy; then
         echo "  timeout server 60s"
         echo "frontend bench"
         echo "  bind $HOST:${PORT[haproxy]}${h2_listen:+ proto h2}"
+        if [ "$FORWARDING" = 1 ]; then
+            echo "  http-request set-header X-Forwarded-For %[src]"
+            echo "  http-request set-header X-Forwarded-Proto http"
+            echo "  http-request set-header Forwarded \"for=%[src];proto=http\""
+        fi
         echo "  default_backend backends"
         echo "backend backends"
         echo "  balance roundrobin"
@@ -214,8 +225,14 @@ if wants nginx; then
         echo "  server { listen $HOST:${PORT[nginx]}$h2_listen; location / {"
         if [ -n "$backend_listen" ]; then
             # nginx's HTTP/2 upstream is its gRPC proxy module: it relays any HTTP/2 request.
+            [ "$FORWARDING" = 1 ] && echo "    grpc_set_header X-Forwarded-For \$remote_addr;" \
+                "grpc_set_header X-Forwarded-Proto \$scheme;" \
+                "grpc_set_header Forwarded \"for=\$remote_addr;proto=\$scheme\";"
             echo "    grpc_pass grpc://backends; } } }"
         else
+            [ "$FORWARDING" = 1 ] && echo "    proxy_set_header X-Forwarded-For \$remote_addr;" \
+                "proxy_set_header X-Forwarded-Proto \$scheme;" \
+                "proxy_set_header Forwarded \"for=\$remote_addr;proto=\$scheme\";"
             echo "    proxy_pass http://backends; proxy_http_version 1.1; proxy_set_header Connection \"\"; } } }"
         fi
     } >"$dir/nginx.conf"
@@ -265,7 +282,7 @@ milliseconds() {
         else print "nan" }'
 }
 
-echo "# proxy-bench: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); $(haproxy -v | head -1 | cut -d' ' -f1-3); $(nginx -v 2>&1)"
+echo "# proxy-bench: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); $(haproxy -v | head -1 | cut -d' ' -f1-3); $(nginx -v 2>&1); FORWARDING=$FORWARDING"
 load_tool="wrk -t$THREADS -c$CONNECTIONS"
 [ "$PROTO" = h2 ] && load_tool="h2load -t$THREADS -c$CONNECTIONS -m$STREAMS (h2c)"
 [ "$PROTO" = h2h1 ] && load_tool="h2load -t$THREADS -c$CONNECTIONS -m$STREAMS (h2c clients, HTTP/1.1 backends)"
