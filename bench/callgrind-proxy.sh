@@ -14,13 +14,19 @@
 #   ZONEWARD_BIN=/tmp/zoneward-before OUT=/tmp/cg-before bash bench/callgrind-proxy.sh
 #   PROTO=h2 bash bench/callgrind-proxy.sh   # per HTTP/2 stream: h2c end to end, loaded by h2load
 #   PROTO=h2h1 bash bench/callgrind-proxy.sh # per HTTP/2 stream bridged to an HTTP/1.1 backend
+#   PROXY=haproxy PROTO=h2 bash bench/callgrind-proxy.sh  # the same count for HAProxy, for reference
 #
 # PROTO=h2: nginx listens with `http2` (h2c), the service has `upstreamProtocol: http2`, and h2load opens
 # CONNECTIONS connections with STREAMS [8] concurrent streams each; the count is per stream.
 #
 # Knobs: ZONEWARD_BIN [.build/release/zoneward], DURATION [10], CONNECTIONS [8], BODY_BYTES [64],
 # PROTO [h1], STREAMS [8], OUT [temporary directory, kept: the callgrind file and the full annotation], BASE_PORT [19500],
-# TOP [25] functions listed, SYSCALLS [0].
+# TOP [25] functions listed, SYSCALLS [0], PROXY [zoneward].
+#
+# PROXY=haproxy profiles HAProxy (one thread) instead, configured as bench/proxy-bench.sh configures it
+# (FORWARDING [1] as there: it sets the forwarding fields Zoneward sets), and counts per request what the
+# load generator completed in the window (HAProxy has no request counter to read); it prints the total
+# and the top functions, not Zoneward's components.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,6 +39,8 @@ TOP=${TOP:-25}
 SYSCALLS=${SYSCALLS:-0}
 PROTO=${PROTO:-h1}
 STREAMS=${STREAMS:-8}
+PROXY=${PROXY:-zoneward}
+FORWARDING=${FORWARDING:-1}
 HOST=127.0.0.1
 PATH=$PATH:/usr/sbin:/sbin
 OUT=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/callgrind-proxy.XXXXXX")}
@@ -58,7 +66,11 @@ h2h1)
     ;;
 *) fail "PROTO=$PROTO: expected h1, h2 or h2h1" ;;
 esac
-[ -x "$ZONEWARD_BIN" ] || fail "no release binary at $ZONEWARD_BIN (swift build -c release)"
+case "$PROXY" in
+zoneward) [ -x "$ZONEWARD_BIN" ] || fail "no release binary at $ZONEWARD_BIN (swift build -c release)" ;;
+haproxy) command -v haproxy >/dev/null || fail "PROXY=haproxy needs haproxy (apt-get install -y haproxy)" ;;
+*) fail "PROXY=$PROXY: expected zoneward or haproxy" ;;
+esac
 DEMANGLE=$(command -v swift-demangle || true)
 [ -n "$DEMANGLE" ] || fail "needs swift-demangle (ships with the Swift toolchain)"
 
@@ -92,6 +104,39 @@ EOF
 setsid nginx -p "$OUT" -e "$OUT/nginx-error.log" -c "$OUT/nginx.conf" >"$OUT/nginx.log" 2>&1 </dev/null &
 STARTED+=($!)
 
+if [ "$PROXY" = haproxy ]; then
+    h2_bind="" h2_server=""
+    [ "$PROTO" != h1 ] && h2_bind=" proto h2"
+    [ "$PROTO" = h2 ] && h2_server=" proto h2"
+    {
+        echo "global"
+        echo "  nbthread 1"
+        echo "  maxconn 4096"
+        echo "defaults"
+        echo "  mode http"
+        echo "  option http-keep-alive"
+        echo "  timeout connect 5s"
+        echo "  timeout client 60s"
+        echo "  timeout server 60s"
+        echo "frontend bench"
+        echo "  bind $HOST:$PROXY_PORT$h2_bind"
+        if [ "$FORWARDING" = 1 ]; then
+            echo "  http-request set-header X-Forwarded-For %[src]"
+            echo "  http-request set-header X-Forwarded-Proto http"
+            echo "  http-request set-header Forwarded \"for=%[src];proto=http\""
+        fi
+        echo "  default_backend backends"
+        echo "backend backends"
+        echo "  http-reuse always"
+        echo "  server b0 $HOST:$BACKEND_PORT$h2_server"
+    } >"$OUT/haproxy.cfg"
+    haproxy -c -q -f "$OUT/haproxy.cfg" || fail "haproxy refused its configuration"
+    setsid valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out" haproxy -db -f "$OUT/haproxy.cfg" \
+        >"$OUT/proxy.log" 2>&1 </dev/null &
+    PROXY_PID=$!
+    STARTED+=($PROXY_PID)
+else
+# (Not indented: the here-documents below end at a bare EOF.)
 cat >"$OUT/zoneward.yaml" <<EOF
 zones: [{name: bench-a, region: bench}]
 services:
@@ -124,6 +169,7 @@ setsid env LD_PRELOAD="$OUT/sigsuspend-copy.so" valgrind --tool=callgrind --call
     >"$OUT/proxy.log" 2>&1 </dev/null &
 PROXY_PID=$!
 STARTED+=($PROXY_PID)
+fi
 
 for _ in $(seq 600); do
     [ "$(curl "${curl_proto[@]}" -s -o /dev/null -w '%{http_code}' "http://$HOST:$PROXY_PORT/" 2>/dev/null)" = 200 ] && break
@@ -137,6 +183,10 @@ requests_counted() {
     curl -s "http://$HOST:$ADMIN_PORT/metrics" |
         awk '/^zoneward_requests_total/ { n += $NF } END { printf "%d\n", n }'
 }
+# What the load generator completed (HAProxy): wrk's "N requests in", h2load's "requests: … N succeeded".
+requests_loaded() {
+    awk '/requests in/ { print $1 } /^requests:/ { print $8 }' "$1"
+}
 
 # load SECONDS OUTPUT: wrk, or h2load for PROTO=h2.
 load() {
@@ -148,7 +198,8 @@ load() {
 }
 # Warm-up: the connection pool fills, lazy initialisations run.
 load 3 "$OUT/warmup.txt"
-before=$(requests_counted)
+before=0
+[ "$PROXY" = zoneward ] && before=$(requests_counted)
 callgrind_control -z $PROXY_PID >/dev/null || fail "callgrind_control -z failed"
 if [ "$SYSCALLS" = 1 ]; then
     # Every thread of the proxy (valgrind runs them one at a time).
@@ -159,7 +210,7 @@ fi
 load "$DURATION" "$OUT/wrk.txt"
 [ "$SYSCALLS" = 1 ] && { kill -INT $STRACE_PID 2>/dev/null; wait $STRACE_PID 2>/dev/null; }
 callgrind_control -d $PROXY_PID >/dev/null || fail "callgrind_control -d failed"
-after=$(requests_counted)
+if [ "$PROXY" = zoneward ]; then after=$(requests_counted); else after=$(requests_loaded "$OUT/wrk.txt"); fi
 requests=$((after - before))
 [ "$requests" -gt 0 ] || fail "no requests counted (before $before, after $after)"
 dump=$(ls -t "$OUT"/callgrind.out.* 2>/dev/null | head -1)
@@ -172,10 +223,17 @@ total=$(awk '/PROGRAM TOTALS/ { gsub(/,/, "", $1); print $1 }' "$OUT/exclusive.t
 load_tool="wrk -c$CONNECTIONS"
 [ "$PROTO" = h2 ] && load_tool="h2load -c$CONNECTIONS -m$STREAMS (h2c both sides)"
 [ "$PROTO" = h2h1 ] && load_tool="h2load -c$CONNECTIONS -m$STREAMS (h2c clients, HTTP/1.1 backend)"
-echo "# callgrind-proxy: $(basename "$ZONEWARD_BIN") ($ZONEWARD_BIN), $load_tool for ${DURATION}s, body ${BODY_BYTES} B"
-echo "# requests counted by the proxy: $requests; instructions: $total"
+if [ "$PROXY" = zoneward ]; then
+    echo "# callgrind-proxy: $(basename "$ZONEWARD_BIN") ($ZONEWARD_BIN), $load_tool for ${DURATION}s, body ${BODY_BYTES} B"
+    echo "# requests counted by the proxy: $requests; instructions: $total"
+else
+    echo "# callgrind-proxy: $(haproxy -v | head -1 | cut -d' ' -f1-3), FORWARDING=$FORWARDING, $load_tool for ${DURATION}s, body ${BODY_BYTES} B"
+    echo "# requests the load generator completed: $requests; instructions: $total"
+fi
 awk -v total="$total" -v n="$requests" 'BEGIN { printf "instructions per request: %.0f\n\n", total / n }'
 
+if [ "$PROXY" = zoneward ]; then
+# (Zoneward's components and entry points; not indented, like the awk programs they hold.)
 # Exclusive costs by component: the first matching rule wins, so the rows add up to the total.
 awk -v n="$requests" -v total="$total" '
 /^ *[0-9,]+ +\([ 0-9.]+%\) +/ || /^ *[0-9,]+ +/ {
@@ -249,6 +307,8 @@ END {
     report("NIO flush / writes", "PendingStreamWritesManager\\.triggerAppropriateWriteOperations|flushNow")
     report("epoll_wait", "^epoll_wait")
 }' "$OUT/inclusive.txt"
+echo
+fi
 echo
 echo "top $TOP functions by own instructions per request:"
 awk -v n="$requests" -v top="$TOP" -v total="$total" '
