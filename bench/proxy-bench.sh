@@ -5,7 +5,9 @@
 # front of all of them: HAProxy (mode http, keep-alive to the backends), nginx as a reverse proxy (upstream
 # keepalive) and the release-built Zoneward proxy (through bench/proxy-candidate.sh). wrk then loads each
 # target in turn (the first backend directly, then each proxy), ROUNDS times in a rotating order, and the
-# medians are printed: requests/s, p50 and p99 latency, and the ratios to HAProxy and to the direct run.
+# medians are printed: requests/s, p50 and p99 latency, and the ratios to HAProxy and to the direct run;
+# and each target's CPU time (user + system) per request, read from /proc around each run: on a shared
+# machine the sturdier figure, since CPU time other tenants take lowers requests/s but not it.
 #
 #   swift build -c release && bash bench/proxy-bench.sh
 #   PIN=split bash bench/proxy-bench.sh          # wrk + backends on CPU 1, every proxy on CPU 0
@@ -273,6 +275,23 @@ h2_percentile() {
         i = int(NR * p / 100 + 0.999999); if (i < 1) i = 1; if (i > NR) i = NR
         print v[i] / 1000 }'
 }
+# cpu_ticks NAME: the CPU time (user + system, in clock ticks) used so far by the processes of NAME's
+# process group (each target runs in its own: nginx's master and workers, the candidate's wrapper and
+# proxy). "direct" is the first backend.
+cpu_ticks() {
+    local name=$1
+    [ "$name" = direct ] && name=backend1
+    local pidvar="PID_${name//-/_}"
+    local group=${!pidvar}
+    local total=0 stat rest fields
+    for stat in /proc/[0-9]*/stat; do
+        read -r rest <"$stat" 2>/dev/null || continue
+        # After the command's closing parenthesis: state ppid pgrp … utime (12th) stime (13th).
+        read -ra fields <<<"${rest##*) }"
+        [ "${fields[2]:-}" = "$group" ] && total=$((total + fields[11] + fields[12]))
+    done
+    echo "$total"
+}
 # Latency as wrk prints it (850.00us, 1.20ms, 2.00s) in milliseconds.
 milliseconds() {
     awk -v v="$1" 'BEGIN {
@@ -297,7 +316,9 @@ for ((round = 0; round < ROUNDS; round++)); do
     for ((k = 0; k < count; k++)); do
         target=${targets[$(((k + round) % count))]}
         out="$WORK/run$round-$target.txt"
+        ticks_before=$(cpu_ticks "$target")
         load_run "$target" "$DURATION" "$out" || fail "load against $target failed: $(tail -3 "$out")"
+        ticks=$(($(cpu_ticks "$target") - ticks_before))
         if [ "$PROTO" != h1 ]; then
             # "finished in 10.00s, 12345.60 req/s, …"; "requests: N total, N started, N done, N succeeded, N failed, N errored, …"
             rps=$(awk '/^finished in/ { print $4 }' "$out")
@@ -305,16 +326,22 @@ for ((round = 0; round < ROUNDS; round++)); do
             p99=$(h2_percentile "$out.log" 99)
             errors=$(awk '/^requests:/ { gsub(/,/, ""); print $10 + $12 }' "$out")
             errors=$((${errors:-0} + $(awk '$2 != 200' "$out.log" | wc -l)))
+            done_requests=$(awk '/^requests:/ { gsub(/,/, ""); print $8 }' "$out")
         else
             rps=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
             p50=$(milliseconds "$(awk '$1 == "50%" { print $2 }' "$out")")
             p99=$(milliseconds "$(awk '$1 == "99%" { print $2 }' "$out")")
             errors=$(awk '/Non-2xx/ { n += $NF } /Socket errors/ { gsub(/,/, ""); n += $4 + $6 + $8 + $10 } END { print n + 0 }' "$out")
+            done_requests=$(awk '/requests in/ { print $1 }' "$out")
         fi
+        # The target's CPU time per request, in microseconds: what the run cost the proxy itself, which
+        # CPU time stolen by other tenants does not inflate (requests/s it does).
+        cpu=$(awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" -v n="${done_requests:-0}" \
+            'BEGIN { if (n > 0) printf "%.2f", t / hz * 1e6 / n; else print "nan" }')
         [ -n "$rps" ] || fail "no result from wrk against $target: $(cat "$out")"
-        echo "$target,$rps,$p50,$p99,$errors" >>"$RESULTS"
-        printf '#   round %d  %-9s %10s req/s  p50 %7s ms  p99 %7s ms  errors %s\n' \
-            $((round + 1)) "$target" "$rps" "$p50" "$p99" "$errors"
+        echo "$target,$rps,$p50,$p99,$errors,$cpu" >>"$RESULTS"
+        printf '#   round %d  %-9s %10s req/s  p50 %7s ms  p99 %7s ms  cpu %6s us/req  errors %s\n' \
+            $((round + 1)) "$target" "$rps" "$p50" "$p99" "$cpu" "$errors"
         for pid in "${STARTED[@]}"; do kill -0 "$pid" 2>/dev/null || fail "a server (pid $pid) died during the run"; done
     done
 done
@@ -325,16 +352,21 @@ function median(list,   v, n, i, j, t) {
     for (i = 2; i <= n; i++) { t = v[i]; for (j = i - 1; j >= 1 && v[j] > t; j--) v[j + 1] = v[j]; v[j + 1] = t }
     return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
 }
-{ rps[$1] = rps[$1] " " $2; p50[$1] = p50[$1] " " $3; p99[$1] = p99[$1] " " $4; errors[$1] += $5 }
+{ rps[$1] = rps[$1] " " $2; p50[$1] = p50[$1] " " $3; p99[$1] = p99[$1] " " $4; errors[$1] += $5; cpu[$1] = cpu[$1] " " $6 }
 END {
     n = split(order, names, " ")
-    for (i = 1; i <= n; i++) { t = names[i]; R[t] = median(rps[t]); P50[t] = median(p50[t]); P99[t] = median(p99[t]) }
-    printf "\n%-10s %10s %9s %9s %12s %12s %12s %7s\n", "target", "req/s", "p50 ms", "p99 ms", "rps/haproxy", "p99/haproxy", "rps/direct", "errors"
+    for (i = 1; i <= n; i++) {
+        t = names[i]; R[t] = median(rps[t]); P50[t] = median(p50[t]); P99[t] = median(p99[t]); C[t] = median(cpu[t])
+    }
+    printf "\n%-10s %10s %9s %9s %12s %12s %12s %7s %11s %12s\n", "target", "req/s", "p50 ms", "p99 ms", "rps/haproxy",
+        "p99/haproxy", "rps/direct", "errors", "cpu us/req", "cpu/haproxy"
     for (i = 1; i <= n; i++) {
         t = names[i]
         hr = ("haproxy" in R) ? sprintf("%.3f", R[t] / R["haproxy"]) : "-"
         hp = ("haproxy" in P99 && P99["haproxy"] > 0) ? sprintf("%.3f", P99[t] / P99["haproxy"]) : "-"
         dr = ("direct" in R) ? sprintf("%.3f", R[t] / R["direct"]) : "-"
-        printf "%-10s %10.0f %9.3f %9.3f %12s %12s %12s %7d\n", t, R[t], P50[t], P99[t], hr, hp, dr, errors[t]
+        cr = ("haproxy" in C && C["haproxy"] > 0) ? sprintf("%.3f", C[t] / C["haproxy"]) : "-"
+        printf "%-10s %10.0f %9.3f %9.3f %12s %12s %12s %7d %11.2f %12s\n", t, R[t], P50[t], P99[t], hr, hp, dr,
+            errors[t], C[t], cr
     }
 }' "$RESULTS"
