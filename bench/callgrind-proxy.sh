@@ -309,7 +309,6 @@ END {
 }' "$OUT/inclusive.txt"
 echo
 fi
-echo
 echo "top $TOP functions by own instructions per request:"
 awk -v n="$requests" -v top="$TOP" -v total="$total" '
 /^ *[0-9,]+ +/ {

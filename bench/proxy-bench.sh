@@ -285,7 +285,7 @@ cpu_ticks() {
     local group=${!pidvar}
     local total=0 stat rest fields
     for stat in /proc/[0-9]*/stat; do
-        read -r rest <"$stat" 2>/dev/null || continue
+        { read -r rest <"$stat"; } 2>/dev/null || continue
         # After the command's closing parenthesis: state ppid pgrp … utime (12th) stime (13th).
         read -ra fields <<<"${rest##*) }"
         [ "${fields[2]:-}" = "$group" ] && total=$((total + fields[11] + fields[12]))

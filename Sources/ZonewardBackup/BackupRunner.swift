@@ -255,8 +255,9 @@ public struct BackupRunner: Sendable {
                     throw BackupError.io("internal: an S3 object for a filesystem target")
                 }
             }
-            // Each object is a backup its target can list now; a signal from here on leaves them.
-            for upload in uploads { upload.keep() }
+            // Each object is a backup its target can list now; a signal from here on leaves them. If a
+            // signal's clean-up already began, it deletes them: the run fails instead of recording them.
+            for upload in uploads { try upload.keep() }
             record.state = .completed
             record.finishedAt = Date()
             record.plainBytes = result.plainBytes

@@ -108,6 +108,8 @@ final class MultipartUploadSink: ObjectSink, @unchecked Sendable {
     private var objectMayExist = false
     /// The owner wrote the manifest: the object is a backup and `abort` leaves it.
     private var kept = false
+    /// `abort` began: too late to keep the object.
+    private var aborting = false
     /// Each spool file open for reading, for the uploads: they go on if the files are unlinked under them (a
     /// signal removes the staging directory before it aborts the upload).
     private let readers: [RawFile]
@@ -197,27 +199,39 @@ final class MultipartUploadSink: ObjectSink, @unchecked Sendable {
     }
 
     /// The object is described by a manifest now: `abort` (a signal arriving before the run returns) leaves
-    /// it.
-    func keep() {
-        condition.withLock { kept = true }
+    /// it. Throws `CancellationError` once `abort` began (it deletes the object): the owner must then not
+    /// record the backup. The two decide under one lock, so exactly one of them wins.
+    func keep() throws {
+        try condition.withLock {
+            guard !aborting else { throw CancellationError() }
+            kept = true
+        }
     }
 
-    /// After a failure: waits for (cancelled) parts in flight, then aborts the multipart upload if one was
-    /// started and not completed, deletes the object if it may exist and was not kept, and removes the spool
-    /// files. Errors are swallowed; the run already failed. Call it once the writer returned.
+    /// After a failure, or from a signal handler while the writer still runs: waits for the (cancelled)
+    /// parts in flight, aborts the multipart upload if one was started and not completed, deletes the object
+    /// and its manifest if the object may exist and was not kept, and removes the spool files. Errors are
+    /// swallowed; the run already failed.
     ///
     /// The delete is for a signal's clean-up: the process exits and the run's own (which deletes what it
     /// wrote) never runs. Before, a completion under way when SIGTERM came could store an object that no
-    /// manifest described and nothing would ever delete.
+    /// manifest described and nothing would ever delete. The single PUT or the completion, once sent, is
+    /// not cancelled here but waited for (within the signal handler's few seconds): cancelled, S3 could
+    /// still store the object after the delete. A run cancelled by its owner (`cancel()`) cancels it, and
+    /// its delete follows the cancelled request's end.
     func abort() async {
-        let (tasks, uploadId, completed, mayExist, kept) = condition.withLock {
+        let (tasks, pending, uploadId, completed, mayExist, kept) = condition.withLock {
+            aborting = true
             if failure == nil { failure = CancellationError() }
             for task in running.values { task.cancel() }
-            request?.cancel()
+            if !objectMayExist { request?.cancel() }
             condition.broadcast()
-            return (Array(running.values), self.uploadId, self.completed, objectMayExist, self.kept)
+            return (
+                Array(running.values), request, self.uploadId, self.completed, objectMayExist, self.kept
+            )
         }
         for task in tasks { await task.value }
+        if mayExist, let pending { await pending.value }
         removeSpools()
         if let uploadId, !completed { try? await store.abortMultipartUpload(key: key, uploadId: uploadId) }
         if mayExist && !kept {

@@ -495,10 +495,10 @@ extension S3Client: MultipartStore {
         return "\(hexString(Insecure.MD5.hash(data: digests)))-\(parts.count)"
     }
 
-    /// The object's ETag without its quotes, or nil when it does not exist.
+    /// The object's ETag without its quotes, or nil when it does not exist. One attempt: the caller retries.
     func etag(key: String) async throws -> String? {
         do {
-            let answer = try await send("HEAD", key: key)
+            let answer = try await sendOnce("HEAD", key: key)
             return answer.headers.first(name: "ETag").map { $0.filter { $0 != "\"" } }
         } catch S3Error.status(404, _) {
             return nil

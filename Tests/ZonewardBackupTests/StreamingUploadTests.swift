@@ -10,12 +10,12 @@ import ZonewardModel
 final class FakeMultipartStore: MultipartStore, @unchecked Sendable {
     private let lock = NSLock()
     private var open: [String: [Int: Data]] = [:]
-    private(set) var objects: [String: Data] = [:]
-    private(set) var calls: [String] = []
-    private(set) var aborted: [String] = []
-    private(set) var partSizes: [Int] = []
+    private var _objects: [String: Data] = [:]
+    private var _calls: [String] = []
+    private var _aborted: [String] = []
+    private var _partSizes: [Int] = []
     private var inFlight = 0
-    private(set) var mostInFlight = 0
+    private var _mostInFlight = 0
     /// The part number whose upload fails.
     var failingPart: Int?
     /// How long each part takes, so uploads overlap.
@@ -26,24 +26,39 @@ final class FakeMultipartStore: MultipartStore, @unchecked Sendable {
     /// S3 carried out whose answer is lost.
     var completionStalls = false
     /// The single PUTs that were cancelled while they stalled.
-    private(set) var cancelledPuts = 0
+    private var _cancelledPuts = 0
+    private var _startedPuts = 0
+    private var _completionsStarted = 0
+    /// The completion is carried out by S3 this long after it was sent, whether or not the client is still
+    /// waiting for its answer (a cancelled request does not stop it); the request waits for it.
+    var completionCommitsAfter: Duration?
 
     var openUploads: Int { lock.withLock { open.count } }
+    // Read through the lock: the upload's tasks write them while a test polls.
+    var objects: [String: Data] { lock.withLock { _objects } }
+    var calls: [String] { lock.withLock { _calls } }
+    var aborted: [String] { lock.withLock { _aborted } }
+    var partSizes: [Int] { lock.withLock { _partSizes } }
+    var mostInFlight: Int { lock.withLock { _mostInFlight } }
+    var cancelledPuts: Int { lock.withLock { _cancelledPuts } }
+    var startedPuts: Int { lock.withLock { _startedPuts } }
+    var completionsStarted: Int { lock.withLock { _completionsStarted } }
 
     func putObject(key: String, body: FileRange) async throws {
+        lock.withLock { _startedPuts += 1 }
         if putDelay > .zero {
             do {
                 try await Task.sleep(for: putDelay)
             } catch {
-                lock.withLock { cancelledPuts += 1 }
+                lock.withLock { _cancelledPuts += 1 }
                 throw error
             }
         }
         let bytes = try body.read()
         try check(body, bytes)
         lock.withLock {
-            calls.append("PUT \(key)")
-            objects[key] = bytes
+            _calls.append("PUT \(key)")
+            _objects[key] = bytes
         }
     }
 
@@ -56,8 +71,8 @@ final class FakeMultipartStore: MultipartStore, @unchecked Sendable {
 
     func createMultipartUpload(key: String) async throws -> String {
         lock.withLock {
-            let id = "upload-\(calls.count)"
-            calls.append("CREATE \(key)")
+            let id = "upload-\(_calls.count)"
+            _calls.append("CREATE \(key)")
             open[id] = [:]
             return id
         }
@@ -66,7 +81,7 @@ final class FakeMultipartStore: MultipartStore, @unchecked Sendable {
     func uploadPart(key: String, uploadId: String, number: Int, body range: FileRange) async throws -> String {
         lock.withLock {
             inFlight += 1
-            mostInFlight = max(mostInFlight, inFlight)
+            _mostInFlight = max(_mostInFlight, inFlight)
         }
         defer { lock.withLock { inFlight -= 1 } }
         try await Task.sleep(for: partDelay)
@@ -78,36 +93,56 @@ final class FakeMultipartStore: MultipartStore, @unchecked Sendable {
             if number == failingPart { throw BackupError.io("S3 PUT part \(number) failed") }
             guard open[uploadId] != nil else { throw BackupError.io("no upload \(uploadId)") }
             open[uploadId]?[number] = body
-            partSizes.append(body.count)
-            calls.append("PART \(number)")
+            _partSizes.append(body.count)
+            _calls.append("PART \(number)")
             return "\"etag-\(number)\""
         }
     }
 
     func completeMultipartUpload(key: String, uploadId: String, parts: [(number: Int, etag: String)]) async throws {
-        try lock.withLock {
+        let object: Data = try lock.withLock {
             guard let stored = open.removeValue(forKey: uploadId) else { throw BackupError.io("no upload \(uploadId)") }
             guard parts.map(\.number) == Array(1...parts.count),
                 parts.allSatisfy({ $0.etag == "\"etag-\($0.number)\"" })
             else { throw BackupError.io("bad part list") }
-            objects[key] = parts.reduce(into: Data()) { whole, part in whole += stored[part.number] ?? Data() }
-            calls.append("COMPLETE \(key)")
+            _completionsStarted += 1
+            return parts.reduce(into: Data()) { whole, part in whole += stored[part.number] ?? Data() }
+        }
+        let commit = { [self] in
+            lock.withLock {
+                _objects[key] = object
+                _calls.append("COMPLETE \(key)")
+            }
+        }
+        if let delay = completionCommitsAfter {
+            // S3's side goes on whatever the client does; the request returns when it is done, or at once
+            // when cancelled.
+            Task {
+                try? await Task.sleep(for: delay)
+                commit()
+            }
+            while !lock.withLock({ _calls.contains("COMPLETE \(key)") }) {
+                try Task.checkCancellation()
+                try? await Task.sleep(for: .milliseconds(5))
+            }
+        } else {
+            commit()
         }
         if completionStalls { try await Task.sleep(for: .seconds(3600)) }
     }
 
     func deleteObject(key: String) async throws {
         lock.withLock {
-            objects[key] = nil
-            calls.append("DELETE \(key)")
+            _objects[key] = nil
+            _calls.append("DELETE \(key)")
         }
     }
 
     func abortMultipartUpload(key: String, uploadId: String) async throws {
         lock.withLock {
             open[uploadId] = nil
-            aborted.append(uploadId)
-            calls.append("ABORT \(key)")
+            _aborted.append(uploadId)
+            _calls.append("ABORT \(key)")
         }
     }
 }
@@ -247,7 +282,9 @@ final class FakeMultipartStore: MultipartStore, @unchecked Sendable {
                 try upload.finish()
             }
         }
-        try await Task.sleep(for: .milliseconds(200))
+        // Cancelled once the PUT is under way (on a busy pool the writer may take a while to get there).
+        for _ in 0..<1000 where store.startedPuts == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        try await Task.sleep(for: .milliseconds(50))
         upload.cancel()
         await #expect(throws: CancellationError.self) { try await finished.value }
         #expect(store.cancelledPuts == 1)
@@ -264,7 +301,7 @@ final class FakeMultipartStore: MultipartStore, @unchecked Sendable {
             try upload.write(Array(repeating: 1, count: size))
             try upload.finish()
         }
-        upload.keep()
+        try upload.keep()
         await upload.abort()
         #expect(store.aborted.isEmpty && store.objects["k"]?.count == size)
         #expect(!store.calls.contains { $0.hasPrefix("DELETE") })
@@ -282,6 +319,43 @@ final class FakeMultipartStore: MultipartStore, @unchecked Sendable {
         await upload.abort()
         #expect(store.objects.isEmpty)
         #expect(store.calls.suffix(2) == ["DELETE j/k.zwb", "DELETE j/k.json"])
+    }
+
+    /// Once `abort` began, the object is no longer the owner's to keep: `keep` throws and the run fails
+    /// instead of recording a backup the abort deletes (a signal during the manifest's upload).
+    @Test func keepAfterAbortBeganThrows() async throws {
+        let store = FakeMultipartStore()
+        let upload = try MultipartUploadSink(store: store, key: "k", partSize: 10, spoolDirectory: directory.path)
+        try await onThread("test-write") {
+            try upload.write(Array(repeating: 1, count: 25))
+            try upload.finish()
+        }
+        await upload.abort()
+        #expect(throws: CancellationError.self) { try upload.keep() }
+        #expect(store.objects.isEmpty)
+    }
+
+    /// A signal's `abort` during the completion waits for it, then deletes: cancelled instead, the
+    /// completion S3 goes on with would store the object after the delete. Before, the object appeared
+    /// once the abort had returned.
+    @Test(.timeLimit(.minutes(2))) func anAbortDuringTheCompletionWaitsForItThenDeletes() async throws {
+        let store = FakeMultipartStore()
+        store.completionCommitsAfter = .milliseconds(300)
+        let upload = try MultipartUploadSink(store: store, key: "k", partSize: 10, spoolDirectory: directory.path)
+        let finished = Task {
+            try await onThread("test-finish") {
+                try upload.write(Array(repeating: 1, count: 25))
+                try upload.finish()
+            }
+        }
+        for _ in 0..<1000 where store.completionsStarted == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        await upload.abort()
+        _ = try? await finished.value
+        // Past the commit, had it been left running on its own.
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(store.objects.isEmpty)
+        let calls = store.calls
+        #expect(calls.firstIndex(of: "COMPLETE k").map { $0 < (calls.firstIndex(of: "DELETE k") ?? -1) } == true)
     }
 
     /// Before: SIGTERM during the completion cancelled it after S3 had stored the object; the abort found no
