@@ -219,7 +219,7 @@ final class KubernetesAPIDouble: Sendable {
             log: "double.log"
         )
         let control = control
-        guard await eventually(within: .seconds(10), { await httpOK("\(control)/state") }) else {
+        guard await eventually(within: .seconds(30), { await httpOK("\(control)/state") }) else {
             let log = process.log
             stop()
             throw TestProcessError("the API double did not start: \(log.suffix(2000))")

@@ -347,11 +347,20 @@ final class RecordingReplica: StateReplica, Sendable {
     /// of leadership takes a stream of its own). Measured before: the operation stayed `planned`.
     @Test func aFailoverStartedInASecondSpellOfLeadershipRuns() async throws {
         let gate = LeadershipGate(me: me)
-        gate.grant(term: 5, until: .now + .milliseconds(300))
+        gate.grant(term: 5, until: .now + .seconds(600))
         try await running(RecordingReplica(), gate: gate) { controller in
-            try await Task.sleep(for: .milliseconds(600))
-            gate.grant(term: 5, until: .now + .seconds(600))
-            try await Task.sleep(for: .milliseconds(200))
+            // Each step waits for the controller to have acted on it, not for a fixed time: with every suite
+            // running on 2 cores, a fixed 200 ms was not always enough for its 50 ms leadership loop.
+            #expect(await eventually(within: .seconds(30)) { controller.leadershipReport().actingSince != nil })
+            gate.grant(term: 5, until: .now)  // the first spell lapses
+            #expect(await eventually(within: .seconds(30)) { controller.leadershipReport().stoppedActingAt != nil })
+            let stopped = try #require(controller.leadershipReport().stoppedActingAt)
+            gate.grant(term: 5, until: .now + .seconds(600))  // the second
+            #expect(
+                await eventually(within: .seconds(30)) {
+                    controller.leadershipReport().actingSince.map { $0 > stopped } ?? false
+                }
+            )
             let id = Mutex<Int64?>(nil)
             try await controller.makeApplication().test(.router) { client in
                 let body = jsonBody(#"{"service": "orders", "to": "rb"}"#)
@@ -363,7 +372,7 @@ final class RecordingReplica: StateReplica, Sendable {
             }
             let operation = try #require(id.withLock { $0 })
             var state = try controller.store.operation(operation)?.state
-            for _ in 0..<100 where state != .done {
+            for _ in 0..<600 where state != .done {
                 try await Task.sleep(for: .milliseconds(50))
                 state = try controller.store.operation(operation)?.state
             }
