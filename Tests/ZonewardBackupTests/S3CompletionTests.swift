@@ -36,8 +36,9 @@ final class CompletionS3: @unchecked Sendable {
     var port: Int { channel?.localAddress?.port ?? 0 }
     var log: [String] { lock.withLock { requests } }
 
-    func start() throws {
-        channel = try ServerBootstrap(group: group)
+    // Async, not `.wait()`: a blocked thread of the 2-thread concurrency pool would stall every other test.
+    func start() async throws {
+        channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -45,12 +46,24 @@ final class CompletionS3: @unchecked Sendable {
                     try channel.pipeline.syncOperations.addHandler(Handler(server: self))
                 }
             }
-            .bind(host: "127.0.0.1", port: 0).wait()
+            .bind(host: "127.0.0.1", port: 0).get()
     }
 
-    func stop() {
-        try? channel?.close().wait()
-        try? group.syncShutdownGracefully()
+    func stop() async {
+        try? await channel?.close().get()
+        try? await group.shutdownGracefully()
+    }
+
+    /// Runs `body` with the server started, and stops it whatever `body` does.
+    func serving(_ body: (CompletionS3) async throws -> Void) async throws {
+        try await start()
+        do {
+            try await body(self)
+        } catch {
+            await stop()
+            throw error
+        }
+        await stop()
     }
 
     /// What to answer: status, headers, body; nil closes the connection without an answer.
@@ -151,42 +164,41 @@ final class CompletionS3: @unchecked Sendable {
 
     /// Before: the retried completion met 404 NoSuchUpload and a good backup failed (its object stored).
     @Test func aCompletionWhoseAnswerWasLostCountsOnceTheObjectIsThePartsOne() async throws {
-        let server = CompletionS3(script: [.completeAndDrop])
-        try server.start()
-        defer { server.stop() }
-        try await client(server).completeMultipartUpload(key: "app/x.zwb", uploadId: "u1", parts: Self.parts)
-        #expect(server.log.filter { $0.hasPrefix("POST") }.count == 2)
-        #expect(server.log.last == "HEAD /b/app/x.zwb")
+        try await CompletionS3(script: [.completeAndDrop]).serving { server in
+            try await client(server).completeMultipartUpload(key: "app/x.zwb", uploadId: "u1", parts: Self.parts)
+            #expect(server.log.filter { $0.hasPrefix("POST") }.count == 2)
+            #expect(server.log.last == "HEAD /b/app/x.zwb")
+        }
     }
 
     /// The object under the key is another one (a different ETag): the completion still fails.
     @Test func aLostCompletionWithAnotherObjectUnderTheKeyFails() async throws {
-        let server = CompletionS3(script: [.completeAndDrop], headETag: "0123456789abcdef0123456789abcdef-2")
-        try server.start()
-        defer { server.stop() }
-        await #expect(throws: (any Error).self) {
-            try await client(server).completeMultipartUpload(key: "app/x.zwb", uploadId: "u1", parts: Self.parts)
+        try await CompletionS3(script: [.completeAndDrop], headETag: "0123456789abcdef0123456789abcdef-2").serving {
+            server in
+            let error = await #expect(throws: S3Client.S3Error.self) {
+                try await client(server).completeMultipartUpload(key: "app/x.zwb", uploadId: "u1", parts: Self.parts)
+            }
+            #expect("\(error.map { "\($0)" } ?? "")".contains("404"))
+            #expect(server.log.contains("HEAD /b/app/x.zwb"))
         }
     }
 
     /// A NoSuchUpload on the first attempt is not a lost answer: no object check, the error stands.
     @Test func noSuchUploadAtTheFirstAttemptFails() async throws {
-        let server = CompletionS3(script: [.completeAndDrop])
-        try server.start()
-        defer { server.stop() }
-        // Completed once by a first call whose answer was lost: a second, separate call is a first attempt.
-        try await client(server).completeMultipartUpload(key: "k", uploadId: "u1", parts: Self.parts)
-        await #expect(throws: S3Client.S3Error.self) {
+        try await CompletionS3(script: [.completeAndDrop]).serving { server in
+            // Completed once by a first call whose answer was lost: a second, separate call is a first attempt.
             try await client(server).completeMultipartUpload(key: "k", uploadId: "u1", parts: Self.parts)
+            await #expect(throws: S3Client.S3Error.self) {
+                try await client(server).completeMultipartUpload(key: "k", uploadId: "u1", parts: Self.parts)
+            }
         }
     }
 
     /// Before: a 200 with an `<Error>` body failed the upload at once; S3 asks for a retry.
     @Test func anErrorInA200IsRetried() async throws {
-        let server = CompletionS3(script: [.errorIn200, .complete])
-        try server.start()
-        defer { server.stop() }
-        try await client(server).completeMultipartUpload(key: "k", uploadId: "u1", parts: Self.parts)
-        #expect(server.log.filter { $0.hasPrefix("POST") }.count == 2)
+        try await CompletionS3(script: [.errorIn200, .complete]).serving { server in
+            try await client(server).completeMultipartUpload(key: "k", uploadId: "u1", parts: Self.parts)
+            #expect(server.log.filter { $0.hasPrefix("POST") }.count == 2)
+        }
     }
 }

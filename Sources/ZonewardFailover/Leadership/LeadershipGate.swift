@@ -123,6 +123,10 @@ public final class LeadershipGate: Sendable {
     /// Whether this replica may act now.
     public var isLeader: Bool { (try? term()) != nil }
 
+    /// Until when a leader may act (the past for a follower): for tests that check the deadline an election
+    /// granted rather than time when a polling task noticed it pass.
+    var validUntil: ContinuousClock.Instant { state.withLock { $0.validUntil } }
+
     /// The role as the election last set it (a leader past its deadline still reads `.leader` here).
     public var role: Role { state.withLock { $0.role } }
 
