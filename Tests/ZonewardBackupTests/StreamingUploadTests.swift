@@ -296,11 +296,7 @@ final class FakeMultipartStore: MultipartStore, @unchecked Sendable {
     /// aborts and deletes nothing.
     @Test(arguments: [25, 5]) func abortAfterAKeptObjectDoesNothing(size: Int) async throws {
         let store = FakeMultipartStore()
-        let upload = try MultipartUploadSink(store: store, key: "k", partSize: 10, spoolDirectory: directory.path)
-        try await onThread("test-write") {
-            try upload.write(Array(repeating: 1, count: size))
-            try upload.finish()
-        }
+        let upload = try await finishedUpload(store, size: size)
         try upload.keep()
         await upload.abort()
         #expect(store.aborted.isEmpty && store.objects["k"]?.count == size)
@@ -311,11 +307,7 @@ final class FakeMultipartStore: MultipartStore, @unchecked Sendable {
     /// way: after a signal nothing else would delete them.
     @Test(arguments: [25, 5]) func abortBeforeTheObjectIsKeptDeletesIt(size: Int) async throws {
         let store = FakeMultipartStore()
-        let upload = try MultipartUploadSink(store: store, key: "j/k.zwb", partSize: 10, spoolDirectory: directory.path)
-        try await onThread("test-write") {
-            try upload.write(Array(repeating: 1, count: size))
-            try upload.finish()
-        }
+        let upload = try await finishedUpload(store, key: "j/k.zwb", size: size)
         await upload.abort()
         #expect(store.objects.isEmpty)
         #expect(store.calls.suffix(2) == ["DELETE j/k.zwb", "DELETE j/k.json"])
@@ -325,11 +317,7 @@ final class FakeMultipartStore: MultipartStore, @unchecked Sendable {
     /// instead of recording a backup the abort deletes (a signal during the manifest's upload).
     @Test func keepAfterAbortBeganThrows() async throws {
         let store = FakeMultipartStore()
-        let upload = try MultipartUploadSink(store: store, key: "k", partSize: 10, spoolDirectory: directory.path)
-        try await onThread("test-write") {
-            try upload.write(Array(repeating: 1, count: 25))
-            try upload.finish()
-        }
+        let upload = try await finishedUpload(store, size: 25)
         await upload.abort()
         #expect(throws: CancellationError.self) { try upload.keep() }
         #expect(store.objects.isEmpty)
@@ -377,6 +365,17 @@ final class FakeMultipartStore: MultipartStore, @unchecked Sendable {
         await upload.abort()
         #expect(store.objects.isEmpty)
         #expect(store.calls.contains("DELETE k"))
+    }
+
+    /// A sink (10-byte parts) that wrote `size` bytes of ones as `key` and finished: one PUT up to 10
+    /// bytes, a completed multipart upload above.
+    func finishedUpload(_ store: FakeMultipartStore, key: String = "k", size: Int) async throws -> MultipartUploadSink {
+        let upload = try MultipartUploadSink(store: store, key: key, partSize: 10, spoolDirectory: directory.path)
+        try await onThread("test-write") {
+            try upload.write(Array(repeating: 1, count: size))
+            try upload.finish()
+        }
+        return upload
     }
 
     /// The spool files the upload sinks left in the test's directory.

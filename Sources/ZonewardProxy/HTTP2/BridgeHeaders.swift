@@ -5,8 +5,14 @@ import NIOHTTP1
 /// dropped (RFC 9113 §8.2.2), `:authority` and Host, and the HTTP/1.1 framing checks the strict parser
 /// makes, applied to a head NIO's decoder produced.
 enum BridgeHeaders {
-    /// The names a `Connection` field nominates, lowercased: hop-by-hop for this message.
+    /// The names a `Connection` field nominates, lowercased: hop-by-hop for this message. Fields are first
+    /// told apart by `H2Headers.field` (length, then bytes), and the canonical-form lookup, which lowercases
+    /// every name, runs only when there is a `Connection` field (an HTTP/2 client's request never has one).
     static func nominated(_ headers: HTTPHeaders) -> Set<String> {
+        let hasConnection = headers.contains {
+            H2Headers.field($0.name) == .connectionSpecific && $0.name.utf8.count == 10
+        }
+        guard hasConnection else { return [] }
         var names: Set<String> = []
         for value in headers[canonicalForm: "connection"] { names.insert(value.lowercased()) }
         return names
@@ -117,14 +123,9 @@ enum BridgeHeaders {
     }
 
     /// As above, with the client connection's forwarding facts built once. Fields are told apart by
-    /// `H2Headers.field` (length, then bytes: no lowercased copy per field), and the fields `Connection`
-    /// nominates are looked for only when there is a `Connection` field (an HTTP/2 client's request never has
-    /// one).
+    /// `H2Headers.field` (length, then bytes: no lowercased copy per field).
     static func requestForHTTP1(_ head: HTTPRequestHead, forwarding: H2Headers.Forwarding) -> HTTPRequestHead {
-        let hasConnection = head.headers.contains {
-            H2Headers.field($0.name) == .connectionSpecific && $0.name.utf8.count == 10
-        }
-        let nominated = hasConnection ? nominated(head.headers) : []
+        let nominated = nominated(head.headers)
         var out = HTTPHeaders()
         out.reserveCapacity(head.headers.count + 3)
         var forwardedFor: [String] = []
@@ -167,10 +168,7 @@ enum BridgeHeaders {
     /// it is not a block a client may be sent (`H2Headers.isValidFromUpstream`: a name that is not a token, a
     /// value with CR, LF or NUL, or leading or trailing space): the endpoint's response is invalid.
     static func responseBlock(_ head: HTTPResponseHead) -> HPACKHeaders? {
-        let hasConnection = head.headers.contains {
-            H2Headers.field($0.name) == .connectionSpecific && $0.name.utf8.count == 10
-        }
-        let nominated = hasConnection ? nominated(head.headers) : []
+        let nominated = nominated(head.headers)
         var block = HPACKHeaders()
         block.reserveCapacity(head.headers.count + 1)
         block.add(name: ":status", value: String(head.status.code))

@@ -14,6 +14,21 @@ protocol H2ClientSide: AnyObject {
     func resumeReading()
 }
 
+extension H2ClientSide {
+    /// The proxy's own answer (`H2Headers.localResponse`) with a short text body naming the cause, or the
+    /// head alone to HEAD: NIOHTTP2 refuses DATA against a HEAD response's content-length. Not flushed.
+    func writeLocalResponse(status: Int, cause: String, isHead: Bool) {
+        let body = "\(status): \(cause)\n"
+        let headers = H2Headers.localResponse(status: status, cause: cause, bodyLength: body.utf8.count)
+        if isHead {
+            write(.headers(.init(headers: headers, endStream: true)))
+        } else {
+            write(.headers(.init(headers: headers)))
+            write(.data(.init(data: .byteBuffer(ByteBuffer(string: body)), endStream: true)))
+        }
+    }
+}
+
 /// What a client stream's frames are handed to (`H2StreamProxy`; a checking stand-in in the HTTP/2 fuzzer).
 protocol H2ClientStreamOwner: AnyObject {
     /// A frame of the client's stream: HEADERS, DATA, or RST_STREAM.

@@ -508,15 +508,7 @@ final class H2StreamProxy: H2ClientStreamOwner, SilenceWatched {
             client.write(.headers(.init(headers: trailers, endStream: true)))
         } else {
             self.status = status
-            let body = "\(status): \(cause)\n"
-            let headers = H2Headers.localResponse(status: status, cause: cause, bodyLength: body.utf8.count)
-            if isHead {
-                // A HEAD response has no body (NIOHTTP2 refuses DATA against its content-length).
-                client.write(.headers(.init(headers: headers, endStream: true)))
-            } else {
-                client.write(.headers(.init(headers: headers)))
-                client.write(.data(.init(data: .byteBuffer(ByteBuffer(string: body)), endStream: true)))
-            }
+            client.writeLocalResponse(status: status, cause: cause, isHead: isHead)
         }
         responseHeadSent = true
         responseEnded = true

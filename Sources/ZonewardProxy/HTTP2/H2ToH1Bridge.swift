@@ -507,16 +507,9 @@ final class H2ToH1Stream: H2ClientStreamOwner {
             reset(.cancel)
             return
         }
-        let body = "\(status): \(cause)\n"
         let destination = tried.last.flatMap { routes?.zoneIndex[$0.zone] } ?? -1
         (routes ?? client.routes)?.metrics.recordRequest(destination: destination, status: status, sent: 0, received: 0)
-        let headers = H2Headers.localResponse(status: status, cause: cause, bodyLength: body.utf8.count)
-        if isHead {
-            side.write(.headers(.init(headers: headers, endStream: true)))
-        } else {
-            side.write(.headers(.init(headers: headers)))
-            side.write(.data(.init(data: .byteBuffer(ByteBuffer(string: body)), endStream: true)))
-        }
+        side.writeLocalResponse(status: status, cause: cause, isHead: isHead)
         // The streams handler holds RST_STREAM(NO_ERROR) until the response's DATA is on the wire.
         if !requestEnded { side.write(.rstStream(.noError)) }
         side.flush()
