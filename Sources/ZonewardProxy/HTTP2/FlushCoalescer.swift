@@ -1,6 +1,7 @@
 import NIOCore
 
-/// Coalesces the flushes of one HTTP/2 connection into one per event-loop tick.
+/// Coalesces the flushes of one HTTP/2 connection into one per event-loop tick, and its small writes into
+/// one buffer.
 ///
 /// A stream's frames are flushed by the stream that wrote them, and many streams of a client connection
 /// are answered while the *upstream* connection reads (and the other way round), where NIOHTTP2 does not
@@ -9,23 +10,58 @@ import NIOCore
 /// (strace). Here a flush is deferred to a task run after the event loop has handled every ready event,
 /// so the frames of all streams answered in that tick leave in one writev; the added latency is the rest
 /// of the tick. Sits between the socket (or TLS) and NIOHTTP2Handler.
+///
+/// NIOHTTP2 writes every frame as its own buffer (a DATA frame as two: its 9-byte header, then the
+/// payload), about four per relayed stream. Each write down the pipeline costs NIO a pending-write entry
+/// and an iovec, and NIOHTTP2 a fresh buffer for the next frame, since the one it wrote is still held.
+/// Buffers of up to `copyLimit` bytes written without a promise are therefore copied into one buffer
+/// that goes down as a single write when the tick's flush runs (or before any write that is not copied,
+/// so the order on the wire is kept). Callgrind: 159,343 → 152,444 instructions per proxied stream (h2load,
+/// 64-byte bodies).
 final class FlushCoalescer: ChannelOutboundHandler, RemovableChannelHandler {
-    typealias OutboundIn = NIOAny
+    typealias OutboundIn = IOData
+    typealias OutboundOut = IOData
+
+    /// Larger buffers (body DATA payloads) are passed on as they are: copying them would cost more than
+    /// the write it saves.
+    static let copyLimit = 1024
+    /// The gathered bytes go down once they reach this, without waiting for the flush.
+    static let gatherLimit = 64 * 1024
 
     private var scheduled = false
     private var context: ChannelHandlerContext?
+    private var gathered: ByteBuffer?
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        // A flush scheduled but not yet run goes through now, before the handler is gone.
+        // What was gathered, and a flush scheduled but not yet run, go through now, before the handler is
+        // gone.
+        writeGathered(context: context)
         if scheduled {
             scheduled = false
             context.flush()
         }
         self.context = nil
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if promise == nil, case .byteBuffer(var buffer) = unwrapOutboundIn(data),
+            buffer.readableBytes <= Self.copyLimit
+        {
+            if gathered == nil {
+                gathered = context.channel.allocator.buffer(capacity: 4096)
+            }
+            gathered?.writeBuffer(&buffer)
+            if let size = gathered?.readableBytes, size >= Self.gatherLimit {
+                writeGathered(context: context)
+            }
+            return
+        }
+        writeGathered(context: context)
+        context.write(data, promise: promise)
     }
 
     func flush(context: ChannelHandlerContext) {
@@ -34,17 +70,25 @@ final class FlushCoalescer: ChannelOutboundHandler, RemovableChannelHandler {
         context.eventLoop.assumeIsolated().execute {
             guard self.scheduled, let context = self.context else { return }
             self.scheduled = false
+            self.writeGathered(context: context)
             context.flush()
         }
     }
 
     func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
         // Whatever was written goes out before the close (a GOAWAY, the last frames of a stream).
+        writeGathered(context: context)
         if scheduled {
             scheduled = false
             context.flush()
         }
         context.close(mode: mode, promise: promise)
+    }
+
+    private func writeGathered(context: ChannelHandlerContext) {
+        guard let buffer = gathered else { return }
+        gathered = nil
+        context.write(wrapOutboundOut(.byteBuffer(buffer)), promise: nil)
     }
 }
 
