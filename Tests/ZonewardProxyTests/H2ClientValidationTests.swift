@@ -107,6 +107,13 @@ import Testing
             try carry()
         }
 
+        func sendData(_ text: String, on stream: HTTP2StreamID, endStream: Bool) throws {
+            let data = HTTP2Frame.FramePayload.Data(data: .byteBuffer(ByteBuffer(string: text)), endStream: endStream)
+            client.write(HTTP2Frame(streamID: stream, payload: .data(data)), promise: nil)
+            client.flush()
+            try carry()
+        }
+
         /// (stream, type) of each whole frame in `bytes`, skipping the server's.
         static func frameHeaders(_ bytes: ByteBuffer) -> [(HTTP2StreamID, UInt8)] {
             var bytes = bytes
@@ -284,6 +291,66 @@ import Testing
         }
         #expect(resets.contains(3), "RST_STREAM on stream 1: \(resets)")
         #expect(owner.closed)
+    }
+
+    /// What a request sends after its head: DATA (its text, and whether it ends the stream) or trailers.
+    enum Then {
+        case data(String, end: Bool)
+        case trailers
+    }
+
+    static let lengthCases: [(lengths: [String], endsHead: Bool, then: [Then], valid: Bool)] = [
+        (["5"], false, [.data("hello", end: true)], true),
+        (["5"], false, [.data("hel", end: false), .data("lo", end: true)], true),
+        (["5"], false, [.data("hello", end: false), .trailers], true),
+        (["5"], false, [.data("hel", end: true)], false),
+        (["5"], false, [.data("hello!", end: true)], false),
+        (["5"], false, [.data("hello!", end: false)], false),
+        (["5"], false, [.data("hel", end: false), .trailers], false),
+        (["5"], true, [], false),
+        (["0"], true, [], true),
+        (["0"], false, [.data("", end: true)], true),
+        (["0"], false, [.data("x", end: true)], false),
+        (["5", "5"], false, [.data("hello", end: true)], true),
+        (["5", "6"], false, [.data("hello", end: true)], false),
+        ([], false, [.data("any length", end: true)], true),
+    ]
+
+    /// A request's DATA must add up to its content-length (RFC 9113 §8.1.1). NIOHTTP2 does not check that on
+    /// the proxy's connections (`relayConnection`); the streams handler does, and resets the same streams
+    /// NIOHTTP2's checking server resets.
+    @Test(arguments: lengthCases)
+    func requestBodiesAreHeldToTheirContentLength(
+        lengths: [String],
+        endsHead: Bool,
+        then: [Then],
+        valid: Bool
+    ) throws {
+        let trio = try Trio()
+        var fields = [(":method", "POST"), (":scheme", "http"), (":path", "/"), (":authority", "a")]
+        for length in lengths { fields.append(("content-length", length)) }
+        try trio.send(Self.block(fields), on: 1, endStream: endsHead)
+        for step in then {
+            switch step {
+            case .data(let text, let end): try trio.sendData(text, on: 1, endStream: end)
+            case .trailers: try trio.send(Self.block([("x-sum", "1")]), on: 1, endStream: true)
+            }
+        }
+        let accepted = trio.owners[1].map { !$0.closed || $0.frames.count == 1 + then.count } ?? false
+        #expect(accepted == valid, "ours")
+        #expect(trio.referenceResets.contains(1) == !valid, "NIOHTTP2's")
+        if valid { #expect(trio.owners[1]?.frames.count == 1 + then.count) }
+    }
+
+    /// Content-length values NIOHTTP2 reads leniently (a sign, a list, spaces) are refused: a length the
+    /// proxy and its endpoint could read differently is how requests are smuggled.
+    @Test(arguments: ["+5", "5, 5", "5,5", " 5", "-0", "", "0x5", "5.0", "1234567890123456789"])
+    func contentLengthIsPlainDigits(_ value: String) throws {
+        let fields = [(":method", "POST"), (":scheme", "http"), (":path", "/"), ("content-length", value)]
+        #expect(!H2Headers.isValidFromClient(Self.block(fields), trailers: false))
+        let trio = try Trio()
+        try trio.send(Self.block(fields), on: 1, endStream: false)
+        #expect(trio.owners[1] == nil)
     }
 
     /// More malformed blocks than the limit within the window end the connection with GOAWAY

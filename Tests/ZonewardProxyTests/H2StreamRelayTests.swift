@@ -136,6 +136,7 @@ import ZonewardModel
             // The endpoint may send what NIOHTTP2 would refuse to: the proxy must refuse it itself.
             var endpointConfiguration = NIOHTTP2Handler.ConnectionConfiguration()
             endpointConfiguration.headerBlockValidation = .disabled
+            endpointConfiguration.contentLengthValidation = .disabled
             _ = try endpointSide.pipeline.syncOperations.configureHTTP2Pipeline(
                 mode: .server,
                 connectionConfiguration: endpointConfiguration,
@@ -414,6 +415,78 @@ import ZonewardModel
         #expect(head.first(name: ":status") == "502")
         #expect(head.first(name: "x-bad") == nil)
         #expect(stream.closed)
+        #expect(harness.outstanding == 0)
+    }
+
+    /// A response whose DATA does not add up to its content-length is malformed (RFC 9113 §8.1.1; NIOHTTP2
+    /// does not check it on the proxy's connections): the endpoint's stream is reset with PROTOCOL_ERROR and
+    /// the client's stream, whose head went out, is reset; nothing past the length is relayed.
+    @Test(arguments: [
+        ("5", [("hel", true)]),
+        ("5", [("hello!", false)]),
+        ("5", [("hel", false), ("lo!", true)]),
+        ("0", [("x", true)]),
+    ])
+    func aResponseBodyOtherThanItsContentLengthResetsTheStream(length: String, data: [(String, Bool)]) throws {
+        let harness = try Harness()
+        let stream = try harness.requestSent(grpc: false)
+        stream.send(.headers(.init(headers: [":status": "200", "content-length": length])))
+        for (text, end) in data { stream.send(Self.data(text, end: end)) }
+        try harness.pump()
+        let frames = try harness.clientReceived()
+        #expect(Self.responseHead(frames)?.first(name: ":status") == "200")
+        #expect(frames.contains { if case .rstStream = $0 { return true } else { return false } }, "\(frames)")
+        #expect(Self.dataBytes(frames) <= Int(length) ?? 0)
+        #expect(stream.closed)
+        #expect(harness.outstanding == 0)
+    }
+
+    /// A head that ends the stream short of its content-length is malformed before anything was relayed:
+    /// a 502.
+    @Test func aResponseHeadEndingShortOfItsLengthIsA502() throws {
+        let harness = try Harness()
+        let stream = try harness.requestSent(grpc: false)
+        stream.send(.headers(.init(headers: [":status": "200", "content-length": "5"], endStream: true)))
+        try harness.pump()
+        #expect(Self.responseHead(try harness.clientReceived())?.first(name: ":status") == "502")
+        #expect(harness.outstanding == 0)
+    }
+
+    /// The bodies that match: the length whole (in parts, or before trailers), and none for a HEAD request
+    /// or a 304 whatever length they name (RFC 9110 §8.6), but not DATA after a HEAD request's head.
+    @Test(arguments: [
+        ("GET", "200", "5", ["he", "llo"], true),
+        ("GET", "304", "5", [], true),
+        ("HEAD", "200", "5", [], true),
+        ("HEAD", "200", "5", ["hello"], false),
+        ("GET", "200", "", ["no length, any body"], true),
+    ])
+    func responseBodiesThatMatchTheirLengthAreRelayed(
+        method: String,
+        status: String,
+        length: String,
+        data: [String],
+        valid: Bool
+    ) throws {
+        let harness = try Harness()
+        try harness.clientSends(
+            .headers(
+                .init(
+                    headers: [":method": method, ":path": "/", ":scheme": "http", ":authority": "api"],
+                    endStream: true
+                )
+            )
+        )
+        let stream = try #require(harness.streams.last)
+        var head: HPACKHeaders = [":status": status]
+        if !length.isEmpty { head.add(name: "content-length", value: length) }
+        stream.send(.headers(.init(headers: head, endStream: data.isEmpty)))
+        for (index, text) in data.enumerated() { stream.send(Self.data(text, end: index == data.count - 1)) }
+        try harness.pump()
+        let frames = try harness.clientReceived()
+        let reset = frames.contains { if case .rstStream = $0 { return true } else { return false } }
+        #expect(reset == !valid, "\(frames)")
+        if valid { #expect(Self.dataBytes(frames) == data.map(\.utf8.count).reduce(0, +)) }
         #expect(harness.outstanding == 0)
     }
 

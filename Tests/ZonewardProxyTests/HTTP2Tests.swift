@@ -375,10 +375,10 @@ import Testing
         let settings = H2Listener.serverConnectionConfiguration.initialSettings
         #expect(settings.contains { $0.parameter == .maxConcurrentStreams && $0.value == 100 })
         #expect(settings.contains { $0.parameter == .maxHeaderListSize && $0.value == 65_536 })
-        // Header blocks are checked by H2ClientStreamsHandler instead (H2ClientValidationTests); content-length
-        // stays NIOHTTP2's.
+        // Header blocks and content-length are checked by H2ClientStreamsHandler instead
+        // (H2ClientValidationTests).
         #expect(H2Listener.serverConnectionConfiguration.headerBlockValidation == .disabled)
-        #expect(H2Listener.serverConnectionConfiguration.contentLengthValidation == .enabled)
+        #expect(H2Listener.serverConnectionConfiguration.contentLengthValidation == .disabled)
         let stream = H2Listener.serverStreamConfiguration
         #expect(stream.streamResetFrameRateLimit.maximumCount == H2Limits.maxResetsPerSecond)
         #expect(stream.streamResetFrameRateLimit.windowLength == .seconds(1))

@@ -58,6 +58,8 @@ final class H2ClientStream: H2ClientSide {
     /// DATA bytes taken from the client and not yet given back by WINDOW_UPDATE.
     fileprivate var unacknowledged = 0
     fileprivate var inboundEnded = false
+    /// The request body still owed by its `content-length`.
+    fileprivate var body = H2Headers.DeclaredLength(nil)
     /// DATA bytes written to NIOHTTP2 and not yet written to the socket, and DATA frames (empty ones too).
     fileprivate var pendingOutbound = 0
     fileprivate var pendingFrames = 0
@@ -227,11 +229,15 @@ final class H2ClientStreamsHandler: ChannelInboundHandler {
         } else if case .headers(let headers) = frame.payload, frame.streamID > lastStreamID {
             // NIOHTTP2 accepted it: a new stream, within the concurrent-stream limit.
             lastStreamID = frame.streamID
-            guard H2Headers.isValidFromClient(headers.headers, trailers: false) else {
+            var declared: Int?
+            guard H2Headers.isValidFromClient(headers.headers, trailers: false, contentLength: &declared),
+                !headers.endStream || (declared ?? 0) == 0
+            else {
                 refuseMalformed(frame.streamID, context: context)
                 return
             }
             stream = H2ClientStream(id: frame.streamID, handler: self)
+            stream.body = H2Headers.DeclaredLength(declared)
             opened = true
             // Not idle: the next tick that finds no stream starts the idle time afresh.
             idleSince = nil
@@ -245,15 +251,23 @@ final class H2ClientStreamsHandler: ChannelInboundHandler {
         switch frame.payload {
         case .headers(let headers):
             // A header block after the one that opened the stream is its trailers.
-            if !opened, !H2Headers.isValidFromClient(headers.headers, trailers: true) {
-                // Malformed trailers make the request malformed (RFC 9113 §8.1.1): reset, and its owner told.
+            if !opened, !H2Headers.isValidFromClient(headers.headers, trailers: true) || !stream.body.mayEnd {
+                // Malformed trailers, or a body short of its content-length, make the request malformed (RFC
+                // 9113 §8.1.1): reset, and its owner told.
                 refuseMalformed(stream.id, context: context)
                 end(stream)
                 return
             }
             if headers.endStream { stream.inboundEnded = true }
         case .data(let data):
-            stream.unacknowledged += data.data.readableBytes + (data.paddingBytes.map { $0 + 1 } ?? 0)
+            let length = data.data.readableBytes
+            guard stream.body.take(length), !data.endStream || stream.body.mayEnd else {
+                // More or less DATA than the content-length said: malformed, as above.
+                refuseMalformed(stream.id, context: context)
+                end(stream)
+                return
+            }
+            stream.unacknowledged += length + (data.paddingBytes.map { $0 + 1 } ?? 0)
             if data.endStream { stream.inboundEnded = true }
         case .rstStream:
             // Closed by NIOHTTP2 too: its StreamClosedEvent follows and forgets the stream. No window back.

@@ -46,13 +46,14 @@ enum H2ServerSettings {
         return configuration
     }
 
-    /// For client connections whose streams are relayed to HTTP/2 endpoints (`H2ClientStreamsHandler`): as
-    /// `connection`, but NIOHTTP2 does not validate header blocks; the streams handler checks each block the
-    /// client sends (`H2Headers.isValidFromClient`), and what goes back was checked when it came from the
-    /// endpoint. Content-length is still checked by NIOHTTP2.
+    /// For client connections whose streams are relayed (`H2ClientStreamsHandler`): as `connection`, but
+    /// NIOHTTP2 validates neither header blocks nor content-length; the streams handler checks each block
+    /// the client sends (`H2Headers.isValidFromClient`) and each request's DATA against its content-length
+    /// (`H2Headers.DeclaredLength`), and what goes back was checked when it came from the endpoint.
     static var relayConnection: NIOHTTP2Handler.ConnectionConfiguration {
         var configuration = connection
         configuration.headerBlockValidation = .disabled
+        configuration.contentLengthValidation = .disabled
         return configuration
     }
 

@@ -114,7 +114,7 @@ final class H2StreamProxy: H2ClientStreamOwner, SilenceWatched {
     private var tried: [UpstreamEndpoint] = []
     private var upstream: H2UpstreamStream?
     private var isGRPC = false
-    private var isHead = false
+    private(set) var isHead = false
     private var responseHeadSent = false
     private var responseEnded = false
     private var status = 0

@@ -295,9 +295,11 @@ final class H2UpstreamPool {
         ]
         connectionConfiguration.targetWindowSize = H2Limits.connectionWindow
         connectionConfiguration.maximumRecentlyResetStreams = H2Limits.recentlyResetStreams
-        // Each header block is validated once, not twice: requests were validated as the client's NIOHTTP2
-        // received them; responses are checked by `H2UpstreamConnectionHandler` (`H2Headers.isValidFromUpstream`).
+        // Each header block is validated once, not twice: requests were validated as the client's streams
+        // handler received them; responses, and their DATA against content-length, are checked by
+        // `H2UpstreamConnectionHandler` (`H2Headers.isValidFromUpstream`, `H2Headers.DeclaredLength`).
         connectionConfiguration.headerBlockValidation = .disabled
+        connectionConfiguration.contentLengthValidation = .disabled
         var streamConfiguration = NIOHTTP2Handler.StreamConfiguration()
         streamConfiguration.targetWindowSize = H2Limits.streamWindow
         try sync.addHandler(FlushCoalescer())

@@ -21,6 +21,8 @@ final class H2UpstreamStream {
     fileprivate(set) var owner: H2StreamProxy?
     /// A final (non-1xx) response head came: header blocks from now on are trailers.
     fileprivate var finalHeadSeen = false
+    /// The response body still owed by its `content-length` (none for HEAD and 304).
+    fileprivate var body = H2Headers.DeclaredLength(nil)
     /// DATA bytes taken from the endpoint and not yet given back by WINDOW_UPDATE.
     fileprivate var unacknowledged = 0
     fileprivate var inboundEnded = false
@@ -273,6 +275,14 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler {
 
     // MARK: Inbound
 
+    /// The endpoint's response on `stream` is malformed: the stream's protocol error, as NIOHTTP2 would have
+    /// made it, and its owner told.
+    private func malformed(_ stream: H2UpstreamStream) {
+        let owner = stream.owner
+        cancelWith(stream, code: .protocolError)
+        owner?.upstreamClosed(.protocolError, refused: false)
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         inRead = true
@@ -287,24 +297,39 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler {
         case .headers(let headers):
             // NIOHTTP2 does not validate header blocks on upstream connections (see `isValidFromUpstream`):
             // a malformed one is this stream's protocol error, as NIOHTTP2 would have made it.
+            // So is a body short of its content-length (RFC 9113 §8.1.1; `H2Headers.DeclaredLength`).
+            var declared: Int?
             guard
                 H2Headers.isValidFromUpstream(
                     headers.headers,
                     trailers: stream.finalHeadSeen,
-                    endStream: headers.endStream
+                    endStream: headers.endStream,
+                    contentLength: &declared
                 )
             else {
-                let owner = stream.owner
-                cancelWith(stream, code: .protocolError)
-                owner?.upstreamClosed(.protocolError, refused: false)
+                malformed(stream)
                 return
             }
             if !stream.finalHeadSeen, let status = H2Headers.status(headers.headers), status >= 200 {
                 stream.finalHeadSeen = true
+                // A HEAD request's or a 304's head describes a body that is not sent (RFC 9110 §8.6).
+                let bodiless = status == 304 || stream.owner?.isHead == true
+                stream.body = H2Headers.DeclaredLength(bodiless ? 0 : declared)
             }
-            if headers.endStream { stream.inboundEnded = true }
+            if headers.endStream {
+                guard stream.body.mayEnd else {
+                    malformed(stream)
+                    return
+                }
+                stream.inboundEnded = true
+            }
         case .data(let data):
-            stream.unacknowledged += data.data.readableBytes + (data.paddingBytes.map { $0 + 1 } ?? 0)
+            let length = data.data.readableBytes
+            guard stream.body.take(length), !data.endStream || stream.body.mayEnd else {
+                malformed(stream)
+                return
+            }
+            stream.unacknowledged += length + (data.paddingBytes.map { $0 + 1 } ?? 0)
             if data.endStream { stream.inboundEnded = true }
         case .rstStream(let code):
             end(stream, code: code)
