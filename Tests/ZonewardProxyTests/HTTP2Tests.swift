@@ -30,6 +30,25 @@ import Testing
         #expect(gzip.first(name: "te") == nil)
     }
 
+    /// HTTP/1.1 names become HTTP/2's lowercase ones, whether common (a constant), rare (a copy) or lowercase
+    /// already (the name itself); field kinds are told apart whatever the case.
+    @Test func namesAreLoweredAndToldApartInAnyCase() {
+        let names = [
+            "Content-Type", "CONTENT-LENGTH", "Server", "date", "X-Custom-Thing", "x-already", "Set-Cookie",
+            "content-encoding", "Content-Encodinh", "ÄB",
+        ]
+        for name in names { #expect(H2Headers.lowercaseName(name) == name.lowercased(), "\(name)") }
+        #expect(H2Headers.field("Transfer-Encoding") == .connectionSpecific)
+        #expect(H2Headers.field("X-FORWARDED-PROTO") == .xForwardedProto)
+        #expect(H2Headers.field("TE") == .te)
+        #expect(H2Headers.field("Tf") == .regular)
+        #expect(H2Headers.field("Forwarded") == .forwarded)
+        #expect(H2Headers.field(":path") == .pseudo)
+        #expect(H2Headers.field("") == .regular)
+        #expect(H2Headers.field("Connection") == .connectionSpecific)
+        #expect(H2Headers.field("Connectiom") == .regular)
+    }
+
     @Test func pseudoHeadersStayFirst() {
         let request: HPACKHeaders = [":method": "GET", ":path": "/", ":scheme": "http", ":authority": "a", "x": "y"]
         let out = H2Headers.requestForUpstream(request, clientAddress: "1.2.3.4", scheme: "http", trusted: false)

@@ -54,8 +54,11 @@ enum BridgeHeaders {
         var authority: String?
         var host: String?
         var length: String?
-        var headers = HTTPHeaders()
-        headers.reserveCapacity(block.count + 1)
+        // Gathered as pairs and made `HTTPHeaders` at once: `HTTPHeaders.add` checks each name for non-ASCII
+        // bytes through `String.UTF8View` (about 340 instructions a field), and these names are tokens
+        // already (`H2Headers.isValidFromClient`).
+        var headers: [(String, String)] = []
+        headers.reserveCapacity(block.count + 2)
         for (name, value, _) in block {
             switch name {
             case ":method": method = HTTPMethod(rawValue: value)
@@ -70,9 +73,9 @@ enum BridgeHeaders {
             case "host":
                 guard host == nil else { return .failure(.hostMismatch) }
                 host = value
-                headers.add(name: name, value: value)
+                headers.append((name, value))
             default:
-                headers.add(name: name, value: value)
+                headers.append((name, value))
             }
         }
         guard let method else { return .failure(.invalidPath) }
@@ -85,17 +88,17 @@ enum BridgeHeaders {
         // NIO's encoder sends a TRACE without a body whatever it is told.
         if method == .TRACE, length.map({ $0 != "0" }) ?? !endStream { return .failure(.traceWithBody) }
         if let length {
-            headers.add(name: "content-length", value: length)
+            headers.append(("content-length", length))
         } else if !endStream {
-            headers.add(name: "transfer-encoding", value: "chunked")
+            headers.append(("transfer-encoding", "chunked"))
         } else {
             switch method {
             case .GET, .HEAD, .DELETE, .CONNECT, .TRACE, .OPTIONS: break
-            default: headers.add(name: "content-length", value: "0")
+            default: headers.append(("content-length", "0"))
             }
         }
-        if host == nil { headers.add(name: "host", value: target) }
-        return .success(HTTPRequestHead(version: .http2, method: method, uri: path, headers: headers))
+        if host == nil { headers.append(("host", target)) }
+        return .success(HTTPRequestHead(version: .http2, method: method, uri: path, headers: HTTPHeaders(headers)))
     }
 
     /// An HTTP/2 client's trailers as HTTP/1.1 trailer fields.
@@ -126,7 +129,8 @@ enum BridgeHeaders {
     /// `H2Headers.field` (length, then bytes: no lowercased copy per field).
     static func requestForHTTP1(_ head: HTTPRequestHead, forwarding: H2Headers.Forwarding) -> HTTPRequestHead {
         let nominated = nominated(head.headers)
-        var out = HTTPHeaders()
+        // Pairs, made `HTTPHeaders` at once (as in `requestFromHTTP2`).
+        var out: [(String, String)] = []
         out.reserveCapacity(head.headers.count + 3)
         var forwardedFor: [String] = []
         var forwarded: [String] = []
@@ -136,7 +140,7 @@ enum BridgeHeaders {
             case .connectionSpecific:
                 // Only the codec's own framing survives; an HTTP/2 client cannot send this field.
                 if name.utf8.count == 17, value.lowercased() == "chunked" {
-                    out.add(name: "Transfer-Encoding", value: "chunked")
+                    out.append(("Transfer-Encoding", "chunked"))
                 }
             case .te, .xForwardedProto, .pseudo:
                 continue
@@ -148,18 +152,18 @@ enum BridgeHeaders {
                 if name.utf8.count == 4, name.lowercased() == "host" {
                     guard !hasHost else { continue }
                     hasHost = true
-                    out.add(name: "Host", value: value)
+                    out.append(("Host", value))
                 } else if nominated.isEmpty || !nominated.contains(name.lowercased()) {
-                    out.add(name: name, value: value)
+                    out.append((name, value))
                 }
             }
         }
         forwardedFor.append(forwarding.clientAddress)
         forwarded.append(forwarding.forwardedElement)
-        out.add(name: "X-Forwarded-For", value: forwardedFor.joined(separator: ", "))
-        out.add(name: "X-Forwarded-Proto", value: forwarding.scheme)
-        out.add(name: "Forwarded", value: forwarded.joined(separator: ", "))
-        return HTTPRequestHead(version: .http1_1, method: head.method, uri: head.uri, headers: out)
+        out.append(("X-Forwarded-For", forwardedFor.joined(separator: ", ")))
+        out.append(("X-Forwarded-Proto", forwarding.scheme))
+        out.append(("Forwarded", forwarded.joined(separator: ", ")))
+        return HTTPRequestHead(version: .http1_1, method: head.method, uri: head.uri, headers: HTTPHeaders(out))
     }
 
     /// An HTTP/1.1 endpoint's response head as the HTTP/2 header block sent to the client: `:status`, then
@@ -169,17 +173,21 @@ enum BridgeHeaders {
     /// value with CR, LF or NUL, or leading or trailing space): the endpoint's response is invalid.
     static func responseBlock(_ head: HTTPResponseHead) -> HPACKHeaders? {
         let nominated = nominated(head.headers)
-        var block = HPACKHeaders()
-        block.reserveCapacity(head.headers.count + 1)
-        block.add(name: ":status", value: String(head.status.code))
+        // Gathered as pairs and made a block at once: `HPACKHeaders.add` checks each name for non-ASCII
+        // bytes through `String.UTF8View`, about 340 instructions a field; `isValidFromUpstream` below
+        // refuses any name that is not a token anyway.
+        var fields: [(String, String)] = []
+        fields.reserveCapacity(head.headers.count + 1)
+        fields.append((":status", String(head.status.code)))
         for (name, value) in head.headers {
             switch H2Headers.field(name) {
             case .connectionSpecific, .te: continue
             default:
-                let lowered = name.lowercased()
-                if nominated.isEmpty || !nominated.contains(lowered) { block.add(name: lowered, value: value) }
+                let lowered = H2Headers.lowercaseName(name)
+                if nominated.isEmpty || !nominated.contains(lowered) { fields.append((lowered, value)) }
             }
         }
+        let block = HPACKHeaders(fields)
         guard H2Headers.isValidFromUpstream(block, trailers: false) else { return nil }
         return block
     }

@@ -16,42 +16,73 @@ enum H2Headers {
 
     /// The field `name` is, told by its length and then its bytes, ASCII case-insensitively: no lowercased
     /// copy and no hashing. (The `Set` lookup of a lowercased copy per field cost about 3,000 of 342,000
-    /// instructions per proxied stream in `PROTO=h2 bench/callgrind-proxy.sh`.)
+    /// instructions per proxied stream in `PROTO=h2 bench/callgrind-proxy.sh`; comparing through
+    /// `String.UTF8View` instead of the contiguous bytes, about 300 instructions a field, 2,400 a bridged
+    /// stream in `PROTO=h2h1`.)
     static func field(_ name: String) -> Field {
-        let utf8 = name.utf8
-        guard let first = utf8.first else { return .regular }
+        utf8Bytes(of: name, field)
+    }
+
+    @inline(__always)
+    static func field(_ name: UnsafeBufferPointer<UInt8>) -> Field {
+        guard let first = name.first else { return .regular }
         if first == UInt8(ascii: ":") { return .pseudo }
-        switch utf8.count {
-        case 2: return equalsLowercase(utf8, "te") ? .te : .regular
-        case 7: return equalsLowercase(utf8, "upgrade") ? .connectionSpecific : .regular
-        case 9: return equalsLowercase(utf8, "forwarded") ? .forwarded : .regular
+        switch name.count {
+        case 2: return equalsLowercase(name, "te") ? .te : .regular
+        case 7: return equalsLowercase(name, "upgrade") ? .connectionSpecific : .regular
+        case 9: return equalsLowercase(name, "forwarded") ? .forwarded : .regular
         case 10:
-            return equalsLowercase(utf8, "connection") || equalsLowercase(utf8, "keep-alive")
+            return equalsLowercase(name, "connection") || equalsLowercase(name, "keep-alive")
                 ? .connectionSpecific : .regular
-        case 12: return equalsLowercase(utf8, "grpc-timeout") ? .grpcTimeout : .regular
-        case 14: return equalsLowercase(utf8, "http2-settings") ? .connectionSpecific : .regular
-        case 15: return equalsLowercase(utf8, "x-forwarded-for") ? .xForwardedFor : .regular
-        case 16: return equalsLowercase(utf8, "proxy-connection") ? .connectionSpecific : .regular
+        case 12: return equalsLowercase(name, "grpc-timeout") ? .grpcTimeout : .regular
+        case 14: return equalsLowercase(name, "http2-settings") ? .connectionSpecific : .regular
+        case 15: return equalsLowercase(name, "x-forwarded-for") ? .xForwardedFor : .regular
+        case 16: return equalsLowercase(name, "proxy-connection") ? .connectionSpecific : .regular
         case 17:
-            if equalsLowercase(utf8, "transfer-encoding") { return .connectionSpecific }
-            return equalsLowercase(utf8, "x-forwarded-proto") ? .xForwardedProto : .regular
+            if equalsLowercase(name, "transfer-encoding") { return .connectionSpecific }
+            return equalsLowercase(name, "x-forwarded-proto") ? .xForwardedProto : .regular
         default: return .regular
         }
     }
 
-    /// Whether `text` equals `lowercase` (ASCII, lowercase), ignoring ASCII case in `text`.
+    /// Whether `text` equals `lowercase` (ASCII, lowercase, as long as `text`), ignoring ASCII case in
+    /// `text`.
     @inline(__always)
-    private static func equalsLowercase(_ text: String.UTF8View, _ lowercase: StaticString) -> Bool {
+    static func equalsLowercase(_ text: UnsafeBufferPointer<UInt8>, _ lowercase: StaticString) -> Bool {
         guard text.count == lowercase.utf8CodeUnitCount else { return false }
-        var index = 0
         let expected = lowercase.utf8Start
-        for byte in text {
-            let folded = byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte
+        for index in 0..<text.count {
+            let byte = text[index]
+            let folded = byte &- UInt8(ascii: "A") < 26 ? byte | 0x20 : byte
             guard folded == expected[index] else { return false }
-            index += 1
         }
         return true
     }
+
+    /// A field name in lowercase, as HTTP/2 sends it: the name itself when it has no uppercase letter, a
+    /// constant for the fields HTTP/1.1 endpoints send most (no new string), else a lowercased copy.
+    /// (`String.lowercased()` on every field of a bridged response cost about 1,800 instructions a stream in
+    /// `PROTO=h2h1 bench/callgrind-proxy.sh`.)
+    static func lowercaseName(_ name: String) -> String {
+        let known = utf8Bytes(of: name) { bytes -> Int? in
+            guard bytes.contains(where: { $0 &- UInt8(ascii: "A") < 26 }) else { return -1 }
+            return commonNames.firstIndex { equalsLowercase(bytes, $0.bytes) }
+        }
+        switch known {
+        case .some(-1): return name
+        case let index?: return commonNames[index].name
+        case nil: return name.lowercased()
+        }
+    }
+
+    /// Each twice: to compare with, and the string literal to hand out (immortal: no allocation, no
+    /// reference counting).
+    private static let commonNames: [(bytes: StaticString, name: String)] = [
+        ("date", "date"), ("vary", "vary"), ("etag", "etag"), ("server", "server"), ("expires", "expires"),
+        ("location", "location"), ("set-cookie", "set-cookie"), ("content-type", "content-type"),
+        ("cache-control", "cache-control"), ("last-modified", "last-modified"), ("accept-ranges", "accept-ranges"),
+        ("content-length", "content-length"), ("content-encoding", "content-encoding"),
+    ]
 
     /// The forwarding fields for a client, fixed for its connection: `x-forwarded-for` and `forwarded` as
     /// added for this client (its own hop), and `x-forwarded-proto`.
