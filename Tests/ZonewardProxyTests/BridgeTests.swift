@@ -422,17 +422,18 @@ import ZonewardModel
                     "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n\r\nok"
             )
         )
+        // The body's last DATA frame ends the stream: no empty DATA frame after it.
         let frames = harness.responseFrames()
-        guard frames.count == 3, case .headers(let response) = frames[0], case .data(let body) = frames[1],
-            case .data(let end) = frames[2], case .byteBuffer(let bytes) = body.data
+        guard frames.count == 2, case .headers(let response) = frames[0], case .data(let body) = frames[1],
+            case .byteBuffer(let bytes) = body.data
         else {
-            Issue.record("expected HEADERS, DATA, DATA(END_STREAM); got \(frames)")
+            Issue.record("expected HEADERS, DATA(END_STREAM); got \(frames)")
             return
         }
         #expect(response.headers.map(\.name) == [":status", "content-length"])
         #expect(response.headers.first(name: ":status") == "200")
         #expect(String(buffer: bytes) == "ok")
-        #expect(end.endStream)
+        #expect(body.endStream)
         // The connection went back to the pool: the next stream reuses it.
         #expect(harness.upstreams[0].isActive)
     }
@@ -489,6 +490,34 @@ import ZonewardModel
         }
         #expect(response.headers.first(name: ":status") == "502")
         #expect(response.headers.first(name: "x-nul") == nil)
+    }
+
+    /// A body that arrives over several reads goes out as each read completes (nothing waits for the next
+    /// read), and only its last DATA frame ends the stream; a response ended by the connection's close
+    /// (no length) ends with an empty DATA frame, as nothing said the last bytes were the last.
+    @Test func bodyBytesGoOutEachReadAndTheLastFrameEndsTheStream() throws {
+        let harness = try Harness()
+        harness.send(
+            Self.head([(":method", "GET"), (":scheme", "http"), (":authority", "api"), (":path", "/")], end: true)
+        )
+        _ = try harness.upstreamBytes()
+        let upstream = harness.upstreams[0]
+        try upstream.writeInbound(ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhe"))
+        upstream.pipeline.fireChannelReadComplete()
+        var frames = harness.responseFrames()
+        #expect(frames.count == 2, "\(frames)")
+        guard case .data(let first) = frames.last, case .byteBuffer(let firstBytes) = first.data else {
+            Issue.record("expected the first body bytes at the read's end; got \(frames)")
+            return
+        }
+        #expect(String(buffer: firstBytes) == "he" && !first.endStream)
+        try upstream.writeInbound(ByteBuffer(string: "llo"))
+        frames = harness.responseFrames()
+        guard frames.count == 1, case .data(let last) = frames[0], case .byteBuffer(let lastBytes) = last.data else {
+            Issue.record("expected one DATA frame; got \(frames)")
+            return
+        }
+        #expect(String(buffer: lastBytes) == "llo" && last.endStream)
     }
 
     /// Writing a stream's last frame (trailers) may close it at once, and tell its owner so before the owner

@@ -211,6 +211,10 @@ final class H2ToH1Stream: H2ClientStreamOwner {
     private var connecting = false
     /// Request parts not sent yet (they arrive while connecting: at most one read's worth).
     private var pending: [HTTPClientRequestPart] = []
+    /// The latest response body bytes, held until the endpoint's next part or the end of its read shows
+    /// whether they end the response: the last DATA frame then carries END_STREAM, instead of an empty DATA
+    /// frame after it (a frame less per stream through NIOHTTP2).
+    private var heldBody: ByteBuffer?
     /// Parts sent while no body byte went out (an `end`), resent on a retry.
     private var replay: [HTTPClientRequestPart] = []
     private var requestEnded = false
@@ -383,11 +387,18 @@ final class H2ToH1Stream: H2ClientStreamOwner {
     func responseBody(_ bytes: ByteBuffer) {
         guard let side, !finished else { return }
         received += bytes.readableBytes
-        side.write(.data(.init(data: .byteBuffer(bytes))))
+        if let held = heldBody { side.write(.data(.init(data: .byteBuffer(held)))) }
+        heldBody = bytes
     }
 
+    /// The endpoint's read is over: what was relayed (and the body bytes held) goes to the client.
     func flushClient() {
-        side?.flush()
+        guard let side else { return }
+        if let held = heldBody {
+            heldBody = nil
+            side.write(.data(.init(data: .byteBuffer(held))))
+        }
+        side.flush()
     }
 
     func upstreamBecameWritable() {
@@ -412,14 +423,17 @@ final class H2ToH1Stream: H2ClientStreamOwner {
         finished = true
         // Written through `side`, held here: the stream's last frame may close it at once, and this owner is
         // then told (`clientClosed`) before the flush.
+        let last = heldBody ?? ByteBuffer()
+        heldBody = nil
         if let trailers, !trailers.isEmpty {
+            if last.readableBytes > 0 { side.write(.data(.init(data: .byteBuffer(last)))) }
             if let block = BridgeHeaders.trailersBlock(trailers) {
                 side.write(.headers(.init(headers: block, endStream: true)))
             } else {
                 side.write(.rstStream(.internalError))
             }
         } else {
-            side.write(.data(.init(data: .byteBuffer(ByteBuffer()), endStream: true)))
+            side.write(.data(.init(data: .byteBuffer(last), endStream: true)))
         }
         if !requestEnded {
             // The response is complete while the client still sends: RST_STREAM(NO_ERROR) (RFC 9113 §8.1),
