@@ -162,12 +162,13 @@ import Testing
     }
 
     /// Forwarded upstream, grpc-timeout is canonical (or gone), and no value a client chose is indexed in the
-    /// HPACK table many clients share: only the proxy's own values and whole static-table entries are.
+    /// HPACK table many clients share but its authority and user agent: otherwise only the proxy's own values
+    /// and whole static-table entries are.
     @Test func grpcTimeoutIsRewrittenAndNothingIsIndexed() {
         let good = H2Headers.requestForUpstream(
             [
                 ":method": "PUT", ":scheme": "http", ":path": "/a", ":authority": "api", "grpc-timeout": "1500m",
-                "x-a": "b", "content-type": "application/grpc+json", "te": "trailers",
+                "x-a": "b", "content-type": "application/grpc+json", "te": "trailers", "user-agent": "grpc-go/1.0",
             ],
             clientAddress: "1.2.3.4",
             scheme: "http",
@@ -177,8 +178,8 @@ import Testing
         let indexed = good.filter { $0.indexable == .indexable }.map { "\($0.name): \($0.value)" }
         #expect(
             indexed == [
-                ":scheme: http", "te: trailers", "x-forwarded-for: 1.2.3.4", "x-forwarded-proto: http",
-                "forwarded: for=1.2.3.4;proto=http",
+                ":scheme: http", ":authority: api", "te: trailers", "user-agent: grpc-go/1.0",
+                "x-forwarded-for: 1.2.3.4", "x-forwarded-proto: http", "forwarded: for=1.2.3.4;proto=http",
             ]
         )
         // A trusted peer's chain is its own: not indexed (its request had no `forwarded`: that one is ours).
