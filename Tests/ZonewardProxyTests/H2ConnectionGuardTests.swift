@@ -38,7 +38,9 @@ import Testing
     }
 }
 
-@Suite struct H2GoAwayWatcherTests {
+/// Closing a client connection after NIOHTTP2 wrote a GOAWAY with an error code (`FlushCoalescer`'s
+/// `watchesGoAway`, reading frames with `H2OutboundFrameScanner`).
+@Suite struct H2GoAwayWatchTests {
     func goAway(code: UInt32, lastStream: UInt32 = 0x7FFF_FFFF) -> [UInt8] {
         [0, 0, 8, 7, 0, 0, 0, 0, 0] + withUnsafeBytes(of: lastStream.bigEndian, Array.init)
             + withUnsafeBytes(of: code.bigEndian, Array.init)
@@ -49,7 +51,7 @@ import Testing
 
     func scan(_ pieces: [[UInt8]]) -> [UInt32] {
         var scanner = H2OutboundFrameScanner()
-        return pieces.flatMap { scanner.scan(ByteBuffer(bytes: $0).readableBytesView) }
+        return pieces.flatMap { scanner.scan(ByteBuffer(bytes: $0)) }
     }
 
     @Test func aGoAwayIsFoundAmongOtherFrames() {
@@ -74,14 +76,29 @@ import Testing
     /// graceful shutdown) does not.
     @Test(arguments: [(UInt32(1), false), (UInt32(0), true)])
     func theConnectionClosesAfterAGoAwayWithAnError(code: UInt32, open: Bool) throws {
-        let channel = EmbeddedChannel(handler: H2GoAwayWatcher())
+        let channel = EmbeddedChannel(handler: FlushCoalescer(watchesGoAway: true))
         try channel.connect(to: .init(ipAddress: "127.0.0.1", port: 1)).wait()
-        try channel.writeAndFlush(IOData.byteBuffer(ByteBuffer(bytes: ping))).wait()
+        channel.writeAndFlush(IOData.byteBuffer(ByteBuffer(bytes: ping)), promise: nil)
+        channel.embeddedEventLoop.run()
         #expect(channel.isActive)
-        try? channel.writeAndFlush(IOData.byteBuffer(ByteBuffer(bytes: goAway(code: code)))).wait()
+        channel.write(IOData.byteBuffer(ByteBuffer(bytes: data)), promise: nil)
+        channel.writeAndFlush(IOData.byteBuffer(ByteBuffer(bytes: goAway(code: code))), promise: nil)
+        channel.embeddedEventLoop.run()
         #expect(channel.isActive == open)
-        let written = try channel.readOutbound(as: IOData.self)
-        #expect(written != nil)
+        // Everything written went out, the GOAWAY last.
+        var written: [UInt8] = []
+        while let buffer = try channel.readOutbound(as: ByteBuffer.self) { written += Array(buffer.readableBytesView) }
+        #expect(written == ping + data + goAway(code: code))
+        _ = try? channel.finish()
+    }
+
+    /// Watching is for client connections only: by default a GOAWAY with an error leaves the connection open.
+    @Test func withoutWatchingTheConnectionStaysOpen() throws {
+        let channel = EmbeddedChannel(handler: FlushCoalescer())
+        try channel.connect(to: .init(ipAddress: "127.0.0.1", port: 1)).wait()
+        channel.writeAndFlush(IOData.byteBuffer(ByteBuffer(bytes: goAway(code: 2))), promise: nil)
+        channel.embeddedEventLoop.run()
+        #expect(channel.isActive)
         _ = try? channel.finish()
     }
 }

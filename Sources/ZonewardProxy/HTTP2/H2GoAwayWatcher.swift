@@ -1,96 +1,79 @@
 import NIOCore
-import NIOHTTP2
 
 /// Finds GOAWAY frames in the bytes an HTTP/2 endpoint writes, however they are split into writes. Pure.
+///
+/// Reads each frame's 9-byte header (in place when the write holds all of it, byte by byte across writes
+/// otherwise), then skips its payload, but for a GOAWAY's first 8 payload bytes, whose last 4 are the error
+/// code.
 struct H2OutboundFrameScanner {
-    /// The frame header being read (up to 9 bytes).
-    private var header: [UInt8] = []
+    /// Bytes of the current frame header read so far; 9 while in its payload.
+    private var headerCount = 0
+    private var length = 0
+    private var type: UInt8 = 0
     /// Bytes of the current frame's payload still to come.
     private var payloadLeft = 0
-    /// The current frame is a GOAWAY: its first 8 payload bytes (last stream ID, error code) so far.
-    private var goAway: [UInt8]?
+    /// The current frame is a GOAWAY: how many of its first 8 payload bytes (last stream ID, error code)
+    /// were read; nil for other frames.
+    private var goAwaySeen: Int?
+    private var code: UInt32 = 0
 
     /// Takes the next bytes written; returns the error code of each GOAWAY whose code they complete.
-    mutating func scan(_ bytes: ByteBufferView) -> [UInt32] {
+    mutating func scan(_ buffer: ByteBuffer) -> [UInt32] {
+        buffer.withUnsafeReadableBytes { scan($0) }
+    }
+
+    mutating func scan(_ bytes: UnsafeRawBufferPointer) -> [UInt32] {
         var codes: [UInt32] = []
-        var index = bytes.startIndex
-        while index < bytes.endIndex {
-            if payloadLeft == 0 {
-                header.append(bytes[index])
-                index += 1
-                guard header.count == 9 else { continue }
-                payloadLeft = Int(header[0]) << 16 | Int(header[1]) << 8 | Int(header[2])
-                goAway = header[3] == 0x7 ? [] : nil
-                header.removeAll(keepingCapacity: true)
+        var index = 0
+        let count = bytes.count
+        while index < count {
+            if headerCount < 9 {
+                if headerCount == 0, count - index >= 9 {
+                    length = Int(bytes[index]) << 16 | Int(bytes[index + 1]) << 8 | Int(bytes[index + 2])
+                    type = bytes[index + 3]
+                    index += 9
+                    headerCount = 9
+                } else {
+                    let byte = bytes[index]
+                    switch headerCount {
+                    case 0: length = Int(byte) << 16
+                    case 1: length |= Int(byte) << 8
+                    case 2: length |= Int(byte)
+                    case 3: type = byte
+                    default: break
+                    }
+                    headerCount += 1
+                    index += 1
+                    guard headerCount == 9 else { continue }
+                }
+                payloadLeft = length
+                goAwaySeen = type == 0x7 ? 0 : nil
+                code = 0
+                if payloadLeft == 0 { headerCount = 0 }
                 continue
             }
-            let take = min(payloadLeft, bytes.endIndex - index)
-            if var prefix = goAway, prefix.count < 8 {
-                prefix.append(contentsOf: bytes[index..<(index + min(take, 8 - prefix.count))])
-                goAway = prefix
-                if prefix.count == 8 {
-                    codes.append(
-                        UInt32(prefix[4]) << 24 | UInt32(prefix[5]) << 16 | UInt32(prefix[6]) << 8 | UInt32(prefix[7])
-                    )
+            let take = min(payloadLeft, count - index)
+            if var seen = goAwaySeen, seen < 8 {
+                var at = index
+                while seen < 8, at < index + take {
+                    if seen >= 4 { code = code << 8 | UInt32(bytes[at]) }
+                    seen += 1
+                    at += 1
                 }
+                goAwaySeen = seen
+                if seen == 8 { codes.append(code) }
             }
             payloadLeft -= take
             index += take
+            if payloadLeft == 0 { headerCount = 0 }
         }
         return codes
     }
 
     /// Bytes written that are not inspected (a file region): skipped as payload.
     mutating func skip(_ count: Int) {
+        guard headerCount == 9 else { return }
         payloadLeft = max(0, payloadLeft - count)
-    }
-}
-
-/// Closes a client connection once NIOHTTP2 has written a GOAWAY with an error code. NIOHTTP2 answers every
-/// connection error so (a frame on an idle stream, a stream past the limit, a bad SETTINGS value, …) but
-/// leaves closing the connection to its user, and reports the error as one of many types, some of which are
-/// also one stream's; RFC 9113 §5.4.1 says to close after such a GOAWAY. Sits between NIOHTTP2 and the
-/// socket (or TLS). Closures for abuse are counted by `H2ConnectionGuard`.
-final class H2GoAwayWatcher: ChannelOutboundHandler, RemovableChannelHandler {
-    typealias OutboundIn = IOData
-    typealias OutboundOut = IOData
-
-    private var scanner = H2OutboundFrameScanner()
-    private var closing = false
-
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        guard !closing else {
-            context.write(data, promise: promise)
-            return
-        }
-        let codes: [UInt32]
-        switch unwrapOutboundIn(data) {
-        case .byteBuffer(let buffer): codes = scanner.scan(buffer.readableBytesView)
-        case .fileRegion(let region):
-            scanner.skip(region.readableBytes)
-            codes = []
-        }
-        guard codes.contains(where: { $0 != 0 }) else {
-            context.write(data, promise: promise)
-            return
-        }
-        closing = true
-        let written = context.eventLoop.makePromise(of: Void.self)
-        written.futureResult.cascade(to: promise)
-        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
-        written.futureResult.whenComplete { _ in bound.value.close(promise: nil) }
-        context.write(data, promise: written)
-    }
-}
-
-@available(*, unavailable)
-extension H2GoAwayWatcher: Sendable {}
-
-extension H2ConnectionGuard {
-    /// Puts an `H2GoAwayWatcher` between NIOHTTP2 and the socket of this connection.
-    static func watchGoAways(_ context: ChannelHandlerContext) {
-        let sync = context.pipeline.syncOperations
-        guard let http2 = try? sync.context(handlerType: NIOHTTP2Handler.self) else { return }
-        try? sync.addHandler(H2GoAwayWatcher(), position: .before(http2.handler))
+        if payloadLeft == 0 { headerCount = 0 }
     }
 }

@@ -53,7 +53,7 @@ enum H2Listener {
                     ackTimeout: .seconds(20),
                     maxGrace: TimeAmount(drain)
                 )
-                try sync.addHandler(FlushCoalescer())
+                try sync.addHandler(FlushCoalescer(watchesGoAway: true))
                 let makeOwner: (H2ClientStream) -> any H2ClientStreamOwner
                 if upstreamHTTP2 {
                     // Each stream relayed on an upstream HTTP/2 stream.
@@ -165,10 +165,6 @@ final class H2ConnectionGuard: ChannelInboundHandler {
         case is NIOHTTP2Errors.UnableToParseFrame: return "malformed"
         default: return nil
         }
-    }
-
-    func handlerAdded(context: ChannelHandlerContext) {
-        Self.watchGoAways(context)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
