@@ -29,12 +29,33 @@ public struct ChunkedBodyScanner: Sendable {
 
     /// Consumes bytes of the body; returns how many belong to it (fewer than given once the body ends).
     public mutating func scan(_ bytes: UnsafeRawBufferPointer) throws(HTTPFramingError) -> Int {
+        try scan(bytes) { _, _ in }
+    }
+
+    /// What a range of the body's bytes is, to a reader that takes the body apart (the HTTP/2 bridge).
+    enum Part {
+        /// Chunk data: the body's content.
+        case data
+        /// Trailer field lines, each with its CRLF (not the empty line that ends the body).
+        case trailers
+    }
+
+    /// As `scan(_:)`, telling `found` where the chunks' data and the trailer lines are among `bytes` (each
+    /// range within what is consumed; a chunk or trailer line split across calls comes in pieces).
+    @inline(__always)
+    mutating func scan(
+        _ bytes: UnsafeRawBufferPointer,
+        found: (Range<Int>, Part) -> Void
+    ) throws(HTTPFramingError) -> Int {
         var index = 0
         let count = bytes.count
+        var trailerStart: Int?
+        defer { if let start = trailerStart, start < index { found(start..<index, .trailers) } }
         while index < count {
             switch state {
             case .data(let remaining):
                 let take = Int(min(remaining, UInt64(count - index)))
+                if take > 0 { found(index..<(index + take), .data) }
                 index += take
                 state = remaining == UInt64(take) ? .dataCarriageReturn : .data(remaining: remaining - UInt64(take))
                 continue
@@ -85,19 +106,24 @@ public struct ChunkedBodyScanner: Sendable {
                 state = .size(value: 0, digits: 0)
             case .trailerLineStart:
                 if byte == 13 {
+                    if let start = trailerStart, start < index - 1 { found(start..<(index - 1), .trailers) }
+                    trailerStart = nil
                     state = .finalLineFeed
                 } else if HTTPHeadParser.isTokenCharacter(byte) {
+                    if trailerStart == nil { trailerStart = index - 1 }
                     state = .trailerLine
                 } else {
                     throw .invalidChunk
                 }
             case .trailerLine:
+                if trailerStart == nil { trailerStart = index - 1 }
                 if byte == 13 {
                     state = .trailerLineFeed
                 } else if !HTTPHeadParser.isFieldValueByte(byte) {
                     throw .invalidChunk
                 }
             case .trailerLineFeed:
+                if trailerStart == nil { trailerStart = index - 1 }
                 guard byte == 10 else { throw .invalidChunk }
                 state = .trailerLineStart
             case .finalLineFeed:

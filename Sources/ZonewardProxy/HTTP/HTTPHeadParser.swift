@@ -246,33 +246,12 @@ public enum HTTPHeadParser {
         scratch fields: inout HeaderSummary
     ) throws(HTTPFramingError) -> (head: ResponseHead, rewritten: Bool, closeClient: Bool) {
         guard head.readableBytes <= maxHeadBytes else { throw .headTooLarge }
-        fields.reset()
         return try head.withUnsafeReadableBytes { bytes throws(HTTPFramingError) in
-            var scanner = LineScanner(bytes: bytes)
-            let statusLine = try scanner.nextLine()
-            let (status, isHTTP11) = try parseStatusLine(bytes, statusLine)
-            try fields.scan(&scanner, bytes)
-            var framing: BodyFraming
-            var reusable = isHTTP11 ? !fields.connectionClose : (fields.connectionKeepAlive && !fields.connectionClose)
-            if isHeadRequest || (100..<200).contains(status) || status == 204 || status == 304 {
-                framing = .none
-            } else if fields.transferEncodingCount > 0 {
-                // A length beside a coding may be read differently by the client: refuse it (502).
-                if fields.contentLength != nil { throw .contentLengthWithTransferEncoding }
-                if fields.transferEncodingIsChunked && fields.transferEncodingCount == 1 {
-                    framing = .chunked
-                } else {
-                    framing = .untilClose
-                }
-            } else if let length = fields.contentLength {
-                framing = length > 0 ? .contentLength(length) : .none
-            } else {
-                framing = .untilClose
-            }
-            if framing == .untilClose { reusable = false }
-            let interim = status >= 100 && status < 200 && status != 101
+            let (response, statusLine) = try parseResponseHead(bytes, isHeadRequest: isHeadRequest, fields: &fields)
+            let status = response.status
+            let framing = response.framing
+            let interim = response.isInterim
             let closeClient = !interim && (!clientKeepAlive || framing == .untilClose)
-            let response = ResponseHead(status: status, isHTTP11: isHTTP11, framing: framing, keepAlive: reusable)
             // 101 Switching Protocols keeps its Upgrade and Connection headers: the client needs them. The
             // caller decides whether the switch is allowed.
             if status == 101 { return (response, false, false) }
@@ -308,6 +287,40 @@ public enum HTTPHeadParser {
             }
             return (response, true, closeClient)
         }
+    }
+
+    /// A response head's status line and fields (into `fields`, reset first), and the framing of the body
+    /// that follows: none for HEAD, 1xx, 204 and 304, else chunked, a length, or until the close. Shared by
+    /// the HTTP/1.1 path (which relays the head's bytes) and the HTTP/2 bridge (which reads its fields).
+    static func parseResponseHead(
+        _ bytes: UnsafeRawBufferPointer,
+        isHeadRequest: Bool,
+        fields: inout HeaderSummary
+    ) throws(HTTPFramingError) -> (ResponseHead, statusLine: LineScanner.Line) {
+        fields.reset()
+        var scanner = LineScanner(bytes: bytes)
+        let statusLine = try scanner.nextLine()
+        let (status, isHTTP11) = try parseStatusLine(bytes, statusLine)
+        try fields.scan(&scanner, bytes)
+        var framing: BodyFraming
+        var reusable = isHTTP11 ? !fields.connectionClose : (fields.connectionKeepAlive && !fields.connectionClose)
+        if isHeadRequest || (100..<200).contains(status) || status == 204 || status == 304 {
+            framing = .none
+        } else if fields.transferEncodingCount > 0 {
+            // A length beside a coding may be read differently by the client: refuse it (502).
+            if fields.contentLength != nil { throw .contentLengthWithTransferEncoding }
+            if fields.transferEncodingIsChunked && fields.transferEncodingCount == 1 {
+                framing = .chunked
+            } else {
+                framing = .untilClose
+            }
+        } else if let length = fields.contentLength {
+            framing = length > 0 ? .contentLength(length) : .none
+        } else {
+            framing = .untilClose
+        }
+        if framing == .untilClose { reusable = false }
+        return (ResponseHead(status: status, isHTTP11: isHTTP11, framing: framing, keepAlive: reusable), statusLine)
     }
 
     private static func parseStatusLine(

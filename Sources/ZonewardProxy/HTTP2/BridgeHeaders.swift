@@ -166,43 +166,6 @@ enum BridgeHeaders {
         return HTTPRequestHead(version: .http1_1, method: head.method, uri: head.uri, headers: HTTPHeaders(out))
     }
 
-    /// An HTTP/1.1 endpoint's response head as the HTTP/2 header block sent to the client: `:status`, then
-    /// the fields with lowercase names, without `Connection`, `Keep-Alive`, `Transfer-Encoding`, `Upgrade`,
-    /// `Proxy-Connection`, `TE` and the fields `Connection` nominates (they are malformed in HTTP/2). nil when
-    /// it is not a block a client may be sent (`H2Headers.isValidFromUpstream`: a name that is not a token, a
-    /// value with CR, LF or NUL, or leading or trailing space): the endpoint's response is invalid.
-    static func responseBlock(_ head: HTTPResponseHead) -> HPACKHeaders? {
-        let nominated = nominated(head.headers)
-        // Gathered as pairs and made a block at once: `HPACKHeaders.add` checks each name for non-ASCII
-        // bytes through `String.UTF8View`, about 340 instructions a field; `isValidFromUpstream` below
-        // refuses any name that is not a token anyway.
-        var fields: [(String, String)] = []
-        fields.reserveCapacity(head.headers.count + 1)
-        fields.append((":status", String(head.status.code)))
-        for (name, value) in head.headers {
-            switch H2Headers.field(name) {
-            case .connectionSpecific, .te: continue
-            default:
-                let lowered = H2Headers.lowercaseName(name)
-                if nominated.isEmpty || !nominated.contains(lowered) { fields.append((lowered, value)) }
-            }
-        }
-        let block = HPACKHeaders(fields)
-        guard H2Headers.isValidFromUpstream(block, trailers: false) else { return nil }
-        return block
-    }
-
-    /// An HTTP/1.1 endpoint's trailer fields as an HTTP/2 trailers block: lowercase names, connection-specific
-    /// fields dropped; nil when a field is not one a client may be sent.
-    static func trailersBlock(_ trailers: HTTPHeaders) -> HPACKHeaders? {
-        var block = HPACKHeaders()
-        for (name, value) in trailers where H2Headers.field(name) != .connectionSpecific {
-            block.add(name: name.lowercased(), value: value)
-        }
-        guard H2Headers.isValidFromUpstream(block, trailers: true) else { return nil }
-        return block
-    }
-
     // MARK: HTTP/1.1 client → HTTP/2 endpoint
 
     /// Why an HTTP/1.1 request head (decoded by NIO) is refused, with the strict parser's rules: Content-Length

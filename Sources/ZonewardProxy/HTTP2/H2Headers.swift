@@ -75,6 +75,22 @@ enum H2Headers {
         }
     }
 
+    /// A field name read from HTTP/1.1 bytes (a token: ASCII), lowercased: a constant for the common
+    /// fields, else a new string.
+    static func lowercaseName(_ bytes: UnsafeRawBufferPointer) -> String {
+        let name = bytes.assumingMemoryBound(to: UInt8.self)
+        if let index = commonNames.firstIndex(where: { equalsLowercase(name, $0.bytes) }) {
+            return commonNames[index].name
+        }
+        return String(unsafeUninitializedCapacity: name.count) { out in
+            for index in 0..<name.count {
+                let byte = name[index]
+                out[index] = byte &- UInt8(ascii: "A") < 26 ? byte | 0x20 : byte
+            }
+            return name.count
+        }
+    }
+
     /// Each twice: to compare with, and the string literal to hand out (immortal: no allocation, no
     /// reference counting).
     private static let commonNames: [(bytes: StaticString, name: String)] = [

@@ -1,10 +1,11 @@
 import NIOCore
+import NIOHPACK
 import NIOHTTP1
 import NIOHTTP2
 import NIOPosix
 import ZonewardModel
 
-/// HTTP/1.1 keep-alive connections (NIO's client codec) for HTTP/2 client streams bridged to `http1`
+/// HTTP/1.1 keep-alive connections (`H1BridgeUpstream`) for HTTP/2 client streams bridged to `http1`
 /// endpoints, for one event loop. Apart from the HTTP/1.1 path's pool (whose connections are tied to its
 /// byte-level handler), with the same limit per endpoint and the same retry budget rules.
 typealias H1BridgePool = KeepAlivePool<H1BridgeUpstream>
@@ -14,14 +15,13 @@ extension KeepAlivePool where Connection == H1BridgeUpstream {
         self.init(eventLoop: eventLoop, timeouts: timeouts, connector: Self.connectTCP)
     }
 
-    /// TCP (and TLS when the service asks for it), NIO's HTTP/1.1 client codec, and an `H1BridgeUpstream`.
+    /// TCP (and TLS when the service asks for it) and an `H1BridgeUpstream`.
     static func connectTCP(_ endpoint: UpstreamEndpoint, on eventLoop: any EventLoop) -> EventLoopFuture<any Channel> {
         let bootstrap = endpoint.bootstrap(on: eventLoop)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     if let tls = endpoint.tls { try sync.addHandler(tls.makeHandler(host: endpoint.address.host)) }
-                    try sync.addHTTPClientHandlers()
                     try sync.addHandler(H1BridgeUpstream(endpoint: endpoint))
                 }
             }
@@ -37,13 +37,14 @@ extension PerLoopPools where Pool == H1BridgePool {
     }
 }
 
-/// One HTTP/1.1 connection to an endpoint, below NIO's client codec: relays one exchange at a time for an
-/// `H2ToH1Stream`, reads only while that stream is writable, and times out an endpoint that goes
-/// quiet (`upstreamRead`) as the HTTP/1.1 path does.
+/// One HTTP/1.1 connection to an endpoint: writes one exchange at a time for an `H2ToH1Stream`
+/// (`H1RequestWriter`), reads its response with the proxy's strict parser (`H1ResponseReader`), reads only
+/// while that stream is writable, and times out an endpoint that goes quiet (`upstreamRead`) as the
+/// HTTP/1.1 path does.
 final class H1BridgeUpstream: ChannelDuplexHandler, PooledConnection {
-    typealias InboundIn = HTTPClientResponsePart
-    typealias OutboundIn = HTTPClientRequestPart
-    typealias OutboundOut = HTTPClientRequestPart
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = IOData
+    typealias OutboundOut = IOData
 
     let endpoint: UpstreamEndpoint
     var pool: H1BridgePool?
@@ -54,6 +55,13 @@ final class H1BridgeUpstream: ChannelDuplexHandler, PooledConnection {
     private var keepAlive = true
     private var unflushed = false
     private let idle = IdleWatch()
+    private var reader = H1ResponseReader()
+    /// The request's body goes as chunks (its head says `Transfer-Encoding: chunked`).
+    private var chunkedRequest = false
+
+    /// A chunk up to this size goes out in one buffer with its size line and CRLF (copied); a larger one as
+    /// it is, between them.
+    static let chunkCopyLimit = 4096
 
     init(endpoint: UpstreamEndpoint) {
         self.endpoint = endpoint
@@ -88,13 +96,48 @@ final class H1BridgeUpstream: ChannelDuplexHandler, PooledConnection {
         self.owner = owner
         receivedAnything = false
         keepAlive = true
+        reader.begin(isHeadRequest: head.method == .HEAD)
         write(.head(head))
     }
 
     func write(_ part: HTTPClientRequestPart) {
+        guard let context else { return }
         idle.touch()
+        switch part {
+        case .head(let head):
+            chunkedRequest = H1RequestWriter.isChunked(head)
+            var buffer = context.channel.allocator.buffer(capacity: 512)
+            H1RequestWriter.head(head, into: &buffer)
+            send(.byteBuffer(buffer), context)
+        case .body(let data):
+            // An empty chunk would end the body.
+            guard data.readableBytes > 0 else { return }
+            guard chunkedRequest else {
+                send(data, context)
+                return
+            }
+            var line = context.channel.allocator.buffer(capacity: 16)
+            H1RequestWriter.chunkStart(data.readableBytes, into: &line)
+            if case .byteBuffer(var bytes) = data, bytes.readableBytes <= Self.chunkCopyLimit {
+                line.writeBuffer(&bytes)
+                line.writeStaticString(H1RequestWriter.chunkEnd)
+                send(.byteBuffer(line), context)
+            } else {
+                send(.byteBuffer(line), context)
+                send(data, context)
+                send(.byteBuffer(ByteBuffer(staticString: H1RequestWriter.chunkEnd)), context)
+            }
+        case .end(let trailers):
+            guard chunkedRequest else { return }
+            var buffer = context.channel.allocator.buffer(capacity: 64)
+            H1RequestWriter.lastChunk(trailers: trailers, into: &buffer)
+            send(.byteBuffer(buffer), context)
+        }
+    }
+
+    private func send(_ data: IOData, _ context: ChannelHandlerContext) {
         unflushed = true
-        context?.write(wrapOutboundOut(part), promise: nil)
+        context.write(wrapOutboundOut(data), promise: nil)
     }
 
     func flush() {
@@ -123,26 +166,39 @@ final class H1BridgeUpstream: ChannelDuplexHandler, PooledConnection {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         idle.touch()
-        guard let owner else {
+        reader.append(unwrapInboundIn(data))
+        guard owner != nil else {
             // A response nobody asked for: this connection cannot be trusted.
             context.close(promise: nil)
             return
         }
         receivedAnything = true
-        switch unwrapInboundIn(data) {
-        case .head(let head):
-            // Nothing is upgraded on this path: a 101 is a broken endpoint.
-            guard head.status.code != 101 else {
+        while let owner {
+            let event: H1ResponseReader.Event?
+            do {
+                event = try reader.next()
+            } catch {
                 fail(.invalidResponse)
                 return
             }
-            if head.status.code >= 200 { keepAlive = head.isKeepAlive }
-            owner.responseHead(head)
-        case .body(let bytes):
-            owner.responseBody(bytes)
-        case .end(let trailers):
-            self.owner = nil
-            owner.responseEnded(upstream: self, reusable: keepAlive && context.channel.isActive, trailers: trailers)
+            guard let event else { return }
+            switch event {
+            case .head(let status, let block, let keepAlive):
+                // Nothing is upgraded on this path: a 101 is a broken endpoint.
+                guard status != 101 else {
+                    fail(.invalidResponse)
+                    return
+                }
+                if status >= 200 { self.keepAlive = keepAlive }
+                owner.responseHead(status: status, block: block)
+            case .body(let bytes):
+                owner.responseBody(bytes)
+            case .end(let trailers):
+                self.owner = nil
+                // Bytes after the response were asked for by nobody: the connection is not reused.
+                let reusable = keepAlive && context.channel.isActive && !reader.hasUnreadBytes
+                owner.responseEnded(upstream: self, reusable: reusable, trailers: trailers)
+            }
         }
     }
 
@@ -156,15 +212,17 @@ final class H1BridgeUpstream: ChannelDuplexHandler, PooledConnection {
         pool = nil
         if let owner {
             self.owner = nil
-            owner.upstreamFailed(receivedAnything ? .resetMidResponse : .resetBeforeResponse)
+            if case .end(let trailers) = reader.connectionClosed() {
+                // A body without a length ends with the connection.
+                owner.responseEnded(upstream: self, reusable: false, trailers: trailers)
+            } else {
+                owner.upstreamFailed(receivedAnything ? .resetMidResponse : .resetBeforeResponse)
+            }
         }
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if error is HTTPParserError {
-            fail(.invalidResponse)
-        }
         context.close(promise: nil)
     }
 
@@ -365,16 +423,16 @@ final class H2ToH1Stream: H2ClientStreamOwner {
 
     // MARK: Endpoint → client
 
-    func responseHead(_ response: HTTPResponseHead) {
+    /// - Parameter block: the head's fields as an HTTP/2 block; nil when one is not fit for HTTP/2 (the
+    ///   strict parser took the head, but HTTP/2 refuses it): the response is invalid.
+    func responseHead(status code: Int, block: HPACKHeaders?) {
         guard let side, !finished else { return }
-        guard let block = BridgeHeaders.responseBlock(response) else {
-            // Nothing NIO's HTTP/1.1 decoder would refuse, but not fit for HTTP/2: the response is invalid.
+        guard let block else {
             let connection = upstream
             upstreamFailed(.invalidResponse)
             connection?.close()
             return
         }
-        let code = Int(response.status.code)
         let interim = code < 200
         machine?.responseHead(status: code, interim: interim, closesClient: false)
         replay = []
@@ -405,7 +463,7 @@ final class H2ToH1Stream: H2ClientStreamOwner {
         resumeReading()
     }
 
-    func responseEnded(upstream connection: H1BridgeUpstream, reusable: Bool, trailers: HTTPHeaders?) {
+    func responseEnded(upstream connection: H1BridgeUpstream, reusable: Bool, trailers: H1ResponseReader.Trailers) {
         upstream = nil
         guard var machine, let side, !finished else {
             connection.close()
@@ -425,15 +483,15 @@ final class H2ToH1Stream: H2ClientStreamOwner {
         // then told (`clientClosed`) before the flush.
         let last = heldBody ?? ByteBuffer()
         heldBody = nil
-        if let trailers, !trailers.isEmpty {
-            if last.readableBytes > 0 { side.write(.data(.init(data: .byteBuffer(last)))) }
-            if let block = BridgeHeaders.trailersBlock(trailers) {
-                side.write(.headers(.init(headers: block, endStream: true)))
-            } else {
-                side.write(.rstStream(.internalError))
-            }
-        } else {
+        switch trailers {
+        case .none:
             side.write(.data(.init(data: .byteBuffer(last), endStream: true)))
+        case .fields(let block):
+            if last.readableBytes > 0 { side.write(.data(.init(data: .byteBuffer(last)))) }
+            side.write(.headers(.init(headers: block, endStream: true)))
+        case .unfit:
+            if last.readableBytes > 0 { side.write(.data(.init(data: .byteBuffer(last)))) }
+            side.write(.rstStream(.internalError))
         }
         if !requestEnded {
             // The response is complete while the client still sends: RST_STREAM(NO_ERROR) (RFC 9113 §8.1),
