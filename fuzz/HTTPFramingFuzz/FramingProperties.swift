@@ -351,8 +351,19 @@ enum FramingFuzz {
         if case .contentLength(let length) = framing {
             require(atOnce == .read(taken: min(length, count), complete: length <= count), "Content-Length \(length)")
         } else {
-            let reference = referenceChunked(bytes)
+            var data: [UInt8] = []
+            var trailers: [UInt8] = []
+            let reference = referenceChunked(bytes, data: &data, trailers: &trailers)
             require(atOnce == reference, "the scanner \(atOnce) reads chunks as the grammar does: \(reference)")
+            if case .read(_, complete: true) = reference {
+                // What the HTTP/2 bridge relays of the body: the chunks' data and the trailer lines, however
+                // the bytes arrive.
+                for pieces in [[0..<count], Array(Pieces(count: count, seed: seed))] {
+                    let found = dechunk(bytes, pieces)
+                    require(found.data == data, "the data the scanner reports is the chunks' data")
+                    require(found.trailers == trailers, "the trailer bytes the scanner reports are the trailer lines")
+                }
+            }
         }
         guard case .read(let taken, let complete) = atOnce else { return }
         require(taken <= count, "a body is within its bytes")
@@ -369,7 +380,40 @@ enum FramingFuzz {
     /// A chunked body read by the grammar the scanner means to follow (RFC 9112 §7.1, with whitespace
     /// allowed before an extension or the end of a size line), written independently of the scanner: over
     /// the whole input, by index.
+    /// The chunks' data and the trailer lines `ChunkedBodyScanner.scan(_:found:)` reports, fed `pieces`.
+    static func dechunk(
+        _ bytes: UnsafeRawBufferPointer,
+        _ pieces: [Range<Int>]
+    ) -> (data: [UInt8], trailers: [UInt8]) {
+        var scanner = ChunkedBodyScanner()
+        var data: [UInt8] = []
+        var trailers: [UInt8] = []
+        for piece in pieces where !scanner.isComplete {
+            let slice = UnsafeRawBufferPointer(rebasing: bytes[piece])
+            let taken = try? scanner.scan(slice) { range, part in
+                require(range.lowerBound >= 0 && range.upperBound <= slice.count, "a reported range is in its bytes")
+                switch part {
+                case .data: data += slice[range]
+                case .trailers: trailers += slice[range]
+                }
+            }
+            require(taken != nil, "a body the grammar reads whole is not refused in pieces")
+        }
+        return (data, trailers)
+    }
+
     static func referenceChunked(_ bytes: UnsafeRawBufferPointer) -> BodyOutcome {
+        var data: [UInt8] = []
+        var trailers: [UInt8] = []
+        return referenceChunked(bytes, data: &data, trailers: &trailers)
+    }
+
+    /// As above, collecting the chunks' data and the trailer lines (each with its CRLF).
+    static func referenceChunked(
+        _ bytes: UnsafeRawBufferPointer,
+        data: inout [UInt8],
+        trailers: inout [UInt8]
+    ) -> BodyOutcome {
         let count = bytes.count
         let unfinished = BodyOutcome.read(taken: count, complete: false)
         var index = 0
@@ -403,6 +447,7 @@ enum FramingFuzz {
             }
             if size == 0 { break }
             guard UInt64(count - index) >= size else { return unfinished }
+            data += bytes[index..<(index + Int(size))]
             index += Int(size)
             if let outcome = lineEnd({ _ in false }) { return outcome }
         }
@@ -414,7 +459,9 @@ enum FramingFuzz {
                 return bytes[index + 1] == 10 ? .read(taken: index + 2, complete: true) : .refused(.invalidChunk)
             }
             guard HTTPHeadParser.isTokenCharacter(bytes[index]) else { return .refused(.invalidChunk) }
+            let lineStart = index
             if let outcome = lineEnd(HTTPHeadParser.isFieldValueByte) { return outcome }
+            trailers += bytes[lineStart..<index]
         }
     }
 
