@@ -14,12 +14,21 @@ public final class BackupScheduler: Service, Sendable {
     /// False for a replica of an elected controller: jobs run from the CronJob (`backup run --controller`)
     /// and this only keeps the metrics, read from the replica's copy of the catalog (it writes nothing).
     let runsJobs: Bool
+    /// The wait between sweeps (15 s: an orphaned run is failed within a minute).
+    let sweepInterval: Duration
 
-    public init(runner: BackupRunner, registry: PrometheusCollectorRegistry, logger: Logger, runsJobs: Bool = true) {
+    public init(
+        runner: BackupRunner,
+        registry: PrometheusCollectorRegistry,
+        logger: Logger,
+        runsJobs: Bool = true,
+        sweepInterval: Duration = .seconds(15)
+    ) {
         self.runner = runner
         self.registry = registry
         self.logger = logger
         self.runsJobs = runsJobs
+        self.sweepInterval = sweepInterval
     }
 
     /// Runs until graceful shutdown (SIGTERM): the wait between sweeps and a backup in progress are cancelled
@@ -32,7 +41,7 @@ public final class BackupScheduler: Service, Sendable {
         guard runsJobs else {
             while !Task.isCancelled {
                 publishMetrics()
-                try? await Task.sleep(for: .seconds(15))
+                try? await Task.sleep(for: sweepInterval)
             }
             return
         }
@@ -65,7 +74,7 @@ public final class BackupScheduler: Service, Sendable {
                 }
                 publishMetrics()
             }
-            try? await Task.sleep(for: .seconds(15))
+            try? await Task.sleep(for: sweepInterval)
         }
     }
 

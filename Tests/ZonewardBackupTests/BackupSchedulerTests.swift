@@ -25,21 +25,23 @@ import ZonewardState
         let scheduler = BackupScheduler(
             runner: BackupRunner(store: try StateStore.inMemory(), configuration: configuration),
             registry: PrometheusCollectorRegistry(),
-            logger: logger
+            logger: logger,
+            sweepInterval: .seconds(3600)
         )
         let group = ServiceGroup(services: [scheduler], logger: logger)
         let running = Task { try await group.run() }
         try await Task.sleep(for: .milliseconds(200))
         await group.triggerGracefulShutdown()
-        // Stopped well before its next 15 s sweep (bounded, so a scheduler that never stops fails, not hangs).
+        // Stopped by the shutdown, not by its next sweep an hour away (bounded, so a scheduler that never stops
+        // fails, not hangs).
         let stopped = await withTaskGroup(of: Bool.self) { race in
             race.addTask {
                 _ = try? await running.value
                 return true
             }
             race.addTask {
-                // Under the 15 s sweep, over the stalls a busy 2-core pool has shown (12.5 s).
-                try? await Task.sleep(for: .seconds(14))
+                // Far over the stalls a busy 2-core pool has shown (12.5 s), far under the sweep.
+                try? await Task.sleep(for: .seconds(120))
                 return false
             }
             let first = await race.next() ?? false
