@@ -297,7 +297,8 @@ final class H2ClientStreamsHandler: ChannelInboundHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        switch H2Event(event) {
+        let kind = H2Event(event)
+        switch kind {
         case .streamClosed(let id, _):
             if let stream = streams[id] { end(stream) }
         case .connectionWindow(let inbound):
@@ -307,10 +308,10 @@ final class H2ClientStreamsHandler: ChannelInboundHandler {
             }
         case .quiesce:
             announceShutdown(context)
-        case .other:
+        case .stream, .other:
             break
         }
-        context.fireUserInboundEventTriggered(event)
+        if kind.isForwarded { context.fireUserInboundEventTriggered(event) }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -548,7 +549,18 @@ enum H2Event {
     case connectionWindow(inbound: Int?)
     /// The proxy is shutting down.
     case quiesce
+    /// A stream opened, or a stream's window changed: nothing the relay acts on.
+    case stream
     case other
+
+    /// Whether the event goes on down the pipeline. The HTTP/2 ones stop at the relay's handler: nothing
+    /// after it reads them (each event forwarded cost a pipeline hop, about six per stream).
+    var isForwarded: Bool {
+        switch self {
+        case .streamClosed, .connectionWindow, .stream: return false
+        case .quiesce, .other: return true
+        }
+    }
 
     /// The connection's receive window, topped up to `target` once half is taken (the stream windows bound
     /// what any one stream holds), as NIOHTTP2's multiplexer does; late frames of closed streams count. For
@@ -564,9 +576,11 @@ enum H2Event {
         if type == ObjectIdentifier(StreamClosedEvent.self), let closed = event as? StreamClosedEvent {
             self = .streamClosed(closed.streamID, closed.reason)
         } else if type == ObjectIdentifier(NIOHTTP2WindowUpdatedEvent.self),
-            let window = event as? NIOHTTP2WindowUpdatedEvent, window.streamID == .rootStream
+            let window = event as? NIOHTTP2WindowUpdatedEvent
         {
-            self = .connectionWindow(inbound: window.inboundWindowSize)
+            self = window.streamID == .rootStream ? .connectionWindow(inbound: window.inboundWindowSize) : .stream
+        } else if type == ObjectIdentifier(NIOHTTP2StreamCreatedEvent.self) {
+            self = .stream
         } else if type == ObjectIdentifier(ChannelShouldQuiesceEvent.self) {
             self = .quiesce
         } else {

@@ -385,7 +385,8 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        switch H2Event(event) {
+        let kind = H2Event(event)
+        switch kind {
         case .streamClosed(let id, let reason):
             if let stream = streams[id] { end(stream, code: reason) }
         case .connectionWindow(let inbound):
@@ -393,10 +394,10 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler {
                 write(update)
                 unflushed = true
             }
-        case .quiesce, .other:
+        case .quiesce, .stream, .other:
             break
         }
-        context.fireUserInboundEventTriggered(event)
+        if kind.isForwarded { context.fireUserInboundEventTriggered(event) }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
