@@ -81,7 +81,8 @@ enum BridgeHeaders {
         guard let method else { return .failure(.invalidPath) }
         if method == .CONNECT { return .failure(.connect) }
         guard let target = host ?? authority else { return .failure(.missingAuthority) }
-        if let authority, authority.lowercased() != target.lowercased() { return .failure(.hostMismatch) }
+        // Compared only when both are there (with no `host` the target is `:authority` itself).
+        if let authority, let host, authority.lowercased() != host.lowercased() { return .failure(.hostMismatch) }
         guard path.utf8.first == UInt8(ascii: "/") || (path == "*" && method == .OPTIONS) else {
             return .failure(.invalidPath)
         }
