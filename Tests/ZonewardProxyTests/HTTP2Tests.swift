@@ -241,9 +241,17 @@ import Testing
         #expect(H2Headers.isGRPC(["content-type": type]) == expected)
     }
 
-    @Test(arguments: ["", "abc", "20", "2000", "-10", "999", "099x"])
+    @Test(arguments: ["", "abc", "20", "2000", "-10", "999", "099x", "+20", "600", "099"])
     func badStatusesAreNil(_ text: String) {
         #expect(H2Headers.status([":status": text]) == nil)
+    }
+
+    /// `:status` is read from the block's first field: anywhere else, the block is malformed.
+    @Test func theStatusIsTheFirstField() {
+        #expect(H2Headers.status([":status": "204", "x": "1"]) == 204)
+        #expect(H2Headers.status(["x": "1", ":status": "204"]) == nil)
+        #expect(H2Headers.status([:]) == nil)
+        #expect(!H2Headers.isValidFromUpstream(["x": "1", ":status": "204"], trailers: false))
     }
 
     @Test(arguments: ["", "x", "-1", "1234", "1 "])

@@ -438,12 +438,22 @@ enum H2Headers {
             || type.hasPrefix("application/grpc;")
     }
 
-    /// The `:status` of a response block; nil when absent or not three digits.
+    /// The `:status` of a response block; nil when absent or not three digits, 100–599. Read from the
+    /// block's first field: pseudo-header fields come first (RFC 9113 §8.3), and a block with `:status`
+    /// elsewhere is malformed (`isValidFromUpstream` refuses it). (`HPACKHeaders.first(name:)` and `Int(_:)`
+    /// cost about 1,000 instructions a response head.)
     static func status(_ headers: HPACKHeaders) -> Int? {
-        guard let text = headers.first(name: ":status"), text.utf8.count == 3, let value = Int(text),
-            (100...599).contains(value)
-        else { return nil }
-        return value
+        guard let first = headers.first, first.name == ":status" else { return nil }
+        return utf8Bytes(of: first.value) { bytes -> Int? in
+            guard bytes.count == 3 else { return nil }
+            var value = 0
+            for byte in bytes {
+                let digit = byte &- UInt8(ascii: "0")
+                guard digit < 10 else { return nil }
+                value = value * 10 + Int(digit)
+            }
+            return (100...599).contains(value) ? value : nil
+        }
     }
 
     /// The `grpc-status` of a trailer block (or trailers-only response); nil when absent or malformed.
