@@ -72,6 +72,15 @@ import ZonewardModel
                 [(":method", "TRACE"), (":scheme", "http"), (":path", "/"), (":authority", "a")], false,
                 "trace-with-body"
             ),
+            ([(":method", "GE(T"), (":scheme", "http"), (":path", "/"), (":authority", "a")], true, "invalid-method"),
+            (
+                [(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "a"), ("x", "a\u{1}b")],
+                true, "invalid-field-value"
+            ),
+            (
+                [(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "a"), ("x", "del\u{7F}")],
+                true, "invalid-field-value"
+            ),
         ] as [([(String, String)], Bool, String)]
     )
     func requestsTheBridgeRefuses(_ fields: [(String, String)], _ endStream: Bool, _ cause: String) {
@@ -408,6 +417,99 @@ import ZonewardModel
         #expect(body.endStream)
         // The connection went back to the pool: the next stream reuses it.
         #expect(harness.upstreams[0].isActive)
+    }
+
+    /// The HTTP/1.1 side of the exchange, with the proxy's own writer and reader: a chunked request's
+    /// trailers, an interim head dropped, a body that ends with the connection, bytes after a response.
+    @Test func aChunkedRequestEndsWithItsTrailers() throws {
+        let harness = try Harness()
+        harness.send(Self.head([(":method", "POST"), (":scheme", "http"), (":authority", "api"), (":path", "/up")]))
+        harness.send(.data(.init(data: .byteBuffer(ByteBuffer(string: "part")))))
+        harness.send(Self.head([("x-sum", "1"), ("x-bad", "a\u{1}b")], end: true))
+        let request = try harness.upstreamBytes()
+        #expect(request.hasSuffix("\r\n\r\n4\r\npart\r\n0\r\nx-sum: 1\r\n\r\n"), "\(request)")
+    }
+
+    @Test func anInterimHeadIsDroppedAndTheFinalOneRelayed() throws {
+        let harness = try Harness()
+        harness.send(
+            Self.head([(":method", "GET"), (":scheme", "http"), (":authority", "api"), (":path", "/")], end: true)
+        )
+        _ = try harness.upstreamBytes()
+        try harness.upstreams[0].writeInbound(
+            ByteBuffer(
+                string: "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx"
+            )
+        )
+        let frames = harness.responseFrames()
+        #expect(frames.count == 2, "\(frames)")
+        guard case .headers(let head) = frames.first else { return }
+        #expect(head.headers.first(name: ":status") == "200")
+    }
+
+    @Test func aBodyWithoutLengthEndsWhenTheEndpointCloses() throws {
+        let harness = try Harness()
+        harness.send(
+            Self.head([(":method", "GET"), (":scheme", "http"), (":authority", "api"), (":path", "/")], end: true)
+        )
+        _ = try harness.upstreamBytes()
+        let upstream = harness.upstreams[0]
+        try upstream.writeInbound(ByteBuffer(string: "HTTP/1.0 200 OK\r\n\r\nuntil "))
+        try upstream.writeInbound(ByteBuffer(string: "the close"))
+        upstream.pipeline.fireChannelReadComplete()
+        _ = try? upstream.close().wait()
+        let frames = harness.responseFrames()
+        #expect(H2StreamRelayTests.dataBytes(frames) == "until the close".utf8.count)
+        guard case .data(let last) = frames.last else {
+            Issue.record("expected DATA last; got \(frames)")
+            return
+        }
+        #expect(last.endStream)
+        #expect(!frames.contains { if case .rstStream = $0 { return true } else { return false } })
+    }
+
+    /// Bytes after a complete response were asked for by nobody: that connection is not reused.
+    @Test func bytesAfterAResponseCloseTheConnection() throws {
+        let harness = try Harness()
+        harness.send(
+            Self.head([(":method", "GET"), (":scheme", "http"), (":authority", "api"), (":path", "/")], end: true)
+        )
+        _ = try harness.upstreamBytes()
+        try harness.upstreams[0].writeInbound(
+            ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n\r\nsmuggled")
+        )
+        let frames = harness.responseFrames()
+        #expect(H2StreamRelayTests.dataBytes(frames) == 2)
+        #expect(!harness.upstreams[0].isActive)
+    }
+
+    /// A coding other than one final `chunked`, or trailers without end, make the response invalid: 502 before
+    /// its head went out, a reset after.
+    @Test(arguments: [
+        ("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", true),
+        (
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n"
+                + String(repeating: "X-Pad: \(String(repeating: "p", count: 1000))\r\n", count: 70), false
+        ),
+    ])
+    func anUnrelayableResponseIsRefused(_ response: String, beforeHead: Bool) throws {
+        let harness = try Harness()
+        harness.send(
+            Self.head([(":method", "GET"), (":scheme", "http"), (":authority", "api"), (":path", "/")], end: true)
+        )
+        _ = try harness.upstreamBytes()
+        _ = try? harness.upstreams[0].writeInbound(ByteBuffer(string: response))
+        let frames = harness.side.flushed + harness.side.written
+        if beforeHead {
+            guard case .headers(let head) = frames.first else {
+                Issue.record("expected a 502; got \(frames)")
+                return
+            }
+            #expect(head.headers.first(name: ":status") == "502")
+        } else {
+            #expect(frames.contains { if case .rstStream = $0 { return true } else { return false } }, "\(frames)")
+        }
+        #expect(!harness.upstreams[0].isActive)
     }
 
     @Test func aClientResetClosesTheUpstreamConnection() throws {

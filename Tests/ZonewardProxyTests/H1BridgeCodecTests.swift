@@ -145,9 +145,28 @@ import Testing
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5 5\r\nhello\r\n0\r\n\r\n",
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffff\r\n",
         "HTTP/1.1 2000 OK\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
     ])
     func malformedResponsesAreRefused(_ response: String) {
         #expect(throws: HTTPFramingError.self) { _ = try Self.read([response]) }
+    }
+
+    /// Trailers are bounded as a head is, however they arrive.
+    @Test func trailersWithoutEndAreRefused() {
+        let line = "X-Pad: \(String(repeating: "p", count: 1000))\r\n"
+        let pieces =
+            ["HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n"]
+            + Array(repeating: line, count: 70)
+        #expect(throws: HTTPFramingError.headTooLarge) { _ = try Self.read(pieces) }
+    }
+
+    /// A head trickled in byte by byte is found, and found once.
+    @Test func aHeadTrickledInIsRead() throws {
+        let response = "HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n"
+        let (events, reader) = try Self.read(response.map { String($0) })
+        #expect(Self.heads(events).map(\.0) == [204])
+        #expect(!reader.isReading)
     }
 
     @Test func aHeadTooLargeIsRefused() {

@@ -178,7 +178,7 @@ import Testing
         let indexed = good.filter { $0.indexable == .indexable }.map { "\($0.name): \($0.value)" }
         #expect(
             indexed == [
-                ":scheme: http", ":authority: api", "te: trailers", "user-agent: grpc-go/1.0",
+                ":scheme: http", ":path: /a", ":authority: api", "te: trailers", "user-agent: grpc-go/1.0",
                 "x-forwarded-for: 1.2.3.4", "x-forwarded-proto: http", "forwarded: for=1.2.3.4;proto=http",
             ]
         )
@@ -204,6 +204,34 @@ import Testing
         secret.add(name: "authorization", value: "Bearer x", indexing: .neverIndexed)
         let kept = H2Headers.requestForUpstream(secret, clientAddress: "1.2.3.4", scheme: "http", trusted: false)
         #expect(kept.contains { $0.name == "authorization" && $0.indexable == .neverIndexed })
+    }
+
+    /// The authority, path and user agent are indexed upstream only when the client indexed them; a request
+    /// whose fields all go indexed is the same block whichever way it is built.
+    @Test func opaqueFieldsFollowTheClientsIndexing() {
+        var request = HPACKHeaders()
+        request.add(name: ":method", value: "GET", indexing: .indexable)
+        request.add(name: ":scheme", value: "https", indexing: .indexable)
+        request.add(name: ":path", value: "/users/7", indexing: .nonIndexable)
+        request.add(name: ":authority", value: "api", indexing: .neverIndexed)
+        request.add(name: "user-agent", value: "curl/8", indexing: .nonIndexable)
+        let out = H2Headers.requestForUpstream(request, clientAddress: "1.2.3.4", scheme: "https", trusted: false)
+        #expect(
+            out.filter { $0.name.hasPrefix(":") || $0.name == "user-agent" }.map(\.indexable) == [
+                .indexable, .indexable, .nonIndexable, .neverIndexed, .nonIndexable,
+            ]
+        )
+        let simple: HPACKHeaders = [
+            ":method": "GET", ":scheme": "http", ":path": "/a", ":authority": "api", "user-agent": "h2load",
+        ]
+        let fast = H2Headers.requestForUpstream(simple, clientAddress: "1.2.3.4", scheme: "http", trusted: false)
+        #expect(
+            fast.map { "\($0.name): \($0.value)" } == [
+                ":method: GET", ":scheme: http", ":path: /a", ":authority: api", "user-agent: h2load",
+                "x-forwarded-for: 1.2.3.4", "x-forwarded-proto: http", "forwarded: for=1.2.3.4;proto=http",
+            ]
+        )
+        #expect(fast.allSatisfy { $0.indexable == .indexable })
     }
 
     /// A client's trailers go upstream indexed by the proxy's rule, whatever the client's encoder chose (the

@@ -214,9 +214,9 @@ final class CheckingStreamHandler: ChannelInboundHandler {
             }
             if name != name.lowercased() { fatalError("an upper-case field name goes upstream: \(name)") }
         }
-        // Indexed upstream: only whole static-table entries, gRPC's content-type, the client's authority and
-        // user agent (which no endpoint's decoder checks), and the proxy's own values (the forwarding fields
-        // when the peer is not trusted: no `x-trust` in the request).
+        // Indexed upstream: only whole static-table entries, gRPC's content-type, the client's authority, path
+        // and user agent (which no endpoint's decoder checks), and the proxy's own values (the forwarding
+        // fields when the peer is not trusted: no `x-trust` in the request).
         let trusted = request.contains(name: "x-trust")
         let own: Set<String> = [
             ":method: GET", ":method: POST", ":scheme: http", ":scheme: https", ":path: /", ":path: /index.html",
@@ -228,7 +228,7 @@ final class CheckingStreamHandler: ChannelInboundHandler {
                 !trusted
                 && ((name == "x-forwarded-for" && value == "192.0.2.7")
                     || (name == "forwarded" && value == "for=192.0.2.7;proto=http"))
-            let opaque = name == ":authority" || name == "user-agent"
+            let opaque = name == ":authority" || name == ":path" || name == "user-agent"
             if !own.contains("\(name): \(value)") && !forwardingField && !opaque {
                 fatalError("a client's field would be indexed upstream: \(name)")
             }

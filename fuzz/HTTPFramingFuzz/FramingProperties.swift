@@ -377,9 +377,6 @@ enum FramingFuzz {
         )
     }
 
-    /// A chunked body read by the grammar the scanner means to follow (RFC 9112 §7.1, with whitespace
-    /// allowed before an extension or the end of a size line), written independently of the scanner: over
-    /// the whole input, by index.
     /// The chunks' data and the trailer lines `ChunkedBodyScanner.scan(_:found:)` reports, fed `pieces`.
     static func dechunk(
         _ bytes: UnsafeRawBufferPointer,
@@ -402,6 +399,9 @@ enum FramingFuzz {
         return (data, trailers)
     }
 
+    /// A chunked body read by the grammar the scanner means to follow (RFC 9112 §7.1, with whitespace
+    /// allowed before an extension or the end of a size line), written independently of the scanner: over
+    /// the whole input, by index.
     static func referenceChunked(_ bytes: UnsafeRawBufferPointer) -> BodyOutcome {
         var data: [UInt8] = []
         var trailers: [UInt8] = []

@@ -36,10 +36,15 @@ enum BridgeHeaders {
         /// `content-length` is not one decimal number (NIOHTTP2 takes `+5` or `5, 5`; HTTP/1.1 parsers differ
         /// on them).
         case invalidContentLength = "invalid-content-length"
-        /// TRACE with a body, which HTTP/1.1 forbids and NIO's encoder would frame as none.
+        /// TRACE with a body, which HTTP/1.1 forbids (RFC 9110 §9.3.8).
         case traceWithBody = "trace-with-body"
         /// CONNECT: no tunnels through the bridge (`405`).
         case connect = "connect-not-supported"
+        /// A `:method` that is not a token: it could not stand in an HTTP/1.1 request line.
+        case invalidMethod = "invalid-method"
+        /// A field value with a control byte other than HTAB, or DEL: HTTP/2 refuses only NUL, CR and LF, but
+        /// HTTP/1.1 does not allow them (RFC 9110 §5.5), and the endpoint could read them as it likes.
+        case invalidFieldValue = "invalid-field-value"
     }
 
     /// An HTTP/2 client's request head (checked by `H2Headers.isValidFromClient`) as an HTTP/1.1 head: `Host`
@@ -61,7 +66,9 @@ enum BridgeHeaders {
         headers.reserveCapacity(block.count + 2)
         for (name, value, _) in block {
             switch name {
-            case ":method": method = HTTPMethod(rawValue: value)
+            case ":method":
+                guard isToken(value) else { return .failure(.invalidMethod) }
+                method = HTTPMethod(rawValue: value)
             case ":path": path = value
             case ":authority": authority = value
             case ":scheme": continue
@@ -72,9 +79,11 @@ enum BridgeHeaders {
                 length = value
             case "host":
                 guard host == nil else { return .failure(.hostMismatch) }
+                guard isHTTP1FieldValue(value) else { return .failure(.invalidFieldValue) }
                 host = value
                 headers.append((name, value))
             default:
+                guard isHTTP1FieldValue(value) else { return .failure(.invalidFieldValue) }
                 headers.append((name, value))
             }
         }
@@ -86,7 +95,7 @@ enum BridgeHeaders {
         guard path.utf8.first == UInt8(ascii: "/") || (path == "*" && method == .OPTIONS) else {
             return .failure(.invalidPath)
         }
-        // NIO's encoder sends a TRACE without a body whatever it is told.
+        // A TRACE request carries no body (RFC 9110 §9.3.8).
         if method == .TRACE, length.map({ $0 != "0" }) ?? !endStream { return .failure(.traceWithBody) }
         if let length {
             headers.append(("content-length", length))
@@ -102,15 +111,28 @@ enum BridgeHeaders {
         return .success(HTTPRequestHead(version: .http2, method: method, uri: path, headers: HTTPHeaders(headers)))
     }
 
-    /// An HTTP/2 client's trailers as HTTP/1.1 trailer fields.
+    /// An HTTP/2 client's trailers as HTTP/1.1 trailer fields; a field whose value HTTP/1.1 does not allow
+    /// (`isHTTP1FieldValue`) is left out.
     static func trailersFromHTTP2(_ block: HPACKHeaders) -> HTTPHeaders {
         var trailers = HTTPHeaders()
-        for (name, value, _) in block { trailers.add(name: name, value: value) }
+        for (name, value, _) in block where isHTTP1FieldValue(value) { trailers.add(name: name, value: value) }
         return trailers
     }
 
-    /// A request NIO's HTTP/2-to-HTTP/1 codec decoded (`:authority` already the Host field, and
-    /// `transfer-encoding: chunked` added by the codec for a body of unknown length) as sent to an HTTP/1.1
+    /// Whether an HTTP/2 field value may go into an HTTP/1.1 message: no control byte but HTAB, and no DEL
+    /// (NIO's encoder checked this before the bridge wrote its requests itself).
+    static func isHTTP1FieldValue(_ value: String) -> Bool {
+        var value = value
+        return value.withUTF8 { bytes in !bytes.contains { ($0 < 0x20 && $0 != 0x09) || $0 == 0x7F } }
+    }
+
+    private static func isToken(_ text: String) -> Bool {
+        var text = text
+        return text.withUTF8 { bytes in !bytes.isEmpty && bytes.allSatisfy(HTTPTokens.isTokenCharacter) }
+    }
+
+    /// A request `requestFromHTTP2` made (`:authority` already the Host field, and `transfer-encoding:
+    /// chunked` added for a body of unknown length) as sent to an HTTP/1.1
     /// endpoint: HTTP/1.1, hop-by-hop fields dropped, and the forwarding fields set as the HTTP/1.1 path
     /// sets them (`X-Forwarded-For` and `Forwarded` extended for a `trusted` peer and replaced for anyone
     /// else, `X-Forwarded-Proto` the client's scheme).

@@ -71,8 +71,9 @@ final class FlushCoalescer: ChannelOutboundHandler, RemovableChannelHandler {
             writeGathered(context: context)
             let written = context.eventLoop.makePromise(of: Void.self)
             written.futureResult.cascade(to: promise)
-            let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
-            written.futureResult.whenComplete { _ in bound.value.close(promise: nil) }
+            // Closed through the whole pipeline, so this handler's own `close` sends what was gathered since.
+            let channel = context.channel
+            written.futureResult.whenComplete { _ in channel.close(promise: nil) }
             context.write(data, promise: written)
             return
         }

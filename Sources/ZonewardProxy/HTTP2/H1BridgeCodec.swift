@@ -93,8 +93,10 @@ struct H1ResponseReader {
     /// Bytes read and not yet taken: part of a head, or the rest of a read.
     private var unread: ByteBuffer?
     private var fields = HeaderSummary()
-    /// A chunked body's trailer lines so far.
+    /// A chunked body's trailer lines so far (at most `HTTPHeadParser.maxHeadBytes`, as a head).
     private var trailerBytes: ByteBuffer?
+    /// Where the search for the end of a head still incomplete goes on (no rescanning of a trickled head).
+    private var headScanFrom = 0
 
     /// Whether an exchange is under way.
     var isReading: Bool {
@@ -110,6 +112,7 @@ struct H1ResponseReader {
         self.isHeadRequest = isHeadRequest
         state = .head
         trailerBytes = nil
+        headScanFrom = 0
     }
 
     /// Bytes read from the endpoint.
@@ -152,6 +155,8 @@ struct H1ResponseReader {
                 return .body(buffer)
             case .complete:
                 state = .idle
+                // Nothing held while the connection waits in its pool.
+                if let buffer = unread, buffer.readableBytes == 0 { unread = nil }
                 return .end(try trailers())
             }
         }
@@ -166,10 +171,14 @@ struct H1ResponseReader {
     }
 
     private mutating func readHead() throws(HTTPFramingError) -> Event? {
-        guard var buffer = unread, let length = HTTPHeadParser.headLength(in: buffer) else {
-            if let unread, unread.readableBytes > HTTPHeadParser.maxHeadBytes { throw .headTooLarge }
+        guard var buffer = unread else { return nil }
+        guard let length = HTTPHeadParser.headLength(in: buffer, scanFrom: headScanFrom) else {
+            if buffer.readableBytes > HTTPHeadParser.maxHeadBytes { throw .headTooLarge }
+            // The blank line may start in the last three bytes.
+            headScanFrom = max(0, buffer.readableBytes - 3)
             return nil
         }
+        headScanFrom = 0
         guard length <= HTTPHeadParser.maxHeadBytes, let head = buffer.readSlice(length: length) else {
             throw .headTooLarge
         }
@@ -188,7 +197,12 @@ struct H1ResponseReader {
         case .none: state = .complete
         case .contentLength(let length): state = .length(remaining: length)
         case .chunked: state = .chunked(ChunkedBodyScanner())
-        case .untilClose: state = .untilClose
+        case .untilClose:
+            // A coding other than one final `chunked` (`gzip, chunked`, `chunked` twice): the HTTP/1.1 path
+            // relays it with its Transfer-Encoding, but HTTP/2 cannot carry one, and the client would take
+            // the coded bytes for the content.
+            if fields.transferEncodingCount > 0 { throw .unsupportedTransferEncoding }
+            state = .untilClose
         }
         return .head(status: response.status, block: block, keepAlive: response.keepAlive)
     }
@@ -243,6 +257,7 @@ struct H1ResponseReader {
         trailers: inout ByteBuffer?
     ) throws(HTTPFramingError) -> (taken: Int, body: ByteBuffer?) {
         var ranges: [Range<Int>] = []
+        var tooLarge = false
         let taken = try buffer.withUnsafeReadableBytes { bytes throws(HTTPFramingError) in
             try scanner.scan(bytes) { range, part in
                 switch part {
@@ -251,9 +266,12 @@ struct H1ResponseReader {
                     var kept = trailers ?? ByteBuffer()
                     kept.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[range]))
                     trailers = kept
+                    if kept.readableBytes > HTTPHeadParser.maxHeadBytes { tooLarge = true }
                 }
             }
         }
+        // Trailers are bounded as a head is: an endpoint does not get to grow them without end.
+        if tooLarge { throw .headTooLarge }
         guard let first = ranges.first else { return (taken, nil) }
         if ranges.count == 1 {
             return (taken, buffer.getSlice(at: buffer.readerIndex + first.lowerBound, length: first.count))

@@ -16,7 +16,7 @@ protocol H2ClientSide: AnyObject {
 
 extension H2ClientSide {
     /// The proxy's own answer (`H2Headers.localResponse`) with a short text body naming the cause, or the
-    /// head alone to HEAD: NIOHTTP2 refuses DATA against a HEAD response's content-length. Not flushed.
+    /// head alone to HEAD (whose response carries no body, whatever its content-length says). Not flushed.
     func writeLocalResponse(status: Int, cause: String, isHead: Bool) {
         let body = "\(status): \(cause)\n"
         let headers = H2Headers.localResponse(status: status, cause: cause, bodyLength: body.utf8.count)
@@ -107,8 +107,9 @@ extension H2ClientStream: Sendable {}
 /// what arrived) and each stream's writability. It checks each header block the client sends
 /// (`H2Headers.isValidFromClient`, in place of NIOHTTP2's validation, which this connection runs without):
 /// a malformed one resets its stream (PROTOCOL_ERROR), and more than `H2Limits.maxMalformedBlocks` in
-/// `malformedWindow` end the connection as NIOHTTP2's own stream-error limit would. NIOHTTP2 still enforces
-/// the concurrent-stream limit, the header list size, content-length, the flood and rapid-reset limits and
+/// `malformedWindow` end the connection as NIOHTTP2's own stream-error limit would. It also holds each
+/// request's DATA to its content-length (`H2Headers.DeclaredLength`, in place of NIOHTTP2's check). NIOHTTP2
+/// still enforces the concurrent-stream limit, the header list size, the flood and rapid-reset limits and
 /// every frame's validity.
 ///
 /// It also keeps the connection (`Keeping`), as `NIOHTTP2ServerConnectionManagementHandler` did: a

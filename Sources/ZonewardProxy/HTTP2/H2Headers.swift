@@ -143,8 +143,20 @@ enum H2Headers {
     }
 
     static func requestForUpstream(_ headers: HPACKHeaders, forwarding: Forwarding) -> HPACKHeaders {
-        var out = HPACKHeaders()
-        out.reserveCapacity(headers.count + 3)
+        // Gathered first: when every field goes indexed (a client's usual request: its pseudo-header fields,
+        // user agent and the proxy's own fields), the block is made from the pairs at once, without
+        // `HPACKHeaders.add`'s check of each name for non-ASCII bytes through `String.UTF8View` (about 340
+        // instructions a field, 11 fields; the names are tokens already, `isValidFromClient`).
+        var fields: [(String, String)] = []
+        var indexings: [HPACKIndexing] = []
+        fields.reserveCapacity(headers.count + 3)
+        indexings.reserveCapacity(headers.count + 3)
+        var allIndexed = true
+        func append(_ name: String, _ value: String, _ indexing: HPACKIndexing) {
+            fields.append((name, value))
+            indexings.append(indexing)
+            if indexing != .indexable { allIndexed = false }
+        }
         var forwardedFor: [String] = []
         var forwarded: [String] = []
         for (name, value, indexing) in headers {
@@ -153,11 +165,7 @@ enum H2Headers {
                 continue
             case .te:
                 if value.lowercased() == "trailers" {
-                    out.add(
-                        name: "te",
-                        value: "trailers",
-                        indexing: indexing == .neverIndexed ? .neverIndexed : .indexable
-                    )
+                    append("te", "trailers", indexing == .neverIndexed ? .neverIndexed : .indexable)
                 }
             case .xForwardedFor:
                 if forwarding.trusted { forwardedFor.append(value) }
@@ -165,25 +173,31 @@ enum H2Headers {
                 if forwarding.trusted { forwarded.append(value) }
             case .grpcTimeout:
                 if let timeout = grpcTimeout(value) {
-                    out.add(name: "grpc-timeout", value: formatGrpcTimeout(timeout), indexing: .nonIndexable)
+                    append("grpc-timeout", formatGrpcTimeout(timeout), .nonIndexable)
                 }
             case .pseudo, .regular:
-                out.add(name: name, value: value, indexing: upstreamIndexing(name, value, client: indexing))
+                append(name, value, upstreamIndexing(name, value, client: indexing))
             }
         }
         // The proxy's own values are indexed: after a client's first request each is one byte upstream.
         if forwardedFor.isEmpty {
-            out.add(name: "x-forwarded-for", value: forwarding.clientAddress, indexing: .indexable)
+            append("x-forwarded-for", forwarding.clientAddress, .indexable)
         } else {
             forwardedFor.append(forwarding.clientAddress)
-            out.add(name: "x-forwarded-for", value: forwardedFor.joined(separator: ", "), indexing: .nonIndexable)
+            append("x-forwarded-for", forwardedFor.joined(separator: ", "), .nonIndexable)
         }
-        out.add(name: "x-forwarded-proto", value: forwarding.scheme, indexing: .indexable)
+        append("x-forwarded-proto", forwarding.scheme, .indexable)
         if forwarded.isEmpty {
-            out.add(name: "forwarded", value: forwarding.forwardedElement, indexing: .indexable)
+            append("forwarded", forwarding.forwardedElement, .indexable)
         } else {
             forwarded.append(forwarding.forwardedElement)
-            out.add(name: "forwarded", value: forwarded.joined(separator: ", "), indexing: .nonIndexable)
+            append("forwarded", forwarded.joined(separator: ", "), .nonIndexable)
+        }
+        if allIndexed { return HPACKHeaders(fields) }
+        var out = HPACKHeaders()
+        out.reserveCapacity(fields.count)
+        for (index, (name, value)) in fields.enumerated() {
+            out.add(name: name, value: value, indexing: indexings[index])
         }
         return out
     }
@@ -193,26 +207,30 @@ enum H2Headers {
     /// would fall out of step with the proxy's encoder and misread every later request on the connection,
     /// other clients' too. Indexed are the values that match an entry of RFC 7541's static table whole
     /// (`:method: GET`, `:scheme: http`, …: one byte, and the dynamic table is left as it is), gRPC's fixed
-    /// `content-type`, and a client's `:authority` and `user-agent`, which no endpoint's decoder checks and
-    /// which repeat on every request; a field the client marked never-indexed stays so. (Sent without
-    /// indexing, each value is Huffman-coded afresh: with the forwarding fields, about 1,700 instructions per
-    /// field, 8 fields of a typical request, in `PROTO=h2 bench/callgrind-proxy.sh`; indexing the authority
-    /// and user agent took 146,870 to 141,343 instructions per stream.)
+    /// `content-type`, and a client's `:authority`, `:path` and `user-agent` when the client indexed them:
+    /// no endpoint's decoder checks those, and they repeat from request to request. A field the client
+    /// marked never-indexed stays so. (Sent without indexing, each value is Huffman-coded afresh: with the
+    /// forwarding fields, about 1,700 instructions per field, 8 fields of a typical request, in `PROTO=h2
+    /// bench/callgrind-proxy.sh`; indexing the authority and user agent took 146,870 to 141,343 instructions
+    /// per stream.)
     @inline(__always)
     static func upstreamIndexing(_ name: String, _ value: String, client: HPACKIndexing) -> HPACKIndexing {
         if client == .neverIndexed { return .neverIndexed }
         // By length first: unequal Swift strings compare slowly, and most names match none of these.
         let fixed: Bool
         switch name.utf8.count {
-        case 5: fixed = name == ":path" && (value == "/" || value == "/index.html")
+        case 5:
+            // A path: an opaque string to every decoder (grpc-core's too); a gRPC method's repeats on every
+            // call. Indexed when the client indexed it, whatever its value.
+            fixed = name == ":path" && (client == .indexable || value == "/" || value == "/index.html")
         case 7:
             fixed =
                 (name == ":method" && (value == "GET" || value == "POST"))
                 || (name == ":scheme" && (value == "http" || value == "https"))
         case 10:
-            // A client's authority and user agent: the same on every request of a client, checked by no
-            // endpoint's decoder (grpc-core keeps both as opaque strings), and no secret.
-            fixed = name == ":authority" || name == "user-agent"
+            // A client's authority and user agent: the same on every request of a client, and opaque strings
+            // to every decoder (grpc-core's too). Indexed when the client indexed them.
+            fixed = client == .indexable && (name == ":authority" || name == "user-agent")
         case 12: fixed = name == "content-type" && value == "application/grpc"
         case 15: fixed = name == "accept-encoding" && value == "gzip, deflate"
         default: fixed = false

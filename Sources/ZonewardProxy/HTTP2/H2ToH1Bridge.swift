@@ -172,7 +172,6 @@ final class H1BridgeUpstream: ChannelDuplexHandler, PooledConnection {
             context.close(promise: nil)
             return
         }
-        receivedAnything = true
         while let owner {
             let event: H1ResponseReader.Event?
             do {
@@ -189,7 +188,11 @@ final class H1BridgeUpstream: ChannelDuplexHandler, PooledConnection {
                     fail(.invalidResponse)
                     return
                 }
-                if status >= 200 { self.keepAlive = keepAlive }
+                // Interim heads (100, 103) are dropped, as NIO's client codec dropped them: the exchange has
+                // not answered yet (a failure now is still retried or answered 502).
+                guard status >= 200 else { continue }
+                receivedAnything = true
+                self.keepAlive = keepAlive
                 owner.responseHead(status: status, block: block)
             case .body(let bytes):
                 owner.responseBody(bytes)
