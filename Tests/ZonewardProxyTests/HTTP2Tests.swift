@@ -206,8 +206,7 @@ import Testing
         #expect(kept.contains { $0.name == "authorization" && $0.indexable == .neverIndexed })
     }
 
-    /// The authority, path and user agent are indexed upstream only when the client indexed them; a request
-    /// whose fields all go indexed is the same block whichever way it is built.
+    /// The authority, path and user agent are indexed upstream only when the client indexed them.
     @Test func opaqueFieldsFollowTheClientsIndexing() {
         var request = HPACKHeaders()
         request.add(name: ":method", value: "GET", indexing: .indexable)

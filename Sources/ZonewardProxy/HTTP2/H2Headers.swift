@@ -143,20 +143,8 @@ enum H2Headers {
     }
 
     static func requestForUpstream(_ headers: HPACKHeaders, forwarding: Forwarding) -> HPACKHeaders {
-        // Gathered first: when every field goes indexed (a client's usual request: its pseudo-header fields,
-        // user agent and the proxy's own fields), the block is made from the pairs at once, without
-        // `HPACKHeaders.add`'s check of each name for non-ASCII bytes through `String.UTF8View` (about 340
-        // instructions a field, 11 fields; the names are tokens already, `isValidFromClient`).
-        var fields: [(String, String)] = []
-        var indexings: [HPACKIndexing] = []
-        fields.reserveCapacity(headers.count + 3)
-        indexings.reserveCapacity(headers.count + 3)
-        var allIndexed = true
-        func append(_ name: String, _ value: String, _ indexing: HPACKIndexing) {
-            fields.append((name, value))
-            indexings.append(indexing)
-            if indexing != .indexable { allIndexed = false }
-        }
+        var out = HPACKHeaders()
+        out.reserveCapacity(headers.count + 3)
         var forwardedFor: [String] = []
         var forwarded: [String] = []
         for (name, value, indexing) in headers {
@@ -165,7 +153,11 @@ enum H2Headers {
                 continue
             case .te:
                 if value.lowercased() == "trailers" {
-                    append("te", "trailers", indexing == .neverIndexed ? .neverIndexed : .indexable)
+                    out.add(
+                        name: "te",
+                        value: "trailers",
+                        indexing: indexing == .neverIndexed ? .neverIndexed : .indexable
+                    )
                 }
             case .xForwardedFor:
                 if forwarding.trusted { forwardedFor.append(value) }
@@ -173,31 +165,25 @@ enum H2Headers {
                 if forwarding.trusted { forwarded.append(value) }
             case .grpcTimeout:
                 if let timeout = grpcTimeout(value) {
-                    append("grpc-timeout", formatGrpcTimeout(timeout), .nonIndexable)
+                    out.add(name: "grpc-timeout", value: formatGrpcTimeout(timeout), indexing: .nonIndexable)
                 }
             case .pseudo, .regular:
-                append(name, value, upstreamIndexing(name, value, client: indexing))
+                out.add(name: name, value: value, indexing: upstreamIndexing(name, value, client: indexing))
             }
         }
         // The proxy's own values are indexed: after a client's first request each is one byte upstream.
         if forwardedFor.isEmpty {
-            append("x-forwarded-for", forwarding.clientAddress, .indexable)
+            out.add(name: "x-forwarded-for", value: forwarding.clientAddress, indexing: .indexable)
         } else {
             forwardedFor.append(forwarding.clientAddress)
-            append("x-forwarded-for", forwardedFor.joined(separator: ", "), .nonIndexable)
+            out.add(name: "x-forwarded-for", value: forwardedFor.joined(separator: ", "), indexing: .nonIndexable)
         }
-        append("x-forwarded-proto", forwarding.scheme, .indexable)
+        out.add(name: "x-forwarded-proto", value: forwarding.scheme, indexing: .indexable)
         if forwarded.isEmpty {
-            append("forwarded", forwarding.forwardedElement, .indexable)
+            out.add(name: "forwarded", value: forwarding.forwardedElement, indexing: .indexable)
         } else {
             forwarded.append(forwarding.forwardedElement)
-            append("forwarded", forwarded.joined(separator: ", "), .nonIndexable)
-        }
-        if allIndexed { return HPACKHeaders(fields) }
-        var out = HPACKHeaders()
-        out.reserveCapacity(fields.count)
-        for (index, (name, value)) in fields.enumerated() {
-            out.add(name: name, value: value, indexing: indexings[index])
+            out.add(name: "forwarded", value: forwarded.joined(separator: ", "), indexing: .nonIndexable)
         }
         return out
     }
