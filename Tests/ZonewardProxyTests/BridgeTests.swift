@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOCore
 import NIOEmbedded
@@ -466,6 +467,23 @@ import ZonewardModel
         }
         #expect(last.endStream)
         #expect(!frames.contains { if case .rstStream = $0 { return true } else { return false } })
+    }
+
+    /// A connection reset cuts such a body short: the client's stream is reset, not ended as if complete.
+    @Test func aBodyWithoutLengthCutByAnErrorResetsTheStream() throws {
+        let harness = try Harness()
+        harness.send(
+            Self.head([(":method", "GET"), (":scheme", "http"), (":authority", "api"), (":path", "/")], end: true)
+        )
+        _ = try harness.upstreamBytes()
+        let upstream = harness.upstreams[0]
+        try upstream.writeInbound(ByteBuffer(string: "HTTP/1.0 200 OK\r\n\r\ncut "))
+        upstream.pipeline.fireChannelReadComplete()
+        upstream.pipeline.fireErrorCaught(IOError(errnoCode: ECONNRESET, reason: "read(descriptor:pointer:size:)"))
+        let frames = harness.side.flushed + harness.side.written
+        #expect(frames.contains { if case .rstStream = $0 { return true } else { return false } }, "\(frames)")
+        #expect(!frames.contains { if case .data(let data) = $0 { return data.endStream } else { return false } })
+        #expect(!upstream.isActive)
     }
 
     /// Bytes after a complete response were asked for by nobody: that connection is not reused.

@@ -58,6 +58,8 @@ final class H1BridgeUpstream: ChannelDuplexHandler, PooledConnection {
     private var reader = H1ResponseReader()
     /// The request's body goes as chunks (its head says `Transfer-Encoding: chunked`).
     private var chunkedRequest = false
+    /// The connection is closing for an error: a body that ends with the close is cut short, not complete.
+    private var closedByError = false
 
     /// A chunk up to this size goes out in one buffer with its size line and CRLF (copied); a larger one as
     /// it is, between them.
@@ -215,8 +217,9 @@ final class H1BridgeUpstream: ChannelDuplexHandler, PooledConnection {
         pool = nil
         if let owner {
             self.owner = nil
-            if case .end(let trailers) = reader.connectionClosed() {
-                // A body without a length ends with the connection.
+            if !closedByError, case .end(let trailers) = reader.connectionClosed() {
+                // A body without a length ends with the connection: with its orderly close, not an error (a
+                // reset, a TLS failure), which leaves the body cut short.
                 owner.responseEnded(upstream: self, reusable: false, trailers: trailers)
             } else {
                 owner.upstreamFailed(receivedAnything ? .resetMidResponse : .resetBeforeResponse)
@@ -226,6 +229,7 @@ final class H1BridgeUpstream: ChannelDuplexHandler, PooledConnection {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        closedByError = true
         context.close(promise: nil)
     }
 
