@@ -362,6 +362,17 @@ import ZonewardModel
             loop.run()
         }
 
+        /// A whole `GET /` from the client, its HTTP/1.1 request taken from the endpoint's side.
+        func sendGET() throws {
+            send(
+                H2ToH1StreamTests.head(
+                    [(":method", "GET"), (":scheme", "http"), (":authority", "api"), (":path", "/")],
+                    end: true
+                )
+            )
+            _ = try upstreamBytes()
+        }
+
         func upstreamBytes(_ index: Int = 0) throws -> String {
             var text = ""
             while let buffer = try upstreams[index].readOutbound(as: ByteBuffer.self) { text += String(buffer: buffer) }
@@ -433,10 +444,7 @@ import ZonewardModel
 
     @Test func anInterimHeadIsDroppedAndTheFinalOneRelayed() throws {
         let harness = try Harness()
-        harness.send(
-            Self.head([(":method", "GET"), (":scheme", "http"), (":authority", "api"), (":path", "/")], end: true)
-        )
-        _ = try harness.upstreamBytes()
+        try harness.sendGET()
         try harness.upstreams[0].writeInbound(
             ByteBuffer(
                 string: "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx"
@@ -450,10 +458,7 @@ import ZonewardModel
 
     @Test func aBodyWithoutLengthEndsWhenTheEndpointCloses() throws {
         let harness = try Harness()
-        harness.send(
-            Self.head([(":method", "GET"), (":scheme", "http"), (":authority", "api"), (":path", "/")], end: true)
-        )
-        _ = try harness.upstreamBytes()
+        try harness.sendGET()
         let upstream = harness.upstreams[0]
         try upstream.writeInbound(ByteBuffer(string: "HTTP/1.0 200 OK\r\n\r\nuntil "))
         try upstream.writeInbound(ByteBuffer(string: "the close"))
@@ -472,10 +477,7 @@ import ZonewardModel
     /// A connection reset cuts such a body short: the client's stream is reset, not ended as if complete.
     @Test func aBodyWithoutLengthCutByAnErrorResetsTheStream() throws {
         let harness = try Harness()
-        harness.send(
-            Self.head([(":method", "GET"), (":scheme", "http"), (":authority", "api"), (":path", "/")], end: true)
-        )
-        _ = try harness.upstreamBytes()
+        try harness.sendGET()
         let upstream = harness.upstreams[0]
         try upstream.writeInbound(ByteBuffer(string: "HTTP/1.0 200 OK\r\n\r\ncut "))
         upstream.pipeline.fireChannelReadComplete()
@@ -489,10 +491,7 @@ import ZonewardModel
     /// Bytes after a complete response were asked for by nobody: that connection is not reused.
     @Test func bytesAfterAResponseCloseTheConnection() throws {
         let harness = try Harness()
-        harness.send(
-            Self.head([(":method", "GET"), (":scheme", "http"), (":authority", "api"), (":path", "/")], end: true)
-        )
-        _ = try harness.upstreamBytes()
+        try harness.sendGET()
         try harness.upstreams[0].writeInbound(
             ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n\r\nsmuggled")
         )
@@ -512,10 +511,7 @@ import ZonewardModel
     ])
     func anUnrelayableResponseIsRefused(_ response: String, beforeHead: Bool) throws {
         let harness = try Harness()
-        harness.send(
-            Self.head([(":method", "GET"), (":scheme", "http"), (":authority", "api"), (":path", "/")], end: true)
-        )
-        _ = try harness.upstreamBytes()
+        try harness.sendGET()
         _ = try? harness.upstreams[0].writeInbound(ByteBuffer(string: response))
         let frames = harness.side.flushed + harness.side.written
         if beforeHead {
@@ -589,10 +585,7 @@ import ZonewardModel
     /// (no length) ends with an empty DATA frame, as nothing said the last bytes were the last.
     @Test func bodyBytesGoOutEachReadAndTheLastFrameEndsTheStream() throws {
         let harness = try Harness()
-        harness.send(
-            Self.head([(":method", "GET"), (":scheme", "http"), (":authority", "api"), (":path", "/")], end: true)
-        )
-        _ = try harness.upstreamBytes()
+        try harness.sendGET()
         let upstream = harness.upstreams[0]
         try upstream.writeInbound(ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhe"))
         upstream.pipeline.fireChannelReadComplete()
@@ -617,10 +610,7 @@ import ZonewardModel
     @Test func theLastFrameIsFlushedWhenWritingItClosesTheStream() throws {
         let harness = try Harness()
         harness.side.closesOnEnd = true
-        harness.send(
-            Self.head([(":method", "GET"), (":scheme", "http"), (":authority", "api"), (":path", "/")], end: true)
-        )
-        _ = try harness.upstreamBytes()
+        try harness.sendGET()
         try harness.upstreams[0].writeInbound(
             ByteBuffer(string: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-Sum: 1\r\n\r\n")
         )

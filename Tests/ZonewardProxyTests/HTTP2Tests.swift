@@ -30,14 +30,17 @@ import Testing
         #expect(gzip.first(name: "te") == nil)
     }
 
-    /// HTTP/1.1 names become HTTP/2's lowercase ones, whether common (a constant), rare (a copy) or lowercase
-    /// already (the name itself); field kinds are told apart whatever the case.
+    /// HTTP/1.1 names (tokens) become HTTP/2's lowercase ones, whether common (a constant) or rare (a copy);
+    /// field kinds are told apart whatever the case.
     @Test func namesAreLoweredAndToldApartInAnyCase() {
         let names = [
             "Content-Type", "CONTENT-LENGTH", "Server", "date", "X-Custom-Thing", "x-already", "Set-Cookie",
-            "content-encoding", "Content-Encodinh", "ÄB",
+            "content-encoding", "Content-Encodinh",
         ]
-        for name in names { #expect(H2Headers.lowercaseName(name) == name.lowercased(), "\(name)") }
+        for name in names {
+            let lowered = Array(name.utf8).withUnsafeBytes { H2Headers.lowercaseName($0) }
+            #expect(lowered == name.lowercased(), "\(name)")
+        }
         #expect(H2Headers.field("Transfer-Encoding") == .connectionSpecific)
         #expect(H2Headers.field("X-FORWARDED-PROTO") == .xForwardedProto)
         #expect(H2Headers.field("TE") == .te)

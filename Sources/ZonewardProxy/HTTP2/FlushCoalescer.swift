@@ -56,11 +56,7 @@ final class FlushCoalescer: ChannelOutboundHandler, RemovableChannelHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         // What was gathered, and a flush scheduled but not yet run, go through now, before the handler is
         // gone.
-        writeGathered(context: context)
-        if scheduled {
-            scheduled = false
-            context.flush()
-        }
+        flushNow(context)
         self.context = nil
     }
 
@@ -96,19 +92,22 @@ final class FlushCoalescer: ChannelOutboundHandler, RemovableChannelHandler {
         scheduled = true
         context.eventLoop.assumeIsolated().execute {
             guard self.scheduled, let context = self.context else { return }
-            self.scheduled = false
-            self.writeGathered(context: context)
+            self.flushNow(context)
+        }
+    }
+
+    /// What was gathered goes down, and the flush held back (if one is) goes through.
+    private func flushNow(_ context: ChannelHandlerContext) {
+        writeGathered(context: context)
+        if scheduled {
+            scheduled = false
             context.flush()
         }
     }
 
     func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
         // Whatever was written goes out before the close (a GOAWAY, the last frames of a stream).
-        writeGathered(context: context)
-        if scheduled {
-            scheduled = false
-            context.flush()
-        }
+        flushNow(context)
         context.close(mode: mode, promise: promise)
     }
 

@@ -20,7 +20,12 @@ enum H1RequestWriter {
         buffer.writeInteger(UInt8(ascii: " "))
         buffer.writeString(head.uri)
         buffer.writeStaticString(" HTTP/1.1\r\n")
-        for (name, value) in head.headers {
+        fields(head.headers, into: &buffer)
+    }
+
+    /// Field lines, and the empty line that ends them.
+    private static func fields(_ headers: HTTPHeaders, into buffer: inout ByteBuffer) {
+        for (name, value) in headers {
             buffer.writeString(name)
             buffer.writeStaticString(": ")
             buffer.writeString(value)
@@ -45,13 +50,7 @@ enum H1RequestWriter {
     /// The last chunk, the trailer fields, and the empty line that ends a chunked body.
     static func lastChunk(trailers: HTTPHeaders?, into buffer: inout ByteBuffer) {
         buffer.writeStaticString("0\r\n")
-        for (name, value) in trailers ?? [:] {
-            buffer.writeString(name)
-            buffer.writeStaticString(": ")
-            buffer.writeString(value)
-            buffer.writeStaticString("\r\n")
-        }
-        buffer.writeStaticString("\r\n")
+        fields(trailers ?? [:], into: &buffer)
     }
 }
 
@@ -211,12 +210,8 @@ struct H1ResponseReader {
     /// HTTP/1.1 path drops: Connection and what it names, Keep-Alive, TE, Trailer, Upgrade, Proxy-*) and
     /// Transfer-Encoding, names lowercased. Nil when a field is unfit for HTTP/2.
     private static func block(status: Int, _ fields: HeaderSummary, _ bytes: UnsafeRawBufferPointer) -> HPACKHeaders? {
-        var pairs: [(String, String)] = []
-        pairs.reserveCapacity(fields.lines.count + 1)
-        pairs.append((":status", String(status)))
-        for line in fields.lines where relayed(line, fields, bytes) {
-            pairs.append(pair(line, bytes))
-        }
+        var pairs = [(":status", String(status))]
+        appendRelayed(fields, bytes, to: &pairs)
         // Made a block at once: `HPACKHeaders.add` checks each name for non-ASCII bytes through
         // `String.UTF8View`, about 340 instructions a field, and these names are tokens (the parser's check).
         let block = HPACKHeaders(pairs)
@@ -226,6 +221,24 @@ struct H1ResponseReader {
         // again cost about 1,800 instructions a bridged stream; debug builds (every test) still do.
         assert(!(100...599).contains(status) || H2Headers.isValidFromUpstream(block, trailers: false))
         return (100...599).contains(status) ? block : nil
+    }
+
+    /// Appends the fields that go to the HTTP/2 client (`relayed`) as HTTP/2 fields: names lowercased,
+    /// values without surrounding whitespace.
+    private static func appendRelayed(
+        _ fields: HeaderSummary,
+        _ bytes: UnsafeRawBufferPointer,
+        to pairs: inout [(String, String)]
+    ) {
+        pairs.reserveCapacity(pairs.count + fields.lines.count)
+        for line in fields.lines where relayed(line, fields, bytes) {
+            pairs.append(
+                (
+                    H2Headers.lowercaseName(UnsafeRawBufferPointer(rebasing: bytes[line.start..<line.nameEnd])),
+                    String(decoding: UnsafeRawBufferPointer(rebasing: bytes[line.value]), as: UTF8.self)
+                )
+            )
+        }
     }
 
     /// Whether a field goes to the HTTP/2 client: not hop-by-hop (those the HTTP/1.1 path drops: Connection
@@ -239,14 +252,6 @@ struct H1ResponseReader {
         guard line.kind != .transferEncoding, !fields.isHopByHop(line, bytes) else { return false }
         let name = UnsafeRawBufferPointer(rebasing: bytes[line.start..<line.nameEnd])
         return H2Headers.field(name.assumingMemoryBound(to: UInt8.self)) != .connectionSpecific
-    }
-
-    /// A field line as an HTTP/2 field: its name lowercased, its value (without surrounding whitespace).
-    private static func pair(_ line: HeaderSummary.HeaderLine, _ bytes: UnsafeRawBufferPointer) -> (String, String) {
-        (
-            H2Headers.lowercaseName(UnsafeRawBufferPointer(rebasing: bytes[line.start..<line.nameEnd])),
-            String(decoding: UnsafeRawBufferPointer(rebasing: bytes[line.value]), as: UTF8.self)
-        )
     }
 
     /// The data of the chunks among `buffer`'s bytes (a slice when in one piece), and how many bytes the
@@ -296,9 +301,7 @@ struct H1ResponseReader {
             fields.reset()
             try fields.scan(&scanner, bytes)
             var pairs: [(String, String)] = []
-            for line in fields.lines where Self.relayed(line, fields, bytes) {
-                pairs.append(Self.pair(line, bytes))
-            }
+            Self.appendRelayed(fields, bytes, to: &pairs)
             let block = HPACKHeaders(pairs)
             return H2Headers.isValidFromUpstream(block, trailers: true) ? block : nil
         }

@@ -59,24 +59,10 @@ enum H2Headers {
         return true
     }
 
-    /// A field name in lowercase, as HTTP/2 sends it: the name itself when it has no uppercase letter, a
-    /// constant for the fields HTTP/1.1 endpoints send most (no new string), else a lowercased copy.
-    /// (`String.lowercased()` on every field of a bridged response cost about 1,800 instructions a stream in
-    /// `PROTO=h2h1 bench/callgrind-proxy.sh`.)
-    static func lowercaseName(_ name: String) -> String {
-        let known = utf8Bytes(of: name) { bytes -> Int? in
-            guard bytes.contains(where: { $0 &- UInt8(ascii: "A") < 26 }) else { return -1 }
-            return commonNames.firstIndex { equalsLowercase(bytes, $0.bytes) }
-        }
-        switch known {
-        case .some(-1): return name
-        case let index?: return commonNames[index].name
-        case nil: return name.lowercased()
-        }
-    }
-
-    /// A field name read from HTTP/1.1 bytes (a token: ASCII), lowercased: a constant for the common
-    /// fields, else a new string.
+    /// A field name read from HTTP/1.1 bytes (a token: ASCII), lowercased, as HTTP/2 sends it: a constant
+    /// for the fields HTTP/1.1 endpoints send most (no new string), else a new string. (`String.lowercased()`
+    /// on every field of a bridged response cost about 1,800 instructions a stream in `PROTO=h2h1
+    /// bench/callgrind-proxy.sh`.)
     static func lowercaseName(_ bytes: UnsafeRawBufferPointer) -> String {
         let name = bytes.assumingMemoryBound(to: UInt8.self)
         if let index = commonNames.firstIndex(where: { equalsLowercase(name, $0.bytes) }) {
