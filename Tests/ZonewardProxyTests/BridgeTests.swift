@@ -288,7 +288,7 @@ import ZonewardModel
 /// connection with NIO's client codec, whose bytes the test reads and writes.
 @Suite struct H2ToH1StreamTests {
     /// The client's stream as the owner sees it: what was written, and whether it was flushed.
-    final class RecordingSide: H2ClientSide {
+    final class RecordingSide: H2ClientSide, H2Flushable {
         var written: [HTTP2Frame.FramePayload] = []
         var flushed: [HTTP2Frame.FramePayload] = []
         var isWritable = true
@@ -308,6 +308,9 @@ import ZonewardModel
             written = []
         }
         func resumeReading() { resumed += 1 }
+        var flushTarget: any H2Flushable { self }
+        let isInRead = false
+        func flushNow() { flush() }
     }
 
     final class Harness {

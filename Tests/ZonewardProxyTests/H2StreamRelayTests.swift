@@ -204,6 +204,16 @@ import ZonewardModel
             }
         }
 
+        /// Carries what `from` wrote to `to` as one read (one `channelRead`, one `channelReadComplete`), where
+        /// `pump` delivers each buffer as a read of its own.
+        func deliverAsOneRead(from: EmbeddedChannel, to: EmbeddedChannel) throws {
+            loop.run()
+            var all = ByteBuffer()
+            while var bytes = try from.readOutbound(as: ByteBuffer.self) { all.writeBuffer(&bytes) }
+            try to.writeInbound(all)
+            to.pipeline.fireChannelReadComplete()
+        }
+
         /// The client gives the proxy back `bytes` of window on `stream` and on the connection.
         func clientGivesBack(_ bytes: Int, on stream: HTTP2StreamID = 1) {
             client.write(HTTP2Frame(streamID: stream, payload: .windowUpdate(windowSizeIncrement: bytes)), promise: nil)
@@ -849,6 +859,60 @@ import ZonewardModel
 
     /// Streams of one client connection are relayed side by side, each on its own upstream stream, and a
     /// response that ends with its head (no DATA) reaches the client.
+    /// Counts the flushes that pass it (placed right after NIOHTTP2Handler: the relay's own).
+    final class FlushCounter: ChannelOutboundHandler {
+        typealias OutboundIn = HTTP2Frame
+        var count = 0
+        func flush(context: ChannelHandlerContext) {
+            count += 1
+            context.flush()
+        }
+    }
+
+    static func countFlushes(of channel: EmbeddedChannel) throws -> FlushCounter {
+        let counter = FlushCounter()
+        let http2 = try channel.pipeline.syncOperations.handler(type: NIOHTTP2Handler.self)
+        try channel.pipeline.syncOperations.addHandler(counter, position: .after(http2))
+        return counter
+    }
+
+    @Test func streamsAnsweredInOneUpstreamReadAreFlushedToTheClientOnce() throws {
+        let harness = try Harness()
+        try harness.clientSends(Self.request(grpc: false))
+        try harness.clientSends(Self.request(grpc: false), on: 3)
+        try harness.clientSends(Self.data("one", end: true))
+        try harness.clientSends(Self.data("three", end: true), on: 3)
+        #expect(harness.streams.count == 2)
+        let counter = try Self.countFlushes(of: try #require(harness.clientChannel))
+        harness.streams[0].send(.headers(.init(headers: [":status": "200"], endStream: true)))
+        harness.streams[1].send(.headers(.init(headers: [":status": "201"], endStream: true)))
+        let upstream = try #require(harness.connections.first)
+        try harness.deliverAsOneRead(from: upstream.endpoint, to: upstream.proxy)
+        // One flush for both streams (one each before), when the upstream read completed.
+        #expect(counter.count == 1)
+        #expect(Self.responseHead(try harness.clientReceived(on: 1))?.first(name: ":status") == "200")
+        #expect(Self.responseHead(try harness.clientReceived(on: 3))?.first(name: ":status") == "201")
+        #expect(harness.outstanding == 0)
+    }
+
+    @Test func streamsOpenedInOneClientReadAreFlushedUpstreamOnce() throws {
+        let harness = try Harness()
+        try harness.clientSends(Self.request(grpc: false))
+        let upstream = try #require(harness.connections.first)
+        let counter = try Self.countFlushes(of: upstream.proxy)
+        let clientSide = try #require(harness.clientChannel)
+        for stream in [3, 5, 7] as [HTTP2StreamID] {
+            harness.client.write(HTTP2Frame(streamID: stream, payload: Self.request(grpc: false)), promise: nil)
+        }
+        harness.client.flush()
+        try harness.deliverAsOneRead(from: harness.client, to: clientSide)
+        // Three streams opened on the upstream connection, flushed once when the client's read completed.
+        #expect(counter.count == 1)
+        try harness.pump()
+        #expect(harness.streams.count == 4)
+        #expect(harness.streams.allSatisfy { $0.head?.first(name: ":path") == "/pkg.Svc/Call" })
+    }
+
     @Test func twoStreamsOfOneConnectionAreRelayedApart() throws {
         let harness = try Harness()
         try harness.clientSends(Self.request(grpc: false))

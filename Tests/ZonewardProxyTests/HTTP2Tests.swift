@@ -93,7 +93,8 @@ import Testing
         ("proxy-connection", .connectionSpecific), ("http2-settings", .connectionSpecific), ("te", .te),
         ("TE", .te), ("x-forwarded-for", .xForwardedFor), ("X-Forwarded-Proto", .xForwardedProto),
         ("forwarded", .forwarded), ("grpc-timeout", .grpcTimeout), (":path", .pseudo), ("", .regular),
-        ("connectiom", .regular), ("content-type", .regular), ("x-forwarded-fox", .regular), ("t", .regular),
+        ("connectiom", .regular), ("content-type", .contentType), ("Content-Type", .contentType),
+        ("content-typf", .regular), ("x-forwarded-fox", .regular), ("t", .regular),
     ])
     func fieldsAreToldByName(_ name: String, _ expected: H2Headers.Field) {
         #expect(H2Headers.field(name) == expected)
@@ -266,9 +267,73 @@ import Testing
     @Test(arguments: [
         ("application/grpc", true), ("application/grpc+proto", true), ("application/grpc; charset=x", true),
         ("APPLICATION/GRPC", true), ("application/grpc-web", false), ("application/json", false),
+        ("application/grp", false), ("", false), ("xpplication/grpc", false),
     ])
     func grpcIsRecognisedByContentType(_ type: String, _ expected: Bool) {
         #expect(H2Headers.isGRPC(["content-type": type]) == expected)
+        var facts = H2Headers.RequestFacts()
+        let request: HPACKHeaders = [":method": "POST", ":path": "/", ":scheme": "http", "content-type": type]
+        _ = H2Headers.requestForUpstream(request, forwarding: Self.forwarding, facts: &facts)
+        #expect(facts.isGRPC == expected)
+    }
+
+    static let forwarding = H2Headers.Forwarding(clientAddress: "10.0.0.7", scheme: "http", trusted: false)
+
+    /// What the relay reads of a request comes from the pass that builds its upstream block: the first
+    /// `content-type` and well-formed `grpc-timeout`, and whether it is HEAD.
+    @Test func requestFactsAreReadWhileTheBlockIsBuilt() {
+        var facts = H2Headers.RequestFacts()
+        let request: HPACKHeaders = [
+            ":method": "HEAD", ":path": "/", ":scheme": "http", "grpc-timeout": "soon", "grpc-timeout": "2S",
+            "grpc-timeout": "5S", "content-type": "application/grpc", "content-type": "text/plain",
+        ]
+        _ = H2Headers.requestForUpstream(request, forwarding: Self.forwarding, facts: &facts)
+        #expect(facts.isHead)
+        #expect(facts.isGRPC)
+        #expect(facts.grpcTimeout == .seconds(2))
+
+        var plain = H2Headers.RequestFacts()
+        let get: HPACKHeaders = [":method": "GET", ":path": "/HEAD", ":scheme": "http", "x-method": "HEAD"]
+        _ = H2Headers.requestForUpstream(get, forwarding: Self.forwarding, facts: &plain)
+        #expect(!plain.isHead)
+        #expect(!plain.isGRPC)
+        #expect(plain.grpcTimeout == nil)
+    }
+
+    /// What the relay reads of a response comes from the pass that validates it.
+    @Test func responseFactsAreReadWhileTheBlockIsValidated() {
+        var facts = H2Headers.ResponseFacts()
+        let head: HPACKHeaders = [":status": "204", "content-length": "0", "connection": "close"]
+        #expect(H2Headers.isValidFromUpstream(head, trailers: false, facts: &facts))
+        #expect(facts == H2Headers.ResponseFacts(contentLength: 0, status: 204, hasConnectionSpecific: true))
+
+        var plain = H2Headers.ResponseFacts()
+        #expect(H2Headers.isValidFromUpstream([":status": "200", "server": "x"], trailers: false, facts: &plain))
+        #expect(plain == H2Headers.ResponseFacts(contentLength: nil, status: 200, hasConnectionSpecific: false))
+
+        var trailers = H2Headers.ResponseFacts()
+        #expect(H2Headers.isValidFromUpstream(["grpc-status": "0", "te": "x"], trailers: true, facts: &trailers))
+        #expect(trailers.status == nil)
+        #expect(!trailers.hasConnectionSpecific)
+    }
+
+    final class CountingFlush: H2Flushable {
+        var flushes = 0
+        func flushNow() { flushes += 1 }
+    }
+
+    @Test func aFlushSetFlushesEachConnectionOnce() {
+        let first = CountingFlush()
+        let second = CountingFlush()
+        var set = H2FlushSet()
+        set.insert(first)
+        set.insert(second)
+        set.insert(first)
+        set.flushAll()
+        #expect(first.flushes == 1)
+        #expect(second.flushes == 1)
+        set.flushAll()
+        #expect(first.flushes == 1, "flushed sets are empty")
     }
 
     @Test(arguments: ["", "abc", "20", "2000", "-10", "999", "099x", "+20", "600", "099"])

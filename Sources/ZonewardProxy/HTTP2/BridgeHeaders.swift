@@ -171,7 +171,7 @@ enum BridgeHeaders {
                 if forwarding.trusted { forwardedFor.append(value) }
             case .forwarded:
                 if forwarding.trusted { forwarded.append(value) }
-            case .regular, .grpcTimeout:
+            case .regular, .grpcTimeout, .contentType:
                 if name.utf8.count == 4, name.lowercased() == "host" {
                     guard !hasHost else { continue }
                     hasHost = true

@@ -9,7 +9,7 @@ import NIOHTTP2
 /// HTTP/2 path's routing, pooled upstream streams, retries and metrics), and that stream's response frames
 /// back into an HTTP/1.1 response. It is the proxy's client side (`H2ClientSide`): reading stops while the
 /// proxy takes no more of the request.
-final class H1ToH2Adapter: ChannelDuplexHandler, RemovableChannelHandler, H2ClientSide {
+final class H1ToH2Adapter: ChannelDuplexHandler, RemovableChannelHandler, H2ClientSide, H2Flushable {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundIn = Never
     typealias OutboundOut = HTTPServerResponsePart
@@ -167,6 +167,15 @@ final class H1ToH2Adapter: ChannelDuplexHandler, RemovableChannelHandler, H2Clie
     var isWritable: Bool { context?.channel.isWritable ?? false }
 
     func flush() {
+        context?.flush()
+    }
+
+    var flushTarget: any H2Flushable { self }
+
+    /// Reads of the HTTP/1.1 client are not tracked: the proxy flushes at once.
+    var isInRead: Bool { false }
+
+    func flushNow() {
         context?.flush()
     }
 

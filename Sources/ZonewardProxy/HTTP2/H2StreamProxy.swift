@@ -111,6 +111,9 @@ final class H2StreamProxy: H2ClientStreamOwner, SilenceWatched {
     private var requestEnded = false
     private var routes: ServiceRoutes?
     private var endpoint: UpstreamEndpoint?
+    /// The zone of the endpoint picked last (its index in the plan, as the metrics count zones), carried
+    /// from the pick: no lookup by zone name per stream.
+    private var endpointZone = -1
     private var tried: [UpstreamEndpoint] = []
     private var upstream: H2UpstreamStream?
     private var isGRPC = false
@@ -184,6 +187,10 @@ final class H2StreamProxy: H2ClientStreamOwner, SilenceWatched {
         upstream?.flush()
     }
 
+    func clientReadComplete(into flushes: inout H2FlushSet) {
+        if let upstream { flushes.insert(upstream.handler) }
+    }
+
     private func noteRequestEnd(_ payload: HTTP2Frame.FramePayload) {
         switch payload {
         case .headers(let headers) where headers.endStream: requestEnded = true
@@ -230,8 +237,10 @@ final class H2StreamProxy: H2ClientStreamOwner, SilenceWatched {
 
     private func start(_ headers: HPACKHeaders, endStream: Bool) {
         requestEnded = endStream
-        isGRPC = H2Headers.isGRPC(headers)
-        isHead = headers.first(name: ":method") == "HEAD"
+        var facts = H2Headers.RequestFacts()
+        let head = H2Headers.requestForUpstream(headers, forwarding: connection.forwarding, facts: &facts)
+        isGRPC = facts.isGRPC
+        isHead = facts.isHead
         guard let routes = connection.routes else {
             respondLocally(status: 503, grpc: 14, cause: "service-not-configured")
             return
@@ -245,12 +254,11 @@ final class H2StreamProxy: H2ClientStreamOwner, SilenceWatched {
         routes.demandCounter.count.wrappingAdd(1, ordering: .relaxed)
         if routes.condition == .panic { routes.metrics.panicRequests.increment() }
         connection.pool.countRequest()
-        if isGRPC, let text = headers.first(name: "grpc-timeout"), let timeout = H2Headers.grpcTimeout(text) {
+        if isGRPC, let timeout = facts.grpcTimeout {
             let loop = connection.pool.eventLoop
             let bound = NIOLoopBound(self, eventLoop: loop)
             deadline = loop.scheduleTask(in: timeout) { bound.value.deadlineExpired() }
         }
-        let head = H2Headers.requestForUpstream(headers, forwarding: connection.forwarding)
         replay = [.headers(.init(headers: head, endStream: endStream))]
         phase = .connecting
         dispatch()
@@ -259,7 +267,7 @@ final class H2StreamProxy: H2ClientStreamOwner, SilenceWatched {
     /// Picks an endpoint (not one already tried) by the plan and P2C, and reserves a stream to it.
     private func dispatch() {
         guard phase == .connecting, let routes else { return }
-        guard let endpoint = routes.pick(&connection.random, excluding: tried) else {
+        guard let (endpoint, zone) = routes.pickWithZone(&connection.random, excluding: tried) else {
             respondLocally(
                 status: tried.isEmpty ? 503 : 502,
                 grpc: 14,
@@ -268,6 +276,7 @@ final class H2StreamProxy: H2ClientStreamOwner, SilenceWatched {
             return
         }
         self.endpoint = endpoint
+        endpointZone = zone
         endpoint.outstanding.wrappingAdd(1, ordering: .relaxed)
         let pool = connection.pool
         pool.reserve(endpoint) { result in
@@ -310,7 +319,9 @@ final class H2StreamProxy: H2ClientStreamOwner, SilenceWatched {
         sent = 0
         for frame in replay { send(frame) }
         trimReplay()
-        upstream.flush()
+        // Opened during the client's read (the usual case): its end flushes the upstream connection once
+        // for all the streams it opened (`clientReadComplete(into:)`).
+        if client?.isInRead != true { upstream.flush() }
         resumeReading()
         watchSilence()
     }
@@ -366,6 +377,8 @@ final class H2StreamProxy: H2ClientStreamOwner, SilenceWatched {
 
     func upstreamFrame(_ payload: HTTP2Frame.FramePayload) {
         guard phase == .open, !responseEnded, let client else { return }
+        // Held here: writing the last frame may close the client's stream, and with it this proxy's upstream.
+        let reading = upstream?.handler
         if case .rstStream(let code) = payload {
             upstreamClosed(code, refused: code == .refusedStream)
             return
@@ -374,27 +387,25 @@ final class H2StreamProxy: H2ClientStreamOwner, SilenceWatched {
         trimReplay()
         lastActivity = connection.pool.eventLoop.now
         switch payload {
-        case .headers(var headers):
-            headers.headers = H2Headers.responseForClient(headers.headers)
-            if !responseHeadSent {
-                let code = H2Headers.status(headers.headers) ?? 502
-                if code >= 200 {
-                    responseHeadSent = true
-                    status = code
-                    if let endpoint, let routes, let zone = routes.zoneIndex[endpoint.zone] {
-                        routes.metrics.latency[zone].recordNanoseconds((NIODeadline.now() - sentAt).nanoseconds)
-                    }
+        case .headers(let headers):
+            // The upstream connection validated the block, dropped what HTTP/2 does not carry, and read a
+            // final head's status (`H2UpstreamStream.finalStatus`; 0 for a 1xx head).
+            if !responseHeadSent, let code = upstream?.finalStatus, code >= 200 {
+                responseHeadSent = true
+                status = code
+                if endpoint != nil, let routes, endpointZone >= 0 {
+                    routes.metrics.latency[endpointZone].recordNanoseconds((NIODeadline.now() - sentAt).nanoseconds)
                 }
             }
-            if let code = H2Headers.grpcStatus(headers.headers) { grpcStatus = code }
+            if isGRPC, let code = H2Headers.grpcStatus(headers.headers) { grpcStatus = code }
             if headers.endStream { responseEnding() }
             client.write(.headers(headers))
-            if headers.endStream { responseEnded(client) }
+            if headers.endStream { responseEnded(client, reading: reading) }
         case .data(let data):
             if case .byteBuffer(let bytes) = data.data { received += bytes.readableBytes }
             if data.endStream { responseEnding() }
             client.write(payload)
-            if data.endStream { responseEnded(client) }
+            if data.endStream { responseEnded(client, reading: reading) }
         default:
             break
         }
@@ -411,10 +422,17 @@ final class H2StreamProxy: H2ClientStreamOwner, SilenceWatched {
         finish(success: success)
     }
 
-    /// - Parameter client: the client side the last frame went to. (Writing it may have closed the stream
-    ///   and detached this proxy from its client side; the frame still needs the flush.)
-    private func responseEnded(_ client: any H2ClientSide) {
-        client.flush()
+    /// - Parameters:
+    ///   - client: the client side the last frame went to. (Writing it may have closed the stream and
+    ///     detached this proxy from its client side; the frame still needs the flush.)
+    ///   - reading: the upstream connection the frame came from: during its read (the usual case), its end
+    ///     flushes each client connection once for all the streams it answered.
+    private func responseEnded(_ client: any H2ClientSide, reading: H2UpstreamConnectionHandler?) {
+        if let reading, reading.isInRead {
+            reading.flushAfterRead(client.flushTarget)
+        } else {
+            client.flush()
+        }
         endRequestEarly()
     }
 
@@ -462,8 +480,10 @@ final class H2StreamProxy: H2ClientStreamOwner, SilenceWatched {
         }
     }
 
-    func flushClient() {
-        client?.flush()
+    /// The client's connection, to flush when the upstream connection's read completes; nil once the client
+    /// end is gone.
+    var clientFlushTarget: (any H2Flushable)? {
+        client?.flushTarget
     }
 
     // MARK: Endings
@@ -559,7 +579,8 @@ final class H2StreamProxy: H2ClientStreamOwner, SilenceWatched {
         guard !recorded else { return }
         recorded = true
         guard let routes else { return }
-        let zone = (endpoint ?? tried.last).flatMap { routes.zoneIndex[$0.zone] } ?? -1
+        // The endpoint's zone, or the last one tried: both were the last pick.
+        let zone = endpoint == nil && tried.isEmpty ? -1 : endpointZone
         routes.metrics.recordRequest(
             destination: zone,
             status: status == 0 ? 502 : status,

@@ -21,6 +21,9 @@ final class H2UpstreamStream {
     fileprivate(set) var owner: H2StreamProxy?
     /// A final (non-1xx) response head came: header blocks from now on are trailers.
     fileprivate var finalHeadSeen = false
+    /// The final response head's `:status` (0 before it), as validated here: its owner need not read it
+    /// again.
+    fileprivate(set) var finalStatus = 0
     /// The response body still owed by its `content-length` (none for HEAD and 304).
     fileprivate var body = H2Headers.DeclaredLength(nil)
     /// DATA bytes taken from the endpoint and not yet given back by WINDOW_UPDATE.
@@ -77,7 +80,7 @@ extension H2UpstreamStream: Sendable {}
 /// The last handler of an upstream HTTP/2 connection: opens streams (odd IDs, in order), hands each stream's
 /// frames to its owner, keeps the receive windows open as owners take what arrives, and tells the pool about
 /// the connection's SETTINGS, GOAWAY and closing.
-final class H2UpstreamConnectionHandler: ChannelInboundHandler {
+final class H2UpstreamConnectionHandler: ChannelInboundHandler, H2Flushable {
     typealias InboundIn = HTTP2Frame
     typealias OutboundOut = HTTP2Frame
 
@@ -92,6 +95,8 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler {
     private var touched: [H2UpstreamStream] = []
     /// A read from the endpoint is being handled: frames written now are flushed when it completes.
     private var inRead = false
+    /// The client connections this read's streams wrote to, flushed once each when it completes.
+    private var flushes = H2FlushSet()
     /// Frames were written during this read.
     private var unflushed = false
     /// Frames read so far, and how many the last keepalive check saw (`keepAlive`).
@@ -143,8 +148,18 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler {
     /// A read that closed the connection gets no `channelReadComplete`: the streams it touched (which hold
     /// this handler) must not stay listed here.
     private func forgetTouched() {
+        inRead = false
         for stream in touched { stream.touched = false }
         touched.removeAll()
+        flushes.flushAll()
+    }
+
+    /// A read from the endpoint is being handled.
+    var isInRead: Bool { inRead }
+
+    /// Flushes `target` once this read completes (with every other connection its streams wrote to).
+    func flushAfterRead(_ target: any H2Flushable) {
+        flushes.insert(target)
     }
 
     // MARK: Streams
@@ -192,6 +207,10 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler {
     }
 
     func flush() {
+        context?.flush()
+    }
+
+    func flushNow() {
         context?.flush()
     }
 
@@ -293,28 +312,34 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler {
         }
         // Late frames of a stream ended here are dropped (NIOHTTP2 accounts their flow control).
         guard let stream = streams[frame.streamID] else { return }
+        var payload = frame.payload
         switch frame.payload {
-        case .headers(let headers):
+        case .headers(var headers):
             // NIOHTTP2 does not validate header blocks on upstream connections (see `isValidFromUpstream`):
             // a malformed one is this stream's protocol error, as NIOHTTP2 would have made it.
             // So is a body short of its content-length (RFC 9113 §8.1.1; `H2Headers.DeclaredLength`).
-            var declared: Int?
+            var facts = H2Headers.ResponseFacts()
             guard
                 H2Headers.isValidFromUpstream(
                     headers.headers,
                     trailers: stream.finalHeadSeen,
                     endStream: headers.endStream,
-                    contentLength: &declared
+                    facts: &facts
                 )
             else {
                 malformed(stream)
                 return
             }
-            if !stream.finalHeadSeen, let status = H2Headers.status(headers.headers), status >= 200 {
+            if !stream.finalHeadSeen, let status = facts.status, status >= 200 {
                 stream.finalHeadSeen = true
+                stream.finalStatus = status
                 // A HEAD request's or a 304's head describes a body that is not sent (RFC 9110 §8.6).
                 let bodiless = status == 304 || stream.owner?.isHead == true
-                stream.body = H2Headers.DeclaredLength(bodiless ? 0 : declared)
+                stream.body = H2Headers.DeclaredLength(bodiless ? 0 : facts.contentLength)
+            }
+            if facts.hasConnectionSpecific {
+                headers.headers = H2Headers.responseForClient(headers.headers)
+                payload = .headers(headers)
             }
             if headers.endStream {
                 guard stream.body.mayEnd else {
@@ -341,7 +366,7 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler {
             stream.touched = true
             touched.append(stream)
         }
-        stream.owner?.upstreamFrame(frame.payload)
+        stream.owner?.upstreamFrame(payload)
         giveBackWindow(stream, atLeast: streamWindow / 2)
     }
 
@@ -374,9 +399,10 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler {
             touched.removeAll(keepingCapacity: true)
             for stream in flushed {
                 stream.touched = false
-                stream.owner?.flushClient()
+                if let target = stream.owner?.clientFlushTarget { flushes.insert(target) }
             }
         }
+        flushes.flushAll()
         if unflushed {
             unflushed = false
             context.flush()
