@@ -507,3 +507,58 @@ import Testing
         #expect(stream.streamResetFrameRateLimit.windowLength == .seconds(1))
     }
 }
+
+@Suite struct H2StreamTableTests {
+    final class Stream {
+        let id: Int
+        init(_ id: Int) { self.id = id }
+    }
+
+    @Test func streamsAreFoundByIDInAnyOrderOfArrival() {
+        var table = H2StreamTable<Stream>()
+        #expect(table.isEmpty)
+        for id in [1, 3, 9, 5, 7, 11] { table[HTTP2StreamID(id)] = Stream(id) }
+        #expect(table.count == 6)
+        #expect(table.values.map(\.id) == [1, 3, 5, 7, 9, 11])
+        for id in [1, 3, 5, 7, 9, 11] { #expect(table[HTTP2StreamID(id)]?.id == id) }
+        for id in [0, 2, 4, 13, 101] { #expect(table[HTTP2StreamID(id)] == nil) }
+    }
+
+    @Test func aStreamIsReplacedAndRemoved() {
+        var table = H2StreamTable<Stream>()
+        for id in [1, 3, 5] { table[HTTP2StreamID(id)] = Stream(id) }
+        table[3] = Stream(33)
+        #expect(table.count == 3)
+        #expect(table[3]?.id == 33)
+        table[3] = nil
+        table[4] = nil
+        #expect(table.values.map(\.id) == [1, 5])
+        #expect(table[3] == nil)
+        table[1] = nil
+        table[5] = nil
+        #expect(table.isEmpty)
+        table[7] = Stream(7)
+        #expect(table.values.map(\.id) == [7])
+    }
+
+    /// The table agrees with a dictionary over a long random run of inserts and removals.
+    @Test func itAgreesWithADictionary() {
+        var table = H2StreamTable<Stream>()
+        var reference: [Int: Stream] = [:]
+        var random = SystemRandomNumberGenerator()
+        for _ in 0..<5_000 {
+            let id = Int.random(in: 0..<64, using: &random)
+            if Bool.random(using: &random) {
+                let stream = Stream(id)
+                table[HTTP2StreamID(id)] = stream
+                reference[id] = stream
+            } else {
+                table[HTTP2StreamID(id)] = nil
+                reference[id] = nil
+            }
+            let probe = Int.random(in: 0..<64, using: &random)
+            #expect(table[HTTP2StreamID(probe)] === reference[probe])
+        }
+        #expect(table.values.map(\.id) == reference.keys.sorted())
+    }
+}

@@ -172,7 +172,7 @@ final class H2ClientStreamsHandler: ChannelInboundHandler {
     private let streamWindow: Int
     private let connectionWindow: Int
     private var context: ChannelHandlerContext?
-    private var streams: [HTTP2StreamID: H2ClientStream] = [:]
+    private var streams = H2StreamTable<H2ClientStream>()
     /// The highest stream the client opened: a HEADERS frame above it opens a new one.
     private var lastStreamID = HTTP2StreamID(0)
     /// Streams that got frames in the current read.
@@ -370,7 +370,7 @@ final class H2ClientStreamsHandler: ChannelInboundHandler {
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable {
-            for stream in Array(streams.values) where stream.isWritable {
+            for stream in streams.values where stream.isWritable {
                 stream.owner?.clientWritabilityChanged()
             }
         }
@@ -393,7 +393,7 @@ final class H2ClientStreamsHandler: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         ticker?.cancel()
         ticker = nil
-        for stream in Array(streams.values) { end(stream) }
+        for stream in streams.values { end(stream) }
         forgetTouched()
         context.fireChannelInactive()
     }

@@ -89,7 +89,7 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler, H2Flushable {
     private let streamWindow: Int
     private let connectionWindow: Int
     private var context: ChannelHandlerContext?
-    private var streams: [HTTP2StreamID: H2UpstreamStream] = [:]
+    private var streams = H2StreamTable<H2UpstreamStream>()
     private var nextStreamID = 1
     /// Streams that got frames in the current read.
     private var touched: [H2UpstreamStream] = []
@@ -428,7 +428,7 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler, H2Flushable {
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable {
-            for stream in Array(streams.values) where stream.isWritable {
+            for stream in streams.values where stream.isWritable {
                 stream.owner?.upstreamWritabilityChanged(writable: true)
             }
         }
@@ -438,7 +438,7 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler, H2Flushable {
     func channelInactive(context: ChannelHandlerContext) {
         connection.failIfNotReady(H2UpstreamPool.Failure.closed)
         pool.connectionClosed(connection)
-        for stream in Array(streams.values) { end(stream, code: nil) }
+        for stream in streams.values { end(stream, code: nil) }
         forgetTouched()
         context.fireChannelInactive()
     }

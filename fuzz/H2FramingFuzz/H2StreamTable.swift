@@ -1,0 +1,1 @@
+../../Sources/ZonewardProxy/HTTP2/H2StreamTable.swift
