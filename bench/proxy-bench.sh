@@ -275,22 +275,34 @@ h2_percentile() {
         i = int(NR * p / 100 + 0.999999); if (i < 1) i = 1; if (i > NR) i = NR
         print v[i] / 1000 }'
 }
-# cpu_ticks NAME: the CPU time (user + system, in clock ticks) used so far by the processes of NAME's
-# process group (each target runs in its own: nginx's master and workers, the candidate's wrapper and
-# proxy). "direct" is the first backend.
+# cpu_ticks NAME: what the processes of NAME's process group (each target runs in its own: nginx's master
+# and workers, the candidate's wrapper and proxy; "direct" is the first backend) used so far: CPU time
+# (user + system) and system time alone, in clock ticks, and their read and write system calls
+# (/proc/PID/io's syscr + syscw: read, recv, readv, write, writev, send…; not epoll_wait).
 cpu_ticks() {
     local name=$1
     [ "$name" = direct ] && name=backend1
     local pidvar="PID_${name//-/_}"
     local group=${!pidvar}
-    local total=0 stat rest fields
+    local total=0 system=0 calls=0 stat rest fields key value
     for stat in /proc/[0-9]*/stat; do
         { read -r rest <"$stat"; } 2>/dev/null || continue
         # After the command's closing parenthesis: state ppid pgrp … utime (12th) stime (13th).
         read -ra fields <<<"${rest##*) }"
-        [ "${fields[2]:-}" = "$group" ] && total=$((total + fields[11] + fields[12]))
+        [ "${fields[2]:-}" = "$group" ] || continue
+        total=$((total + fields[11] + fields[12]))
+        system=$((system + fields[12]))
+        while read -r key value; do
+            case "$key" in syscr: | syscw:) calls=$((calls + value)) ;; esac
+        done 2>/dev/null <"${stat%/stat}/io"
     done
-    echo "$total"
+    echo "$total $system $calls"
+}
+CLOCK_HZ=$(getconf CLK_TCK)
+# per_request COUNT SCALE: COUNT × SCALE per completed request (done_requests), two decimals.
+per_request() {
+    awk -v t="$1" -v scale="$2" -v n="${done_requests:-0}" \
+        'BEGIN { if (n > 0) printf "%.2f", t * scale / n; else print "nan" }'
 }
 # Latency as wrk prints it (850.00us, 1.20ms, 2.00s) in milliseconds.
 milliseconds() {
@@ -316,9 +328,12 @@ for ((round = 0; round < ROUNDS; round++)); do
     for ((k = 0; k < count; k++)); do
         target=${targets[$(((k + round) % count))]}
         out="$WORK/run$round-$target.txt"
-        ticks_before=$(cpu_ticks "$target")
+        read -r ticks_before sys_before calls_before <<<"$(cpu_ticks "$target")"
         load_run "$target" "$DURATION" "$out" || fail "load against $target failed: $(tail -3 "$out")"
-        ticks=$(($(cpu_ticks "$target") - ticks_before))
+        read -r ticks_after sys_after calls_after <<<"$(cpu_ticks "$target")"
+        ticks=$((ticks_after - ticks_before))
+        sys_ticks=$((sys_after - sys_before))
+        calls=$((calls_after - calls_before))
         if [ "$PROTO" != h1 ]; then
             # "finished in 10.00s, 12345.60 req/s, …"; "requests: N total, N started, N done, N succeeded, N failed, N errored, …"
             rps=$(awk '/^finished in/ { print $4 }' "$out")
@@ -336,12 +351,13 @@ for ((round = 0; round < ROUNDS; round++)); do
         fi
         # The target's CPU time per request, in microseconds: what the run cost the proxy itself, which
         # CPU time stolen by other tenants does not inflate (requests/s it does).
-        cpu=$(awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" -v n="${done_requests:-0}" \
-            'BEGIN { if (n > 0) printf "%.2f", t / hz * 1e6 / n; else print "nan" }')
+        cpu=$(per_request "$ticks" "$((1000000 / CLOCK_HZ))")
+        sys=$(per_request "$sys_ticks" "$((1000000 / CLOCK_HZ))")
+        rw=$(per_request "$calls" 1)
         [ -n "$rps" ] || fail "no result from wrk against $target: $(cat "$out")"
-        echo "$target,$rps,$p50,$p99,$errors,$cpu" >>"$RESULTS"
-        printf '#   round %d  %-9s %10s req/s  p50 %7s ms  p99 %7s ms  cpu %6s us/req  errors %s\n' \
-            $((round + 1)) "$target" "$rps" "$p50" "$p99" "$cpu" "$errors"
+        echo "$target,$rps,$p50,$p99,$errors,$cpu,$sys,$rw" >>"$RESULTS"
+        printf '#   round %d  %-9s %10s req/s  p50 %7s ms  p99 %7s ms  cpu %6s us/req (sys %s)  rw %s/req  errors %s\n' \
+            $((round + 1)) "$target" "$rps" "$p50" "$p99" "$cpu" "$sys" "$rw" "$errors"
         for pid in "${STARTED[@]}"; do kill -0 "$pid" 2>/dev/null || fail "a server (pid $pid) died during the run"; done
     done
 done
@@ -352,21 +368,25 @@ function median(list,   v, n, i, j, t) {
     for (i = 2; i <= n; i++) { t = v[i]; for (j = i - 1; j >= 1 && v[j] > t; j--) v[j + 1] = v[j]; v[j + 1] = t }
     return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
 }
-{ rps[$1] = rps[$1] " " $2; p50[$1] = p50[$1] " " $3; p99[$1] = p99[$1] " " $4; errors[$1] += $5; cpu[$1] = cpu[$1] " " $6 }
+{
+    rps[$1] = rps[$1] " " $2; p50[$1] = p50[$1] " " $3; p99[$1] = p99[$1] " " $4; errors[$1] += $5
+    cpu[$1] = cpu[$1] " " $6; sys[$1] = sys[$1] " " $7; rw[$1] = rw[$1] " " $8
+}
 END {
     n = split(order, names, " ")
     for (i = 1; i <= n; i++) {
         t = names[i]; R[t] = median(rps[t]); P50[t] = median(p50[t]); P99[t] = median(p99[t]); C[t] = median(cpu[t])
+        S[t] = median(sys[t]); W[t] = median(rw[t])
     }
-    printf "\n%-10s %10s %9s %9s %12s %12s %12s %7s %11s %12s\n", "target", "req/s", "p50 ms", "p99 ms", "rps/haproxy",
-        "p99/haproxy", "rps/direct", "errors", "cpu us/req", "cpu/haproxy"
+    printf "\n%-10s %10s %9s %9s %12s %12s %12s %7s %11s %12s %11s %7s\n", "target", "req/s", "p50 ms", "p99 ms",
+        "rps/haproxy", "p99/haproxy", "rps/direct", "errors", "cpu us/req", "cpu/haproxy", "sys us/req", "rw/req"
     for (i = 1; i <= n; i++) {
         t = names[i]
         hr = ("haproxy" in R) ? sprintf("%.3f", R[t] / R["haproxy"]) : "-"
         hp = ("haproxy" in P99 && P99["haproxy"] > 0) ? sprintf("%.3f", P99[t] / P99["haproxy"]) : "-"
         dr = ("direct" in R) ? sprintf("%.3f", R[t] / R["direct"]) : "-"
         cr = ("haproxy" in C && C["haproxy"] > 0) ? sprintf("%.3f", C[t] / C["haproxy"]) : "-"
-        printf "%-10s %10.0f %9.3f %9.3f %12s %12s %12s %7d %11.2f %12s\n", t, R[t], P50[t], P99[t], hr, hp, dr,
-            errors[t], C[t], cr
+        printf "%-10s %10.0f %9.3f %9.3f %12s %12s %12s %7d %11.2f %12s %11.2f %7.2f\n", t, R[t], P50[t], P99[t], hr, hp,
+            dr, errors[t], C[t], cr, S[t], W[t]
     }
 }' "$RESULTS"
