@@ -300,6 +300,50 @@ import Testing
         #expect(plain.grpcTimeout == nil)
     }
 
+    /// A request relayed as the client sent it (its own block, the proxy's fields appended) is the block
+    /// built field by field, facts included, on thousands of generated requests.
+    @Test func aRequestRelayedAsSentIsTheRebuiltOne() {
+        let fields: [(String, [String])] = [
+            (":method", ["GET", "POST", "HEAD", "PUT"]), (":scheme", ["http", "https"]),
+            (":path", ["/", "/index.html", "/pkg.Svc/Call"]), (":authority", ["api", "api:8080"]),
+            ("user-agent", ["grpc-go/1.60", "curl/8"]), ("content-type", ["application/grpc", "text/plain"]),
+            ("te", ["trailers", "Trailers", "gzip"]), ("grpc-timeout", ["1S", "soon"]),
+            ("accept-encoding", ["gzip, deflate", "br"]), ("x-forwarded-for", ["6.6.6.6"]),
+            ("forwarded", ["for=6.6.6.6"]), ("x-forwarded-proto", ["https"]), ("connection", ["close"]),
+            ("x-custom", ["a", "b"]), ("grpc-accept-encoding", ["gzip"]),
+        ]
+        let indexings: [HPACKIndexing] = [.indexable, .nonIndexable, .neverIndexed]
+        var random = SystemRandomNumberGenerator()
+        var relayedAsSent = 0
+        for _ in 0..<3_000 {
+            var request = HPACKHeaders()
+            for _ in 0..<Int.random(in: 0...8, using: &random) {
+                let (name, values) = fields.randomElement(using: &random)!
+                let indexing = indexings.randomElement(using: &random)!
+                // Mostly indexed, as clients send their fields.
+                request.add(
+                    name: name,
+                    value: values.randomElement(using: &random)!,
+                    indexing: Int.random(in: 0..<4, using: &random) == 0 ? indexing : .indexable
+                )
+            }
+            for trusted in [false, true] {
+                let forwarding = H2Headers.Forwarding(clientAddress: "10.0.0.7", scheme: "http", trusted: trusted)
+                var facts = H2Headers.RequestFacts()
+                var rebuiltFacts = H2Headers.RequestFacts()
+                let out = H2Headers.requestForUpstream(request, forwarding: forwarding, facts: &facts)
+                let rebuilt = H2Headers.requestRebuilt(request, forwarding: forwarding, facts: &rebuiltFacts)
+                #expect(
+                    Array(out.map { "\($0.name)=\($0.value) \($0.indexable)" })
+                        == Array(rebuilt.map { "\($0.name)=\($0.value) \($0.indexable)" })
+                )
+                #expect(facts == rebuiltFacts)
+                if out.count == request.count + 3 { relayedAsSent += 1 }
+            }
+        }
+        #expect(relayedAsSent > 100, "requests relayed unchanged were generated")
+    }
+
     /// What the relay reads of a response comes from the pass that validates it.
     @Test func responseFactsAreReadWhileTheBlockIsValidated() {
         var facts = H2Headers.ResponseFacts()
