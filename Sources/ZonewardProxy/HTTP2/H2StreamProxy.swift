@@ -65,27 +65,6 @@ extension ClientConnection: Sendable {}
 /// A client connection whose streams go to HTTP/2 endpoints.
 typealias H2ClientConnection = ClientConnection<H2UpstreamPool>
 
-/// A slot reserved on an upstream connection for one stream, given back exactly once.
-final class H2SlotLease {
-    private let pool: H2UpstreamPool
-    let connection: H2UpstreamConnection
-    private var released = false
-
-    init(pool: H2UpstreamPool, connection: H2UpstreamConnection) {
-        self.pool = pool
-        self.connection = connection
-    }
-
-    func release() {
-        guard !released else { return }
-        released = true
-        pool.streamEnded(on: connection)
-    }
-}
-
-@available(*, unavailable)
-extension H2SlotLease: Sendable {}
-
 /// One client stream: routes it by the zone plan and power of two choices like an HTTP/1.1 request, opens a
 /// stream on a pooled upstream HTTP/2 connection, and relays HEADERS, DATA and trailers both ways. Neither
 /// side has a channel of its own (see `H2ClientStreamsHandler` and `H2UpstreamStream`): frames are handed
@@ -279,15 +258,19 @@ final class H2StreamProxy: H2ClientStreamOwner, SilenceWatched {
         endpointZone = zone
         endpoint.outstanding.wrappingAdd(1, ordering: .relaxed)
         let pool = connection.pool
+        // A connection with a free slot, the usual case: no callback (a closure and its context per stream).
+        if let upstreamConnection = pool.reserveAvailable(endpoint) {
+            openStream(on: upstreamConnection)
+            return
+        }
         pool.reserve(endpoint) { result in
             switch result {
             case .success(let upstreamConnection):
-                let lease = H2SlotLease(pool: pool, connection: upstreamConnection)
                 guard self.phase == .connecting, self.endpoint === endpoint else {
-                    lease.release()
+                    pool.streamEnded(on: upstreamConnection)
                     return
                 }
-                self.openStream(lease)
+                self.openStream(on: upstreamConnection)
             case .failure(let error):
                 guard self.phase == .connecting, self.endpoint === endpoint else { return }
                 self.connectFailed("\(error)")
@@ -295,13 +278,15 @@ final class H2StreamProxy: H2ClientStreamOwner, SilenceWatched {
         }
     }
 
-    private func openStream(_ lease: H2SlotLease) {
+    /// Opens the stream on the slot reserved on `upstreamConnection` (given back when the stream is over, or
+    /// at once when it cannot be opened).
+    private func openStream(on upstreamConnection: H2UpstreamConnection) {
         guard client != nil else {
-            lease.release()
+            connection.pool.streamEnded(on: upstreamConnection)
             return
         }
-        guard let stream = lease.connection.openStream(owner: self, lease: lease) else {
-            lease.release()
+        guard let stream = upstreamConnection.openStream(owner: self) else {
+            connection.pool.streamEnded(on: upstreamConnection)
             connectFailed("cannot open a stream: the connection closed")
             return
         }

@@ -39,9 +39,10 @@ final class H2UpstreamConnection {
         self.ready = channel.eventLoop.makePromise()
     }
 
-    /// A new stream on this connection for `owner`, on the slot `lease` reserved; nil when it is closed.
-    func openStream(owner: H2StreamProxy, lease: H2SlotLease) -> H2UpstreamStream? {
-        handler?.open(owner: owner, lease: lease)
+    /// A new stream on this connection for `owner`, on a slot reserved (`H2UpstreamPool.reserve`), given back
+    /// when the stream is over; nil when the connection is closed (the caller gives the slot back).
+    func openStream(owner: H2StreamProxy) -> H2UpstreamStream? {
+        handler?.open(owner: owner)
     }
 
     func becameReady() {
@@ -128,12 +129,19 @@ final class H2UpstreamPool {
     /// Open connections to `endpoint` (tests and `/metrics` use it).
     func connectionCount(_ endpoint: UpstreamEndpoint) -> Int { connections[endpoint.key]?.count ?? 0 }
 
+    /// A connection to `endpoint` with a free slot, reserved for one new stream, when there is one now
+    /// (else `reserve` waits for one). As for `reserve`, `streamEnded` gives the slot back.
+    func reserveAvailable(_ endpoint: UpstreamEndpoint) -> H2UpstreamConnection? {
+        startSweeping()
+        guard let connection = connections[endpoint.key]?.first(where: { $0.slots.hasCapacity }) else { return nil }
+        take(connection)
+        return connection
+    }
+
     /// Calls `completion` on this loop with a connection that has a slot reserved for one new stream; the
     /// caller opens the stream on it and calls `streamEnded` once when that stream is over (or never opened).
     func reserve(_ endpoint: UpstreamEndpoint, _ completion: @escaping Completion) {
-        startSweeping()
-        if let connection = connections[endpoint.key]?.first(where: { $0.slots.hasCapacity }) {
-            take(connection)
+        if let connection = reserveAvailable(endpoint) {
             completion(.success(connection))
             return
         }

@@ -14,7 +14,6 @@ import NIOHTTP2
 ///   counted; above `outboundHighWater` the stream is not writable, and the client stream stops being read.
 final class H2UpstreamStream {
     let id: HTTP2StreamID
-    let lease: H2SlotLease
     /// Strong: a stream its owner still holds keeps the handler; the handler forgets every stream when its
     /// connection closes.
     let handler: H2UpstreamConnectionHandler
@@ -41,12 +40,10 @@ final class H2UpstreamStream {
 
     fileprivate init(
         id: HTTP2StreamID,
-        lease: H2SlotLease,
         handler: H2UpstreamConnectionHandler,
         owner: H2StreamProxy
     ) {
         self.id = id
-        self.lease = lease
         self.handler = handler
         self.owner = owner
     }
@@ -164,9 +161,9 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler, H2Flushable {
 
     // MARK: Streams
 
-    /// A new stream for `owner`, on a slot `lease` reserved; nil when the connection is closed or out of
-    /// stream IDs (it then takes no new stream).
-    func open(owner: H2StreamProxy, lease: H2SlotLease) -> H2UpstreamStream? {
+    /// A new stream for `owner`, on a slot reserved in the pool (given back when the stream is forgotten);
+    /// nil when the connection is closed or out of stream IDs (it then takes no new stream).
+    func open(owner: H2StreamProxy) -> H2UpstreamStream? {
         guard let context, context.channel.isActive else { return nil }
         guard nextStreamID <= Int(Int32.max) else {
             pool.stopNewStreams(on: connection)
@@ -174,7 +171,7 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler, H2Flushable {
         }
         let id = HTTP2StreamID(nextStreamID)
         nextStreamID += 2
-        let stream = H2UpstreamStream(id: id, lease: lease, handler: self, owner: owner)
+        let stream = H2UpstreamStream(id: id, handler: self, owner: owner)
         streams[id] = stream
         return stream
     }
@@ -249,12 +246,14 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler, H2Flushable {
         }
     }
 
-    /// The stream is over here: forgotten, its slot given back; the owner is not called.
+    /// The stream is over here: forgotten, its slot given back (once: only an open stream is forgotten);
+    /// the owner is not called.
     private func forget(_ stream: H2UpstreamStream) {
+        guard !stream.isClosed else { return }
         stream.isClosed = true
         stream.owner = nil
         streams[stream.id] = nil
-        stream.lease.release()
+        pool.streamEnded(on: connection)
     }
 
     /// The stream ended (reset, closed, or its connection gone): the owner hears why.
