@@ -7,7 +7,9 @@
 # target in turn (the first backend directly, then each proxy), ROUNDS times in a rotating order, and the
 # medians are printed: requests/s, p50 and p99 latency, and the ratios to HAProxy and to the direct run;
 # and each target's CPU time (user + system) per request, read from /proc around each run: on a shared
-# machine the sturdier figure, since CPU time other tenants take lowers requests/s but not it.
+# machine the sturdier figure, since CPU time other tenants take lowers requests/s but not it. Beside it,
+# the system part of that time and the read/write system calls per request (/proc/PID/io's syscr + syscw:
+# the read and write family only, not recv or send, so HAProxy shows 0).
 #
 #   swift build -c release && bash bench/proxy-bench.sh
 #   PIN=split bash bench/proxy-bench.sh          # wrk + backends on CPU 1, every proxy on CPU 0

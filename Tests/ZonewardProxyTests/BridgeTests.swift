@@ -309,7 +309,7 @@ import ZonewardModel
         }
         func resumeReading() { resumed += 1 }
         var flushTarget: any H2Flushable { self }
-        let isInRead = false
+        func flushAfterRead(_ target: any H2Flushable) -> Bool { false }
         func flushNow() { flush() }
     }
 

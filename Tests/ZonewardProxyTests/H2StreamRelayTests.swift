@@ -857,8 +857,6 @@ import ZonewardModel
         #expect(harness.outstanding == 0)
     }
 
-    /// Streams of one client connection are relayed side by side, each on its own upstream stream, and a
-    /// response that ends with its head (no DATA) reaches the client.
     /// Counts the flushes that pass it (placed right after NIOHTTP2Handler: the relay's own).
     final class FlushCounter: ChannelOutboundHandler {
         typealias OutboundIn = HTTP2Frame
@@ -913,6 +911,8 @@ import ZonewardModel
         #expect(harness.streams.allSatisfy { $0.head?.first(name: ":path") == "/pkg.Svc/Call" })
     }
 
+    /// Streams of one client connection are relayed side by side, each on its own upstream stream, and a
+    /// response that ends with its head (no DATA) reaches the client.
     @Test func twoStreamsOfOneConnectionAreRelayedApart() throws {
         let harness = try Harness()
         try harness.clientSends(Self.request(grpc: false))

@@ -173,7 +173,7 @@ final class H1ToH2Adapter: ChannelDuplexHandler, RemovableChannelHandler, H2Clie
     var flushTarget: any H2Flushable { self }
 
     /// Reads of the HTTP/1.1 client are not tracked: the proxy flushes at once.
-    var isInRead: Bool { false }
+    func flushAfterRead(_ target: any H2Flushable) -> Bool { false }
 
     func flushNow() {
         context?.flush()

@@ -14,8 +14,9 @@ protocol H2ClientSide: AnyObject {
     func resumeReading()
     /// The client's connection, for a flush that waits for the end of a read elsewhere (`H2FlushSet`).
     var flushTarget: any H2Flushable { get }
-    /// A read of the client's connection is being handled: what is written now is flushed when it completes.
-    var isInRead: Bool { get }
+    /// Flushes `target` when the read of the client's connection in progress completes, with the other
+    /// connections that read wrote to; false when no read is in progress (the caller flushes now).
+    func flushAfterRead(_ target: any H2Flushable) -> Bool
 }
 
 /// A connection whose flush can wait for the end of a read in progress on another connection.
@@ -24,24 +25,27 @@ protocol H2Flushable: AnyObject {
 }
 
 /// The connections to flush when the current read completes, each once, however many of its streams the
-/// read relayed frames to. (A flush per stream cost NIOHTTP2 about 1,800 instructions each, at three
-/// flushes per proxied stream, in `PROTO=h2 bench/callgrind-proxy.sh`: it walks its outbound buffers on
-/// every flush.)
-struct H2FlushSet {
+/// read relayed frames to (one NIOHTTP2 flush per connection and read instead of one per stream: 3 per
+/// proxied stream before, in `PROTO=h2 bench/callgrind-proxy.sh`).
+///
+/// A class, not a struct in its handler: a flush runs code that may use the set again while `flushAll` is
+/// running (NIOHTTP2 closing a stream, the stream's end closing a drained upstream connection, whose
+/// `channelInactive` flushes its own set), which would overlap an access to a stored struct.
+final class H2FlushSet {
     private var targets: [any H2Flushable] = []
-    private var spare: [any H2Flushable] = []
 
-    mutating func insert(_ target: any H2Flushable) {
+    func insert(_ target: any H2Flushable) {
         for known in targets where known === target { return }
         targets.append(target)
     }
 
-    /// Flushes each connection once. A flush can run code that inserts again (into a new round).
-    mutating func flushAll() {
-        guard !targets.isEmpty else { return }
-        swap(&targets, &spare)
-        for target in spare { target.flushNow() }
-        spare.removeAll(keepingCapacity: true)
+    /// Flushes each connection once, and what flushing them inserted, until none is left.
+    func flushAll() {
+        while !targets.isEmpty {
+            let due = targets
+            targets = []
+            for target in due { target.flushNow() }
+        }
     }
 }
 
@@ -68,7 +72,7 @@ protocol H2ClientStreamOwner: AnyObject {
     func clientReadComplete()
     /// As `clientReadComplete()`; a connection to flush goes into `flushes`, flushed once after every stream
     /// of the read had its turn.
-    func clientReadComplete(into flushes: inout H2FlushSet)
+    func clientReadComplete(into flushes: H2FlushSet)
     /// The stream is closed (ended both ways, reset either way, or its connection gone): no more calls.
     func clientClosed()
     /// The client side's `isWritable` may have changed.
@@ -78,7 +82,7 @@ protocol H2ClientStreamOwner: AnyObject {
 }
 
 extension H2ClientStreamOwner {
-    func clientReadComplete(into flushes: inout H2FlushSet) {
+    func clientReadComplete(into flushes: H2FlushSet) {
         clientReadComplete()
     }
 }
@@ -135,7 +139,9 @@ final class H2ClientStream: H2ClientSide {
 
     var flushTarget: any H2Flushable { handler }
 
-    var isInRead: Bool { handler.isInRead }
+    func flushAfterRead(_ target: any H2Flushable) -> Bool {
+        handler.flushAfterRead(target)
+    }
 }
 
 @available(*, unavailable)
@@ -178,9 +184,9 @@ final class H2ClientStreamsHandler: ChannelInboundHandler {
     /// Streams that got frames in the current read.
     private var touched: [H2ClientStream] = []
     /// A read of the connection is being handled (from its first `channelRead` to `channelReadComplete`).
-    private(set) var isInRead = false
+    private var isInRead = false
     /// The upstream connections the streams of this read wrote to, flushed once each when it completes.
-    private var flushes = H2FlushSet()
+    private let flushes = H2FlushSet()
     /// Malformed header blocks in the current window, and when it began.
     private var malformed = 0
     private var malformedSince = NIODeadline.uptimeNanoseconds(0)
@@ -342,11 +348,12 @@ final class H2ClientStreamsHandler: ChannelInboundHandler {
             touched.removeAll(keepingCapacity: true)
             for stream in read {
                 stream.touched = false
-                stream.owner?.clientReadComplete(into: &flushes)
+                stream.owner?.clientReadComplete(into: flushes)
             }
-            flushes.flushAll()
         }
+        // Over before the flushes: a stream opened while they run (a retry) flushes its own.
         isInRead = false
+        flushes.flushAll()
         context.fireChannelReadComplete()
     }
 
@@ -586,6 +593,13 @@ final class H2ClientStreamsHandler: ChannelInboundHandler {
 
     func flushNow() {
         context?.flush()
+    }
+
+    /// Flushes `target` when this connection's read in progress completes; false when none is.
+    fileprivate func flushAfterRead(_ target: any H2Flushable) -> Bool {
+        guard isInRead else { return false }
+        flushes.insert(target)
+        return true
     }
 
     private func write(_ frame: HTTP2Frame) {

@@ -166,7 +166,7 @@ final class H2StreamProxy: H2ClientStreamOwner, SilenceWatched {
         upstream?.flush()
     }
 
-    func clientReadComplete(into flushes: inout H2FlushSet) {
+    func clientReadComplete(into flushes: H2FlushSet) {
         if let upstream { flushes.insert(upstream.handler) }
     }
 
@@ -305,8 +305,8 @@ final class H2StreamProxy: H2ClientStreamOwner, SilenceWatched {
         for frame in replay { send(frame) }
         trimReplay()
         // Opened during the client's read (the usual case): its end flushes the upstream connection once
-        // for all the streams it opened (`clientReadComplete(into:)`).
-        if client?.isInRead != true { upstream.flush() }
+        // for all the streams it opened.
+        if client?.flushAfterRead(upstream.handler) != true { upstream.flush() }
         resumeReading()
         watchSilence()
     }
@@ -413,11 +413,7 @@ final class H2StreamProxy: H2ClientStreamOwner, SilenceWatched {
     ///   - reading: the upstream connection the frame came from: during its read (the usual case), its end
     ///     flushes each client connection once for all the streams it answered.
     private func responseEnded(_ client: any H2ClientSide, reading: H2UpstreamConnectionHandler?) {
-        if let reading, reading.isInRead {
-            reading.flushAfterRead(client.flushTarget)
-        } else {
-            client.flush()
-        }
+        if reading?.flushAfterRead(client.flushTarget) != true { client.flush() }
         endRequestEarly()
     }
 

@@ -93,7 +93,7 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler, H2Flushable {
     /// A read from the endpoint is being handled: frames written now are flushed when it completes.
     private var inRead = false
     /// The client connections this read's streams wrote to, flushed once each when it completes.
-    private var flushes = H2FlushSet()
+    private let flushes = H2FlushSet()
     /// Frames were written during this read.
     private var unflushed = false
     /// Frames read so far, and how many the last keepalive check saw (`keepAlive`).
@@ -151,12 +151,12 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler, H2Flushable {
         flushes.flushAll()
     }
 
-    /// A read from the endpoint is being handled.
-    var isInRead: Bool { inRead }
-
-    /// Flushes `target` once this read completes (with every other connection its streams wrote to).
-    func flushAfterRead(_ target: any H2Flushable) {
+    /// Flushes `target` once the read in progress completes (with every other connection its streams wrote
+    /// to); false when no read is in progress (the caller flushes now).
+    func flushAfterRead(_ target: any H2Flushable) -> Bool {
+        guard inRead else { return false }
         flushes.insert(target)
+        return true
     }
 
     // MARK: Streams
