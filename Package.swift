@@ -175,6 +175,7 @@ let package = Package(
         .testTarget(
             name: "ZonewardProxyTests",
             dependencies: [
+                "ZonePlannerTesting",
                 "ZonewardAPI",
                 "ZonewardProxy",
                 "ZonewardState",

@@ -205,13 +205,14 @@ import ZonewardModel
         }
 
         /// Carries what `from` wrote to `to` as one read (one `channelRead`, one `channelReadComplete`), where
-        /// `pump` delivers each buffer as a read of its own.
+        /// `pump` delivers each buffer as a read of its own. As in NIO, a read that closed the channel gets no
+        /// `channelReadComplete`.
         func deliverAsOneRead(from: EmbeddedChannel, to: EmbeddedChannel) throws {
             loop.run()
             var all = ByteBuffer()
             while var bytes = try from.readOutbound(as: ByteBuffer.self) { all.writeBuffer(&bytes) }
             try to.writeInbound(all)
-            to.pipeline.fireChannelReadComplete()
+            if to.isActive { to.pipeline.fireChannelReadComplete() }
         }
 
         /// The client gives the proxy back `bytes` of window on `stream` and on the connection.
@@ -228,6 +229,16 @@ import ZonewardModel
             client.write(HTTP2Frame(streamID: stream, payload: payload), promise: nil)
             client.flush()
             try pump()
+        }
+
+        /// Two requests on streams 1 and 3, each with a body, sent one frame per read: the endpoint's streams.
+        func twoRequestsSent() throws -> (first: EndpointStream, second: EndpointStream) {
+            try clientSends(H2StreamRelayTests.request(grpc: false))
+            try clientSends(H2StreamRelayTests.request(grpc: false), on: 3)
+            try clientSends(H2StreamRelayTests.data("one", end: true))
+            try clientSends(H2StreamRelayTests.data("three", end: true), on: 3)
+            #expect(streams.count == 2)
+            return (streams[0], streams[1])
         }
 
         /// A whole request (head and a one-byte body) from the client: the endpoint's stream for it.
@@ -876,14 +887,10 @@ import ZonewardModel
 
     @Test func streamsAnsweredInOneUpstreamReadAreFlushedToTheClientOnce() throws {
         let harness = try Harness()
-        try harness.clientSends(Self.request(grpc: false))
-        try harness.clientSends(Self.request(grpc: false), on: 3)
-        try harness.clientSends(Self.data("one", end: true))
-        try harness.clientSends(Self.data("three", end: true), on: 3)
-        #expect(harness.streams.count == 2)
+        let (first, second) = try harness.twoRequestsSent()
         let counter = try Self.countFlushes(of: try #require(harness.clientChannel))
-        harness.streams[0].send(.headers(.init(headers: [":status": "200"], endStream: true)))
-        harness.streams[1].send(.headers(.init(headers: [":status": "201"], endStream: true)))
+        first.send(.headers(.init(headers: [":status": "200"], endStream: true)))
+        second.send(.headers(.init(headers: [":status": "201"], endStream: true)))
         let upstream = try #require(harness.connections.first)
         try harness.deliverAsOneRead(from: upstream.endpoint, to: upstream.proxy)
         // One flush for both streams (one each before), when the upstream read completed.
@@ -911,17 +918,34 @@ import ZonewardModel
         #expect(harness.streams.allSatisfy { $0.head?.first(name: ":path") == "/pkg.Svc/Call" })
     }
 
+    /// An endpoint that said GOAWAY answers its last stream: the response reaches the client (flushed as the
+    /// upstream read completes), and the drained connection closes.
+    @Test func theLastStreamOfADrainedConnectionIsAnswered() throws {
+        let harness = try Harness()
+        let stream = try harness.requestSent(grpc: false)
+        let upstream = try #require(harness.connections.first)
+        let goAway = HTTP2Frame(
+            streamID: .rootStream,
+            payload: .goAway(lastStreamID: 1, errorCode: .noError, opaqueData: nil)
+        )
+        upstream.endpoint.writeAndFlush(goAway, promise: nil)
+        try harness.pump()
+        #expect(upstream.proxy.isActive, "open while its stream is")
+        stream.send(.headers(.init(headers: [":status": "200"])))
+        stream.send(Self.data("done", end: true))
+        try harness.deliverAsOneRead(from: upstream.endpoint, to: upstream.proxy)
+        #expect(!upstream.proxy.isActive, "closed once drained")
+        let frames = try harness.clientReceived()
+        #expect(Self.responseHead(frames)?.first(name: ":status") == "200")
+        #expect(Self.dataBytes(frames) == 4)
+        #expect(harness.outstanding == 0)
+    }
+
     /// Streams of one client connection are relayed side by side, each on its own upstream stream, and a
     /// response that ends with its head (no DATA) reaches the client.
     @Test func twoStreamsOfOneConnectionAreRelayedApart() throws {
         let harness = try Harness()
-        try harness.clientSends(Self.request(grpc: false))
-        try harness.clientSends(Self.request(grpc: false), on: 3)
-        try harness.clientSends(Self.data("one", end: true))
-        try harness.clientSends(Self.data("three", end: true), on: 3)
-        #expect(harness.streams.count == 2)
-        let first = harness.streams[0]
-        let second = harness.streams[1]
+        let (first, second) = try harness.twoRequestsSent()
         second.send(.headers(.init(headers: [":status": "201"], endStream: true)))
         first.send(.headers(.init(headers: [":status": "200"])))
         first.send(Self.data("done", end: true))

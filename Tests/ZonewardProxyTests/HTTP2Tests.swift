@@ -4,6 +4,7 @@ import NIOHPACK
 import NIOHTTP1
 import NIOHTTP2
 import Testing
+import ZonePlannerTesting
 
 @testable import ZonewardProxy
 
@@ -313,7 +314,7 @@ import Testing
             ("x-custom", ["a", "b"]), ("grpc-accept-encoding", ["gzip"]),
         ]
         let indexings: [HPACKIndexing] = [.indexable, .nonIndexable, .neverIndexed]
-        var random = SeededRandom(seed: 0x5EED_0009)
+        var random = SplitMix64(state: 0x5EED_0009)
         var relayedAsSent = 0
         for _ in 0..<3_000 {
             var request = HPACKHeaders()
@@ -575,6 +576,18 @@ import Testing
     }
 }
 
+@Suite struct HTTPTokensTests {
+    /// The bitmaps hold RFC 9110's tchar, and the lowercase one the same but A–Z.
+    @Test func tokenCharactersAreTchar() {
+        let tchar = Set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ".utf8)
+        for byte in UInt8.min...UInt8.max {
+            #expect(HTTPTokens.isTokenCharacter(byte) == tchar.contains(byte), "byte \(byte)")
+            let uppercase = (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
+            #expect(HTTPTokens.isLowercaseTokenCharacter(byte) == (tchar.contains(byte) && !uppercase), "byte \(byte)")
+        }
+    }
+}
+
 @Suite struct H2StreamTableTests {
     final class Stream {
         let id: Int
@@ -612,7 +625,7 @@ import Testing
     @Test func itAgreesWithADictionary() {
         var table = H2StreamTable<Stream>()
         var reference: [Int: Stream] = [:]
-        var random = SeededRandom(seed: 0x5EED_0010)
+        var random = SplitMix64(state: 0x5EED_0010)
         for _ in 0..<5_000 {
             let id = Int.random(in: 0..<64, using: &random)
             if Bool.random(using: &random) {
@@ -627,20 +640,5 @@ import Testing
             #expect(table[HTTP2StreamID(probe)] === reference[probe])
         }
         #expect(table.values.map(\.id) == reference.keys.sorted())
-    }
-}
-
-/// SplitMix64: generated cases that a failure can be replayed from (a fixed seed per test).
-private struct SeededRandom: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -11,6 +11,17 @@ enum HTTPTokens {
             ? (tokenBitsLow >> UInt64(byte)) & 1 != 0 : (tokenBitsHigh >> UInt64(byte & 63)) & 1 != 0 && byte < 128
     }
 
+    /// tchar other than an uppercase letter: what an HTTP/2 field name is made of (RFC 9113 §8.2.1).
+    @inline(__always)
+    static func isLowercaseTokenCharacter(_ byte: UInt8) -> Bool {
+        byte < 64
+            ? (tokenBitsLow >> UInt64(byte)) & 1 != 0
+            : (lowercaseTokenBitsHigh >> UInt64(byte & 63)) & 1 != 0 && byte < 128
+    }
+
+    /// Bytes 64–127 that are tchar, but for A–Z (bits 1–26).
+    @inline(__always) private static var lowercaseTokenBitsHigh: UInt64 { 0x57FF_FFFF_C000_0000 }
+
     /// Bytes 0–63 and 64–127 that are tchar.
     @inline(__always) private static var tokenBitsLow: UInt64 { 0x03FF_6CFA_0000_0000 }
     @inline(__always) private static var tokenBitsHigh: UInt64 { 0x57FF_FFFF_C7FF_FFFE }

@@ -360,9 +360,7 @@ enum H2Headers {
                     return true
                 }
                 regularSeen = true
-                for byte in name where !HTTPTokens.isTokenCharacter(byte) || (byte &- UInt8(ascii: "A")) < 26 {
-                    return false
-                }
+                for byte in name where !HTTPTokens.isLowercaseTokenCharacter(byte) { return false }
                 isLength = !trailers && name.count == 14 && equals(name, "content-length")
                 if !isLength, field(name) == .connectionSpecific { facts.hasConnectionSpecific = true }
                 return true
@@ -427,9 +425,7 @@ enum H2Headers {
                     return true
                 }
                 regularSeen = true
-                for byte in name where !HTTPTokens.isTokenCharacter(byte) || (byte &- UInt8(ascii: "A")) < 26 {
-                    return false
-                }
+                for byte in name where !HTTPTokens.isLowercaseTokenCharacter(byte) { return false }
                 isLength = !trailers && name.count == 14 && equals(name, "content-length")
                 return true
             }
@@ -440,7 +436,9 @@ enum H2Headers {
             case .te where !trailers && value != "trailers": return false
             default: break
             }
-            guard utf8Bytes(of: value, { !$0.contains { $0 == 0 || $0 == 0x0A || $0 == 0x0D } }) else { return false }
+            guard utf8Bytes(of: value, { !$0.contains { $0 <= 0x0D && ($0 == 0 || $0 == 0x0A || $0 == 0x0D) } }) else {
+                return false
+            }
             if isLength, !declare(value, into: &contentLength) { return false }
         }
         guard !trailers else { return true }
@@ -495,7 +493,8 @@ enum H2Headers {
     private static func isValidValue(_ value: UnsafeBufferPointer<UInt8>) -> Bool {
         if let first = value.first, first == 0x20 || first == 0x09 { return false }
         if let last = value.last, last == 0x20 || last == 0x09 { return false }
-        for byte in value where byte == 0 || byte == 0x0A || byte == 0x0D { return false }
+        // Most bytes are above CR: one comparison each.
+        for byte in value where byte <= 0x0D && (byte == 0 || byte == 0x0A || byte == 0x0D) { return false }
         return true
     }
 
