@@ -310,7 +310,6 @@ import ZonewardModel
         func resumeReading() { resumed += 1 }
         var flushTarget: any H2Flushable { self }
         func flushAfterRead(_ target: any H2Flushable) -> Bool { false }
-        func flushNow() { flush() }
     }
 
     final class Harness {

@@ -366,7 +366,7 @@ import ZonePlannerTesting
         var flushes = 0
         /// Run by the flush: what a connection's flush may do to the set that flushes it.
         var onFlush: () -> Void = {}
-        func flushNow() {
+        func flush() {
             flushes += 1
             onFlush()
         }

@@ -175,10 +175,6 @@ final class H1ToH2Adapter: ChannelDuplexHandler, RemovableChannelHandler, H2Clie
     /// Reads of the HTTP/1.1 client are not tracked: the proxy flushes at once.
     func flushAfterRead(_ target: any H2Flushable) -> Bool { false }
 
-    func flushNow() {
-        context?.flush()
-    }
-
     /// Response frames become one HTTP/1.1 response: a head (informational ones first), body parts, an end
     /// with trailers. Anything out of that order (data before the head, frames after the end) is dropped, as
     /// NIO's encoder would refuse it.

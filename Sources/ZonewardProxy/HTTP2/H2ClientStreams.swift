@@ -21,7 +21,7 @@ protocol H2ClientSide: AnyObject {
 
 /// A connection whose flush can wait for the end of a read in progress on another connection.
 protocol H2Flushable: AnyObject {
-    func flushNow()
+    func flush()
 }
 
 /// The connections to flush when the current read completes, each once, however many of its streams the
@@ -44,7 +44,7 @@ final class H2FlushSet {
         while !targets.isEmpty {
             let due = targets
             targets = []
-            for target in due { target.flushNow() }
+            for target in due { target.flush() }
         }
     }
 }
@@ -587,11 +587,7 @@ final class H2ClientStreamsHandler: ChannelInboundHandler {
 
     /// Flushes what was written. NIOHTTP2 holds a flush back until its read completes, and the flush
     /// coalescer below it until the event-loop tick ends, so the frames of many streams leave in one write.
-    fileprivate func flush() {
-        context?.flush()
-    }
-
-    func flushNow() {
+    func flush() {
         context?.flush()
     }
 

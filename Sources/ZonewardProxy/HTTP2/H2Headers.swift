@@ -147,6 +147,19 @@ enum H2Headers {
         /// The first well-formed `grpc-timeout`.
         var grpcTimeout: TimeAmount?
         fileprivate var contentTypeSeen = false
+
+        /// Takes what a field tells of the request: the first `content-type`'s, and a `:method` of HEAD.
+        fileprivate mutating func note(_ kind: Field, _ name: String, _ value: String) {
+            switch kind {
+            case .contentType where !contentTypeSeen:
+                contentTypeSeen = true
+                isGRPC = isGRPCContentType(value)
+            case .pseudo where value == "HEAD" && name == ":method":
+                isHead = true
+            default:
+                break
+            }
+        }
     }
 
     /// As `requestForUpstream(_:forwarding:)`, and what `facts` holds of the request.
@@ -175,20 +188,15 @@ enum H2Headers {
     /// bench/callgrind-proxy.sh`; the names are tokens already, `isValidFromClient`.)
     private static func relayedAsSent(_ headers: HPACKHeaders, facts: inout RequestFacts) -> HPACKHeaders? {
         for (name, value, indexing) in headers {
-            switch field(name) {
+            let kind = field(name)
+            facts.note(kind, name, value)
+            switch kind {
             case .connectionSpecific, .xForwardedProto, .xForwardedFor, .forwarded, .grpcTimeout:
                 return nil
             case .te:
                 guard value == "trailers", indexing != .nonIndexable else { return nil }
                 continue
-            case .contentType:
-                if !facts.contentTypeSeen {
-                    facts.contentTypeSeen = true
-                    facts.isGRPC = isGRPCContentType(value)
-                }
-            case .pseudo:
-                if value == "HEAD", name == ":method" { facts.isHead = true }
-            case .regular:
+            case .contentType, .pseudo, .regular:
                 break
             }
             guard upstreamIndexing(name, value, client: indexing) == indexing else { return nil }
@@ -208,7 +216,9 @@ enum H2Headers {
         var forwardedFor: [String] = []
         var forwarded: [String] = []
         for (name, value, indexing) in headers {
-            switch field(name) {
+            let kind = field(name)
+            facts.note(kind, name, value)
+            switch kind {
             case .connectionSpecific, .xForwardedProto:
                 continue
             case .te:
@@ -228,16 +238,7 @@ enum H2Headers {
                     if facts.grpcTimeout == nil { facts.grpcTimeout = timeout }
                     out.add(name: "grpc-timeout", value: formatGrpcTimeout(timeout), indexing: .nonIndexable)
                 }
-            case .contentType:
-                if !facts.contentTypeSeen {
-                    facts.contentTypeSeen = true
-                    facts.isGRPC = isGRPCContentType(value)
-                }
-                out.add(name: name, value: value, indexing: upstreamIndexing(name, value, client: indexing))
-            case .pseudo:
-                if value == "HEAD", name == ":method" { facts.isHead = true }
-                out.add(name: name, value: value, indexing: upstreamIndexing(name, value, client: indexing))
-            case .regular:
+            case .contentType, .pseudo, .regular:
                 out.add(name: name, value: value, indexing: upstreamIndexing(name, value, client: indexing))
             }
         }

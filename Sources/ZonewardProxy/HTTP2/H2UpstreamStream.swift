@@ -92,10 +92,9 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler, H2Flushable {
     private var touched: [H2UpstreamStream] = []
     /// A read from the endpoint is being handled: frames written now are flushed when it completes.
     private var inRead = false
-    /// The client connections this read's streams wrote to, flushed once each when it completes.
+    /// The connections written to during this read (client connections its streams wrote to, and this one),
+    /// flushed once each when it completes.
     private let flushes = H2FlushSet()
-    /// Frames were written during this read.
-    private var unflushed = false
     /// Frames read so far, and how many the last keepalive check saw (`keepAlive`).
     private var framesRead: UInt64 = 0
     private var framesAtLastCheck: UInt64 = 0
@@ -207,10 +206,6 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler, H2Flushable {
         context?.flush()
     }
 
-    func flushNow() {
-        context?.flush()
-    }
-
     fileprivate func cancel(_ stream: H2UpstreamStream) {
         guard !stream.isClosed else { return }
         // Both ends ended and nothing of ours still buffered in NIOHTTP2 (an END_STREAM behind DATA the
@@ -240,7 +235,7 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler, H2Flushable {
     /// because the client stream drained must not wait for the endpoint, which waits for it).
     private func flushSoon() {
         if inRead {
-            unflushed = true
+            flushes.insert(self)
         } else {
             context?.flush()
         }
@@ -402,10 +397,6 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler, H2Flushable {
             }
         }
         flushes.flushAll()
-        if unflushed {
-            unflushed = false
-            context.flush()
-        }
         context.fireChannelReadComplete()
     }
 
@@ -417,7 +408,7 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler, H2Flushable {
         case .connectionWindow(let inbound):
             if let update = H2Event.connectionWindowUpdate(inbound: inbound, target: connectionWindow) {
                 write(update)
-                unflushed = true
+                flushes.insert(self)
             }
         case .quiesce, .stream, .other:
             break
