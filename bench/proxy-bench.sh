@@ -32,7 +32,12 @@
 # PIN [none] (split: pin as above; PROXY_CPUS / LOAD_CPUS override the CPU lists),
 # WORKERS [CPUs the proxies may use] threads of each proxy, TARGETS [direct haproxy nginx zoneward
 # (baseline)], ZONEWARD_BIN [.build/release/zoneward], BASE_PORT [19400], KEEP_WORK [0] (1: keep logs),
-# FORWARDING [1].
+# FORWARDING [1], SYSCALLS [0].
+#
+# SYSCALLS=1: each target's system calls during each run, by name, are also counted with perf's syscall
+# tracepoints (`perf stat -e 'syscalls:sys_enter_*'`, attached to the target's processes: no ptrace, the
+# target runs at full speed) and printed per request after the table, summed over the rounds: epoll_wait,
+# epoll_ctl, timerfd_settime and futex as well as the reads and writes that `rw/req` sees.
 #
 # FORWARDING=1: HAProxy and nginx also set X-Forwarded-For (replacing the client's), X-Forwarded-Proto and
 # Forwarded on each request, as Zoneward always does, so every proxy does the same work. FORWARDING=0:
@@ -65,6 +70,7 @@ ZONEWARD_BIN=${ZONEWARD_BIN:-$ROOT/.build/release/zoneward}
 BASELINE_BIN=${BASELINE_BIN:-}
 KEEP_WORK=${KEEP_WORK:-0}
 FORWARDING=${FORWARDING:-1}
+SYSCALLS=${SYSCALLS:-0}
 HOST=127.0.0.1
 PATH=$PATH:/usr/sbin:/sbin
 
@@ -300,6 +306,29 @@ cpu_ticks() {
     done
     echo "$total $system $calls"
 }
+# group_pids NAME: the pids of NAME's process group, comma-separated (for perf stat -p).
+group_pids() {
+    local name=$1
+    [ "$name" = direct ] && name=backend1
+    local pidvar="PID_${name//-/_}"
+    local group=${!pidvar} pids="" stat rest fields
+    for stat in /proc/[0-9]*/stat; do
+        { read -r rest <"$stat"; } 2>/dev/null || continue
+        read -ra fields <<<"${rest##*) }"
+        [ "${fields[2]:-}" = "$group" ] || continue
+        pids="${pids:+$pids,}$(basename "${stat%/stat}")"
+    done
+    echo "$pids"
+}
+# The system calls SYSCALLS=1 counts: every one a proxy makes per request on these paths.
+SYSCALL_NAMES="read readv recvfrom recvmsg write writev sendto sendmsg epoll_wait epoll_pwait epoll_ctl
+    timerfd_settime eventfd2 futex accept4 close setsockopt getsockopt ioctl fcntl splice clock_gettime"
+if [ "$SYSCALLS" = 1 ]; then
+    command -v perf >/dev/null || fail "SYSCALLS=1 needs perf (Debian's linux-perf)"
+    SYSCALL_EVENTS=raw_syscalls:sys_enter
+    for name in $SYSCALL_NAMES; do SYSCALL_EVENTS+=",syscalls:sys_enter_$name"; done
+    perf stat -e "$SYSCALL_EVENTS" true >/dev/null 2>&1 || fail "SYSCALLS=1: perf cannot read syscall tracepoints here"
+fi
 CLOCK_HZ=$(getconf CLK_TCK)
 # per_request COUNT SCALE: COUNT × SCALE per completed request (done_requests), two decimals.
 per_request() {
@@ -331,7 +360,15 @@ for ((round = 0; round < ROUNDS; round++)); do
         target=${targets[$(((k + round) % count))]}
         out="$WORK/run$round-$target.txt"
         read -r ticks_before sys_before calls_before <<<"$(cpu_ticks "$target")"
+        if [ "$SYSCALLS" = 1 ]; then
+            perf stat -x, -e "$SYSCALL_EVENTS" -p "$(group_pids "$target")" -o "$out.perf" &
+            PERF_PID=$!
+        fi
         load_run "$target" "$DURATION" "$out" || fail "load against $target failed: $(tail -3 "$out")"
+        if [ "$SYSCALLS" = 1 ]; then
+            kill -INT "$PERF_PID" 2>/dev/null
+            wait "$PERF_PID" 2>/dev/null
+        fi
         read -r ticks_after sys_after calls_after <<<"$(cpu_ticks "$target")"
         ticks=$((ticks_after - ticks_before))
         sys_ticks=$((sys_after - sys_before))
@@ -358,6 +395,10 @@ for ((round = 0; round < ROUNDS; round++)); do
         rw=$(per_request "$calls" 1)
         [ -n "$rps" ] || fail "no result from wrk against $target: $(cat "$out")"
         echo "$target,$rps,$p50,$p99,$errors,$cpu,$sys,$rw" >>"$RESULTS"
+        # "count,,event,…" per event: summed per target over the rounds, with the requests they served.
+        [ "$SYSCALLS" = 1 ] && awk -F, -v t="$target" -v n="$done_requests" \
+            '$3 ~ /^(raw_)?syscalls:sys_enter/ { e = $3; sub(/.*sys_enter_?/, "", e); if (e == "") e = "all"; print t "," e "," ($1 + 0) "," n }' \
+            "$out.perf" >>"$WORK/syscalls.csv"
         printf '#   round %d  %-9s %10s req/s  p50 %7s ms  p99 %7s ms  cpu %6s us/req (sys %s)  rw %s/req  errors %s\n' \
             $((round + 1)) "$target" "$rps" "$p50" "$p99" "$cpu" "$sys" "$rw" "$errors"
         for pid in "${STARTED[@]}"; do kill -0 "$pid" 2>/dev/null || fail "a server (pid $pid) died during the run"; done
@@ -392,3 +433,25 @@ END {
             dr, errors[t], C[t], cr, S[t], W[t]
     }
 }' "$RESULTS"
+
+if [ "$SYSCALLS" = 1 ] && [ -s "$WORK/syscalls.csv" ]; then
+    # Per request, over every round: each counted call that any target made at least 0.01 times a request.
+    awk -F, -v order="${targets[*]}" '
+    { count[$1 "," $2] += $3; if (!seen[$1 "," $2]++) names[$2] = 1 }
+    $2 == "all" { served[$1] += $4 }
+    END {
+        n = split(order, t, " ")
+        printf "\nsystem calls per request (perf syscall tracepoints, all rounds)\n%-16s", "call"
+        for (i = 1; i <= n; i++) printf " %10s", t[i]
+        printf "\n"
+        for (e in names) {
+            keep = 0
+            for (i = 1; i <= n; i++) if (served[t[i]] > 0 && count[t[i] "," e] / served[t[i]] >= 0.01) keep = 1
+            if (!keep) continue
+            printf "%-16s", e
+            # (Parenthesised: a bare ">" in printf'\''s arguments is a redirection to awk.)
+            for (i = 1; i <= n; i++) printf " %10s", (served[t[i]] > 0 ? sprintf("%.3f", count[t[i] "," e] / served[t[i]]) : "-")
+            printf "\n"
+        }
+    }' "$WORK/syscalls.csv" | { read -r; echo "$REPLY"; read -r; echo "$REPLY"; read -r; echo "$REPLY"; sort -k1,1; }
+fi
