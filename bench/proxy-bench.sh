@@ -394,7 +394,7 @@ for ((round = 0; round < ROUNDS; round++)); do
         sys=$(per_request "$sys_ticks" "$((1000000 / CLOCK_HZ))")
         rw=$(per_request "$calls" 1)
         [ -n "$rps" ] || fail "no result from wrk against $target: $(cat "$out")"
-        echo "$target,$rps,$p50,$p99,$errors,$cpu,$sys,$rw" >>"$RESULTS"
+        echo "$target,$rps,$p50,$p99,$errors,$cpu,$sys,$rw,$round" >>"$RESULTS"
         # "count,,event,…" per event: summed per target over the rounds, with the requests they served.
         [ "$SYSCALLS" = 1 ] && awk -F, -v t="$target" -v n="$done_requests" \
             '$3 ~ /^(raw_)?syscalls:sys_enter/ { e = $3; sub(/.*sys_enter_?/, "", e); if (e == "") e = "all"; print t "," e "," ($1 + 0) "," n }' \
@@ -431,6 +431,48 @@ END {
         cr = ("haproxy" in C && C["haproxy"] > 0) ? sprintf("%.3f", C[t] / C["haproxy"]) : "-"
         printf "%-10s %10.0f %9.3f %9.3f %12s %12s %12s %7d %11.2f %12s %11.2f %7.2f\n", t, R[t], P50[t], P99[t], hr, hp,
             dr, errors[t], C[t], cr, S[t], W[t]
+    }
+}' "$RESULTS"
+
+# Each target against HAProxy in the same round (a minute apart at most, so a slow spell on a shared machine
+# weighs on both): the median of the per-round ratios, with a distribution-free 95% confidence interval for
+# it (order statistics of the ratios: with n rounds, the k-th smallest and largest, k the largest for which
+# P(Binomial(n, 1/2) < k) <= 2.5%; none below 6 rounds).
+[ "$ROUNDS" -ge 2 ] && awk -F, -v order="${targets[*]}" '
+function sort(v, n,   i, j, t) {
+    for (i = 2; i <= n; i++) { t = v[i]; for (j = i - 1; j >= 1 && v[j] > t; j--) v[j + 1] = v[j]; v[j + 1] = t }
+}
+function median(v, n) { return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2 }
+# The rank k of the interval: the largest k with P(X < k) <= 0.025, X ~ Binomial(n, 1/2); 0 when none.
+function rank(n,   k, p, cumulative, term) {
+    cumulative = 0; term = 0.5 ^ n; k = 0
+    while (cumulative + term <= 0.025) { cumulative += term; k++; term = term * (n - k + 1) / k }
+    return k
+}
+function interval(v, n,   k) {
+    k = rank(n)
+    return k > 0 ? sprintf("%.3f-%.3f", v[k], v[n + 1 - k]) : "-"
+}
+{ rps[$1, $9] = $2; p99[$1, $9] = $4; cpu[$1, $9] = $6; rounds[$9] = 1 }
+END {
+    n = split(order, names, " ")
+    printf "\nper-round ratios to haproxy (median, 95%% interval of the median)\n"
+    printf "%-10s %7s  %-20s %-20s %-20s\n", "target", "rounds", "req/s", "p99", "cpu/req"
+    for (i = 1; i <= n; i++) {
+        t = names[i]
+        if (t == "haproxy") continue
+        m = 0
+        for (r in rounds) {
+            if (!((t, r) in rps) || !(("haproxy", r) in rps) || rps["haproxy", r] <= 0) continue
+            m++
+            a[m] = rps[t, r] / rps["haproxy", r]
+            b[m] = p99["haproxy", r] > 0 ? p99[t, r] / p99["haproxy", r] : 0
+            c[m] = cpu["haproxy", r] > 0 ? cpu[t, r] / cpu["haproxy", r] : 0
+        }
+        if (m == 0) continue
+        sort(a, m); sort(b, m); sort(c, m)
+        printf "%-10s %7d  %6.3f %-13s %6.3f %-13s %6.3f %-13s\n", t, m, median(a, m), interval(a, m), median(b, m),
+            interval(b, m), median(c, m), interval(c, m)
     }
 }' "$RESULTS"
 
