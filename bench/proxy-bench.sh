@@ -34,6 +34,10 @@
 # (baseline)], ZONEWARD_BIN [.build/release/zoneward], BASE_PORT [19400], KEEP_WORK [0] (1: keep logs),
 # FORWARDING [1], SYSCALLS [0].
 #
+# With ROUNDS of 2 or more, a second table pairs each target with HAProxy round by round and prints the
+# median of the per-round ratios (requests/s, p99, CPU time), with a 95% interval from 6 rounds up: on a
+# shared machine, many short rounds (ROUNDS=15 DURATION=5) say more than a few long ones.
+#
 # SYSCALLS=1: each target's system calls during each run, by name, are also counted with perf's syscall
 # tracepoints (`perf stat -e 'syscalls:sys_enter_*'`, attached to the target's processes: no ptrace, the
 # target runs at full speed) and printed per request after the table, summed over the rounds: epoll_wait,
