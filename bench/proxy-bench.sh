@@ -38,10 +38,13 @@
 # median of the per-round ratios (requests/s, p99, CPU time), with a 95% interval from 6 rounds up: on a
 # shared machine, many short rounds (ROUNDS=15 DURATION=5) say more than a few long ones.
 #
-# SYSCALLS=1: each target's system calls during each run, by name, are also counted with perf's syscall
-# tracepoints (`perf stat -e 'syscalls:sys_enter_*'`, attached to the target's processes: no ptrace, the
-# target runs at full speed) and printed per request after the table, summed over the rounds: epoll_wait,
-# epoll_ctl, timerfd_settime and futex as well as the reads and writes that `rw/req` sees.
+# SYSCALLS=1: each target's system calls during each run are also counted with perf's syscall tracepoints
+# (`perf stat -e raw_syscalls:sys_enter,syscalls:sys_enter_NAME,… -p <the target's pids>`): all of them
+# ("all"), and by name a fixed list (SYSCALL_NAMES: the reads and writes `rw/req` sees, recv and send,
+# epoll_wait, epoll_ctl, timerfd_settime, futex, …), printed per request after the table, summed over the
+# rounds. Far cheaper than ptrace, but not free: while counting, each call takes the kernel's slower
+# traced path, so CPU figures from a SYSCALLS=1 run are a little higher, the more so the more calls a
+# target makes.
 #
 # FORWARDING=1: HAProxy and nginx also set X-Forwarded-For (replacing the client's), X-Forwarded-Proto and
 # Forwarded on each request, as Zoneward always does, so every proxy does the same work. FORWARDING=0:
@@ -365,12 +368,25 @@ for ((round = 0; round < ROUNDS; round++)); do
         out="$WORK/run$round-$target.txt"
         read -r ticks_before sys_before calls_before <<<"$(cpu_ticks "$target")"
         if [ "$SYSCALLS" = 1 ]; then
-            perf stat -x, -e "$SYSCALL_EVENTS" -p "$(group_pids "$target")" -o "$out.perf" &
+            pids=$(group_pids "$target")
+            [ -n "$pids" ] || fail "SYSCALLS=1: no processes found for $target"
+            perf stat -x, -e "$SYSCALL_EVENTS" -p "$pids" -o "$out.perf" &
             PERF_PID=$!
+            # Attached before the load starts (perf opens its events in well under this), so the calls
+            # counted and the requests served cover the same time.
+            sleep 0.5
         fi
         load_run "$target" "$DURATION" "$out" || fail "load against $target failed: $(tail -3 "$out")"
         if [ "$SYSCALLS" = 1 ]; then
-            kill -INT "$PERF_PID" 2>/dev/null
+            # SIGINT makes perf print its counts and exit; one sent before perf set its handler up would
+            # be lost (a background job starts with SIGINT ignored), so it is sent until perf is gone, and
+            # after 10 s perf is killed (that round then counts no calls).
+            for _ in $(seq 100); do
+                kill -INT "$PERF_PID" 2>/dev/null || break
+                sleep 0.1
+                kill -0 "$PERF_PID" 2>/dev/null || break
+            done
+            kill -KILL "$PERF_PID" 2>/dev/null
             wait "$PERF_PID" 2>/dev/null
         fi
         read -r ticks_after sys_after calls_after <<<"$(cpu_ticks "$target")"
@@ -457,6 +473,9 @@ function interval(v, n,   k) {
     k = rank(n)
     return k > 0 ? sprintf("%.3f-%.3f", v[k], v[n + 1 - k]) : "-"
 }
+# A positive number, not "nan" (which awk takes for a number) or an empty field.
+function usable(x) { return x ~ /^[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?$/ && x + 0 > 0 }
+function cell(v, n) { return n > 0 ? sprintf("%6.3f %-13s", median(v, n), interval(v, n)) : sprintf("%6s %-13s", "-", "") }
 { rps[$1, $9] = $2; p99[$1, $9] = $4; cpu[$1, $9] = $6; rounds[$9] = 1 }
 END {
     n = split(order, names, " ")
@@ -465,18 +484,17 @@ END {
     for (i = 1; i <= n; i++) {
         t = names[i]
         if (t == "haproxy") continue
-        m = 0
+        # A round whose figure did not parse ("nan", or none) is left out of that column only.
+        ma = mb = mc = 0
         for (r in rounds) {
-            if (!((t, r) in rps) || !(("haproxy", r) in rps) || rps["haproxy", r] <= 0) continue
-            m++
-            a[m] = rps[t, r] / rps["haproxy", r]
-            b[m] = p99["haproxy", r] > 0 ? p99[t, r] / p99["haproxy", r] : 0
-            c[m] = cpu["haproxy", r] > 0 ? cpu[t, r] / cpu["haproxy", r] : 0
+            if (!((t, r) in rps) || !(("haproxy", r) in rps)) continue
+            if (usable(rps["haproxy", r]) && usable(rps[t, r])) a[++ma] = rps[t, r] / rps["haproxy", r]
+            if (usable(p99["haproxy", r]) && usable(p99[t, r])) b[++mb] = p99[t, r] / p99["haproxy", r]
+            if (usable(cpu["haproxy", r]) && usable(cpu[t, r])) c[++mc] = cpu[t, r] / cpu["haproxy", r]
         }
-        if (m == 0) continue
-        sort(a, m); sort(b, m); sort(c, m)
-        printf "%-10s %7d  %6.3f %-13s %6.3f %-13s %6.3f %-13s\n", t, m, median(a, m), interval(a, m), median(b, m),
-            interval(b, m), median(c, m), interval(c, m)
+        if (ma == 0) continue
+        sort(a, ma); sort(b, mb); sort(c, mc)
+        printf "%-10s %7d  %6.3f %-13s %s %s\n", t, ma, median(a, ma), interval(a, ma), cell(b, mb), cell(c, mc)
     }
 }' "$RESULTS"
 
