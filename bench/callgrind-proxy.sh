@@ -21,7 +21,11 @@
 #
 # Knobs: ZONEWARD_BIN [.build/release/zoneward], DURATION [10], CONNECTIONS [8], BODY_BYTES [64],
 # PROTO [h1], STREAMS [8], OUT [temporary directory, kept: the callgrind file and the full annotation], BASE_PORT [19500],
-# TOP [25] functions listed, SYSCALLS [0], PROXY [zoneward].
+# TOP [25] functions listed, SYSCALLS [0], PROXY [zoneward], CACHE_SIM [0].
+#
+# CACHE_SIM=1 also simulates the caches (callgrind's --cache-sim=yes: first-level instruction and data
+# caches and the last level, sized like this machine's) and prints the misses per request of each: how
+# much memory a request touches beyond its instructions, the part a busy neighbour's cache use makes dear.
 #
 # PROXY=haproxy profiles HAProxy (one thread) instead, configured as bench/proxy-bench.sh configures it
 # (FORWARDING [1] as there: it sets the forwarding fields Zoneward sets), and counts per request what the
@@ -37,6 +41,9 @@ BODY_BYTES=${BODY_BYTES:-64}
 BASE_PORT=${BASE_PORT:-19500}
 TOP=${TOP:-25}
 SYSCALLS=${SYSCALLS:-0}
+CACHE_SIM=${CACHE_SIM:-0}
+VALGRIND_TOOL=(--tool=callgrind)
+[ "$CACHE_SIM" = 1 ] && VALGRIND_TOOL+=(--cache-sim=yes)
 PROTO=${PROTO:-h1}
 STREAMS=${STREAMS:-8}
 PROXY=${PROXY:-zoneward}
@@ -131,7 +138,7 @@ if [ "$PROXY" = haproxy ]; then
         echo "  server b0 $HOST:$BACKEND_PORT$h2_server"
     } >"$OUT/haproxy.cfg"
     haproxy -c -q -f "$OUT/haproxy.cfg" || fail "haproxy refused its configuration"
-    setsid valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out" haproxy -db -f "$OUT/haproxy.cfg" \
+    setsid valgrind "${VALGRIND_TOOL[@]}" --callgrind-out-file="$OUT/callgrind.out" haproxy -db -f "$OUT/haproxy.cfg" \
         >"$OUT/proxy.log" 2>&1 </dev/null &
     PROXY_PID=$!
     STARTED+=($PROXY_PID)
@@ -164,7 +171,7 @@ int sigsuspend(const sigset_t *mask) {
 }
 EOF
 cc -shared -fPIC -O2 -o "$OUT/sigsuspend-copy.so" "$OUT/sigsuspend-copy.c" || fail "cannot build the sigsuspend shim"
-setsid env LD_PRELOAD="$OUT/sigsuspend-copy.so" valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out" \
+setsid env LD_PRELOAD="$OUT/sigsuspend-copy.so" valgrind "${VALGRIND_TOOL[@]}" --callgrind-out-file="$OUT/callgrind.out" \
     "$PROFILED" proxy --config "$OUT/zoneward.yaml" --zone bench-a --workers 1 --log-level warning \
     >"$OUT/proxy.log" 2>&1 </dev/null &
 PROXY_PID=$!
@@ -216,8 +223,10 @@ requests=$((after - before))
 dump=$(ls -t "$OUT"/callgrind.out.* 2>/dev/null | head -1)
 [ -n "$dump" ] || fail "no callgrind dump in $OUT"
 
-callgrind_annotate --threshold=100 "$dump" 2>/dev/null | "$DEMANGLE" --simplified >"$OUT/exclusive.txt"
-callgrind_annotate --inclusive=yes --threshold=100 "$dump" 2>/dev/null | "$DEMANGLE" --simplified >"$OUT/inclusive.txt"
+# Instructions only (`--show=Ir`), whatever else was simulated: the parsing below reads one column.
+callgrind_annotate --show=Ir --threshold=100 "$dump" 2>/dev/null | "$DEMANGLE" --simplified >"$OUT/exclusive.txt"
+callgrind_annotate --show=Ir --inclusive=yes --threshold=100 "$dump" 2>/dev/null | "$DEMANGLE" --simplified \
+    >"$OUT/inclusive.txt"
 total=$(awk '/PROGRAM TOTALS/ { gsub(/,/, "", $1); print $1 }' "$OUT/exclusive.txt")
 
 load_tool="wrk -c$CONNECTIONS"
@@ -231,6 +240,22 @@ else
     echo "# requests the load generator completed: $requests; instructions: $total"
 fi
 awk -v total="$total" -v n="$requests" 'BEGIN { printf "instructions per request: %.0f\n\n", total / n }'
+if [ "$CACHE_SIM" = 1 ]; then
+    # The simulated misses per request, and the functions with the most last-level data misses.
+    callgrind_annotate --show=I1mr,ILmr,D1mr,D1mw,DLmr,DLmw --sort=DLmr --threshold=100 "$dump" 2>/dev/null |
+        "$DEMANGLE" --simplified >"$OUT/cache.txt"
+    awk -v n="$requests" '
+    /^Events shown:/ { for (i = 3; i <= NF; i++) event[i - 2] = $i; events = NF - 2 }
+    /PROGRAM TOTALS/ {
+        # "13,268,421 (100.0%) 51 (100.0%) …": the counts, without their shares.
+        k = 0
+        for (i = 1; i <= NF && k < events; i++) if ($i ~ /^[0-9,]+$/) { v = $i; gsub(/,/, "", v); count[++k] = v }
+        printf "simulated cache misses per request:"
+        for (i = 1; i <= k; i++) printf "  %s %.1f", event[i], count[i] / n
+        printf "\n(I1/D1: first-level instruction and data caches; IL/DL: last level; r read, w write)\n\n"
+        exit
+    }' "$OUT/cache.txt"
+fi
 
 if [ "$PROXY" = zoneward ]; then
 # (Zoneward's components and entry points; not indented, like the awk programs they hold.)
