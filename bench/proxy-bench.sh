@@ -290,30 +290,8 @@ h2_percentile() {
         i = int(NR * p / 100 + 0.999999); if (i < 1) i = 1; if (i > NR) i = NR
         print v[i] / 1000 }'
 }
-# cpu_ticks NAME: what the processes of NAME's process group (each target runs in its own: nginx's master
-# and workers, the candidate's wrapper and proxy; "direct" is the first backend) used so far: CPU time
-# (user + system) and system time alone, in clock ticks, and their read and write system calls
-# (/proc/PID/io's syscr + syscw: read, recv, readv, write, writev, send…; not epoll_wait).
-cpu_ticks() {
-    local name=$1
-    [ "$name" = direct ] && name=backend1
-    local pidvar="PID_${name//-/_}"
-    local group=${!pidvar}
-    local total=0 system=0 calls=0 stat rest fields key value
-    for stat in /proc/[0-9]*/stat; do
-        { read -r rest <"$stat"; } 2>/dev/null || continue
-        # After the command's closing parenthesis: state ppid pgrp … utime (12th) stime (13th).
-        read -ra fields <<<"${rest##*) }"
-        [ "${fields[2]:-}" = "$group" ] || continue
-        total=$((total + fields[11] + fields[12]))
-        system=$((system + fields[12]))
-        while read -r key value; do
-            case "$key" in syscr: | syscw:) calls=$((calls + value)) ;; esac
-        done 2>/dev/null <"${stat%/stat}/io"
-    done
-    echo "$total $system $calls"
-}
-# group_pids NAME: the pids of NAME's process group, comma-separated (for perf stat -p).
+# group_pids NAME: the pids of NAME's process group (each target runs in its own: nginx's master and
+# workers, the candidate's wrapper and proxy; "direct" is the first backend), space-separated.
 group_pids() {
     local name=$1
     [ "$name" = direct ] && name=backend1
@@ -321,11 +299,30 @@ group_pids() {
     local group=${!pidvar} pids="" stat rest fields
     for stat in /proc/[0-9]*/stat; do
         { read -r rest <"$stat"; } 2>/dev/null || continue
+        # After the command's closing parenthesis: state ppid pgrp …
         read -ra fields <<<"${rest##*) }"
         [ "${fields[2]:-}" = "$group" ] || continue
-        pids="${pids:+$pids,}$(basename "${stat%/stat}")"
+        stat=${stat%/stat}
+        pids="${pids:+$pids }${stat#/proc/}"
     done
     echo "$pids"
+}
+# cpu_ticks NAME: what the processes of NAME's process group used so far: CPU time (user + system) and
+# system time alone, in clock ticks, and their read and write system calls (/proc/PID/io's syscr + syscw:
+# read, readv, write, writev…; not recv, send or epoll_wait).
+cpu_ticks() {
+    local total=0 system=0 calls=0 pid rest fields key value
+    for pid in $(group_pids "$1"); do
+        { read -r rest <"/proc/$pid/stat"; } 2>/dev/null || continue
+        # After the command's closing parenthesis: state ppid pgrp … utime (12th) stime (13th).
+        read -ra fields <<<"${rest##*) }"
+        total=$((total + fields[11] + fields[12]))
+        system=$((system + fields[12]))
+        while read -r key value; do
+            case "$key" in syscr: | syscw:) calls=$((calls + value)) ;; esac
+        done 2>/dev/null <"/proc/$pid/io"
+    done
+    echo "$total $system $calls"
 }
 # The system calls SYSCALLS=1 counts: every one a proxy makes per request on these paths.
 SYSCALL_NAMES="read readv recvfrom recvmsg write writev sendto sendmsg epoll_wait epoll_pwait epoll_ctl
@@ -370,7 +367,7 @@ for ((round = 0; round < ROUNDS; round++)); do
         if [ "$SYSCALLS" = 1 ]; then
             pids=$(group_pids "$target")
             [ -n "$pids" ] || fail "SYSCALLS=1: no processes found for $target"
-            perf stat -x, -e "$SYSCALL_EVENTS" -p "$pids" -o "$out.perf" &
+            perf stat -x, -e "$SYSCALL_EVENTS" -p "${pids// /,}" -o "$out.perf" &
             PERF_PID=$!
             # Attached before the load starts (perf opens its events in well under this), so the calls
             # counted and the requests served cover the same time.

@@ -24,19 +24,42 @@ protocol H2Flushable: AnyObject {
     func flush()
 }
 
-/// The connections to flush when the current read completes, each once, however many of its streams the
-/// read relayed frames to (one NIOHTTP2 flush per connection and read instead of one per stream: 3 per
-/// proxied stream before, in `PROTO=h2 bench/callgrind-proxy.sh`).
+/// The connections to flush when the current read of a connection completes, each once, however many of
+/// its streams the read relayed frames to (one NIOHTTP2 flush per connection and read instead of one per
+/// stream: 3 per proxied stream before, in `PROTO=h2 bench/callgrind-proxy.sh`). Each relay handler keeps
+/// one, and tells it when its connection's reads begin and end.
 ///
 /// A class, not a struct in its handler: a flush runs code that may use the set again while `flushAll` is
 /// running (NIOHTTP2 closing a stream, the stream's end closing a drained upstream connection, whose
 /// `channelInactive` flushes its own set), which would overlap an access to a stored struct.
 final class H2FlushSet {
     private var targets: [any H2Flushable] = []
+    /// A read of the handler's connection is being handled (from its first `channelRead` to its end).
+    private var isReading = false
 
     func insert(_ target: any H2Flushable) {
         for known in targets where known === target { return }
         targets.append(target)
+    }
+
+    /// A read of the connection began: `flushAfterRead` holds flushes back until it ends.
+    func readBegan() {
+        isReading = true
+    }
+
+    /// Flushes `target` when the read in progress ends, with the other connections that read wrote to;
+    /// false when no read is in progress (the caller flushes now).
+    func flushAfterRead(_ target: any H2Flushable) -> Bool {
+        guard isReading else { return false }
+        insert(target)
+        return true
+    }
+
+    /// The read ended (or the connection closed during it): over before the flushes, so that a stream
+    /// opened while they run (a retry) flushes its own; then each connection is flushed once.
+    func readEnded() {
+        isReading = false
+        flushAll()
     }
 
     /// Flushes each connection once, and what flushing them inserted, until none is left.
@@ -183,8 +206,6 @@ final class H2ClientStreamsHandler: ChannelInboundHandler {
     private var lastStreamID = HTTP2StreamID(0)
     /// Streams that got frames in the current read.
     private var touched: [H2ClientStream] = []
-    /// A read of the connection is being handled (from its first `channelRead` to `channelReadComplete`).
-    private var isInRead = false
     /// The upstream connections the streams of this read wrote to, flushed once each when it completes.
     private let flushes = H2FlushSet()
     /// Malformed header blocks in the current window, and when it began.
@@ -258,10 +279,9 @@ final class H2ClientStreamsHandler: ChannelInboundHandler {
     /// A read that closed the connection gets no `channelReadComplete`: the streams it touched (which hold
     /// this handler) must not stay listed here.
     private func forgetTouched() {
-        isInRead = false
         for stream in touched { stream.touched = false }
         touched.removeAll()
-        flushes.flushAll()
+        flushes.readEnded()
     }
 
     // MARK: Inbound
@@ -269,7 +289,7 @@ final class H2ClientStreamsHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         framesRead &+= 1
-        isInRead = true
+        flushes.readBegan()
         // Connection frames (SETTINGS, PING, GOAWAY, WINDOW_UPDATE) are NIOHTTP2's business, but for the
         // ACK of the graceful shutdown's PING.
         guard frame.streamID != .rootStream else {
@@ -351,9 +371,7 @@ final class H2ClientStreamsHandler: ChannelInboundHandler {
                 stream.owner?.clientReadComplete(into: flushes)
             }
         }
-        // Over before the flushes: a stream opened while they run (a retry) flushes its own.
-        isInRead = false
-        flushes.flushAll()
+        flushes.readEnded()
         context.fireChannelReadComplete()
     }
 
@@ -593,9 +611,7 @@ final class H2ClientStreamsHandler: ChannelInboundHandler {
 
     /// Flushes `target` when this connection's read in progress completes; false when none is.
     fileprivate func flushAfterRead(_ target: any H2Flushable) -> Bool {
-        guard isInRead else { return false }
-        flushes.insert(target)
-        return true
+        flushes.flushAfterRead(target)
     }
 
     private func write(_ frame: HTTP2Frame) {

@@ -125,15 +125,12 @@ enum H2Headers {
     )
         -> HPACKHeaders
     {
-        requestForUpstream(
-            headers,
-            forwarding: Forwarding(clientAddress: clientAddress, scheme: scheme, trusted: trusted)
-        )
-    }
-
-    static func requestForUpstream(_ headers: HPACKHeaders, forwarding: Forwarding) -> HPACKHeaders {
         var facts = RequestFacts()
-        return requestForUpstream(headers, forwarding: forwarding, facts: &facts)
+        return requestForUpstream(
+            headers,
+            forwarding: Forwarding(clientAddress: clientAddress, scheme: scheme, trusted: trusted),
+            facts: &facts
+        )
     }
 
     /// What the relay needs to know of a request head, read in the pass that builds its upstream block
@@ -162,7 +159,7 @@ enum H2Headers {
         }
     }
 
-    /// As `requestForUpstream(_:forwarding:)`, and what `facts` holds of the request.
+    /// As `requestForUpstream(_:clientAddress:scheme:trusted:)`, and what `facts` holds of the request.
     static func requestForUpstream(
         _ headers: HPACKHeaders,
         forwarding: Forwarding,

@@ -90,8 +90,6 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler, H2Flushable {
     private var nextStreamID = 1
     /// Streams that got frames in the current read.
     private var touched: [H2UpstreamStream] = []
-    /// A read from the endpoint is being handled: frames written now are flushed when it completes.
-    private var inRead = false
     /// The connections written to during this read (client connections its streams wrote to, and this one),
     /// flushed once each when it completes.
     private let flushes = H2FlushSet()
@@ -144,18 +142,15 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler, H2Flushable {
     /// A read that closed the connection gets no `channelReadComplete`: the streams it touched (which hold
     /// this handler) must not stay listed here.
     private func forgetTouched() {
-        inRead = false
         for stream in touched { stream.touched = false }
         touched.removeAll()
-        flushes.flushAll()
+        flushes.readEnded()
     }
 
     /// Flushes `target` once the read in progress completes (with every other connection its streams wrote
     /// to); false when no read is in progress (the caller flushes now).
     func flushAfterRead(_ target: any H2Flushable) -> Bool {
-        guard inRead else { return false }
-        flushes.insert(target)
-        return true
+        flushes.flushAfterRead(target)
     }
 
     // MARK: Streams
@@ -234,11 +229,7 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler, H2Flushable {
     /// Flushes what was written: when the current read completes, or now outside a read (a window given back
     /// because the client stream drained must not wait for the endpoint, which waits for it).
     private func flushSoon() {
-        if inRead {
-            flushes.insert(self)
-        } else {
-            context?.flush()
-        }
+        if !flushes.flushAfterRead(self) { context?.flush() }
     }
 
     /// The stream is over here: forgotten, its slot given back (once: only an open stream is forgotten);
@@ -298,7 +289,7 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler, H2Flushable {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
-        inRead = true
+        flushes.readBegan()
         framesRead &+= 1
         guard frame.streamID != .rootStream else {
             connectionFrame(frame.payload)
@@ -387,7 +378,6 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler, H2Flushable {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        inRead = false
         if !touched.isEmpty {
             let flushed = touched
             touched.removeAll(keepingCapacity: true)
@@ -396,7 +386,7 @@ final class H2UpstreamConnectionHandler: ChannelInboundHandler, H2Flushable {
                 if let target = stream.owner?.clientFlushTarget { flushes.insert(target) }
             }
         }
-        flushes.flushAll()
+        flushes.readEnded()
         context.fireChannelReadComplete()
     }
 
